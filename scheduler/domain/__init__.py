@@ -1,0 +1,49 @@
+"""The domain: pure Python (and numpy) objects of the scheduler, no solver or transport."""
+
+from scheduler.domain.cluster import CapacityError, Cluster
+from scheduler.domain.energy import SiteRates, attributed_watts, dynamic_watts, node_it_watts, site_costs
+from scheduler.domain.errors import ScenarioError, ValidationError
+from scheduler.domain.resources import GPU_MILLIS, Resources
+from scheduler.domain.scenario import DEFAULT_SCENARIO, Pool, Scenario, Site, load_scenario, parse_scenario
+from scheduler.domain.workload import (
+    Cost,
+    Explanation,
+    Reason,
+    ReplicaPlacement,
+    SiteVerdict,
+    Topology,
+    Workload,
+    WorkloadKind,
+    WorkloadSpec,
+    WorkloadState,
+)
+
+__all__ = [
+    "DEFAULT_SCENARIO",
+    "GPU_MILLIS",
+    "CapacityError",
+    "Cluster",
+    "Cost",
+    "Explanation",
+    "Pool",
+    "Reason",
+    "ReplicaPlacement",
+    "Resources",
+    "Scenario",
+    "ScenarioError",
+    "Site",
+    "SiteRates",
+    "SiteVerdict",
+    "Topology",
+    "ValidationError",
+    "Workload",
+    "WorkloadKind",
+    "WorkloadSpec",
+    "WorkloadState",
+    "attributed_watts",
+    "dynamic_watts",
+    "load_scenario",
+    "node_it_watts",
+    "parse_scenario",
+    "site_costs",
+]

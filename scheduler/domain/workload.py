@@ -1,0 +1,188 @@
+"""Workloads: what a tenant asks for (``WorkloadSpec``) and what became of it (``Workload``)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from scheduler.domain.errors import ValidationError
+from scheduler.domain.resources import Resources
+from scheduler.domain.scenario import Scenario
+
+MAX_REPLICAS = 10_000
+MAX_NAME = 253
+MAX_LABELS = 64
+
+
+class WorkloadKind(enum.IntEnum):
+    UNSPECIFIED = 0
+    SERVICE = 1
+    BATCH = 2
+
+
+class Topology(enum.IntEnum):
+    UNSPECIFIED = 0
+    GANG = 1  # all replicas in one site, all or nothing
+    SPREAD = 2  # replicas in at least min_sites distinct sites
+
+
+class WorkloadState(enum.IntEnum):
+    UNSPECIFIED = 0
+    PENDING = 1
+    PLACED = 2
+    UNSCHEDULABLE = 3
+    CANCELLED = 4
+    COMPLETED = 5
+    PREEMPTED = 6
+
+    @property
+    def is_final(self) -> bool:
+        return self in (WorkloadState.UNSCHEDULABLE, WorkloadState.CANCELLED, WorkloadState.COMPLETED)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    tenant: str
+    name: str = ""
+    resources: Resources = field(default_factory=Resources)  # per replica
+    replicas: int = 1  # 0 means 1
+    origin: str = ""
+    max_latency_ms: float = 0.0  # 0 = no SLO
+    priority: int = 0  # higher wins
+    kind: WorkloadKind = WorkloadKind.UNSPECIFIED
+    duration_s: int = 0
+    deadline: datetime | None = None
+    allowed_sites: tuple[str, ...] = ()  # empty = any
+    topology: Topology = Topology.UNSPECIFIED
+    min_sites: int = 0
+    gpu_models: tuple[str, ...] = ()  # empty = any
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def replica_count(self) -> int:
+        return self.replicas or 1
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == WorkloadKind.SERVICE
+
+    def validate(self, scenario: Scenario | None = None, field_prefix: str = "") -> WorkloadSpec:
+        """Check every rule of API.md; raises ValidationError with the field path."""
+        p = f"{field_prefix}." if field_prefix else ""
+        if not self.tenant:
+            raise ValidationError(f"{p}tenant", "must not be empty")
+        for name, value in (("tenant", self.tenant), ("name", self.name)):
+            if len(value) > MAX_NAME:
+                raise ValidationError(f"{p}{name}", f"must be at most {MAX_NAME} characters (got {len(value)})")
+        self.resources.validate_request(f"{p}resources")
+        if not 0 <= self.replicas <= MAX_REPLICAS:
+            raise ValidationError(f"{p}replicas", f"must be 0..{MAX_REPLICAS} (got {self.replicas})")
+        if not math.isfinite(self.max_latency_ms) or self.max_latency_ms < 0:
+            raise ValidationError(f"{p}max_latency_ms", f"must be finite and >= 0 (got {self.max_latency_ms})")
+        if self.duration_s < 0:
+            raise ValidationError(f"{p}duration_s", f"must be >= 0 (got {self.duration_s})")
+        if self.kind not in WorkloadKind.__members__.values():
+            raise ValidationError(f"{p}kind", f"unknown kind {self.kind}")
+        if self.topology not in Topology.__members__.values():
+            raise ValidationError(f"{p}topology", f"unknown topology {self.topology}")
+        if self.topology == Topology.SPREAD:
+            if not 2 <= self.min_sites <= self.replica_count:
+                raise ValidationError(
+                    f"{p}min_sites",
+                    f"SPREAD needs 2 <= min_sites <= replicas (got min_sites={self.min_sites}, "
+                    f"replicas={self.replica_count})",
+                )
+        elif self.min_sites < 0:
+            raise ValidationError(f"{p}min_sites", f"must be >= 0 (got {self.min_sites})")
+        if len(self.labels) > MAX_LABELS:
+            raise ValidationError(f"{p}labels", f"at most {MAX_LABELS} labels (got {len(self.labels)})")
+        for k, v in self.labels.items():
+            if not k or len(k) > MAX_NAME:
+                raise ValidationError(f"{p}labels[{k[:40]!r}]", f"key must be 1..{MAX_NAME} characters")
+            if len(v) > MAX_NAME:
+                raise ValidationError(f"{p}labels[{k[:40]!r}]", f"value must be at most {MAX_NAME} characters")
+        for i, m in enumerate(self.gpu_models):
+            if not m or len(m) > MAX_NAME:
+                raise ValidationError(f"{p}gpu_models[{i}]", f"must be 1..{MAX_NAME} characters")
+        if scenario is not None:
+            if self.origin and self.origin not in scenario.origins:
+                raise ValidationError(
+                    f"{p}origin", f"unknown origin {self.origin!r} (known: {', '.join(scenario.origins)})"
+                )
+            if self.max_latency_ms > 0 and not self.origin:
+                raise ValidationError(f"{p}origin", "required when max_latency_ms is set")
+            for i, s in enumerate(self.allowed_sites):
+                if s not in scenario.site_names:
+                    raise ValidationError(
+                        f"{p}allowed_sites[{i}]",
+                        f"unknown site {s!r} (known: {', '.join(scenario.site_names)})",
+                    )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPlacement:
+    replica: int
+    site: str
+    node: str
+    latency_ms: float = 0.0
+    gpu_indices: tuple[int, ...] = ()  # physical GPUs of the node this replica holds
+    start_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Per hour, for a whole workload or a site."""
+
+    energy_cny_per_hour: float = 0.0
+    carbon_kg_per_hour: float = 0.0
+    power_watts: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.energy_cny_per_hour + other.energy_cny_per_hour,
+            self.carbon_kg_per_hour + other.carbon_kg_per_hour,
+            self.power_watts + other.power_watts,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A machine-readable reason: ``code`` is one of slo, residency, gpu_model, capacity,
+    priority, gang, spread, size; ``message`` is for people."""
+
+    code: str
+    message: str
+    site: str = ""
+    resource: str = ""  # for capacity: cpu_millis, memory_mib, gpus, gpu_millis
+    requested: float = 0.0
+    largest_free: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SiteVerdict:
+    site: str
+    feasible: bool
+    reasons: tuple[Reason, ...] = ()
+    cost: Cost = field(default_factory=Cost)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    summary: str
+    sites: tuple[SiteVerdict, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    id: str
+    spec: WorkloadSpec
+    state: WorkloadState = WorkloadState.PENDING
+    placements: tuple[ReplicaPlacement, ...] = ()
+    reason: str = ""
+    created_at: datetime | None = None
+    placed_at: datetime | None = None
+    cost: Cost = field(default_factory=Cost)

@@ -1,0 +1,130 @@
+"""The objective in CNY per hour, recomputed from a placement alone.
+
+objective = energy + priced carbon + latency weight of services + headroom penalty
+            + penalty of every unplaced workload
+
+Every policy's result is scored by this one function, so the numbers compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler.domain import (
+    Cluster,
+    Cost,
+    ReplicaPlacement,
+    SiteRates,
+    WorkloadSpec,
+    attributed_watts,
+    node_it_watts,
+)
+from scheduler.solver.problem import Problem, SolverParams
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    energy_cny_per_hour: float
+    carbon_kg_per_hour: float
+    carbon_cny_per_hour: float
+    latency_cny_per_hour: float
+    headroom_cny_per_hour: float
+    unplaced_cny_per_hour: float
+    power_watts: float
+
+    @property
+    def objective(self) -> float:
+        return (
+            self.energy_cny_per_hour
+            + self.carbon_cny_per_hour
+            + self.latency_cny_per_hour
+            + self.headroom_cny_per_hour
+            + self.unplaced_cny_per_hour
+        )
+
+
+def carbon_price(problem: Problem, params: SolverParams) -> float:
+    if params.carbon_price_cny_per_tonne is not None:
+        return params.carbon_price_cny_per_tonne
+    return problem.scenario.carbon_price_cny_per_tonne
+
+
+def site_rates(problem: Problem) -> dict[str, SiteRates]:
+    return {s.name: SiteRates.of(s, problem.hour, problem.month) for s in problem.scenario.sites}
+
+
+def unplaced_penalties(problem: Problem, params: SolverParams) -> dict[str, float]:
+    """CNY/h for leaving each workload of the problem unplaced: per replica, times
+    ``priority_factor`` per rank of its priority among the problem's distinct priorities."""
+    ranks = {p: i for i, p in enumerate(sorted({w.spec.priority for w in problem.workloads}))}
+    return {
+        w.id: params.unplaced_cny_per_replica_hour
+        * w.spec.replica_count
+        * params.priority_factor ** ranks[w.spec.priority]
+        for w in problem.workloads
+    }
+
+
+def apply_placements(
+    cluster: Cluster, problem: Problem, placements: Mapping[str, tuple[ReplicaPlacement, ...]]
+) -> Cluster:
+    """A copy of ``cluster`` with the placements allocated; raises CapacityError if any node or
+    GPU would go over capacity."""
+    out = cluster.copy()
+    specs = {w.id: w.spec for w in problem.workloads}
+    for wid, reps in placements.items():
+        r = specs[wid].resources
+        for rp in reps:
+            out.allocate(out.index[rp.node], r, rp.gpu_indices)
+    return out
+
+
+def evaluate(
+    problem: Problem, placements: Mapping[str, tuple[ReplicaPlacement, ...]], params: SolverParams
+) -> Breakdown:
+    """Score a placement of ``problem`` from scratch (running work included)."""
+    after = apply_placements(problem.cluster, problem, placements)
+    rates = site_rates(problem)
+    cprice = carbon_price(problem, params)
+    watts = node_it_watts(after)
+    energy = carbon = carbon_cny = power = headroom = 0.0
+    for si, site in enumerate(problem.scenario.sites):
+        on_site = after.node_site == si
+        cost = rates[site.name].cost(float(watts[on_site].sum()))
+        energy += cost.energy_cny_per_hour
+        carbon += cost.carbon_kg_per_hour
+        carbon_cny += cost.carbon_kg_per_hour * cprice / 1000.0
+        power += cost.power_watts
+        headroom += headroom_penalty(after, on_site, params)
+    specs = {w.id: w.spec for w in problem.workloads}
+    latency = sum(
+        params.latency_cny_per_ms_hour * rp.latency_ms
+        for wid, reps in placements.items()
+        if specs[wid].is_service
+        for rp in reps
+    )
+    penalties = unplaced_penalties(problem, params)
+    unplaced = sum(p for wid, p in penalties.items() if wid not in placements)
+    return Breakdown(energy, carbon, carbon_cny, latency, headroom, unplaced, power)
+
+
+def headroom_penalty(cluster: Cluster, on_site: np.ndarray, params: SolverParams) -> float:
+    cap = float(cluster.cap_cpu[on_site].sum()) / 1000.0
+    used = cap - float(cluster.free_cpu[on_site].sum()) / 1000.0
+    return params.headroom_cny_per_core_hour * max(0.0, used - params.headroom_target * cap)
+
+
+def workload_cost(
+    problem: Problem, spec: WorkloadSpec, placements: tuple[ReplicaPlacement, ...], rates: Mapping[str, SiteRates]
+) -> Cost:
+    """What a placed workload costs per hour: the attributed power of each replica (its dynamic
+    power plus its CPU share of the node's idle power) at its site's price and intensity."""
+    total = Cost()
+    cluster = problem.cluster
+    for rp in placements:
+        pool = cluster.pool_of(cluster.index[rp.node])
+        total = total + rates[rp.site].cost(attributed_watts(pool, spec.resources))
+    return total

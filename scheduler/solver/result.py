@@ -1,0 +1,62 @@
+"""Turning node-level decisions into a ``PlacementResult``: costs, objective and reasons."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from scheduler.domain import Cluster, ReplicaPlacement
+from scheduler.solver import explain
+from scheduler.solver.filters import Eligibility
+from scheduler.solver.objective import evaluate, site_rates, workload_cost
+from scheduler.solver.problem import PlacementResult, Problem, SolverParams, SolveStatus
+
+
+def build_result(
+    problem: Problem,
+    params: SolverParams,
+    placements: Mapping[str, tuple[ReplicaPlacement, ...]],
+    eligibility: Mapping[str, Eligibility],
+    after: Cluster,
+    status: SolveStatus,
+    started: float,
+    bound: float | None = None,
+    stats: Mapping[str, float] | None = None,
+) -> PlacementResult:
+    rates = site_rates(problem)
+    specs = {w.id: w.spec for w in problem.workloads}
+    costs = {wid: workload_cost(problem, specs[wid], reps, rates) for wid, reps in placements.items()}
+    # sites where work of higher priority than some unplaced workload was placed this cycle
+    placed_by_priority: dict[int, set[str]] = {}
+    for wid, reps in placements.items():
+        placed_by_priority.setdefault(specs[wid].priority, set()).update(p.site for p in reps)
+    unplaced = {}
+    for w in problem.workloads:
+        if w.id in placements:
+            continue
+        higher = {s for prio, sites in placed_by_priority.items() if prio > w.spec.priority for s in sites}
+        unplaced[w.id] = explain.unplaced(problem, w.id, w.spec, eligibility[w.id], after, higher)
+    breakdown = evaluate(problem, placements, params)
+    objective = breakdown.objective
+    if bound is not None and objective < bound <= objective * (1 + 1e-9) + 1e-9:
+        bound = objective  # rounding noise of the LP, not a wrong bound
+    all_stats = {
+        "energy_cny_per_hour": breakdown.energy_cny_per_hour,
+        "carbon_kg_per_hour": breakdown.carbon_kg_per_hour,
+        "latency_cny_per_hour": breakdown.latency_cny_per_hour,
+        "headroom_cny_per_hour": breakdown.headroom_cny_per_hour,
+        "unplaced_cny_per_hour": breakdown.unplaced_cny_per_hour,
+        "power_watts": breakdown.power_watts,
+    }
+    all_stats.update(stats or {})
+    return PlacementResult(
+        policy=params.policy,
+        status=status if problem.workloads else SolveStatus.EMPTY,
+        placements=dict(placements),
+        unplaced=unplaced,
+        costs=costs,
+        objective=objective,
+        bound=bound,
+        solve_seconds=time.perf_counter() - started,
+        stats=all_stats,
+    )
