@@ -1,0 +1,38 @@
+"""``valley bench SUITE``: each suite module adds one command to this group."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# suite name -> module that defines a click command named ``command``
+SUITES = {
+    "scenario": "benchmarks.scenario",
+    "openb": "benchmarks.openb",
+    "vbp": "benchmarks.vbp",
+    "service": "benchmarks.service",
+}
+
+
+class _Suites(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUITES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = SUITES.get(name)
+        if module is None:
+            return None
+        try:
+            cmd = importlib.import_module(module).command
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            raise click.ClickException(f"suite {name} is not built yet ({module})") from None
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=_Suites)
+def bench() -> None:
+    """Run a benchmark suite against peers, published results or ceilings."""

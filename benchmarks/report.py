@@ -1,0 +1,96 @@
+"""What every suite shares: the JSON envelope, the table, the progress bar and the plot.
+
+JSON: ``{"suite": NAME, "params": {...}, "rows": [...]}``, one row per policy (and size).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def envelope(suite: str, params: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"suite": suite, "params": {**params, "machine": machine()}, "rows": [dict(r) for r in rows]}
+
+
+def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
+    """A progress bar on a terminal (stderr), silent in CI or when piped."""
+    quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
+    yield from tqdm(items, total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain aligned text table of the rows."""
+    if not rows:
+        return "(no rows)"
+    cols = list(columns or rows[0].keys())
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def emit(
+    suite: str,
+    params: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    output: str,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Print the suite's result as a table (with its parameters) or as JSON."""
+    if output == "json":
+        click.echo(json.dumps(envelope(suite, params, rows), indent=2, default=str))
+        return
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    click.echo(f"suite {suite}: {shown}")
+    click.echo(table(rows, columns))
+
+
+def save_plot(fig: Any, path: str | Path) -> None:
+    """Write a matplotlib figure as PNG and say where."""
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    click.echo(f"plot written to {path}", err=True)
+
+
+output_option = click.option(
+    "--output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="table for people, json for machines"
+)
+plot_option = click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="write a PNG figure")
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="random seed (printed with the results)")
