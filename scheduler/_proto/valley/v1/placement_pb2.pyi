@@ -125,7 +125,7 @@ class Cost(_message.Message):
     def __init__(self, energy_cny_per_hour: _Optional[float] = ..., carbon_kg_per_hour: _Optional[float] = ..., power_watts: _Optional[float] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("id", "spec", "state", "placements", "reason", "created_at", "placed_at", "cost", "reason_code", "finished_at")
+    __slots__ = ("id", "spec", "state", "placements", "reason", "created_at", "placed_at", "cost")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -134,8 +134,6 @@ class Workload(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     PLACED_AT_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
-    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
-    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: WorkloadSpec
     state: WorkloadState
@@ -144,9 +142,7 @@ class Workload(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     placed_at: _timestamp_pb2.Timestamp
     cost: Cost
-    reason_code: str
-    finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[WorkloadSpec, _Mapping]] = ..., state: _Optional[_Union[WorkloadState, str]] = ..., placements: _Optional[_Iterable[_Union[ReplicaPlacement, _Mapping]]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., reason_code: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[WorkloadSpec, _Mapping]] = ..., state: _Optional[_Union[WorkloadState, str]] = ..., placements: _Optional[_Iterable[_Union[ReplicaPlacement, _Mapping]]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
 class SubmitWorkloadsRequest(_message.Message):
     __slots__ = ("request_id", "workloads")
