@@ -1,0 +1,434 @@
+"""``valley bench scenario``: the Beijing-Hebei trade-off, every policy on the same instance.
+
+Per size, a Zhongguancun workload mix (``workload_mix``) and the default scenario with its node
+counts scaled (``Scenario.scaled``) so that
+
+- the latency-critical demand (workloads whose SLO only some sites meet: 2 ms, E-Town) fills
+  ``--critical-share`` (0.9) of the CPU nodes of those sites, and
+- the whole demand fills ``--load`` (0.5) of the capacity: CPU-only work of the CPU nodes, GPU
+  work of the GPU nodes (which keep the scenario's proportions between pools),
+
+each measured in the dominant resource (CPU or memory; GPUs too for GPU nodes), so the target
+share is never infeasible in another resource. E-Town is then short of capacity: the critical
+work needs nearly all of it, and everything else should go to Zhangbei.
+
+Every policy solves the same problem; each result is verified by the independent checker
+(``benchmarks.checker``) and scored by ``objective.evaluate`` (the facility energy cost and
+carbon of the whole cluster after placement, per hour).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from benchmarks import report
+from benchmarks.checker import Violation, check_result, count_by_rule
+from benchmarks.workload_mix import SHAPES_FILE, generate_mix, load_shapes
+from scheduler.domain import (
+    DEFAULT_SCENARIO,
+    GPU_MILLIS,
+    Cluster,
+    Resources,
+    Scenario,
+    WorkloadSpec,
+    load_scenario,
+)
+from scheduler.solver import (
+    POLICIES,
+    PendingWorkload,
+    PlacementResult,
+    Problem,
+    SolverParams,
+    solve,
+)
+from scheduler.solver.objective import evaluate
+
+DEFAULT_SIZES = (1000, 10_000, 50_000)
+MONTH = 1  # January: no critical-peak tariff; the hour decides the price
+
+COLUMNS = (
+    "policy",
+    "replicas",
+    "placed",
+    "placed_critical",
+    "slo_violations",
+    "violations",
+    "energy_cny_per_hour",
+    "carbon_kg_per_hour",
+    "energy_vs_kube",
+    "carbon_vs_kube",
+    "mean_service_rtt_ms",
+    "etown_share_of_flexible",
+    "solve_seconds",
+    "objective",
+    "gap",
+    "rss_mib",
+)
+
+
+# --------------------------------------------------------------------------- the instance
+
+
+def is_latency_critical(scenario: Scenario, spec: WorkloadSpec) -> bool:
+    """An SLO that some site of the scenario does not meet (2 ms from Zhongguancun: E-Town only)."""
+    if spec.max_latency_ms <= 0 or not spec.origin:
+        return False
+    return any(s.latency_ms[spec.origin] > spec.max_latency_ms for s in scenario.sites)
+
+
+def _critical_sites(scenario: Scenario, mix: Sequence[PendingWorkload]) -> set[str]:
+    sites: set[str] = set()
+    for w in mix:
+        if is_latency_critical(scenario, w.spec):
+            sites |= {
+                s.name
+                for s in scenario.sites
+                if s.latency_ms[w.spec.origin] <= w.spec.max_latency_ms
+            }
+    return sites
+
+
+def _nodes_needed(demand: Resources, node: Resources, share: float) -> int:
+    """Nodes of shape ``node`` for ``demand`` to fill ``share`` of them in the dominant
+    resource (GPU demand counted in millis)."""
+    ratios = [demand.cpu_millis / node.cpu_millis, demand.memory_mib / node.memory_mib]
+    if node.gpus:
+        ratios.append(demand.gpu_demand_millis / (node.gpus * GPU_MILLIS))
+    return max(1, math.ceil(max(ratios) / share))
+
+
+def _total(specs: Sequence[WorkloadSpec]) -> Resources:
+    total = Resources()
+    for s in specs:
+        total = total + s.resources.scaled(s.replica_count)
+    return total
+
+
+def _split(count: int, weights: Sequence[int]) -> list[int]:
+    """``count`` split in proportion to ``weights`` (largest remainder), at least 1 each."""
+    total = sum(weights)
+    raw = [count * w / total for w in weights]
+    out = [max(1, math.floor(x)) for x in raw]
+    order = sorted(range(len(raw)), key=lambda i: raw[i] - math.floor(raw[i]), reverse=True)
+    for i in order[: max(0, count - sum(out))]:
+        out[i] += 1
+    return out
+
+
+def scaled_scenario(
+    base: Scenario, mix: Sequence[PendingWorkload], load: float, critical_share: float
+) -> Scenario:
+    """``base`` with node counts for ``mix`` (see the module docstring)."""
+    crit_sites = _critical_sites(base, mix)
+    cpu_pools = [p for p in base.pools if not p.node.gpus]
+    gpu_pools = [p for p in base.pools if p.node.gpus]
+    crit_pools = [p for p in cpu_pools if p.site in crit_sites]
+    other_pools = [p for p in cpu_pools if p.site not in crit_sites]
+
+    def mean_node(pools: Sequence[Any]) -> Resources:
+        n = sum(p.count for p in pools)
+        total = Resources()
+        for p in pools:
+            total = total + p.node.scaled(p.count)
+        return Resources(
+            total.cpu_millis // n, total.memory_mib // n, total.gpus // n, total.gpu_millis // n
+        )
+
+    cpu_specs = [w.spec for w in mix if not w.spec.resources.wants_gpu]
+    gpu_specs = [w.spec for w in mix if w.spec.resources.wants_gpu]
+    counts: dict[str, int] = {}
+    n_crit = 0
+    if crit_pools:
+        crit = _total([s for s in cpu_specs if is_latency_critical(base, s)])
+        n_crit = _nodes_needed(crit, mean_node(crit_pools), critical_share)
+        for p, c in zip(crit_pools, _split(n_crit, [p.count for p in crit_pools]), strict=True):
+            counts[p.key] = c
+    if other_pools:
+        n_cpu = _nodes_needed(_total(cpu_specs), mean_node(cpu_pools), load)
+        n_other = max(len(other_pools), n_cpu - n_crit)
+        for p, c in zip(other_pools, _split(n_other, [p.count for p in other_pools]), strict=True):
+            counts[p.key] = c
+    if gpu_pools:
+        n_gpu = _nodes_needed(_total(gpu_specs), mean_node(gpu_pools), load)
+        for p, c in zip(gpu_pools, _split(n_gpu, [p.count for p in gpu_pools]), strict=True):
+            counts[p.key] = c
+    return base.scaled({p.key: counts.get(p.key, p.count) / p.count for p in base.pools})
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def measure(
+    problem: Problem, result: PlacementResult, params: SolverParams, replicas: int
+) -> dict[str, Any]:
+    """One row: the result checked by the independent checker and scored from scratch."""
+    scenario = problem.scenario
+    specs = {w.id: w.spec for w in problem.workloads}
+    violations: list[Violation] = check_result(
+        problem, result, cpu_on_gpu_nodes=params.cpu_on_gpu_nodes
+    )
+    by_rule = count_by_rule(violations)
+    slo = by_rule.pop("slo", 0)
+    scored = evaluate(problem, result.placements, params)
+    placed = placed_critical = flexible = flexible_etown = 0
+    rtt_sum = 0.0
+    service_replicas = 0
+    etown = "etown" if "etown" in scenario.site_names else scenario.sites[0].name
+    for wid, reps in result.placements.items():
+        spec = specs[wid]
+        placed += len(reps)
+        critical = is_latency_critical(scenario, spec)
+        if critical:
+            placed_critical += len(reps)
+        else:
+            flexible += len(reps)
+            flexible_etown += sum(1 for rp in reps if rp.site == etown)
+        if spec.is_service and spec.origin:
+            for rp in reps:
+                rtt_sum += scenario.site(rp.site).latency_ms[spec.origin]
+                service_replicas += 1
+    critical_total = sum(
+        s.replica_count for s in specs.values() if is_latency_critical(scenario, s)
+    )
+    return {
+        "policy": result.policy,
+        "replicas": replicas,
+        "placed": placed,
+        "critical": critical_total,
+        "placed_critical": placed_critical,
+        "workloads": len(specs),
+        "workloads_placed": len(result.placements),
+        "slo_violations": slo,
+        "violations": sum(by_rule.values()),
+        "violation_rules": by_rule,
+        "energy_cny_per_hour": scored.energy_cny_per_hour,
+        "carbon_kg_per_hour": scored.carbon_kg_per_hour,
+        "power_kw": scored.power_watts / 1000.0,
+        "mean_service_rtt_ms": rtt_sum / service_replicas if service_replicas else None,
+        "etown_share_of_flexible": flexible_etown / flexible if flexible else None,
+        "solve_seconds": result.solve_seconds,
+        "objective": result.objective,
+        "objective_recomputed": scored.objective,
+        "bound": result.bound,
+        "gap": result.gap,
+        "status": result.status.value,
+        "rss_mib": round(peak_rss_mib(), 1),
+    }
+
+
+def _compare_with_kube(rows: list[dict[str, Any]]) -> None:
+    """Energy and carbon of each row relative to ``kube`` of the same size (-0.25 = 25% less)."""
+    kube = {r["replicas"]: r for r in rows if r["policy"] == "kube"}
+    for r in rows:
+        k = kube.get(r["replicas"])
+        for col, base in (
+            ("energy_vs_kube", "energy_cny_per_hour"),
+            ("carbon_vs_kube", "carbon_kg_per_hour"),
+        ):
+            r[col] = r[base] / k[base] - 1.0 if k and k[base] > 0 else None
+
+
+def run(
+    sizes: Sequence[int],
+    policies: Sequence[str],
+    *,
+    seed: int = 0,
+    time_limit: float = 1.0,
+    hour: int = 12,
+    load: float = 0.5,
+    critical_share: float = 0.9,
+    shapes_path: str | None = None,
+    scenario: str = DEFAULT_SCENARIO,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every policy on every size; returns the rows and the node counts per size."""
+    base = load_scenario(scenario)
+    shapes = load_shapes(shapes_path)
+    rows: list[dict[str, Any]] = []
+    clusters: dict[str, dict[str, int]] = {}
+    steps = [(n, p) for n in sizes for p in policies]
+    problem: Problem | None = None
+    current = -1
+    for n, policy in report.progress(steps, total=len(steps), desc="scenario"):
+        if n != current:
+            mix = generate_mix(n, seed, shapes)
+            scaled = scaled_scenario(base, mix, load, critical_share)
+            clusters[str(n)] = {p.key: p.count for p in scaled.pools}
+            problem = Problem(scaled, Cluster(scaled), mix, hour=hour, month=MONTH)
+            current = n
+        assert problem is not None
+        params = SolverParams(policy=policy, time_limit_s=time_limit)
+        started = time.perf_counter()
+        result = solve(problem, params, seed=seed)
+        wall = time.perf_counter() - started
+        row = measure(problem, result, params, n)
+        row["wall_seconds"] = wall
+        rows.append(row)
+    _compare_with_kube(rows)
+    return rows, clusters
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["replicas"] for r in rows})
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    metrics = (
+        ("energy_cny_per_hour", "energy, CNY/h"),
+        ("carbon_kg_per_hour", "carbon, kg/h"),
+        ("placed", "replicas placed"),
+        ("placed_critical", "latency-critical replicas placed"),
+    )
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
+    width = 0.8 / max(1, len(policies))
+    for ax, (key, label) in zip(axes, metrics, strict=True):
+        for i, policy in enumerate(policies):
+            values = []
+            for n in sizes:
+                row = next((r for r in rows if r["policy"] == policy and r["replicas"] == n), None)
+                values.append(float(row[key]) if row is not None else 0.0)
+            xs = [j + (i - (len(policies) - 1) / 2) * width for j in range(len(sizes))]
+            ax.bar(xs, values, width, label=policy)
+        ax.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
+        ax.set_xlabel("replicas")
+        ax.set_title(label)
+        if key != "placed" and key != "placed_critical":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("scenario: Beijing-Hebei, every policy on the same instance")
+    report.save_plot(fig, path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- command
+
+
+@click.command("scenario")
+@click.option(
+    "--replicas",
+    "sizes",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="total replicas of one size (repeatable)  [default: 1000, 10000, 50000]",
+)
+@report.seed_option
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="seconds per solve (SolverParams.time_limit_s)",
+)
+@click.option(
+    "--hour", type=click.IntRange(0, 23), default=12, show_default=True, help="local hour"
+)
+@click.option(
+    "--policies",
+    default=",".join(POLICIES),
+    show_default=True,
+    help="comma-separated policies",
+)
+@click.option(
+    "--load",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="demand as a share of capacity",
+)
+@click.option(
+    "--critical-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="latency-critical demand as a share of its sites' CPU nodes",
+)
+@click.option(
+    "--shapes",
+    "shapes_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help=f"request shapes: an openb pod list or a shapes table [default: {SHAPES_FILE.name}]",
+)
+@click.option(
+    "--scenario", default=DEFAULT_SCENARIO, show_default=True, help="scenario name or TOML file"
+)
+@report.output_option
+@report.plot_option
+def command(
+    sizes: tuple[int, ...],
+    seed: int,
+    time_limit: float,
+    hour: int,
+    policies: str,
+    load: float,
+    critical_share: float,
+    shapes_path: str | None,
+    scenario: str,
+    output: str,
+    plot_path: str | None,
+) -> None:
+    """Every policy on generated Zhongguancun mixes with E-Town short of capacity."""
+    chosen = [p.strip() for p in policies.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in POLICIES]
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"unknown policies {unknown} (known: {', '.join(POLICIES)})", param_hint="--policies"
+        )
+    run_sizes = list(sizes) or list(DEFAULT_SIZES)
+    if output != "json":
+        click.echo(
+            f"local hour {hour}:00 (month {MONTH}), seed {seed}, time limit {time_limit} s",
+            err=True,
+        )
+    rows, clusters = run(
+        run_sizes,
+        chosen,
+        seed=seed,
+        time_limit=time_limit,
+        hour=hour,
+        load=load,
+        critical_share=critical_share,
+        shapes_path=shapes_path,
+        scenario=scenario,
+    )
+    params = {
+        "replicas": run_sizes,
+        "policies": chosen,
+        "seed": seed,
+        "time_limit_s": time_limit,
+        "hour": hour,
+        "month": MONTH,
+        "load": load,
+        "critical_share": critical_share,
+        "scenario": scenario,
+        "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
+        "nodes": clusters,
+    }
+    if output == "json":
+        report.emit("scenario", params, rows, output)
+    else:
+        shown = {k: v for k, v in params.items() if k != "nodes"}
+        report.emit("scenario", shown, rows, output, COLUMNS)
+        for n, pools in clusters.items():
+            click.echo(f"nodes at {n} replicas: " + ", ".join(f"{k} {c}" for k, c in pools.items()))
+    if plot_path:
+        plot(rows, plot_path)
