@@ -30,8 +30,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def envelope(suite: str, params: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"suite": suite, "params": {**params, "machine": machine()}, "rows": [dict(r) for r in rows]}
+def envelope(
+    suite: str, params: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "suite": suite,
+        "params": {**params, "machine": machine()},
+        "rows": [dict(r) for r in rows],
+    }
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
@@ -90,7 +96,15 @@ def save_plot(fig: Any, path: str | Path) -> None:
 
 
 output_option = click.option(
-    "--output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="table for people, json for machines"
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for machines",
 )
-plot_option = click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="write a PNG figure")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="random seed (printed with the results)")
+plot_option = click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="write a PNG figure"
+)
+seed_option = click.option(
+    "--seed", type=int, default=0, show_default=True, help="random seed (printed with the results)"
+)

@@ -45,8 +45,16 @@ def test_zhangbei_is_greener_than_etown_every_hour(beijing_hebei):
         (("pue = 1.5", "pue = 'high'"), "sites.near.pue", "must be a number"),
         (("pue = 1.5", "pue = 1.5\npeu = 1.2"), "sites.near.peu", "unknown key"),
         (("count = 2", "count = -2"), "sites.near.pools[0].count", "must be >= 1"),
-        (("latency_ms = { city = 1.0, far = 6.0 }", "latency_ms = { city = 1.0 }"), "sites.near.latency_ms.far", "missing RTT"),
-        (("hours = [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23] } }\ncarbon", "hours = [0,1,2] } }\ncarbon"), "sites.near.price_cny_per_kwh", "hours not covered"),
+        (
+            ("latency_ms = { city = 1.0, far = 6.0 }", "latency_ms = { city = 1.0 }"),
+            "sites.near.latency_ms.far",
+            "missing RTT",
+        ),
+        (
+            ("value = 0.6, hours = [\n    0, 1,", "value = 0.6, hours = [\n    1,"),
+            "sites.near.carbon_kg_per_kwh",
+            "hours not covered by any period: [0]",
+        ),
     ],
 )
 def test_broken_scenario_fails_naming_file_and_key(edit, key, message):

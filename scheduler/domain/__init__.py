@@ -1,10 +1,23 @@
 """The domain: pure Python (and numpy) objects of the scheduler, no solver or transport."""
 
 from scheduler.domain.cluster import CapacityError, Cluster
-from scheduler.domain.energy import SiteRates, attributed_watts, dynamic_watts, node_it_watts, site_costs
+from scheduler.domain.energy import (
+    SiteRates,
+    attributed_watts,
+    dynamic_watts,
+    node_it_watts,
+    site_costs,
+)
 from scheduler.domain.errors import ScenarioError, ValidationError
 from scheduler.domain.resources import GPU_MILLIS, Resources
-from scheduler.domain.scenario import DEFAULT_SCENARIO, Pool, Scenario, Site, load_scenario, parse_scenario
+from scheduler.domain.scenario import (
+    DEFAULT_SCENARIO,
+    Pool,
+    Scenario,
+    Site,
+    load_scenario,
+    parse_scenario,
+)
 from scheduler.domain.workload import (
     Cost,
     Explanation,

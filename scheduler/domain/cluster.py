@@ -38,7 +38,9 @@ class Cluster:
         self.node_names = names
         self.index = {n: i for i, n in enumerate(names)}
         self.node_pool = np.asarray(pool_of, dtype=np.int64)
-        self.node_site = np.asarray([site_index[self.pools[p].site] for p in pool_of], dtype=np.int64)
+        self.node_site = np.asarray(
+            [site_index[self.pools[p].site] for p in pool_of], dtype=np.int64
+        )
         self.cap_cpu = np.asarray([self.pools[p].node.cpu_millis for p in pool_of], dtype=np.int64)
         self.cap_mem = np.asarray([self.pools[p].node.memory_mib for p in pool_of], dtype=np.int64)
         self.n_gpus = np.asarray([self.pools[p].node.gpus for p in pool_of], dtype=np.int64)
@@ -48,7 +50,9 @@ class Cluster:
         # free millis per physical GPU; slots beyond a node's GPU count stay at -1 so that no
         # request (>= 1 milli) ever fits there
         cols = np.arange(max(self.max_gpus, 1))
-        self.gpu_free = np.where(cols[None, :] < self.n_gpus[:, None], GPU_MILLIS, -1).astype(np.int64)
+        self.gpu_free = np.where(cols[None, :] < self.n_gpus[:, None], GPU_MILLIS, -1).astype(
+            np.int64
+        )
         self.replicas_on = np.zeros(len(names), dtype=np.int64)
 
     # ------------------------------------------------------------------ queries
@@ -132,19 +136,27 @@ class Cluster:
         if r.gpu_millis:
             ok = np.flatnonzero(g >= r.gpu_millis)
             if not len(ok):
-                raise CapacityError(f"{self.node_names[node]}: no GPU with {r.gpu_millis} millis free")
+                raise CapacityError(
+                    f"{self.node_names[node]}: no GPU with {r.gpu_millis} millis free"
+                )
             return (int(ok[np.argmin(g[ok])]),)
         return ()
 
-    def allocate(self, node: int, r: Resources, gpu_indices: Iterable[int] | None = None) -> tuple[int, ...]:
+    def allocate(
+        self, node: int, r: Resources, gpu_indices: Iterable[int] | None = None
+    ) -> tuple[int, ...]:
         """Take one replica's resources on ``node``; returns the physical GPUs used."""
         if self.free_cpu[node] < r.cpu_millis or self.free_mem[node] < r.memory_mib:
             raise CapacityError(f"{self.node_names[node]}: not enough cpu or memory free")
-        gpus = self.choose_gpus(node, r) if gpu_indices is None else tuple(int(i) for i in gpu_indices)
+        gpus = (
+            self.choose_gpus(node, r) if gpu_indices is None else tuple(int(i) for i in gpu_indices)
+        )
         share = GPU_MILLIS if r.gpus else r.gpu_millis
         expected = r.gpus if r.gpus else (1 if r.gpu_millis else 0)
         if len(gpus) != expected or len(set(gpus)) != len(gpus):
-            raise CapacityError(f"{self.node_names[node]}: expected {expected} distinct GPU indices")
+            raise CapacityError(
+                f"{self.node_names[node]}: expected {expected} distinct GPU indices"
+            )
         for i in gpus:
             if not 0 <= i < self.n_gpus[node] or self.gpu_free[node, i] < share:
                 raise CapacityError(f"{self.node_names[node]}: GPU {i} has not {share} millis free")

@@ -20,7 +20,9 @@ from scheduler.domain.workload import Cost
 def dynamic_watts(pool: Pool, r: Resources) -> float:
     """IT watts one replica adds to a powered node of ``pool`` (idle power excluded)."""
     cpu_share = r.cpu_millis / pool.node.cpu_millis
-    return (pool.max_watts - pool.idle_watts) * cpu_share + pool.gpu_watts * r.gpu_demand_millis / GPU_MILLIS
+    return (
+        pool.max_watts - pool.idle_watts
+    ) * cpu_share + pool.gpu_watts * r.gpu_demand_millis / GPU_MILLIS
 
 
 def attributed_watts(pool: Pool, r: Resources) -> float:
@@ -49,7 +51,14 @@ class SiteRates:
 
     def money_per_it_watt(self, carbon_price_cny_per_tonne: float) -> float:
         """CNY per hour for one IT watt, energy and priced carbon together."""
-        return self.pue / 1000.0 * (self.price_cny_per_kwh + self.carbon_kg_per_kwh * carbon_price_cny_per_tonne / 1000.0)
+        return (
+            self.pue
+            / 1000.0
+            * (
+                self.price_cny_per_kwh
+                + self.carbon_kg_per_kwh * carbon_price_cny_per_tonne / 1000.0
+            )
+        )
 
 
 def node_it_watts(cluster: Cluster) -> np.ndarray:

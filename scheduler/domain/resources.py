@@ -42,7 +42,9 @@ class Resources:
         )
 
     def scaled(self, k: int) -> Resources:
-        return Resources(self.cpu_millis * k, self.memory_mib * k, self.gpus * k, self.gpu_millis * k)
+        return Resources(
+            self.cpu_millis * k, self.memory_mib * k, self.gpus * k, self.gpu_millis * k
+        )
 
     def validate_request(self, field: str = "resources") -> Resources:
         """Check the rules of a per-replica request; raises ValidationError naming the field."""

@@ -155,7 +155,9 @@ class _Reader:
     def table(self, data: Mapping[str, Any], key: str, prefix: str) -> Mapping[str, Any]:
         value = data.get(key)
         if not isinstance(value, Mapping):
-            raise self.fail(f"{prefix}{key}", "missing table" if value is None else "must be a table")
+            raise self.fail(
+                f"{prefix}{key}", "missing table" if value is None else "must be a table"
+            )
         return value
 
     def number(
@@ -183,7 +185,13 @@ class _Reader:
         return float(value)
 
     def integer(
-        self, data: Mapping[str, Any], key: str, prefix: str, *, low: int = 0, default: int | None = None
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        prefix: str,
+        *,
+        low: int = 0,
+        default: int | None = None,
     ) -> int:
         value = data.get(key, default)
         full = f"{prefix}{key}"
@@ -195,16 +203,22 @@ class _Reader:
             raise self.fail(full, f"must be >= {low} (got {value})")
         return value
 
-    def string(self, data: Mapping[str, Any], key: str, prefix: str, default: str | None = None) -> str:
+    def string(
+        self, data: Mapping[str, Any], key: str, prefix: str, default: str | None = None
+    ) -> str:
         value = data.get(key, default)
         if not isinstance(value, str):
-            raise self.fail(f"{prefix}{key}", "missing value" if value is None else "must be a string")
+            raise self.fail(
+                f"{prefix}{key}", "missing value" if value is None else "must be a string"
+            )
         return value
 
     def unknown(self, data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
         for key in data:
             if key not in allowed:
-                raise self.fail(f"{prefix}{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                raise self.fail(
+                    f"{prefix}{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+                )
 
     def hours(self, data: Mapping[str, Any], key: str, prefix: str) -> tuple[float, ...]:
         """24 hourly values, either a list of 24 numbers or a table of named periods
@@ -216,7 +230,12 @@ class _Reader:
                 raise self.fail(full, f"must have {HOURS} hourly values (got {len(value)})")
             out = []
             for i, v in enumerate(value):
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, int | float)
+                    or not math.isfinite(v)
+                    or v < 0
+                ):
                     raise self.fail(f"{full}[{i}]", f"must be a finite number >= 0 (got {v!r})")
                 out.append(float(v))
             return tuple(out)
@@ -233,7 +252,9 @@ class _Reader:
                     raise self.fail(f"{pkey}.hours", "must be a non-empty list of hours 0..23")
                 for h in hours:
                     if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < HOURS:
-                        raise self.fail(f"{pkey}.hours", f"hour must be an integer 0..23 (got {h!r})")
+                        raise self.fail(
+                            f"{pkey}.hours", f"hour must be an integer 0..23 (got {h!r})"
+                        )
                     if slots[h] is not None:
                         raise self.fail(f"{pkey}.hours", f"hour {h} is already in another period")
                     slots[h] = v
@@ -241,7 +262,12 @@ class _Reader:
             if missing:
                 raise self.fail(full, f"hours not covered by any period: {missing}")
             return tuple(float(v) for v in slots if v is not None)
-        raise self.fail(full, "missing value" if value is None else "must be a list of 24 numbers or a table of periods")
+        raise self.fail(
+            full,
+            "missing value"
+            if value is None
+            else "must be a list of 24 numbers or a table of periods",
+        )
 
 
 _TOP_KEYS = {"name", "description", "timezone", "carbon_price_cny_per_tonne", "origins", "sites"}
@@ -278,7 +304,11 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     r.unknown(data, _TOP_KEYS, "")
     name = r.string(data, "name", "")
     origins_data = data.get("origins")
-    if not isinstance(origins_data, list) or not origins_data or not all(isinstance(o, str) and o for o in origins_data):
+    if (
+        not isinstance(origins_data, list)
+        or not origins_data
+        or not all(isinstance(o, str) and o for o in origins_data)
+    ):
         raise r.fail("origins", "must be a non-empty list of origin names")
     origins = tuple(origins_data)
     if len(set(origins)) != len(origins):
@@ -310,15 +340,23 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             r.unknown(cp, {"months", "hours", "value"}, cprefix)
             months = cp.get("months", [])
             hours = cp.get("hours", [])
-            if not isinstance(months, list) or not all(isinstance(m, int) and 1 <= m <= 12 for m in months):
+            if not isinstance(months, list) or not all(
+                isinstance(m, int) and 1 <= m <= 12 for m in months
+            ):
                 raise r.fail(f"{cprefix}months", "must be a list of months 1..12")
-            if not isinstance(hours, list) or not all(isinstance(h, int) and 0 <= h < HOURS for h in hours):
+            if not isinstance(hours, list) or not all(
+                isinstance(h, int) and 0 <= h < HOURS for h in hours
+            ):
                 raise r.fail(f"{cprefix}hours", "must be a list of hours 0..23")
-            peak = CriticalPeak(tuple(months), tuple(hours), r.number(cp, "value", cprefix, low=0.0))
+            peak = CriticalPeak(
+                tuple(months), tuple(hours), r.number(cp, "value", cprefix, low=0.0)
+            )
         pools_data = sdata.get("pools")
         if not isinstance(pools_data, list) or not pools_data:
-            raise r.fail(f"{prefix}pools", "must be a non-empty array of tables ([[sites.X.pools]])")
-        pools = []
+            raise r.fail(
+                f"{prefix}pools", "must be a non-empty array of tables ([[sites.X.pools]])"
+            )
+        pools: list[Pool] = []
         for i, pdata in enumerate(pools_data):
             pprefix = f"{prefix}pools[{i}]."
             if not isinstance(pdata, Mapping):
@@ -364,7 +402,9 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         name=name,
         sites=tuple(sites),
         origins=origins,
-        carbon_price_cny_per_tonne=r.number(data, "carbon_price_cny_per_tonne", "", low=0.0, default=100.0),
+        carbon_price_cny_per_tonne=r.number(
+            data, "carbon_price_cny_per_tonne", "", low=0.0, default=100.0
+        ),
         timezone=r.string(data, "timezone", "", default="Asia/Shanghai"),
         description=r.string(data, "description", "", default=""),
         source=path,

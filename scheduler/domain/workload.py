@@ -40,7 +40,11 @@ class WorkloadState(enum.IntEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (WorkloadState.UNSCHEDULABLE, WorkloadState.CANCELLED, WorkloadState.COMPLETED)
+        return self in (
+            WorkloadState.UNSCHEDULABLE,
+            WorkloadState.CANCELLED,
+            WorkloadState.COMPLETED,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +80,18 @@ class WorkloadSpec:
             raise ValidationError(f"{p}tenant", "must not be empty")
         for name, value in (("tenant", self.tenant), ("name", self.name)):
             if len(value) > MAX_NAME:
-                raise ValidationError(f"{p}{name}", f"must be at most {MAX_NAME} characters (got {len(value)})")
+                raise ValidationError(
+                    f"{p}{name}", f"must be at most {MAX_NAME} characters (got {len(value)})"
+                )
         self.resources.validate_request(f"{p}resources")
         if not 0 <= self.replicas <= MAX_REPLICAS:
-            raise ValidationError(f"{p}replicas", f"must be 0..{MAX_REPLICAS} (got {self.replicas})")
+            raise ValidationError(
+                f"{p}replicas", f"must be 0..{MAX_REPLICAS} (got {self.replicas})"
+            )
         if not math.isfinite(self.max_latency_ms) or self.max_latency_ms < 0:
-            raise ValidationError(f"{p}max_latency_ms", f"must be finite and >= 0 (got {self.max_latency_ms})")
+            raise ValidationError(
+                f"{p}max_latency_ms", f"must be finite and >= 0 (got {self.max_latency_ms})"
+            )
         if self.duration_s < 0:
             raise ValidationError(f"{p}duration_s", f"must be >= 0 (got {self.duration_s})")
         if self.kind not in WorkloadKind.__members__.values():
@@ -98,19 +108,26 @@ class WorkloadSpec:
         elif self.min_sites < 0:
             raise ValidationError(f"{p}min_sites", f"must be >= 0 (got {self.min_sites})")
         if len(self.labels) > MAX_LABELS:
-            raise ValidationError(f"{p}labels", f"at most {MAX_LABELS} labels (got {len(self.labels)})")
+            raise ValidationError(
+                f"{p}labels", f"at most {MAX_LABELS} labels (got {len(self.labels)})"
+            )
         for k, v in self.labels.items():
             if not k or len(k) > MAX_NAME:
-                raise ValidationError(f"{p}labels[{k[:40]!r}]", f"key must be 1..{MAX_NAME} characters")
+                raise ValidationError(
+                    f"{p}labels[{k[:40]!r}]", f"key must be 1..{MAX_NAME} characters"
+                )
             if len(v) > MAX_NAME:
-                raise ValidationError(f"{p}labels[{k[:40]!r}]", f"value must be at most {MAX_NAME} characters")
+                raise ValidationError(
+                    f"{p}labels[{k[:40]!r}]", f"value must be at most {MAX_NAME} characters"
+                )
         for i, m in enumerate(self.gpu_models):
             if not m or len(m) > MAX_NAME:
                 raise ValidationError(f"{p}gpu_models[{i}]", f"must be 1..{MAX_NAME} characters")
         if scenario is not None:
             if self.origin and self.origin not in scenario.origins:
                 raise ValidationError(
-                    f"{p}origin", f"unknown origin {self.origin!r} (known: {', '.join(scenario.origins)})"
+                    f"{p}origin",
+                    f"unknown origin {self.origin!r} (known: {', '.join(scenario.origins)})",
                 )
             if self.max_latency_ms > 0 and not self.origin:
                 raise ValidationError(f"{p}origin", "required when max_latency_ms is set")

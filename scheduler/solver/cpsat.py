@@ -1,14 +1,745 @@
-"""Valley's optimizer (work in progress: greedy fallback only for now)."""
+"""Valley's optimizer: an aggregated model solved with CP-SAT, bounded by its LP relaxation.
+
+How one cycle is solved:
+
+1. Filter: every workload gets the pools it may use per site (SLO, residency, GPU model, size).
+2. Aggregate: identical workloads (same shape, replicas, eligible pools, topology, priority,
+   latency cost) form a class; identical nodes form a pool. The model decides, per class, how
+   many workloads are placed and how many replicas go to each pool, and per pool how many
+   powered-down nodes to wake. The model is exact in its objective and a relaxation in its
+   capacity (pool totals instead of per-node fit), so its LP optimum is a valid lower bound on
+   the objective of any node-level placement.
+3. Solve: GLOP gives the LP bound and a rounded hint; CP-SAT (time-limited, hinted) gives the
+   integer decision; if it finds nothing in time, the greedy answer is used (status FALLBACK).
+4. Pack: the decided counts go onto concrete nodes, largest replicas first, powered nodes first,
+   best fit; replicas that do not fit move to another eligible pool; a workload that still does
+   not fit whole is left unplaced, and a final greedy pass tries the leftovers.
+
+Money is in CNY per hour everywhere. This is the only module that imports OR-Tools' solvers
+(besides the other modules of this package that model their own problems).
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from scheduler.solver.problem import PlacementResult, Problem, SolverParams
+import numpy as np
+from ortools.linear_solver import pywraplp
+from ortools.sat.python import cp_model
+
+from scheduler.domain import (
+    GPU_MILLIS,
+    Cluster,
+    ReplicaPlacement,
+    Resources,
+    Topology,
+    WorkloadSpec,
+    dynamic_watts,
+)
+from scheduler.solver import greedy
+from scheduler.solver.filters import Eligibility, eligibility
+from scheduler.solver.objective import carbon_price, site_rates, unplaced_penalties
+from scheduler.solver.problem import (
+    PendingWorkload,
+    PlacementResult,
+    Problem,
+    SolverParams,
+    SolveStatus,
+)
+from scheduler.solver.result import build_result
+
+INF = math.inf
+# CP-SAT needs integer objective coefficients: money in micro-CNY per hour
+MONEY_SCALE = 1_000_000
+RESOURCES = ("cpu_millis", "memory_mib", "gpus", "gpu_demand_millis")
 
 
-def solve_valley(problem: Problem, params: SolverParams, *, seed: int = 0, deadline: float | None = None) -> PlacementResult:
-    from scheduler.solver.heuristics import solve_heuristic
+# --------------------------------------------------------------------------- a linear model
 
-    res = solve_heuristic(problem, replace(params, policy="cheapest-first"))
-    return replace(res, policy="valley")
+
+@dataclass
+class LinearModel:
+    """A small solver-neutral linear model, exported to CP-SAT (integer) and GLOP (LP), so the
+    bound and the decision come from the very same model."""
+
+    lb: list[float] = field(default_factory=list)
+    ub: list[float] = field(default_factory=list)
+    cost: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    rows: list[tuple[list[int], list[int], float, float]] = field(default_factory=list)
+    constant: float = 0.0
+
+    def var(self, name: str, lb: float, ub: float, cost: float = 0.0) -> int:
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.cost.append(cost)
+        self.names.append(name)
+        return len(self.lb) - 1
+
+    def row(
+        self, idx: Sequence[int], coef: Sequence[int], lo: float = -INF, hi: float = INF
+    ) -> None:
+        self.rows.append((list(idx), list(coef), lo, hi))
+
+    @property
+    def size(self) -> int:
+        return len(self.lb)
+
+    def solve_lp(self, time_limit_s: float) -> tuple[float, list[float]] | None:
+        """The LP relaxation's optimum and solution, or None if GLOP did not finish."""
+        lp = pywraplp.Solver.CreateSolver("GLOP")
+        lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
+        xs = [lp.NumVar(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
+        for idx, coef, lo, hi in self.rows:
+            c = lp.Constraint(
+                -lp.infinity() if lo == -INF else lo, lp.infinity() if hi == INF else hi
+            )
+            for i, a in zip(idx, coef, strict=True):
+                c.SetCoefficient(xs[i], float(a))
+        obj = lp.Objective()
+        for x, c in zip(xs, self.cost, strict=True):
+            if c:
+                obj.SetCoefficient(x, c)
+        obj.SetMinimization()
+        if lp.Solve() != pywraplp.Solver.OPTIMAL:
+            return None
+        return obj.Value() + self.constant, [x.solution_value() for x in xs]
+
+    def build_cpsat(self) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        m = cp_model.CpModel()
+        xs = [
+            m.new_int_var(math.ceil(lo), math.floor(hi), n)
+            for lo, hi, n in zip(self.lb, self.ub, self.names, strict=True)
+        ]
+        for idx, coef, lo, hi in self.rows:
+            expr = cp_model.LinearExpr.weighted_sum([xs[i] for i in idx], coef)
+            if lo == hi:
+                m.add(expr == int(lo))
+            else:
+                if lo != -INF:
+                    m.add(expr >= math.ceil(lo))
+                if hi != INF:
+                    m.add(expr <= math.floor(hi))
+        nz = [(i, c) for i, c in enumerate(self.cost) if c]
+        m.minimize(
+            cp_model.LinearExpr.weighted_sum(
+                [xs[i] for i, _ in nz], [round(c * MONEY_SCALE) for _, c in nz]
+            )
+        )
+        return m, xs
+
+    def rounding_slack(self) -> float:
+        """The most the CP-SAT objective (integer micro-CNY coefficients) can differ from the
+        true objective over the variables' domains."""
+        return sum(
+            abs(round(c * MONEY_SCALE) - c * MONEY_SCALE) / MONEY_SCALE * max(abs(lo), abs(hi))
+            for lo, hi, c in zip(self.lb, self.ub, self.cost, strict=True)
+            if c
+        )
+
+    def value(self, x: Sequence[float]) -> float:
+        return sum(c * v for c, v in zip(self.cost, x, strict=True)) + self.constant
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class WorkloadClass:
+    key: tuple[object, ...]
+    spec: WorkloadSpec  # of the first member; members share everything the model uses
+    members: list[str]  # workload ids, in arrival order
+    elig: Eligibility
+    penalty: float  # per workload left unplaced
+    k: int = -1  # model variable: workloads placed
+    x: dict[int, int] = field(default_factory=dict)  # pool -> variable: replicas in pool
+    g: dict[str, int] = field(default_factory=dict)  # GANG: site -> variable: workloads there
+    u: dict[str, int] = field(default_factory=dict)  # SPREAD: site -> variable: site used
+
+
+def _class_key(
+    spec: WorkloadSpec, elig: Eligibility, penalty: float, rtts: tuple[float, ...]
+) -> tuple[object, ...]:
+    if spec.topology == Topology.SPREAD:
+        return ("spread", id(spec))  # one workload per class: min_sites is per workload
+    return (
+        spec.resources,
+        spec.replica_count,
+        tuple(sorted(elig.pools_by_site.items())),
+        spec.topology,
+        round(penalty, 9),
+        rtts if spec.is_service else (),
+    )
+
+
+@dataclass
+class PoolState:
+    """What the model knows of a pool: free capacity on powered nodes, empty nodes to wake."""
+
+    index: int
+    site: str
+    free_awake: dict[str, int]
+    node_cap: dict[str, int]
+    empty_nodes: int
+    wake: int = -1  # model variable
+
+
+def _amounts(r: Resources) -> dict[str, int]:
+    return {
+        "cpu_millis": r.cpu_millis,
+        "memory_mib": r.memory_mib,
+        "gpus": r.gpus,
+        "gpu_demand_millis": r.gpu_demand_millis,
+    }
+
+
+def _pool_states(cluster: Cluster, index: greedy.NodeIndex) -> list[PoolState]:
+    out = []
+    for pi, pool in enumerate(cluster.pools):
+        nodes = index.by_pool[pi]
+        awake = nodes[cluster.replicas_on[nodes] > 0]
+        g = cluster.gpu_free[awake]
+        out.append(
+            PoolState(
+                index=pi,
+                site=pool.site,
+                free_awake={
+                    "cpu_millis": int(cluster.free_cpu[awake].sum()),
+                    "memory_mib": int(cluster.free_mem[awake].sum()),
+                    "gpus": int((g == GPU_MILLIS).sum()),
+                    "gpu_demand_millis": int(np.where(g > 0, g, 0).sum()),
+                },
+                node_cap={
+                    "cpu_millis": pool.node.cpu_millis,
+                    "memory_mib": pool.node.memory_mib,
+                    "gpus": pool.node.gpus,
+                    "gpu_demand_millis": pool.node.gpus * GPU_MILLIS,
+                },
+                empty_nodes=len(nodes) - len(awake),
+            )
+        )
+    return out
+
+
+@dataclass
+class Model:
+    lm: LinearModel
+    classes: list[WorkloadClass]
+    pools: list[PoolState]
+
+
+def build_model(
+    problem: Problem,
+    params: SolverParams,
+    elig: Mapping[str, Eligibility],
+    index: greedy.NodeIndex,
+    base_cost: float,
+) -> Model:
+    cluster = problem.cluster
+    scenario = problem.scenario
+    rates = site_rates(problem)
+    cprice = carbon_price(problem, params)
+    money_per_watt = {s: rates[s].money_per_it_watt(cprice) for s in scenario.site_names}
+    penalties = unplaced_penalties(problem, params)
+    site_names = scenario.site_names
+
+    # classes of identical workloads
+    by_key: dict[tuple[object, ...], WorkloadClass] = {}
+    for w in problem.workloads:
+        e = elig[w.id]
+        if e.final_reason:
+            continue
+        rtts = tuple(
+            scenario.site(s).latency_ms[w.spec.origin] if w.spec.origin else 0.0 for s in site_names
+        )
+        key = _class_key(w.spec, e, penalties[w.id], rtts)
+        cls = by_key.get(key)
+        if cls is None:
+            by_key[key] = WorkloadClass(key, w.spec, [w.id], e, penalties[w.id])
+        else:
+            cls.members.append(w.id)
+    classes = list(by_key.values())
+    pools = _pool_states(cluster, index)
+    lm = LinearModel(constant=base_cost)
+    used_pools: set[int] = set()
+
+    for ci, c in enumerate(classes):
+        spec = c.spec
+        n = spec.replica_count
+        count = len(c.members)
+        # reward for placing (as a negative cost), the penalty of all members as a constant
+        c.k = lm.var(f"k[{ci}]", 0, count, -c.penalty)
+        lm.constant += c.penalty * count
+        for site, site_pools in c.elig.pools_by_site.items():
+            rtt = scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
+            lat = params.latency_cny_per_ms_hour * rtt if spec.is_service else 0.0
+            for pi in site_pools:
+                unit = dynamic_watts(cluster.pools[pi], spec.resources) * money_per_watt[site] + lat
+                c.x[pi] = lm.var(f"x[{ci},{pi}]", 0, n * count, unit)
+                used_pools.add(pi)
+        # every replica of a placed workload is placed somewhere
+        lm.row([*c.x.values(), c.k], [1] * len(c.x) + [-n], 0, 0)
+        if spec.topology == Topology.GANG:
+            # g[s] workloads wholly in site s
+            for site, site_pools in c.elig.pools_by_site.items():
+                if not site_pools:
+                    continue
+                c.g[site] = lm.var(f"g[{ci},{site}]", 0, count)
+                lm.row(
+                    [c.x[p] for p in site_pools] + [c.g[site]], [1] * len(site_pools) + [-n], 0, 0
+                )
+            lm.row([*c.g.values(), c.k], [1] * len(c.g) + [-1], 0, 0)
+        elif spec.topology == Topology.SPREAD:
+            # u[s] = 1 only if site s holds a replica; at least min_sites sites when placed
+            for site, site_pools in c.elig.pools_by_site.items():
+                if not site_pools:
+                    continue
+                c.u[site] = lm.var(f"u[{ci},{site}]", 0, 1)
+                lm.row(
+                    [c.u[site]] + [c.x[p] for p in site_pools], [1] + [-1] * len(site_pools), hi=0
+                )
+            lm.row([*c.u.values(), c.k], [1] * len(c.u) + [-spec.min_sites], lo=0)
+
+    # pool capacity: demand <= free on powered nodes + capacity of the nodes woken
+    for p in pools:
+        if p.index not in used_pools:
+            continue
+        pool = cluster.pools[p.index]
+        wake_cost = pool.idle_watts * money_per_watt[p.site]
+        p.wake = lm.var(f"wake[{p.index}]", 0, p.empty_nodes, wake_cost)
+        for res in RESOURCES:
+            idx: list[int] = []
+            coef: list[int] = []
+            for c in classes:
+                a = _amounts(c.spec.resources)[res]
+                if a and p.index in c.x:
+                    idx.append(c.x[p.index])
+                    coef.append(a)
+            if not idx:
+                continue
+            idx.append(p.wake)
+            coef.append(-p.node_cap[res])
+            lm.row(idx, coef, hi=p.free_awake[res])
+
+    # headroom: CPU allocated above the target share of each site's capacity is penalised
+    for si, site in enumerate(site_names):
+        on_site = cluster.node_site == si
+        cap = int(cluster.cap_cpu[on_site].sum())
+        used = cap - int(cluster.free_cpu[on_site].sum())
+        allowed = params.headroom_target * cap - used  # millicores still below the target
+        idx, coef = [], []
+        for c in classes:
+            for pi, v in c.x.items():
+                if cluster.pools[pi].site == site and c.spec.resources.cpu_millis:
+                    idx.append(v)
+                    coef.append(c.spec.resources.cpu_millis)
+        if not idx:
+            continue
+        h = lm.var(f"headroom[{site}]", 0, max(0, cap), params.headroom_cny_per_core_hour / 1000.0)
+        # sum cpu - h <= allowed
+        lm.row([*idx, h], [*coef, -1], hi=math.floor(allowed) if allowed < cap else cap)
+    return Model(lm, classes, pools)
+
+
+# --------------------------------------------------------------------------- solving
+
+
+def _round_hint(model: Model, lp_x: Sequence[float]) -> list[int]:
+    """A hint from the LP: whole workloads rounded down, replicas split like the LP's."""
+    hint = [0] * model.lm.size
+    for c in model.classes:
+        n = c.spec.replica_count
+        k = math.floor(lp_x[c.k] + 1e-6)
+        hint[c.k] = k
+        if c.spec.topology == Topology.GANG:
+            remaining = k
+            for _site, v in sorted(c.g.items(), key=lambda kv: -lp_x[kv[1]]):
+                take = min(remaining, math.floor(lp_x[v] + 1e-6))
+                hint[v] = take
+                remaining -= take
+            if remaining and c.g:
+                best = max(c.g, key=lambda s: lp_x[c.g[s]])
+                hint[c.g[best]] += remaining
+            for site, v in c.g.items():
+                pools = c.elig.pools_by_site[site]
+                _split(hint, [c.x[p] for p in pools], lp_x, hint[v] * n)
+        else:
+            _split(hint, list(c.x.values()), lp_x, k * n)
+            for site, v in c.u.items():
+                hint[v] = int(any(hint[c.x[p]] > 0 for p in c.elig.pools_by_site[site]))
+    for p in model.pools:
+        if p.wake >= 0:
+            hint[p.wake] = min(p.empty_nodes, math.ceil(lp_x[p.wake] - 1e-6))
+    return hint
+
+
+def _split(hint: list[int], vars_: Sequence[int], lp_x: Sequence[float], total: int) -> None:
+    if not vars_:
+        return
+    weights = [max(0.0, lp_x[v]) for v in vars_]
+    s = sum(weights)
+    parts = [math.floor(total * w / s) for w in weights] if s > 0 else [0] * len(vars_)
+    rest = total - sum(parts)
+    order = sorted(range(len(vars_)), key=lambda i: -weights[i])
+    for i in range(rest):
+        parts[order[i % len(order)]] += 1
+    for v, part in zip(vars_, parts, strict=True):
+        hint[v] = part
+
+
+def solve_valley(
+    problem: Problem,
+    params: SolverParams,
+    *,
+    seed: int = 0,
+    deadline: float | None = None,
+) -> PlacementResult:
+    started = time.perf_counter()
+    limit = params.time_limit_s
+    if deadline is not None:
+        limit = max(0.01, min(limit, deadline - time.monotonic()))
+    end = started + limit
+    cluster = problem.cluster.copy()
+    index = greedy.NodeIndex(cluster)
+    elig = {w.id: eligibility(problem.scenario, cluster, w.spec, params) for w in problem.workloads}
+    stats: dict[str, float] = {}
+    no_penalty = Problem(problem.scenario, problem.cluster, (), problem.hour, problem.month)
+    from scheduler.solver.objective import evaluate
+
+    base_cost = evaluate(no_penalty, {}, params).objective
+    model = build_model(problem, params, elig, index, base_cost)
+    stats["model_variables"] = model.lm.size
+    stats["model_constraints"] = len(model.lm.rows)
+    stats["model_classes"] = len(model.classes)
+    t_build = time.perf_counter()
+    stats["build_seconds"] = t_build - started
+
+    bound: float | None = None
+    lp = (
+        model.lm.solve_lp(max(0.05, (end - t_build) * 0.5))
+        if model.classes
+        else (model.lm.constant, [])
+    )
+    stats["lp_seconds"] = time.perf_counter() - t_build
+    if lp is not None:
+        bound = lp[0]
+
+    counts: list[int] | None = None
+    status = SolveStatus.FALLBACK
+    if model.classes:
+        cp, xs = model.lm.build_cpsat()
+        if lp is not None:
+            for v, h in zip(xs, _round_hint(model, lp[1]), strict=True):
+                cp.add_hint(v, h)
+        solver = cp_model.CpSolver()
+        sp = solver.parameters
+        sp.max_time_in_seconds = max(0.01, end - time.perf_counter())
+        sp.num_workers = params.num_workers
+        # interleaved workers make the search deterministic for a seed, whatever the timing
+        sp.interleave_search = True
+        sp.random_seed = seed
+        # stop once proven within 0.05% or 0.05 CNY/h of the model's optimum
+        sp.relative_gap_limit = 0.0005
+        sp.absolute_gap_limit = 0.05 * MONEY_SCALE
+        if params.solver_parameters:
+            sp.parse_text_format(params.solver_parameters)
+        code = solver.solve(cp)
+        stats["cpsat_seconds"] = solver.wall_time
+        if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            counts = [int(solver.value(v)) for v in xs]
+            status = SolveStatus.OPTIMAL if code == cp_model.OPTIMAL else SolveStatus.FEASIBLE
+            stats["cpsat_objective"] = solver.objective_value / MONEY_SCALE + model.lm.constant
+        if code in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+            # CP-SAT's bound is for the integer model with costs rounded to micro-CNY: take
+            # the rounding off before comparing it with the LP bound
+            cp_bound = (
+                solver.best_objective_bound / MONEY_SCALE
+                + model.lm.constant
+                - model.lm.rounding_slack()
+            )
+            if math.isfinite(cp_bound) and (bound is None or cp_bound > bound):
+                bound = cp_bound
+    else:
+        status = SolveStatus.OPTIMAL
+
+    if counts is None and model.classes:
+        # nothing from the solver in time: the greedy answer, cheapest site first
+        placements = _greedy_pass(
+            problem,
+            params,
+            cluster,
+            index,
+            elig,
+            [w for w in problem.workloads if not elig[w.id].final_reason],
+        )
+        stats["fallback"] = 1.0
+    else:
+        placements = pack(problem, params, cluster, index, elig, model, counts or [])
+    stats["pack_seconds"] = (
+        time.perf_counter()
+        - t_build
+        - stats.get("lp_seconds", 0.0)
+        - stats.get("cpsat_seconds", 0.0)
+    )
+    return build_result(problem, params, placements, elig, cluster, status, started, bound, stats)
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def _node_capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
+    """How many replicas of ``r`` each node can take now."""
+    counts = np.minimum(
+        cluster.free_cpu[nodes] // max(r.cpu_millis, 1),
+        cluster.free_mem[nodes] // max(r.memory_mib, 1),
+    )
+    if r.gpus:
+        counts = np.minimum(counts, (cluster.gpu_free[nodes] == GPU_MILLIS).sum(axis=1) // r.gpus)
+    elif r.gpu_millis:
+        g = cluster.gpu_free[nodes]
+        counts = np.minimum(counts, np.where(g > 0, g // r.gpu_millis, 0).sum(axis=1))
+    return np.maximum(counts, 0)
+
+
+def _fill(
+    cluster: Cluster, nodes: np.ndarray, r: Resources, want: int
+) -> list[tuple[int, tuple[int, ...]]]:
+    """Place up to ``want`` replicas of ``r`` on ``nodes``: powered nodes first, fullest first
+    (best fit), then as few powered-down nodes as possible. Returns (node, gpus) per replica."""
+    if want <= 0 or not len(nodes):
+        return []
+    cnt = _node_capacity_counts(cluster, nodes, r)
+    ok = cnt > 0
+    nodes, cnt = nodes[ok], cnt[ok]
+    if not len(nodes):
+        return []
+    awake = cluster.replicas_on[nodes] > 0
+    # fuller powered nodes first; then empty nodes in index order
+    fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
+    order = np.lexsort((nodes, -fullness, ~awake))
+    nodes, cnt = nodes[order], cnt[order]
+    out: list[tuple[int, tuple[int, ...]]] = []
+    for node, c in zip(nodes.tolist(), cnt.tolist(), strict=True):
+        for _ in range(min(c, want - len(out))):
+            if not cluster.fits(node, r):
+                break
+            out.append((node, cluster.allocate(node, r)))
+        if len(out) >= want:
+            break
+    return out
+
+
+def _size_key(spec: WorkloadSpec, cluster: Cluster, pool: int) -> float:
+    node = cluster.pools[pool].node
+    r = spec.resources
+    share = max(r.cpu_millis / node.cpu_millis, r.memory_mib / node.memory_mib)
+    if node.gpus:
+        share = max(share, r.gpu_demand_millis / (node.gpus * GPU_MILLIS))
+    return share
+
+
+def _pack_pool(
+    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], counts: Sequence[int]
+) -> list[list[tuple[int, tuple[int, ...]]]]:
+    """Pack replicas of several shapes onto the nodes of one pool, node by node: powered nodes
+    first (fullest first), then powered-down ones. On each node, the next replica is the shape
+    that best fills the node's free vector, each resource weighted by how much demand is still
+    to place in it, so CPU-heavy and memory-heavy replicas share nodes instead of stranding
+    capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
+    Returns, per shape, the (node, gpus) of each replica placed."""
+    out: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in shapes]
+    left = np.asarray(counts, dtype=np.int64)
+    if not len(nodes) or not left.sum():
+        return out
+    pool = cluster.pool_of(int(nodes[0]))
+    cap = pool.node
+    demand = np.asarray(
+        [[r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis] for r in shapes], dtype=np.int64
+    )
+    gpu_total = max(cap.gpus * GPU_MILLIS, 1)
+    norm = np.stack(
+        [
+            demand[:, 0] / cap.cpu_millis,
+            demand[:, 1] / cap.memory_mib,
+            (demand[:, 2] * GPU_MILLIS + demand[:, 3]) / gpu_total,
+        ],
+        axis=1,
+    )
+    size = norm.max(axis=1)
+    awake = cluster.replicas_on[nodes] > 0
+    fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
+    order = nodes[np.lexsort((nodes, -fullness, ~awake))]
+    for node in order.tolist():
+        while True:
+            g = cluster.gpu_free[node]
+            whole = int((g == GPU_MILLIS).sum())
+            best_frac = int(g.max()) if cap.gpus else 0
+            fit = (
+                (left > 0)
+                & (demand[:, 0] <= cluster.free_cpu[node])
+                & (demand[:, 1] <= cluster.free_mem[node])
+                & (demand[:, 2] <= whole)
+                & (demand[:, 3] <= best_frac)
+            )
+            if not fit.any():
+                break
+            free = np.array(
+                [
+                    cluster.free_cpu[node] / cap.cpu_millis,
+                    cluster.free_mem[node] / cap.memory_mib,
+                    float(np.where(g > 0, g, 0).sum()) / gpu_total,
+                ]
+            )
+            # weight each dimension by the demand still to place in it, and prefer the shape
+            # that leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
+            weight = (norm * left[:, None]).sum(axis=0)
+            weight /= max(float(weight.sum()), 1e-12)
+            score = np.where(fit, (2.0 * norm * free - norm * norm) @ weight + 1e-9 * size, -np.inf)
+            t = int(np.argmax(score))
+            out[t].append((node, cluster.allocate(node, shapes[t])))
+            left[t] -= 1
+        if not left.sum():
+            break
+    return out
+
+
+def pack(
+    problem: Problem,
+    params: SolverParams,
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    elig: Mapping[str, Eligibility],
+    model: Model,
+    counts: Sequence[int],
+) -> dict[str, tuple[ReplicaPlacement, ...]]:
+    """Put the model's counts onto concrete nodes of ``cluster`` (changed in place)."""
+    specs = {w.id: w.spec for w in problem.workloads}
+    # per workload, the pools its replicas go to (a list, one entry per replica)
+    plan: dict[str, list[int]] = {}
+    for c in model.classes:
+        k = counts[c.k]
+        chosen = c.members[:k]
+        n = c.spec.replica_count
+        if c.spec.topology == Topology.GANG:
+            # distribute per site: replicas of the site's pools, n per workload
+            it = iter(chosen)
+            for site, gv in c.g.items():
+                slots = [p for p in c.elig.pools_by_site[site] for _ in range(counts[c.x[p]])]
+                for j in range(counts[gv]):
+                    plan[next(it)] = slots[j * n : (j + 1) * n]
+        else:
+            slots = [p for p in c.x for _ in range(counts[c.x[p]])]
+            for j, wid in enumerate(chosen):
+                plan[wid] = slots[j * n : (j + 1) * n]
+
+    # pack pool by pool, GPU pools first, mixing shapes on each node
+    demand: dict[int, dict[str, int]] = defaultdict(dict)  # pool -> wid -> replicas
+    for wid, pools in plan.items():
+        for p in pools:
+            demand[p][wid] = demand[p].get(wid, 0) + 1
+    got: dict[str, list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
+    short: dict[str, int] = defaultdict(int)
+    for p in sorted(demand, key=lambda p: (cluster.pools[p].node.gpus == 0, p)):
+        by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
+        for wid, m in demand[p].items():
+            by_shape[specs[wid].resources].append((wid, m))
+        shapes = list(by_shape)
+        taken = _pack_pool(
+            cluster, index.by_pool[p], shapes, [sum(m for _, m in by_shape[r]) for r in shapes]
+        )
+        for r, placed in zip(shapes, taken, strict=True):
+            pos = 0
+            for wid, m in by_shape[r]:
+                mine = placed[pos : pos + m]
+                pos += len(mine)
+                got[wid].extend(mine)
+                short[wid] += m - len(mine)
+
+    # repair: replicas that did not fit go to another eligible pool (same site for GANG)
+    placements: dict[str, tuple[ReplicaPlacement, ...]] = {}
+    failed: list[str] = []
+    for wid in plan:
+        spec = specs[wid]
+        r = spec.resources
+        missing = short.get(wid, 0)
+        if missing:
+            e = elig[wid]
+            if spec.topology == Topology.GANG:
+                site = (
+                    cluster.site_of(got[wid][0][0]) if got[wid] else next(iter(s for s in e.sites))
+                )
+                alt = e.pools_by_site[site]
+            else:
+                alt = e.pools
+            more = _fill(cluster, index.nodes(tuple(alt)), r, missing)
+            got[wid].extend(more)
+            missing -= len(more)
+        if missing or not _topology_ok(spec, cluster, got[wid]):
+            for node, gpus in got[wid]:
+                cluster.release(node, r, gpus)
+            failed.append(wid)
+            continue
+        placements[wid] = _to_placements(problem, cluster, spec, got[wid])
+
+    # leftovers: workloads the model left out or packing failed, greedily, cheapest site first
+    placed_or_final = set(placements) | {w.id for w in problem.workloads if elig[w.id].final_reason}
+    rest = [w for w in problem.workloads if w.id not in placed_or_final]
+    placements.update(_greedy_pass(problem, params, cluster, index, elig, rest))
+    return placements
+
+
+def _topology_ok(
+    spec: WorkloadSpec, cluster: Cluster, got: Sequence[tuple[int, tuple[int, ...]]]
+) -> bool:
+    sites = {cluster.site_of(node) for node, _ in got}
+    if spec.topology == Topology.GANG:
+        return len(sites) <= 1
+    if spec.topology == Topology.SPREAD:
+        return len(sites) >= spec.min_sites
+    return True
+
+
+def _to_placements(
+    problem: Problem,
+    cluster: Cluster,
+    spec: WorkloadSpec,
+    got: Sequence[tuple[int, tuple[int, ...]]],
+) -> tuple[ReplicaPlacement, ...]:
+    out = []
+    for i, (node, gpus) in enumerate(sorted(got)):
+        site = cluster.site_of(node)
+        rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
+        out.append(ReplicaPlacement(i, site, cluster.node_names[node], rtt, gpus))
+    return tuple(out)
+
+
+def _greedy_pass(
+    problem: Problem,
+    params: SolverParams,
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    elig: Mapping[str, Eligibility],
+    workloads: Sequence[PendingWorkload],
+) -> dict[str, tuple[ReplicaPlacement, ...]]:
+    """Greedy placement: higher priority first, cheapest site first, best fit within a site."""
+    from scheduler.solver.heuristics import cheapest_site_order
+
+    order = cheapest_site_order(problem, params)
+    rank = np.asarray([order.index(s) for s in cluster.site_names], dtype=np.float64)
+
+    def score(cl: Cluster, nodes: greedy.IntArray, r: Resources) -> greedy.FloatArray:
+        awake = (cl.replicas_on[nodes] > 0).astype(np.float64)
+        return rank[cl.node_site[nodes]] * 100.0 - awake * 10.0 + greedy.best_fit(cl, nodes, r)
+
+    out = {}
+    for w in sorted(workloads, key=lambda w: -w.spec.priority):
+        placed = greedy.place_workload(
+            cluster, problem.scenario, index, w.spec, elig[w.id], score, order
+        )
+        if placed is not None:
+            out[w.id] = placed
+    return out

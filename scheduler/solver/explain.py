@@ -36,14 +36,27 @@ def site_reasons(
     if now:
         if not capacity_reasons(before, spec, site, pools):
             if site in higher_priority_sites:
-                return (Reason("priority", "capacity taken by higher-priority work in this cycle", site),)
+                return (
+                    Reason(
+                        "priority", "capacity taken by higher-priority work in this cycle", site
+                    ),
+                )
             return tuple(
-                Reason(r.code, r.message + " (after this cycle's placements)", site, r.resource, r.requested, r.largest_free)
+                Reason(
+                    r.code,
+                    r.message + " (after this cycle's placements)",
+                    site,
+                    r.resource,
+                    r.requested,
+                    r.largest_free,
+                )
                 for r in now
             )
         return now
     if spec.topology == Topology.GANG:
-        return (Reason("gang", f"not all {spec.replica_count} replicas fit in {site} at once", site),)
+        return (
+            Reason("gang", f"not all {spec.replica_count} replicas fit in {site} at once", site),
+        )
     if spec.topology == Topology.SPREAD:
         return (Reason("spread", f"cannot spread over {spec.min_sites} sites with room", site),)
     return (

@@ -51,7 +51,9 @@ def _amount(r: Resources, resource: str) -> int:
     return int(getattr(r, resource))
 
 
-def eligibility(scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params: SolverParams) -> Eligibility:
+def eligibility(
+    scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params: SolverParams
+) -> Eligibility:
     r = spec.resources
     pools_by_site: dict[str, tuple[int, ...]] = {}
     reasons_by_site: dict[str, tuple[Reason, ...]] = {}
@@ -59,7 +61,11 @@ def eligibility(scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params
         reasons: list[Reason] = []
         if spec.allowed_sites and site.name not in spec.allowed_sites:
             reasons.append(
-                Reason("residency", f"site {site.name} is not in allowed_sites {list(spec.allowed_sites)}", site.name)
+                Reason(
+                    "residency",
+                    f"site {site.name} is not in allowed_sites {list(spec.allowed_sites)}",
+                    site.name,
+                )
             )
         if spec.max_latency_ms > 0 and spec.origin:
             rtt = site.latency_ms[spec.origin]
@@ -96,10 +102,21 @@ def eligibility(scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params
             if r.wants_gpu and spec.gpu_models:
                 models = sorted({p.gpu_model for p in site.pools if p.gpu_model})
                 reasons.append(
-                    Reason("gpu_model", f"no node with GPU model {list(spec.gpu_models)} (site has {models})", site.name)
+                    Reason(
+                        "gpu_model",
+                        f"no node with GPU model {list(spec.gpu_models)} (site has {models})",
+                        site.name,
+                    )
                 )
             else:
-                reasons.append(Reason("capacity", "no node of a suitable kind", site.name, "gpus" if r.wants_gpu else "cpu_millis"))
+                reasons.append(
+                    Reason(
+                        "capacity",
+                        "no node of a suitable kind",
+                        site.name,
+                        "gpus" if r.wants_gpu else "cpu_millis",
+                    )
+                )
         elif not pools and too_big:
             res, want, largest = max(too_big, key=lambda t: t[2])
             reasons.append(
@@ -127,12 +144,15 @@ def eligibility(scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params
 def _final_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> str:
     sites = elig.sites
     if not sites:
-        parts = [f"{s}: {'; '.join(r.message for r in rs)}" for s, rs in elig.reasons_by_site.items()]
+        parts = [
+            f"{s}: {'; '.join(r.message for r in rs)}" for s, rs in elig.reasons_by_site.items()
+        ]
         return "no site qualifies: " + " | ".join(parts)
     n = spec.replica_count
     r = spec.resources
     if spec.topology == Topology.SPREAD and len(sites) < spec.min_sites:
-        return f"SPREAD needs {spec.min_sites} sites but only {len(sites)} qualify ({', '.join(sites)})"
+        qualifying = ", ".join(sites)
+        return f"SPREAD needs {spec.min_sites} sites but only {len(sites)} qualify ({qualifying})"
     if spec.topology == Topology.GANG:
         # the whole gang must fit in one site's total capacity (empty nodes), or it never will
         for s in sites:
@@ -141,7 +161,9 @@ def _final_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> st
         return f"GANG of {n} replicas does not fit into any single qualifying site even when empty"
     total = sum(_replicas_fitting_empty(cluster, elig.pools_by_site[s], r) for s in sites)
     if total < n:
-        return f"{n} replicas do not fit into the qualifying sites even when empty (at most {total})"
+        return (
+            f"{n} replicas do not fit into the qualifying sites even when empty (at most {total})"
+        )
     return ""
 
 
@@ -159,7 +181,9 @@ def _replicas_fitting_empty(cluster: Cluster, pools: tuple[int, ...], r: Resourc
     return total
 
 
-def capacity_reasons(cluster: Cluster, spec: WorkloadSpec, site: str, pools: tuple[int, ...]) -> tuple[Reason, ...]:
+def capacity_reasons(
+    cluster: Cluster, spec: WorkloadSpec, site: str, pools: tuple[int, ...]
+) -> tuple[Reason, ...]:
     """Why a replica does not fit on any node of ``pools`` now: per resource, the largest free
     amount on any node that has room in every other resource."""
     r = spec.resources
@@ -192,5 +216,9 @@ def capacity_reasons(cluster: Cluster, spec: WorkloadSpec, site: str, pools: tup
                 )
             )
     if not out:
-        out.append(Reason("capacity", "no single node has room in every resource at once", site, "cpu_millis"))
+        out.append(
+            Reason(
+                "capacity", "no single node has room in every resource at once", site, "cpu_millis"
+            )
+        )
     return tuple(out)

@@ -37,7 +37,14 @@ class NodeIndex:
         return self._union(tuple(sorted(pools)))
 
 
-def _placement(cluster: Cluster, scenario: Scenario, spec: WorkloadSpec, replica: int, node: int, gpus: tuple[int, ...]) -> ReplicaPlacement:
+def _placement(
+    cluster: Cluster,
+    scenario: Scenario,
+    spec: WorkloadSpec,
+    replica: int,
+    node: int,
+    gpus: tuple[int, ...],
+) -> ReplicaPlacement:
     site = cluster.site_of(node)
     rtt = scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
     return ReplicaPlacement(replica, site, cluster.node_names[node], rtt, gpus)
@@ -106,7 +113,9 @@ def place_workload(
             if not take(all_nodes):
                 rollback()
                 return None
-    return tuple(_placement(cluster, scenario, spec, i, node, gpus) for i, (node, gpus) in enumerate(taken))
+    return tuple(
+        _placement(cluster, scenario, spec, i, node, gpus) for i, (node, gpus) in enumerate(taken)
+    )
 
 
 # ----------------------------------------------------------------------------- scorers

@@ -22,7 +22,9 @@ from scheduler.solver.problem import PlacementResult, Problem, SolverParams, Sol
 from scheduler.solver.result import build_result
 
 
-def _site_rank_scorer(problem: Problem, params: SolverParams, inner: greedy.NodeScorer) -> greedy.NodeScorer:
+def _site_rank_scorer(
+    problem: Problem, params: SolverParams, inner: greedy.NodeScorer
+) -> greedy.NodeScorer:
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
     order = sorted(problem.scenario.site_names, key=lambda s: rates[s].money_per_it_watt(cprice))
@@ -63,7 +65,9 @@ def solve_heuristic(problem: Problem, params: SolverParams) -> PlacementResult:
         e = elig[w.id]
         if e.final_reason:
             continue
-        placed = greedy.place_workload(cluster, problem.scenario, index, w.spec, e, scorer, site_order)
+        placed = greedy.place_workload(
+            cluster, problem.scenario, index, w.spec, e, scorer, site_order
+        )
         if placed is not None:
             placements[w.id] = placed
     return build_result(problem, params, placements, elig, cluster, SolveStatus.HEURISTIC, started)

@@ -118,7 +118,10 @@ def headroom_penalty(cluster: Cluster, on_site: np.ndarray, params: SolverParams
 
 
 def workload_cost(
-    problem: Problem, spec: WorkloadSpec, placements: tuple[ReplicaPlacement, ...], rates: Mapping[str, SiteRates]
+    problem: Problem,
+    spec: WorkloadSpec,
+    placements: tuple[ReplicaPlacement, ...],
+    rates: Mapping[str, SiteRates],
 ) -> Cost:
     """What a placed workload costs per hour: the attributed power of each replica (its dynamic
     power plus its CPU share of the node's idle power) at its site's price and intensity."""

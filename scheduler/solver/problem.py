@@ -10,7 +10,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from scheduler.domain import Cluster, Cost, Reason, ReplicaPlacement, Scenario, ValidationError, WorkloadSpec
+from scheduler.domain import (
+    Cluster,
+    Cost,
+    Reason,
+    ReplicaPlacement,
+    Scenario,
+    ValidationError,
+    WorkloadSpec,
+)
 
 POLICIES = ("valley", "first-fit", "best-fit", "kube", "cheapest-first")
 
@@ -59,7 +67,9 @@ class SolverParams:
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
-            raise ValidationError("policy", f"unknown policy {self.policy!r} (one of {', '.join(POLICIES)})")
+            raise ValidationError(
+                "policy", f"unknown policy {self.policy!r} (one of {', '.join(POLICIES)})"
+            )
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and (not math.isfinite(value) or value < 0):
@@ -85,7 +95,9 @@ class SolverParams:
         for key, value in data.items():
             if key not in known:
                 raise ValidationError(f"{source}: {key}", "unknown parameter")
-            kwargs[key] = float(value) if isinstance(value, int) and known[key].type == "float" else value
+            kwargs[key] = (
+                float(value) if isinstance(value, int) and known[key].type == "float" else value
+            )
         try:
             return cls(**kwargs)
         except ValidationError as e:

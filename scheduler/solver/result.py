@@ -25,7 +25,9 @@ def build_result(
 ) -> PlacementResult:
     rates = site_rates(problem)
     specs = {w.id: w.spec for w in problem.workloads}
-    costs = {wid: workload_cost(problem, specs[wid], reps, rates) for wid, reps in placements.items()}
+    costs = {
+        wid: workload_cost(problem, specs[wid], reps, rates) for wid, reps in placements.items()
+    }
     # sites where work of higher priority than some unplaced workload was placed this cycle
     placed_by_priority: dict[int, set[str]] = {}
     for wid, reps in placements.items():
@@ -34,7 +36,9 @@ def build_result(
     for w in problem.workloads:
         if w.id in placements:
             continue
-        higher = {s for prio, sites in placed_by_priority.items() if prio > w.spec.priority for s in sites}
+        higher = {
+            s for prio, sites in placed_by_priority.items() if prio > w.spec.priority for s in sites
+        }
         unplaced[w.id] = explain.unplaced(problem, w.id, w.spec, eligibility[w.id], after, higher)
     breakdown = evaluate(problem, placements, params)
     objective = breakdown.objective
