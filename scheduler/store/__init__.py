@@ -1,0 +1,65 @@
+"""Durable state: the ``Store`` protocol and its SQLite and PostgreSQL implementations, chosen by
+URL (SQLAlchemy style): ``sqlite:///relative.db``, ``sqlite:////abs.db``,
+``postgresql://user@host/db``."""
+
+from __future__ import annotations
+
+from scheduler.store.base import (
+    CycleCommit,
+    CycleOutcome,
+    NotFoundError,
+    Page,
+    PreconditionError,
+    StateChange,
+    StateCounts,
+    Store,
+    StoreError,
+    Submitted,
+    Unfit,
+    WorkloadEvent,
+)
+from scheduler.store.events import EventHub, Subscription
+
+
+def open_store(url: str) -> Store:
+    """Open (creating and migrating as needed) the store at ``url``; raises ``StoreError``
+    with the URL and the cause when it cannot."""
+    scheme = url.partition("://")[0].split("+")[0]
+    try:
+        if scheme == "sqlite":
+            from scheduler.store.sqlite import SqliteStore
+
+            return SqliteStore(url)
+        if scheme in ("postgresql", "postgres"):
+            from scheduler.store.postgres import PostgresStore
+
+            return PostgresStore(url)
+    except (OSError, ValueError) as e:
+        raise StoreError(f"cannot open store {url}: {e}") from e
+    except StoreError:
+        raise
+    except Exception as e:  # driver errors (sqlite3.Error, psycopg.Error)
+        raise StoreError(f"cannot open store {url}: {e}") from e
+    raise StoreError(
+        f"unsupported store URL {url!r}: use sqlite:///relative.db, sqlite:////abs.db or "
+        "postgresql://user@host/db"
+    )
+
+
+__all__ = [
+    "CycleCommit",
+    "CycleOutcome",
+    "EventHub",
+    "NotFoundError",
+    "Page",
+    "PreconditionError",
+    "StateChange",
+    "StateCounts",
+    "Store",
+    "StoreError",
+    "Submitted",
+    "Subscription",
+    "Unfit",
+    "WorkloadEvent",
+    "open_store",
+]

@@ -1,0 +1,155 @@
+"""The store protocol, the values it exchanges and its errors.
+
+The store is the truth: a submission is committed before the RPC returns; a scheduling cycle's
+placements, state changes and events commit in one transaction. Every committed state change
+gets an event with a strictly increasing ``sequence``, published in commit order to the
+subscribers of ``subscribe()`` once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from scheduler.domain import Cost, Reason, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
+from scheduler.store.events import Subscription
+
+
+class StoreError(RuntimeError):
+    """The store cannot serve the request now (database unavailable, locked, corrupt)."""
+
+
+class NotFoundError(LookupError):
+    """No workload with that id."""
+
+    def __init__(self, workload_id: str) -> None:
+        super().__init__(f"workload {workload_id!r} not found")
+        self.workload_id = workload_id
+
+
+class PreconditionError(RuntimeError):
+    """The change is not allowed in the workload's current state."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEvent:
+    """A committed state change: ``workload`` as it is after it, ``previous_state``
+    UNSPECIFIED for creation."""
+
+    sequence: int
+    workload: Workload
+    previous_state: WorkloadState
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The workloads of a submission in request order; ``created`` is False for a replay of an
+    earlier request with the same request_id."""
+
+    workloads: tuple[Workload, ...]
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    workload: Workload  # after the change
+    previous_state: WorkloadState
+    changed: bool = True  # False: it was already in the target state, nothing written
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    workloads: tuple[Workload, ...]
+    # position of the last workload returned, to continue after; None on the last page
+    next_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unfit:
+    """Why a workload was not placed in a cycle: ``code`` is the first reason's code."""
+
+    code: str
+    message: str
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True)
+class CycleCommit:
+    """Everything one scheduling cycle decided, written in one transaction.
+
+    ``workloads`` are the loop's copies (as PENDING) of every workload named below. A workload
+    that is no longer PENDING in the store (cancelled meanwhile) is skipped."""
+
+    workloads: Mapping[str, Workload]
+    placed: Mapping[str, tuple[tuple[ReplicaPlacement, ...], Cost]]
+    unschedulable: Mapping[str, Unfit]
+    pending: Mapping[str, Unfit]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    placed: tuple[Workload, ...] = ()
+    unschedulable: tuple[Workload, ...] = ()
+    pending: tuple[Workload, ...] = ()  # still PENDING, with the reason written
+    skipped: frozenset[str] = field(default_factory=frozenset)  # no longer PENDING in the store
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    """Workloads per state, and per reason code for PENDING and UNSCHEDULABLE ones."""
+
+    by_state: Mapping[WorkloadState, int]
+    pending_by_reason: Mapping[str, int]
+    unschedulable_by_reason: Mapping[str, int]
+
+
+class Store(Protocol):
+    """Durable state of the scheduler. Thread-safe: RPC threads and the loop share one."""
+
+    url: str
+
+    def submit(
+        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+    ) -> Submitted:
+        """Record new PENDING workloads (committed when this returns). A known request_id with
+        the same hash replays the first call's workloads; with another hash it raises
+        ``ValidationError`` naming ``request_id``."""
+        ...
+
+    def get(self, workload_id: str) -> Workload:
+        """Raises NotFoundError."""
+        ...
+
+    def list_workloads(
+        self, tenant: str, states: Sequence[WorkloadState], after: int, limit: int
+    ) -> Page:
+        """Workloads in submission order, after position ``after`` (0: from the start)."""
+        ...
+
+    def cancel(self, workload_id: str, now: datetime) -> StateChange:
+        """PENDING or PLACED -> CANCELLED. Already CANCELLED: unchanged (changed=False).
+        COMPLETED or UNSCHEDULABLE: PreconditionError. Unknown: NotFoundError."""
+        ...
+
+    def commit_cycle(self, cycle: CycleCommit) -> CycleOutcome: ...
+
+    def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
+        """PLACED -> COMPLETED for those still PLACED; the others are left out of the result."""
+        ...
+
+    def active_workloads(self) -> tuple[Workload, ...]:
+        """Every PENDING and PLACED workload (with placements), in submission order: what a
+        restarted loop resumes from."""
+        ...
+
+    def counts(self) -> StateCounts: ...
+
+    def subscribe(self) -> Subscription:
+        """Events committed from now on, in commit order."""
+        ...
+
+    def close(self) -> None: ...

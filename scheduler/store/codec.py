@@ -1,0 +1,69 @@
+"""Row values <-> domain values: specs as compact JSON, instants as UTC epoch seconds."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduler.domain import Resources, Topology, WorkloadKind, WorkloadSpec
+
+
+def epoch(t: datetime | None) -> float | None:
+    return None if t is None else t.timestamp()
+
+
+def instant(v: float | None) -> datetime | None:
+    return None if v is None else datetime.fromtimestamp(float(v), UTC)
+
+
+def spec_to_json(s: WorkloadSpec) -> str:
+    r = s.resources
+    data: dict[str, Any] = {
+        "tenant": s.tenant,
+        "name": s.name,
+        "resources": [r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis],
+        "replicas": s.replicas,
+        "origin": s.origin,
+        "max_latency_ms": s.max_latency_ms,
+        "priority": s.priority,
+        "kind": int(s.kind),
+        "duration_s": s.duration_s,
+        "deadline": epoch(s.deadline),
+        "allowed_sites": list(s.allowed_sites),
+        "topology": int(s.topology),
+        "min_sites": s.min_sites,
+        "gpu_models": list(s.gpu_models),
+        "labels": dict(s.labels),
+    }
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def spec_from_json(text: str) -> WorkloadSpec:
+    d = json.loads(text)
+    cpu, mem, gpus, gpu_millis = d["resources"]
+    return WorkloadSpec(
+        tenant=d["tenant"],
+        name=d["name"],
+        resources=Resources(cpu, mem, gpus, gpu_millis),
+        replicas=d["replicas"],
+        origin=d["origin"],
+        max_latency_ms=d["max_latency_ms"],
+        priority=d["priority"],
+        kind=WorkloadKind(d["kind"]),
+        duration_s=d["duration_s"],
+        deadline=instant(d["deadline"]),
+        allowed_sites=tuple(d["allowed_sites"]),
+        topology=Topology(d["topology"]),
+        min_sites=d["min_sites"],
+        gpu_models=tuple(d["gpu_models"]),
+        labels=dict(d["labels"]),
+    )
+
+
+def gpus_to_text(indices: tuple[int, ...]) -> str:
+    return ",".join(str(i) for i in indices)
+
+
+def gpus_from_text(text: str | None) -> tuple[int, ...]:
+    return tuple(int(i) for i in text.split(",")) if text else ()

@@ -1,0 +1,532 @@
+"""The store logic both SQL implementations share; each supplies connections and a dialect.
+
+Writes are serialised by one in-process lock (SQLite allows one writer anyway) and run in one
+transaction each. Events get their sequence numbers under that lock and are published after the
+commit, still under the lock, so watchers see them in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from scheduler.domain import (
+    Cost,
+    ReplicaPlacement,
+    ValidationError,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
+from scheduler.store.base import (
+    CycleCommit,
+    CycleOutcome,
+    NotFoundError,
+    Page,
+    PreconditionError,
+    StateChange,
+    StateCounts,
+    StoreError,
+    Submitted,
+    WorkloadEvent,
+)
+from scheduler.store.codec import (
+    epoch,
+    gpus_from_text,
+    gpus_to_text,
+    instant,
+    spec_from_json,
+    spec_to_json,
+)
+from scheduler.store.events import EventHub, Subscription
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+IN_CHUNK = 500  # ids per IN (...) list
+
+_COLUMNS = (
+    "ord, id, state, spec, reason, created_at, placed_at, "
+    "energy_cny_per_hour, carbon_kg_per_hour, power_watts"
+)
+_PLACEMENT_COLUMNS = "workload_id, replica, site, node, latency_ms, gpu_indices, start_time"
+
+
+class Conn(Protocol):
+    """The little a store needs from a DB-API connection; SQL uses ``?`` placeholders."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def begin_write(self) -> None: ...
+
+    def begin_read(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    for_update: str  # appended to SELECTs inside a write transaction
+    errors: tuple[type[BaseException], ...]  # driver errors that mean "store unavailable"
+
+
+def new_workload_id() -> str:
+    return f"w-{uuid.uuid4().hex[:20]}"
+
+
+class _Tx:
+    """One write transaction: its connection plus the events to publish after commit."""
+
+    def __init__(self, conn: Conn, store: SqlStore) -> None:
+        self.conn = conn
+        self._store = store
+        self.events: list[WorkloadEvent] = []
+
+    def event(self, w: Workload, previous: WorkloadState, now: datetime) -> None:
+        self._store._seq += 1
+        self.events.append(WorkloadEvent(self._store._seq, w, previous, now))
+
+    def write_events(self) -> None:
+        if self.events:
+            self.conn.executemany(
+                "INSERT INTO events (seq, workload_id, tenant, state, previous_state, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.sequence,
+                        e.workload.id,
+                        e.workload.spec.tenant,
+                        int(e.workload.state),
+                        int(e.previous_state),
+                        epoch(e.time),
+                    )
+                    for e in self.events
+                ],
+            )
+
+
+class SqlStore:
+    """A ``Store`` over any SQL database that a ``Conn`` adapts."""
+
+    def __init__(
+        self,
+        url: str,
+        writer: Conn,
+        reader: Callable[[], Conn],
+        dialect: Dialect,
+        release_reader: Callable[[Conn], None] | None = None,
+    ) -> None:
+        self.url = url
+        self._writer = writer
+        self._reader = reader
+        self._release_reader = release_reader
+        self._dialect = dialect
+        self._write_lock = threading.RLock()
+        self._hub = EventHub()
+        self._closed = False
+        rows = writer.query("SELECT COALESCE(MAX(seq), 0) FROM events")
+        self._seq = int(rows[0][0])
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        with self._write_lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            tx = _Tx(self._writer, self)
+            seq_before = self._seq
+            try:
+                self._writer.begin_write()
+                yield tx
+                tx.write_events()
+                self._writer.commit()
+            except BaseException as e:
+                self._seq = seq_before
+                try:
+                    self._writer.rollback()
+                except self._dialect.errors:
+                    log.exception("rollback failed")
+                if isinstance(e, self._dialect.errors):
+                    raise StoreError(f"{self._dialect.name}: {e}") from e
+                raise
+            self._hub.publish(tx.events)
+
+    @contextmanager
+    def _read(self) -> Iterator[Conn]:
+        if self._closed:
+            raise StoreError("store is closed")
+        conn = self._reader()
+        try:
+            conn.begin_read()
+            yield conn
+            conn.commit()
+        except BaseException as e:
+            try:
+                conn.rollback()
+            except self._dialect.errors:
+                log.exception("rollback failed")
+            if isinstance(e, self._dialect.errors):
+                raise StoreError(f"{self._dialect.name}: {e}") from e
+            raise
+        finally:
+            if self._release_reader is not None:
+                self._release_reader(conn)
+
+    @staticmethod
+    def _in(ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = list(ids[i : i + IN_CHUNK])
+            yield ", ".join("?" * len(chunk)), chunk
+
+    def _workloads(self, conn: Conn, rows: Sequence[Row]) -> list[Workload]:
+        """Workloads of ``rows`` (in ``_COLUMNS`` order) with their placements."""
+        placed_ids = [r[1] for r in rows if r[6] is not None]
+        reps: dict[str, list[ReplicaPlacement]] = {}
+        for marks, chunk in self._in(placed_ids):
+            for p in conn.query(
+                f"SELECT {_PLACEMENT_COLUMNS} FROM placements WHERE workload_id IN ({marks}) "
+                "ORDER BY workload_id, replica",
+                chunk,
+            ):
+                reps.setdefault(p[0], []).append(
+                    ReplicaPlacement(
+                        replica=int(p[1]),
+                        site=p[2],
+                        node=p[3],
+                        latency_ms=float(p[4]),
+                        gpu_indices=gpus_from_text(p[5]),
+                        start_time=instant(p[6]),
+                    )
+                )
+        return [
+            Workload(
+                id=r[1],
+                spec=spec_from_json(r[3]),
+                state=WorkloadState(int(r[2])),
+                placements=tuple(reps.get(r[1], ())),
+                reason=r[4],
+                created_at=instant(r[5]),
+                placed_at=instant(r[6]),
+                cost=Cost(float(r[7]), float(r[8]), float(r[9])),
+            )
+            for r in rows
+        ]
+
+    def _load(self, conn: Conn, ids: Sequence[str], lock: bool = False) -> dict[str, Workload]:
+        out: dict[str, Workload] = {}
+        suffix = self._dialect.for_update if lock else ""
+        for marks, chunk in self._in(ids):
+            rows = conn.query(
+                f"SELECT {_COLUMNS} FROM workloads WHERE id IN ({marks}){suffix}", chunk
+            )
+            out.update((w.id, w) for w in self._workloads(conn, rows))
+        return out
+
+    def _states(self, conn: Conn, ids: Sequence[str]) -> dict[str, WorkloadState]:
+        out: dict[str, WorkloadState] = {}
+        for marks, chunk in self._in(ids):
+            for wid, state in conn.query(
+                f"SELECT id, state FROM workloads WHERE id IN ({marks}){self._dialect.for_update}",
+                chunk,
+            ):
+                out[wid] = WorkloadState(int(state))
+        return out
+
+    # ------------------------------------------------------------------ the Store protocol
+
+    def submit(
+        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+    ) -> Submitted:
+        with self._write() as tx:
+            if request_id:
+                known = tx.conn.query(
+                    "SELECT request_hash, workload_ids FROM requests WHERE request_id = ?"
+                    + self._dialect.for_update,
+                    (request_id,),
+                )
+                if known:
+                    if known[0][0] != request_hash:
+                        raise ValidationError(
+                            "request_id",
+                            f"{request_id!r} was already used for a different request",
+                        )
+                    ids = json.loads(known[0][1])
+                    found = self._load(tx.conn, ids)
+                    return Submitted(tuple(found[i] for i in ids if i in found), created=False)
+            created = [
+                Workload(id=new_workload_id(), spec=s, state=WorkloadState.PENDING, created_at=now)
+                for s in specs
+            ]
+            t = epoch(now)
+            tx.conn.executemany(
+                "INSERT INTO workloads (id, tenant, state, spec, reason, reason_code, created_at) "
+                "VALUES (?, ?, ?, ?, '', '', ?)",
+                [(w.id, w.spec.tenant, int(w.state), spec_to_json(w.spec), t) for w in created],
+            )
+            for w in created:
+                tx.event(w, WorkloadState.UNSPECIFIED, now)
+            if request_id:
+                tx.conn.execute(
+                    "INSERT INTO requests (request_id, request_hash, workload_ids, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (request_id, request_hash, json.dumps([w.id for w in created]), t),
+                )
+        return Submitted(tuple(created), created=True)
+
+    def get(self, workload_id: str) -> Workload:
+        with self._read() as conn:
+            found = self._load(conn, [workload_id])
+        if workload_id not in found:
+            raise NotFoundError(workload_id)
+        return found[workload_id]
+
+    def list_workloads(
+        self, tenant: str, states: Sequence[WorkloadState], after: int, limit: int
+    ) -> Page:
+        where = ["ord > ?"]
+        params: list[Any] = [after]
+        if tenant:
+            where.append("tenant = ?")
+            params.append(tenant)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(int(s) for s in states)
+        params.append(limit + 1)
+        with self._read() as conn:
+            sql = f"SELECT {_COLUMNS} FROM workloads WHERE {' AND '.join(where)}"
+            rows = conn.query(sql + " ORDER BY ord LIMIT ?", params)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            workloads = self._workloads(conn, rows)
+        return Page(tuple(workloads), int(rows[-1][0]) if more and rows else None)
+
+    def cancel(self, workload_id: str, now: datetime) -> StateChange:
+        with self._write() as tx:
+            found = self._load(tx.conn, [workload_id], lock=True)
+            if workload_id not in found:
+                raise NotFoundError(workload_id)
+            w = found[workload_id]
+            if w.state == WorkloadState.CANCELLED:
+                return StateChange(w, w.state, changed=False)
+            if w.state in (WorkloadState.COMPLETED, WorkloadState.UNSCHEDULABLE):
+                raise PreconditionError(
+                    f"workload {workload_id!r} is {w.state.name}; only PENDING or PLACED "
+                    "workloads can be cancelled"
+                )
+            tx.conn.execute(
+                "UPDATE workloads SET state = ?, finished_at = ? WHERE id = ?",
+                (int(WorkloadState.CANCELLED), epoch(now), workload_id),
+            )
+            after = replace(w, state=WorkloadState.CANCELLED)
+            tx.event(after, w.state, now)
+        return StateChange(after, w.state)
+
+    def commit_cycle(self, cycle: CycleCommit) -> CycleOutcome:
+        ids = list(cycle.workloads)
+        if not ids:
+            return CycleOutcome()
+        now = cycle.now
+        t = epoch(now)
+        placed: list[Workload] = []
+        unschedulable: list[Workload] = []
+        pending: list[Workload] = []
+        skipped: set[str] = set()
+        with self._write() as tx:
+            states = self._states(tx.conn, ids)
+            updates: list[tuple[Any, ...]] = []
+            placement_rows: list[tuple[Any, ...]] = []
+            for wid, (reps, cost) in cycle.placed.items():
+                if states.get(wid) != WorkloadState.PENDING:
+                    skipped.add(wid)
+                    continue
+                reps = tuple(replace(p, start_time=now) for p in reps)
+                w = replace(
+                    cycle.workloads[wid],
+                    state=WorkloadState.PLACED,
+                    placements=reps,
+                    reason="",
+                    placed_at=now,
+                    cost=cost,
+                )
+                placed.append(w)
+                updates.append(
+                    (
+                        int(w.state),
+                        "",
+                        "",
+                        t,
+                        cost.energy_cny_per_hour,
+                        cost.carbon_kg_per_hour,
+                        cost.power_watts,
+                        wid,
+                    )
+                )
+                placement_rows.extend(
+                    (wid, p.replica, p.site, p.node, p.latency_ms, gpus_to_text(p.gpu_indices), t)
+                    for p in reps
+                )
+                tx.event(w, WorkloadState.PENDING, now)
+            for wid, unfit in cycle.unschedulable.items():
+                if states.get(wid) != WorkloadState.PENDING:
+                    skipped.add(wid)
+                    continue
+                w = replace(
+                    cycle.workloads[wid], state=WorkloadState.UNSCHEDULABLE, reason=unfit.message
+                )
+                unschedulable.append(w)
+                updates.append((int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid))
+                tx.event(w, WorkloadState.PENDING, now)
+            for wid, unfit in cycle.pending.items():
+                if states.get(wid) != WorkloadState.PENDING:
+                    skipped.add(wid)
+                    continue
+                w = cycle.workloads[wid]
+                if w.reason != unfit.message:
+                    w = replace(w, reason=unfit.message)
+                    updates.append(
+                        (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)
+                    )
+                pending.append(w)
+            if updates:
+                tx.conn.executemany(
+                    "UPDATE workloads SET state = ?, reason = ?, reason_code = ?, placed_at = ?, "
+                    "energy_cny_per_hour = ?, carbon_kg_per_hour = ?, power_watts = ? "
+                    "WHERE id = ?",
+                    updates,
+                )
+            if placement_rows:
+                tx.conn.executemany(
+                    f"INSERT INTO placements ({_PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (workload_id, replica) DO UPDATE SET site = excluded.site, "
+                    "node = excluded.node, latency_ms = excluded.latency_ms, "
+                    "gpu_indices = excluded.gpu_indices, start_time = excluded.start_time",
+                    placement_rows,
+                )
+        return CycleOutcome(tuple(placed), tuple(unschedulable), tuple(pending), frozenset(skipped))
+
+    def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
+        if not workloads:
+            return ()
+        out: list[StateChange] = []
+        with self._write() as tx:
+            states = self._states(tx.conn, [w.id for w in workloads])
+            rows = []
+            for w in workloads:
+                if states.get(w.id) != WorkloadState.PLACED:
+                    continue
+                after = replace(w, state=WorkloadState.COMPLETED)
+                rows.append((int(after.state), epoch(now), w.id))
+                tx.event(after, WorkloadState.PLACED, now)
+                out.append(StateChange(after, WorkloadState.PLACED))
+            if rows:
+                tx.conn.executemany(
+                    "UPDATE workloads SET state = ?, finished_at = ? WHERE id = ?", rows
+                )
+        return tuple(out)
+
+    def active_workloads(self) -> tuple[Workload, ...]:
+        with self._read() as conn:
+            rows = conn.query(
+                f"SELECT {_COLUMNS} FROM workloads WHERE state IN (?, ?) ORDER BY ord",
+                (int(WorkloadState.PENDING), int(WorkloadState.PLACED)),
+            )
+            return tuple(self._workloads(conn, rows))
+
+    def counts(self) -> StateCounts:
+        by_state: dict[WorkloadState, int] = {}
+        pending: dict[str, int] = {}
+        unschedulable: dict[str, int] = {}
+        with self._read() as conn:
+            rows = conn.query(
+                "SELECT state, reason_code, COUNT(*) FROM workloads GROUP BY state, reason_code"
+            )
+        for state, code, n in rows:
+            s = WorkloadState(int(state))
+            by_state[s] = by_state.get(s, 0) + int(n)
+            if s == WorkloadState.PENDING and code:
+                pending[code] = pending.get(code, 0) + int(n)
+            elif s == WorkloadState.UNSCHEDULABLE and code:
+                unschedulable[code] = unschedulable.get(code, 0) + int(n)
+        return StateCounts(by_state, pending, unschedulable)
+
+    def last_sequence(self) -> int:
+        with self._write_lock:
+            return self._seq
+
+    def subscribe(self) -> Subscription:
+        return self._hub.subscribe()
+
+    def close_watchers(self) -> None:
+        """End every open subscription (a draining server lets its watch streams finish)."""
+        self._hub.close()
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._hub.close()
+            self._close_connections()
+
+    def _close_connections(self) -> None:
+        self._writer.close()
+
+
+def migrate(conn: Conn, dialect: str, lock: str = "") -> int:
+    """Bring the schema to the latest version; returns the version reached. ``lock`` is a
+    statement run first in each migration transaction (PostgreSQL: an advisory lock, so that
+    two servers starting together do not both migrate)."""
+    from scheduler.store.migrations import LATEST, MIGRATIONS
+
+    conn.begin_write()
+    try:
+        if lock:
+            conn.execute(lock)
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        rows = conn.query("SELECT MAX(version) FROM schema_version")
+        version = int(rows[0][0] or 0)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    if version > LATEST:
+        raise StoreError(
+            f"the database schema is version {version}, newer than this Valley knows ({LATEST}); "
+            "upgrade Valley"
+        )
+    for m in MIGRATIONS:
+        if m.version <= version:
+            continue
+        conn.begin_write()
+        try:
+            if lock:
+                conn.execute(lock)
+            current = int(conn.query("SELECT MAX(version) FROM schema_version")[0][0] or 0)
+            if current < m.version:
+                for statement in m.sqlite if dialect == "sqlite" else m.postgresql:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (m.version,))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        log.info("store schema migrated to version %d (%s)", m.version, m.description)
+        version = m.version
+    return version

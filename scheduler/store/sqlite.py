@@ -1,0 +1,100 @@
+"""The embedded store: one SQLite file in WAL mode with synchronous=FULL, so a commit is on disk
+when it returns. One writer connection (behind the store's write lock) and one reader connection
+per thread: WAL readers never wait for the writer."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scheduler.store.sql import Dialect, Row, SqlStore, migrate
+
+DIALECT = Dialect("sqlite", for_update="", errors=(sqlite3.Error,))
+
+
+class _SqliteConn:
+    def __init__(self, path: str) -> None:
+        # isolation_level=None: no implicit transactions, we issue BEGIN ourselves
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 10000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def begin_write(self) -> None:
+        # IMMEDIATE takes the write lock now, so reads inside see what the write will change
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def begin_read(self) -> None:
+        self._conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def pragma(self, name: str) -> Any:
+        return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db`` -> ``relative.db``; ``sqlite:////abs.db`` -> ``/abs.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(
+            f"not a SQLite URL: {url!r} (expected sqlite:///relative.db or sqlite:////abs.db)"
+        )
+    path = url[len("sqlite:///") :]
+    if not path or path.startswith(":memory:") or "?" in path:
+        raise ValueError(
+            f"{url!r}: give a database file path (in-memory and options are not supported)"
+        )
+    return path
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, url: str) -> None:
+        path = sqlite_path(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        writer = _SqliteConn(path)
+        migrate(writer, "sqlite")
+        self._local = threading.local()
+        self._readers: list[_SqliteConn] = []
+        self._readers_lock = threading.Lock()
+        super().__init__(url, writer, self._thread_reader, DIALECT)
+
+    def _thread_reader(self) -> _SqliteConn:
+        conn: _SqliteConn | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _SqliteConn(self.path)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _close_connections(self) -> None:
+        super()._close_connections()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for r in readers:
+            # closing a connection another thread is using fails; it is going away anyway
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                r.close()
