@@ -39,8 +39,6 @@ class Problem:
     workloads: tuple[PendingWorkload, ...]
     hour: int = 12
     month: int = 1
-    # placements of earlier cycles or solves, a hint only (warm start)
-    previous: Mapping[str, tuple[ReplicaPlacement, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,176 @@
+"""The optimizer on hand-checkable problems of the tiny scenario (tests/conftest.py):
+near = 2 CPU nodes (4 cores, 8 GiB), dear (1.0 CNY/kWh, PUE 1.5), 1 ms from the city;
+green = 3 CPU nodes and one 2-GPU node, cheap (0.5 CNY/kWh, PUE 1.1), 4 ms from the city."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scheduler.domain import Cluster, Resources, Topology, WorkloadKind, WorkloadSpec
+from scheduler.solver import PendingWorkload, Problem, SolverParams, SolveStatus, solve
+from scheduler.solver.objective import evaluate
+
+
+def service(cores: float, slo: float, replicas: int = 1, **kw) -> WorkloadSpec:
+    return WorkloadSpec(
+        tenant="t",
+        resources=Resources(int(cores * 1000), 1024),
+        replicas=replicas,
+        origin="city",
+        max_latency_ms=slo,
+        kind=WorkloadKind.SERVICE,
+        **kw,
+    )
+
+
+def problem(scenario, *specs: WorkloadSpec, cluster: Cluster | None = None) -> Problem:
+    workloads = tuple(PendingWorkload(f"w{i}", s) for i, s in enumerate(specs))
+    return Problem(scenario, cluster or Cluster(scenario), workloads)
+
+
+def sites_of(result, wid: str) -> set[str]:
+    return {p.site for p in result.placements[wid]}
+
+
+def test_service_whose_slo_both_sites_meet_goes_to_the_cheaper_site(tiny):
+    r = solve(problem(tiny, service(1, slo=5)))
+    assert sites_of(r, "w0") == {"green"}
+
+
+def test_service_with_a_tight_slo_goes_to_the_only_site_that_meets_it(tiny):
+    r = solve(problem(tiny, service(1, slo=2)))
+    assert sites_of(r, "w0") == {"near"}
+    assert r.placements["w0"][0].latency_ms == 1.0
+
+
+def test_flexible_work_arriving_first_leaves_the_scarce_site_to_critical_work(tiny):
+    # near holds 8 cores. Flexible 5 ms work (arriving first) could take it; the critical 2 ms
+    # work (8 cores) fits only there. The optimizer places both; kube does not.
+    p = problem(tiny, service(2, slo=5, replicas=4), service(4, slo=2, replicas=2))
+    valley = solve(p)
+    assert set(valley.placements) == {"w0", "w1"}
+    assert sites_of(valley, "w1") == {"near"}
+    assert sites_of(valley, "w0") == {"green"}
+    kube = solve(p, SolverParams(policy="kube"))
+    assert "w1" not in kube.placements
+
+
+def test_small_replicas_are_consolidated_onto_one_powered_node(tiny):
+    r = solve(problem(tiny, service(1, slo=5, replicas=3)))
+    assert len({p.node for p in r.placements["w0"]}) == 1
+
+
+def test_higher_priority_wins_the_capacity(tiny):
+    # only 8 cores in near; both want 8 there
+    low = service(4, slo=2, replicas=2, priority=0)
+    high = service(4, slo=2, replicas=2, priority=5)
+    r = solve(problem(tiny, low, high))
+    assert set(r.placements) == {"w1"}
+    reasons = {x.code for x in r.unplaced["w0"].reasons}
+    assert "priority" in reasons or "capacity" in reasons
+    assert not r.unplaced["w0"].final
+
+
+def test_capacity_reason_names_the_resource_and_largest_free_amount(tiny):
+    cluster = Cluster(tiny)
+    for name in ("near/cpu-0000", "near/cpu-0001"):
+        cluster.allocate(cluster.index[name], Resources(3000, 1024))
+    r = solve(problem(tiny, service(2, slo=2), cluster=cluster))
+    (reason,) = [x for x in r.unplaced["w0"].reasons if x.site == "near"]
+    assert reason.code == "capacity"
+    assert reason.resource == "cpu_millis"
+    assert reason.requested == 2000 and reason.largest_free == 1000
+    assert "at most 1000 free" in reason.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "code"),
+    [
+        (service(1, slo=0.5), "slo"),
+        (service(1, slo=5, allowed_sites=("elsewhere",)), "residency"),
+        (
+            WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpus=1), gpu_models=("H100",)),
+            "gpu_model",
+        ),
+        (service(16, slo=5), "capacity"),
+        (service(1, slo=5, replicas=2, topology=Topology.SPREAD, min_sites=3), "final"),
+    ],
+)
+def test_workloads_that_can_never_fit_are_final_with_reasons(tiny, spec, code):
+    r = solve(problem(tiny, spec))
+    u = r.unplaced["w0"]
+    assert u.final
+    assert u.summary
+    if code != "final":
+        assert code in {x.code for x in u.reasons}
+
+
+def test_gang_goes_whole_to_one_site(tiny):
+    # 5 replicas of 3 cores: green holds 3 (one per CPU node), near 2: together they fit,
+    # but a gang must be in one site, so it is left pending
+    r = solve(problem(tiny, service(3, slo=5, replicas=5, topology=Topology.GANG)))
+    assert "w0" not in r.placements
+    r = solve(problem(tiny, service(3, slo=5, replicas=3, topology=Topology.GANG)))
+    assert len(sites_of(r, "w0")) == 1
+
+
+def test_spread_uses_at_least_min_sites(tiny):
+    r = solve(problem(tiny, service(1, slo=5, replicas=3, topology=Topology.SPREAD, min_sites=2)))
+    assert sites_of(r, "w0") == {"near", "green"}
+
+
+def test_fractional_gpu_shares_share_one_physical_gpu(tiny):
+    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=400), replicas=2)
+    r = solve(problem(tiny, spec))
+    gpus = {(p.node, p.gpu_indices) for p in r.placements["w0"]}
+    assert len(gpus) == 1  # both shares on the same GPU of the same node
+
+
+def test_reported_objective_equals_its_recomputation_and_bound_is_below(tiny):
+    p = problem(tiny, service(1, slo=5, replicas=3), service(2, slo=2), service(4, slo=2))
+    params = SolverParams()
+    r = solve(p, params)
+    assert r.objective == pytest.approx(evaluate(p, r.placements, params).objective)
+    assert r.bound is not None and r.bound <= r.objective + 1e-9
+    assert r.gap is not None and 0 <= r.gap < 0.05
+
+
+def test_same_seed_gives_the_same_placement(tiny):
+    p = problem(tiny, *(service(1 + i % 3, slo=5 if i % 2 else 2, replicas=2) for i in range(6)))
+    a = solve(p, seed=7)
+    b = solve(p, seed=7)
+    assert a.placements == b.placements
+
+
+def test_solver_given_no_time_falls_back_to_the_greedy_answer(tiny):
+    p = problem(tiny, service(1, slo=5, replicas=2))
+    r = solve(p, SolverParams(solver_parameters="max_time_in_seconds: 0.0"))
+    assert r.status is SolveStatus.FALLBACK
+    assert "w0" in r.placements
+    assert r.stats["fallback"] == 1.0
+
+
+def test_a_deadline_in_the_past_still_returns_a_result(tiny):
+    p = problem(tiny, service(1, slo=5))
+    r = solve(p, deadline=time.monotonic() - 1)
+    assert r.is_feasible()
+    assert r.solve_seconds < 30
+
+
+def test_the_problem_cluster_is_not_changed(tiny):
+    cluster = Cluster(tiny)
+    solve(problem(tiny, service(2, slo=5, replicas=3), cluster=cluster))
+    assert not cluster.awake.any()
+
+
+def test_params_reject_unknown_keys_and_bad_values(tmp_path):
+    path = tmp_path / "params.toml"
+    path.write_text("policy = 'valley'\nlatency_weight = 3\n")
+    with pytest.raises(ValueError, match="latency_weight: unknown parameter"):
+        SolverParams.from_toml(path)
+    with pytest.raises(ValueError, match="headroom_target"):
+        SolverParams(headroom_target=1.5)
+    path.write_text("time_limit_s = 2\nheadroom_target = 0.7\n")
+    assert SolverParams.from_toml(path).headroom_target == 0.7
