@@ -148,6 +148,10 @@ class Store(Protocol):
 
     def counts(self) -> StateCounts: ...
 
+    def pending_reason_codes(self) -> dict[str, str]:
+        """Reason code of every PENDING workload that has been tried."""
+        ...
+
     def subscribe(self) -> Subscription:
         """Events committed from now on, in commit order."""
         ...

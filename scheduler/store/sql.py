@@ -466,6 +466,14 @@ class SqlStore:
                 unschedulable[code] = unschedulable.get(code, 0) + int(n)
         return StateCounts(by_state, pending, unschedulable)
 
+    def pending_reason_codes(self) -> dict[str, str]:
+        with self._read() as conn:
+            rows = conn.query(
+                "SELECT id, reason_code FROM workloads WHERE state = ? AND reason_code <> ''",
+                (int(WorkloadState.PENDING),),
+            )
+        return {r[0]: r[1] for r in rows}
+
     def last_sequence(self) -> int:
         with self._write_lock:
             return self._seq

@@ -1,0 +1,526 @@
+"""The scheduling loop: one thread that turns pending workloads into placements.
+
+It wakes when work arrives or capacity is freed, waits a short batching window to gather a batch,
+builds a ``Problem`` (the scenario, the cluster it keeps up to date in memory, the batch, the
+scenario's local hour and month), calls ``solve()`` with a deadline, commits the cycle's
+decisions in one store transaction and tells its observers. RPC threads only hand work over
+(``submitted``, ``state_changed``) and read copies (``snapshot``); they never wait for a solve.
+
+The store is the truth; the loop's memory is a cache of it that it rebuilds on start
+(``Store.active_workloads``): the cluster from the placements of every PLACED workload (with
+their GPU indices, so the per-GPU shares come back exactly) and the queue from every PENDING one.
+Per cycle the loop touches only its batch, never the whole store.
+
+Retries: a workload that does not fit now stays PENDING with a reason and waits until capacity
+is freed (a cancel or a completion), not every cycle, so a full cluster costs nothing. One that
+can never fit (``Unplaced.final``) becomes UNSCHEDULABLE.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Protocol
+
+from scheduler.domain import (
+    CapacityError,
+    Cluster,
+    Cost,
+    ReplicaPlacement,
+    Scenario,
+    Workload,
+    WorkloadState,
+)
+from scheduler.solver import PendingWorkload, PlacementResult, Problem, SolverParams, solve
+from scheduler.store import CycleCommit, Store, StoreError, Unfit
+
+log = logging.getLogger(__name__)
+
+# reasons that hold whatever the cluster's state; a pending workload's reason prefers the others
+_STATIC_CODES = frozenset({"slo", "residency", "gpu_model", "size"})
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """One per cycle that solved something."""
+
+    started_at: datetime
+    cycle_seconds: float
+    solve_seconds: float
+    batch_workloads: int
+    batch_replicas: int
+    result: PlacementResult
+    placed: tuple[Workload, ...]  # became PLACED this cycle (created_at, placed_at set)
+    unschedulable: tuple[Workload, ...]  # became UNSCHEDULABLE this cycle
+    pending: tuple[Workload, ...]  # tried, still PENDING with a reason
+
+
+class LoopObserver(Protocol):
+    """Told about everything the loop sees; called from RPC threads (``on_submitted``, cancels)
+    and the loop thread, so implementations must be thread-safe and quick."""
+
+    def on_submitted(self, workloads: Sequence[Workload]) -> None: ...
+
+    def on_cycle(self, report: CycleReport) -> None: ...
+
+    def on_state_change(self, workload: Workload, old: WorkloadState) -> None: ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Read at scrape time and by RPCs that show the cluster; cheap to take."""
+
+    counts_by_state: Mapping[WorkloadState, int]
+    pending_by_reason: Mapping[str, int]  # Reason.code -> PENDING workloads with that code
+    unschedulable_by_reason: Mapping[str, int]
+    cluster: Cluster  # a copy of the current allocation
+    scenario: Scenario
+    hour: int
+    month: int
+    last_result: PlacementResult | None
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    batch_window_s: float = 0.03  # gather a batch this long after the first new work
+    max_batch_workloads: int = 2000  # the rest waits for the next cycle (which follows at once)
+    solve_budget_s: float = 1.0  # deadline handed to solve()
+    retry_after_error_s: float = 0.5  # pause after a store error before trying again
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.batch_window_s <= 10:
+            raise ValueError(f"batch_window_s must be in 0..10 (got {self.batch_window_s})")
+        if self.max_batch_workloads < 1:
+            raise ValueError("max_batch_workloads must be >= 1")
+        if self.solve_budget_s <= 0:
+            raise ValueError("solve_budget_s must be > 0")
+
+
+def scenario_zone(scenario: Scenario) -> tzinfo:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(scenario.timezone)
+    except Exception:  # no tz database: China has kept UTC+8 without DST since 1991
+        if scenario.timezone == "Asia/Shanghai":
+            return timezone(timedelta(hours=8))
+        log.warning("unknown timezone %r, using UTC", scenario.timezone)
+        return UTC
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reason_code(reasons: Sequence[object], final: bool) -> str:
+    codes = [str(getattr(r, "code", "")) for r in reasons]
+    if not final:
+        for c in codes:
+            if c and c not in _STATIC_CODES:
+                return c
+    return next((c for c in codes if c), "capacity")
+
+
+class SchedulingLoop:
+    """See the module docstring. ``start()`` loads the state and starts the thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        scenario: Scenario,
+        params: SolverParams | None = None,
+        observers: Sequence[LoopObserver] = (),
+        config: LoopConfig | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.store = store
+        self.scenario = scenario
+        self.params = params or SolverParams()
+        self.config = config or LoopConfig()
+        self._observers = tuple(observers)
+        self._clock = clock
+        self._zone = scenario_zone(scenario)
+        self._cond = threading.Condition()
+        # --- shared with RPC threads, under _cond
+        self._inbox: list[Workload] = []
+        self._changes: list[tuple[Workload, WorkloadState]] = []
+        self._first_signal: float | None = None  # monotonic time of the oldest unhandled signal
+        self._stopping = False
+        self._counts: Counter[WorkloadState] = Counter()
+        self._pending_code: dict[str, str] = {}  # PENDING workload id -> reason code
+        self._pending_by_reason: Counter[str] = Counter()
+        self._unschedulable_by_reason: Counter[str] = Counter()
+        self._cluster = Cluster(scenario)  # replaced (never changed in place) after load
+        self._last_result: PlacementResult | None = None
+        # --- owned by the loop thread
+        self._pending: dict[str, Workload] = {}  # every PENDING workload the loop knows
+        self._ready: list[tuple[int, int, str]] = []  # heap of (-priority, arrival, id)
+        self._arrivals = 0
+        self._waiting: dict[str, Workload] = {}  # tried, wait for capacity to be freed
+        self._allocated: dict[str, Workload] = {}  # PLACED, holding capacity in _cluster
+        self._completions: list[tuple[float, str]] = []  # heap of (due epoch seconds, id)
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self.cycles = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Rebuild the state from the store, then start the loop thread."""
+        self._load()
+        self._thread = threading.Thread(target=self._run, name="valley-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("scheduling loop did not stop within %.1f s", timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _load(self) -> None:
+        cluster = Cluster(self.scenario)
+        active = self.store.active_workloads()
+        counts = self.store.counts()
+        codes = self.store.pending_reason_codes()
+        for w in active:
+            if w.state == WorkloadState.PENDING:
+                self._enqueue(w)
+                continue
+            try:
+                for p in w.placements:
+                    cluster.allocate(cluster.index[p.node], w.spec.resources, p.gpu_indices)
+            except (CapacityError, KeyError) as e:
+                # the scenario changed under a stored placement: keep the record, say so
+                log.error("cannot restore placement of %s: %s", w.id, e)
+                continue
+            self._allocated[w.id] = w
+            self._schedule_completion(w)
+        with self._cond:
+            self._cluster = cluster
+            self._counts = Counter(counts.by_state)
+            self._pending_by_reason = Counter(counts.pending_by_reason)
+            self._unschedulable_by_reason = Counter(counts.unschedulable_by_reason)
+            self._pending_code = codes
+        log.info("loop resumed: %d placed, %d pending", len(self._allocated), len(self._pending))
+
+    # ------------------------------------------------------------------ called by RPC threads
+
+    def submitted(self, workloads: Sequence[Workload]) -> None:
+        """New PENDING workloads, already committed."""
+        if not workloads:
+            return
+        with self._cond:
+            self._inbox.extend(workloads)
+            self._counts[WorkloadState.PENDING] += len(workloads)
+            self._signal()
+        self._tell("on_submitted", workloads)
+
+    def state_changed(self, workload: Workload, old: WorkloadState) -> None:
+        """A change committed by someone else (a cancel): free its capacity, forget it."""
+        with self._cond:
+            self._changes.append((workload, old))
+            self._count_change(workload.id, old, workload.state, "")
+            self._signal()
+        self._tell("on_state_change", workload, old)
+
+    def wake(self) -> None:
+        """Look at the clock again now (completions); for clocks that jump (tests)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def snapshot(self) -> Snapshot:
+        with self._cond:
+            counts = dict(self._counts)
+            pending = {k: v for k, v in self._pending_by_reason.items() if v}
+            unsched = {k: v for k, v in self._unschedulable_by_reason.items() if v}
+            cluster = self._cluster.copy()
+            last = self._last_result
+        hour, month = self.local_hour_month()
+        return Snapshot(counts, pending, unsched, cluster, self.scenario, hour, month, last)
+
+    def local_hour_month(self, now: datetime | None = None) -> tuple[int, int]:
+        local = (now or self._clock()).astimezone(self._zone)
+        return local.hour, local.month
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until the loop has nothing to do (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                busy = bool(self._inbox or self._changes)
+            if not busy and self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                with self._cond:
+                    if not (self._inbox or self._changes):
+                        return True
+        return False
+
+    def _signal(self) -> None:
+        if self._first_signal is None:
+            self._first_signal = time.monotonic()
+        self._idle.clear()
+        self._cond.notify_all()
+
+    def _count_change(self, wid: str, old: WorkloadState, new: WorkloadState, code: str) -> None:
+        """Update the counters (under _cond) for ``wid`` going from ``old`` to ``new``."""
+        if old == new:
+            if new == WorkloadState.PENDING and code != self._pending_code.get(wid, ""):
+                self._set_pending_code(wid, code)
+            return
+        if old != WorkloadState.UNSPECIFIED:
+            self._counts[old] -= 1
+        self._counts[new] += 1
+        if old == WorkloadState.PENDING:
+            self._set_pending_code(wid, "")
+        if new == WorkloadState.UNSCHEDULABLE:
+            self._unschedulable_by_reason[code or "other"] += 1
+
+    def _set_pending_code(self, wid: str, code: str) -> None:
+        old = self._pending_code.pop(wid, "")
+        if old:
+            self._pending_by_reason[old] -= 1
+        if code:
+            self._pending_code[wid] = code
+            self._pending_by_reason[code] += 1
+
+    def _tell(self, method: str, *args: object) -> None:
+        for o in self._observers:
+            try:
+                getattr(o, method)(*args)
+            except Exception:
+                log.exception("observer %r failed in %s", o, method)
+
+    # ------------------------------------------------------------------ the loop thread
+
+    def _enqueue(self, w: Workload) -> None:
+        self._pending[w.id] = w
+        self._arrivals += 1
+        heapq.heappush(self._ready, (-w.spec.priority, self._arrivals, w.id))
+
+    def _schedule_completion(self, w: Workload) -> None:
+        if w.spec.duration_s > 0 and w.placed_at is not None:
+            due = w.placed_at.timestamp() + w.spec.duration_s
+            heapq.heappush(self._completions, (due, w.id))
+
+    def _next_due(self) -> float | None:
+        while self._completions and self._completions[0][1] not in self._allocated:
+            heapq.heappop(self._completions)  # cancelled meanwhile
+        return self._completions[0][0] if self._completions else None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if self._inbox or self._changes or self._ready:
+                        break
+                    due = self._next_due()
+                    now = self._clock().timestamp()
+                    if due is not None and due <= now:
+                        break
+                    self._idle.set()
+                    self._cond.wait(None if due is None else min(due - now, 60.0))
+                if self._stopping:
+                    return
+                # the batching window: let a burst of submissions or cancels gather
+                if self._first_signal is not None and not self._ready:
+                    end = self._first_signal + self.config.batch_window_s
+                    while not self._stopping and (left := end - time.monotonic()) > 0:
+                        self._cond.wait(left)
+                    if self._stopping:
+                        return
+                inbox, self._inbox = self._inbox, []
+                changes, self._changes = self._changes, []
+                self._first_signal = None
+            try:
+                self._cycle(inbox, changes)
+            except Exception:
+                log.exception("scheduling cycle failed; retrying")
+                time.sleep(self.config.retry_after_error_s)
+
+    def _release(self, cluster: Cluster, w: Workload) -> None:
+        for p in w.placements:
+            try:
+                cluster.release(cluster.index[p.node], w.spec.resources, p.gpu_indices)
+            except (CapacityError, KeyError) as e:
+                log.error("cannot release %s from %s: %s", w.id, p.node, e)
+
+    def _cycle(self, inbox: list[Workload], changes: list[tuple[Workload, WorkloadState]]) -> None:
+        started_at = self._clock()
+        t0 = time.perf_counter()
+        for w in inbox:
+            if w.id not in self._pending:
+                self._enqueue(w)
+        cluster = self._cluster.copy()
+        freed = False
+        for w, _old in changes:
+            self._pending.pop(w.id, None)
+            self._waiting.pop(w.id, None)
+            held = self._allocated.pop(w.id, None)
+            if held is not None:
+                self._release(cluster, held)
+                freed = True
+        freed |= self._complete_due(cluster, started_at)
+        if freed:
+            for wid, waiting in self._waiting.items():
+                heapq.heappush(self._ready, (-waiting.spec.priority, self._arrivals, wid))
+                self._arrivals += 1
+            self._waiting.clear()
+        batch: list[Workload] = []
+        while self._ready and len(batch) < self.config.max_batch_workloads:
+            _, _, wid = heapq.heappop(self._ready)
+            queued = self._pending.get(wid)
+            if queued is not None and wid not in self._waiting:
+                batch.append(queued)
+        batch = list({w.id: w for w in batch}.values())  # a workload queued twice counts once
+        if not batch:
+            with self._cond:
+                self._cluster = cluster
+            return
+        self._solve_and_commit(batch, cluster, started_at, t0)
+
+    def _complete_due(self, cluster: Cluster, now: datetime) -> bool:
+        due: list[Workload] = []
+        t = now.timestamp()
+        while (d := self._next_due()) is not None and d <= t:
+            _, wid = heapq.heappop(self._completions)
+            if wid in self._allocated:
+                due.append(self._allocated[wid])
+        if not due:
+            return False
+        try:
+            done = self.store.complete(due, now)
+        except StoreError:
+            log.exception("cannot record completions; retrying")
+            for w in due:
+                self._schedule_completion(w)
+            return False
+        for change in done:
+            held = self._allocated.pop(change.workload.id, None)
+            if held is not None:
+                self._release(cluster, held)
+            with self._cond:
+                self._count_change(
+                    change.workload.id, WorkloadState.PLACED, change.workload.state, ""
+                )
+            self._tell("on_state_change", change.workload, change.previous_state)
+        return bool(done)
+
+    def _solve_and_commit(
+        self, batch: list[Workload], cluster: Cluster, started_at: datetime, t0: float
+    ) -> None:
+        hour, month = self.local_hour_month(started_at)
+        problem = Problem(
+            scenario=self.scenario,
+            cluster=cluster,
+            workloads=tuple(PendingWorkload(w.id, w.spec) for w in batch),
+            hour=hour,
+            month=month,
+        )
+        base = cluster  # with this cycle's releases; kept if the commit fails
+        cluster = cluster.copy()
+        s0 = time.perf_counter()
+        result = solve(
+            problem,
+            self.params,
+            seed=self.config.seed,
+            deadline=time.monotonic() + self.config.solve_budget_s,
+        )
+        solve_seconds = time.perf_counter() - s0
+        # apply to the cluster copy first: a placement that does not fit is a solver bug, and
+        # must not reach the store
+        placed: dict[str, tuple[tuple[ReplicaPlacement, ...], Cost]] = {}
+        pending: dict[str, Unfit] = {}
+        unschedulable: dict[str, Unfit] = {}
+        for w in batch:
+            reps = result.placements.get(w.id)
+            if reps:
+                taken = []
+                try:
+                    for p in reps:
+                        node = cluster.index[p.node]
+                        cluster.allocate(node, w.spec.resources, p.gpu_indices or None)
+                        taken.append(p)
+                except (CapacityError, KeyError) as e:
+                    log.error("solver placement of %s does not fit: %s", w.id, e)
+                    self._release(cluster, replace(w, placements=tuple(taken)))
+                    pending[w.id] = Unfit("capacity", "does not fit now: placement rejected")
+                    continue
+                placed[w.id] = (tuple(reps), result.costs.get(w.id, Cost()))
+                continue
+            u = result.unplaced.get(w.id)
+            if u is None:
+                pending[w.id] = Unfit("capacity", "does not fit now")
+            elif u.final:
+                unschedulable[w.id] = Unfit(_reason_code(u.reasons, True), u.summary, u.reasons)
+            else:
+                pending[w.id] = Unfit(_reason_code(u.reasons, False), u.summary, u.reasons)
+        commit = CycleCommit(
+            workloads={w.id: w for w in batch},
+            placed=placed,
+            unschedulable=unschedulable,
+            pending=pending,
+            now=self._clock(),
+        )
+        try:
+            outcome = self.store.commit_cycle(commit)
+        except StoreError:
+            log.exception("cannot commit cycle; its %d workloads stay queued", len(batch))
+            for w in batch:
+                heapq.heappush(self._ready, (-w.spec.priority, self._arrivals, w.id))
+                self._arrivals += 1
+            with self._cond:
+                self._cluster = base
+            time.sleep(self.config.retry_after_error_s)
+            return
+        for wid in outcome.skipped:
+            # cancelled while we solved: give back what we took for it
+            if wid in placed:
+                self._release(cluster, replace(commit.workloads[wid], placements=placed[wid][0]))
+            self._pending.pop(wid, None)
+        for w in outcome.placed:
+            self._pending.pop(w.id, None)
+            self._allocated[w.id] = w
+            self._schedule_completion(w)
+        for w in outcome.unschedulable:
+            self._pending.pop(w.id, None)
+        for w in outcome.pending:
+            self._pending[w.id] = w
+            self._waiting[w.id] = w
+        with self._cond:
+            self._cluster = cluster
+            self._last_result = result
+            for w in outcome.placed:
+                self._count_change(w.id, WorkloadState.PENDING, WorkloadState.PLACED, "")
+            for w in outcome.unschedulable:
+                code = unschedulable[w.id].code
+                self._count_change(w.id, WorkloadState.PENDING, WorkloadState.UNSCHEDULABLE, code)
+            for w in outcome.pending:
+                self._count_change(
+                    w.id, WorkloadState.PENDING, WorkloadState.PENDING, pending[w.id].code
+                )
+        self.cycles += 1
+        report = CycleReport(
+            started_at=started_at,
+            cycle_seconds=time.perf_counter() - t0,
+            solve_seconds=solve_seconds,
+            batch_workloads=len(batch),
+            batch_replicas=sum(w.spec.replica_count for w in batch),
+            result=result,
+            placed=outcome.placed,
+            unschedulable=outcome.unschedulable,
+            pending=outcome.pending,
+        )
+        self._tell("on_cycle", report)

@@ -1,0 +1,187 @@
+"""The scheduling loop over a real SQLite store and the real solver, on the tiny scenario."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scheduler.domain import Resources, Scenario, Workload, WorkloadSpec, WorkloadState
+from scheduler.loop import CycleReport, LoopConfig, SchedulingLoop
+from scheduler.store import Store, open_store
+
+S = WorkloadState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)  # noon in Asia/Shanghai
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.cycles: list[CycleReport] = []
+        self.changes: list[tuple[str, S, S]] = []
+
+    def on_submitted(self, workloads: Sequence[Workload]) -> None:
+        self.submitted += [w.id for w in workloads]
+
+    def on_cycle(self, report: CycleReport) -> None:
+        self.cycles.append(report)
+
+    def on_state_change(self, workload: Workload, old: S) -> None:
+        self.changes.append((workload.id, old, workload.state))
+
+
+def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/v.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def loop(
+    store: Store, tiny: Scenario, clock: Clock, recorder: Recorder
+) -> Iterator[SchedulingLoop]:
+    lp = SchedulingLoop(
+        store, tiny, observers=[recorder], config=LoopConfig(batch_window_s=0.01), clock=clock
+    )
+    lp.start()
+    yield lp
+    lp.stop()
+
+
+def submit(store: Store, loop: SchedulingLoop, *specs: WorkloadSpec) -> list[Workload]:
+    sub = store.submit("", "", specs, datetime.now(UTC))
+    loop.submitted(sub.workloads)
+    return list(sub.workloads)
+
+
+def cpu(cores: int, **kw: object) -> WorkloadSpec:
+    return WorkloadSpec(tenant="t", resources=Resources(cores * 1000, 1024), **kw)  # type: ignore[arg-type]
+
+
+def state(store: Store, w: Workload) -> S:
+    return store.get(w.id).state
+
+
+def test_submitted_workloads_are_placed_and_the_cluster_holds_them(
+    store: Store, loop: SchedulingLoop, recorder: Recorder
+) -> None:
+    ws = submit(store, loop, cpu(2), cpu(1, replicas=3))
+    until(lambda: all(state(store, w) == S.PLACED for w in ws))
+    snap = loop.snapshot()
+    used = int((snap.cluster.cap_cpu - snap.cluster.free_cpu).sum())
+    assert used == 5000
+    assert snap.counts_by_state[S.PLACED] == 2
+    assert recorder.submitted == [w.id for w in ws]
+    placed = [w.id for c in recorder.cycles for w in c.placed]
+    assert sorted(placed) == sorted(w.id for w in ws)
+    assert all(
+        w.placed_at is not None and w.created_at is not None
+        for c in recorder.cycles
+        for w in c.placed
+    )
+
+
+def test_a_workload_that_can_never_fit_becomes_unschedulable_with_the_reason(
+    store: Store, loop: SchedulingLoop
+) -> None:
+    (w,) = submit(store, loop, cpu(64))  # larger than every node of the tiny scenario
+    until(lambda: state(store, w) == S.UNSCHEDULABLE)
+    assert store.get(w.id).reason
+    assert loop.snapshot().unschedulable_by_reason == {"capacity": 1}
+
+
+def test_a_cancel_frees_capacity_that_a_waiting_workload_then_gets(
+    store: Store, loop: SchedulingLoop, recorder: Recorder
+) -> None:
+    # tiny has 5 CPU-only nodes of 4 cores: five 4-core workloads fill it
+    full = submit(store, loop, *[cpu(4) for _ in range(5)])
+    until(lambda: all(state(store, w) == S.PLACED for w in full))
+    (late,) = submit(store, loop, cpu(4))
+    until(lambda: store.get(late.id).reason != "")
+    assert store.get(late.id).state == S.PENDING
+    assert loop.snapshot().pending_by_reason == {"capacity": 1}
+    cycles_before = loop.cycles
+    time.sleep(0.1)
+    assert loop.cycles == cycles_before, "a full cluster must not be retried every cycle"
+    freed_node = store.get(full[0].id).placements[0].node
+    change = store.cancel(full[0].id, datetime.now(UTC))
+    loop.state_changed(change.workload, change.previous_state)
+    until(lambda: state(store, late) == S.PLACED)
+    assert store.get(late.id).placements[0].node == freed_node  # the only node with room
+    snap = loop.snapshot()
+    assert snap.counts_by_state[S.PLACED] == 5
+    assert snap.counts_by_state[S.CANCELLED] == 1
+    assert snap.pending_by_reason == {}
+    assert (full[0].id, S.PLACED, S.CANCELLED) in recorder.changes
+
+
+def test_workloads_with_a_duration_complete_and_free_their_capacity(
+    store: Store, loop: SchedulingLoop, clock: Clock, recorder: Recorder
+) -> None:
+    (w,) = submit(store, loop, cpu(4, duration_s=60))
+    until(lambda: state(store, w) == S.PLACED)
+    clock.now += timedelta(seconds=61)
+    loop.wake()
+    until(lambda: state(store, w) == S.COMPLETED)
+    until(lambda: loop.snapshot().counts_by_state.get(S.COMPLETED) == 1)
+    snap = loop.snapshot()
+    assert int((snap.cluster.cap_cpu - snap.cluster.free_cpu).sum()) == 0
+    assert (w.id, S.PLACED, S.COMPLETED) in recorder.changes
+
+
+def test_a_restarted_loop_rebuilds_the_same_cluster_and_resumes_pending_work(
+    store: Store, tiny: Scenario, clock: Clock
+) -> None:
+    first = SchedulingLoop(store, tiny, config=LoopConfig(batch_window_s=0.0), clock=clock)
+    first.start()
+    gpu = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, 0, 300))
+    ws = submit(store, first, cpu(3), gpu, gpu, cpu(1, replicas=2))
+    until(lambda: all(state(store, w) == S.PLACED for w in ws))
+    before = first.snapshot().cluster
+    first.stop()
+    (queued,) = store.submit("", "", [cpu(1)], clock.now).workloads  # accepted while down
+    second = SchedulingLoop(store, tiny, config=LoopConfig(batch_window_s=0.0), clock=clock)
+    second.start()
+    try:
+        after_restart = second.snapshot().cluster
+        for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
+            assert np.array_equal(getattr(before, name), getattr(after_restart, name)), name
+        until(lambda: state(store, queued) == S.PLACED)
+        assert second.snapshot().counts_by_state[S.PLACED] == 5
+    finally:
+        second.stop()
+
+
+def test_snapshot_hour_and_month_are_local_to_the_scenario(loop: SchedulingLoop) -> None:
+    snap = loop.snapshot()
+    assert (snap.hour, snap.month) == (12, 7)  # 04:00 UTC is noon in Asia/Shanghai
