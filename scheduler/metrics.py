@@ -276,10 +276,11 @@ LAST_CYCLE_TIME = Gauge(
     "Unix time at which the last scheduling cycle started.",
     registry=REGISTRY,
 )
+# Exported by the snapshot collector itself (below), so a failure shows in the same scrape.
 SNAPSHOT_ERRORS = Counter(
     "valley_snapshot_errors_total",
     "Scrapes in which reading the state snapshot failed (the snapshot gauges are missing then).",
-    registry=REGISTRY,
+    registry=None,
 )
 
 # Series that exist from the start, so rates and alerts have a zero to compare with.
@@ -301,11 +302,11 @@ def reason_label(code: str) -> str:
 
 
 def _reason_code(workload: Workload, report: CycleReport) -> str:
+    # the loop's choice for a final verdict: the first reason that has a code
     code = getattr(workload, "reason_code", "")
-    if not code:
-        unplaced = report.result.unplaced.get(workload.id)
-        if unplaced is not None and unplaced.reasons:
-            code = unplaced.reasons[0].code
+    unplaced = report.result.unplaced.get(workload.id)
+    if not code and unplaced is not None:
+        code = next((r.code for r in unplaced.reasons if r.code), "")
     if not code and workload.reason:
         # "slo: RTT 4.0 ms > ..." style reasons
         code = workload.reason.split(":", 1)[0].strip()
@@ -495,15 +496,15 @@ def _site_families(snap: Snapshot) -> Iterable[Metric]:
     pue = GaugeMetricFamily(
         "valley_site_pue", "Power usage effectiveness of a site.", labels=("site",)
     )
-    for site in scenario.sites:
-        cost = costs[site.name]
-        rates = SiteRates.of(site, snap.hour, snap.month)
-        power.add_metric((site.name,), cost.power_watts)
-        energy.add_metric((site.name,), cost.energy_cny_per_hour)
-        carbon.add_metric((site.name,), cost.carbon_kg_per_hour)
-        price.add_metric((site.name,), rates.price_cny_per_kwh)
-        intensity.add_metric((site.name,), rates.carbon_kg_per_kwh)
-        pue.add_metric((site.name,), site.pue)
+    for s in scenario.sites:
+        cost = costs[s.name]
+        rates = SiteRates.of(s, snap.hour, snap.month)
+        power.add_metric((s.name,), cost.power_watts)
+        energy.add_metric((s.name,), cost.energy_cny_per_hour)
+        carbon.add_metric((s.name,), cost.carbon_kg_per_hour)
+        price.add_metric((s.name,), rates.price_cny_per_kwh)
+        intensity.add_metric((s.name,), rates.carbon_kg_per_kwh)
+        pue.add_metric((s.name,), s.pue)
     yield from (power, energy, carbon, price, intensity, pue)
 
     info = GaugeMetricFamily(
@@ -538,15 +539,14 @@ class _SnapshotCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             source = self._source
-        if source is None:
-            return []
-        try:
-            snap = source()
-            return list(snapshot_families(snap))
-        except Exception:
-            log.exception("metrics: reading the state snapshot failed")
-            SNAPSHOT_ERRORS.inc()
-            return []
+        families: list[Metric] = []
+        if source is not None:
+            try:
+                families = list(snapshot_families(source()))
+            except Exception:
+                log.exception("metrics: reading the state snapshot failed")
+                SNAPSHOT_ERRORS.inc()
+        return [*families, *SNAPSHOT_ERRORS.collect()]
 
 
 _SNAPSHOTS = _SnapshotCollector()
