@@ -482,6 +482,13 @@ def _code_name(code: grpc.StatusCode | None) -> str:
     help="Draw shapes from an openb pod list CSV instead of the embedded sample.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the mix.")
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the server before giving up.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 def demo(
     server: str,
@@ -492,6 +499,7 @@ def demo(
     misconfigured: float,
     trace: str | None,
     seed: int,
+    connect_timeout: float,
     quiet: bool,
 ) -> None:
     """Submit a continuous Zhongguancun workload mix to a running Valley server.
@@ -511,7 +519,7 @@ def demo(
     channel = grpc.insecure_channel(server)
     try:
         try:
-            grpc.channel_ready_future(channel).result(timeout=10)
+            grpc.channel_ready_future(channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
             click.echo(f"valley demo: cannot reach a server at {server}", err=True)
             sys.exit(2)

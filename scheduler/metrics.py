@@ -60,6 +60,7 @@ __all__ = [
     "grpc_interceptor",
     "register_snapshot_source",
     "start_http_server",
+    "stop_http_server",
     "stop_http_servers",
     "unregister_snapshot_source",
 ]
@@ -594,11 +595,23 @@ def start_http_server(address: str) -> int:
     return int(server.server_port)
 
 
+def stop_http_server(port: int) -> None:
+    """Shut down the metrics HTTP server ``start_http_server`` bound to ``port`` (if any)."""
+    with _servers_lock:
+        mine = [(s, t) for s, t in _servers if s.server_port == port]
+        _servers[:] = [(s, t) for s, t in _servers if s.server_port != port]
+    _shutdown(mine)
+
+
 def stop_http_servers() -> None:
     """Shut down every metrics HTTP server this process started (for tests and shutdown)."""
     with _servers_lock:
         servers = list(_servers)
         _servers.clear()
+    _shutdown(servers)
+
+
+def _shutdown(servers: Sequence[tuple[Any, threading.Thread]]) -> None:
     for server, thread in servers:
         server.shutdown()
         server.server_close()

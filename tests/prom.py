@@ -1,18 +1,23 @@
 """Prometheus for tests: a real Prometheus server (the Debian binary) started on a free loopback
 port with a generated configuration, and helpers about metric names.
 
-Use it from a test module with ``pytest_plugins = ["tests.prom"]``; the ``prometheus_server``
-fixture factory starts servers that scrape the given targets every second and stops them at the
-end of the test. Tests skip with a clear message only when the binary is missing.
+Use it from a test module with ``pytest_plugins = ["tests.prom"]`` (and import its classes only
+under ``TYPE_CHECKING``, so that pytest imports the module as a plugin first). Fixtures:
+``prometheus_server``, a factory of servers that scrape the given targets every second (module
+scope; tests skip with a clear message only when the binary is missing), and ``valley_server``,
+``valley serve`` in a subprocess on free loopback ports.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -129,18 +134,19 @@ def write_config(path: Path, targets: Sequence[str], rule_files: Sequence[Path])
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def prometheus_server(
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[Sequence[str]], PrometheusServer]]:
     """A factory: ``prometheus_server(["127.0.0.1:PORT"])`` starts Prometheus (job ``valley``,
     scrape and rule evaluation every second, the rules of deploy/prometheus/rules, storage in a
-    temp dir) and waits until it is ready."""
+    temp dir) and waits until it is ready. Servers stop at the end of the module."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip(
             "prometheus not installed (Debian package prometheus; scripts/setup.sh --system)"
         )
+    tmp_path = tmp_path_factory.mktemp("prometheus")
     started: list[PrometheusServer] = []
 
     def start(targets: Sequence[str]) -> PrometheusServer:
@@ -174,9 +180,90 @@ def prometheus_server(
 
     yield start
     for server in started:
-        server.process.terminate()
+        _stop(server.process)
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
         try:
-            server.process.wait(10)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(5)
+            process.kill()
+            process.wait(5)
+    return int(process.returncode)
+
+
+# ----------------------------------------------------------------------------- a Valley server
+
+
+@dataclass
+class ValleyProcess:
+    """``valley serve`` in a subprocess on free loopback ports with SQLite in a temp dir."""
+
+    process: subprocess.Popen[bytes]
+    grpc_address: str
+    metrics_address: str
+    log: Path
+
+    @classmethod
+    def start(
+        cls, directory: Path, *, scenario: str = "beijing-hebei", timeout: float = 60.0
+    ) -> ValleyProcess:
+        grpc_address = f"127.0.0.1:{free_port()}"
+        metrics_address = f"127.0.0.1:{free_port()}"
+        log = directory / "valley.log"
+        command = [
+            sys.executable,
+            "-m",
+            "scheduler.cli",
+            "serve",
+            f"--grpc-address={grpc_address}",
+            f"--metrics-address={metrics_address}",
+            f"--store=sqlite:///{directory}/valley.db",
+            f"--scenario={scenario}",
+        ]
+        env = {**os.environ, "VALLEY_DATA_DIR": str(directory)}
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=directory
+            )
+        valley = cls(process, grpc_address, metrics_address, log)
+        valley.wait_ready(timeout)
+        return valley
+
+    def wait_ready(self, timeout: float) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        end = time.monotonic() + timeout
+        with grpc.insecure_channel(self.grpc_address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < end:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"valley serve exited: {self.log.read_text()[-3000:]}")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise AssertionError(
+            f"valley serve not SERVING in {timeout} s: {self.log.read_text()[-3000:]}"
+        )
+
+    def scrape(self) -> str:
+        with urllib.request.urlopen(f"http://{self.metrics_address}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+    def stop(self) -> int:
+        return _stop(self.process)
+
+
+@pytest.fixture(scope="module")
+def valley_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValleyProcess]:
+    """``valley serve`` (beijing-hebei, SQLite in a temp dir) for the tests of one module."""
+    server = ValleyProcess.start(tmp_path_factory.mktemp("valley"))
+    yield server
+    server.stop()

@@ -16,7 +16,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.prom import exported_names, metric_names_in
+
+# tests.prom is a pytest plugin of other modules: import it late, after pytest registered it.
+def exported_names() -> set[str]:
+    from tests.prom import exported_names as names
+
+    return names()
+
+
+def metric_names_in(expr: str) -> set[str]:
+    from tests.prom import metric_names_in as names
+
+    return names(expr)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "deploy" / "grafana"

@@ -293,10 +293,14 @@ def test_a_failing_snapshot_source_is_counted_and_the_rest_still_served(port: in
     assert not any(name == "valley_workloads" for name, _ in got)
 
 
-def test_several_metrics_servers_serve_the_same_registry(port: int) -> None:
+def test_several_metrics_servers_serve_the_same_registry_and_stop_one_by_one(port: int) -> None:
     second = metrics.start_http_server("127.0.0.1:0")
     assert second != port
     assert "valley_build_info" in scrape_text(second)
+    metrics.stop_http_server(second)
+    with pytest.raises(OSError):
+        scrape_text(second)
+    assert "valley_build_info" in scrape_text(port)
 
 
 @pytest.mark.parametrize(
