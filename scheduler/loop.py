@@ -166,6 +166,7 @@ class SchedulingLoop:
         self._waiting: dict[str, Workload] = {}  # tried, wait for capacity to be freed
         self._allocated: dict[str, Workload] = {}  # PLACED, holding capacity in _cluster
         self._completions: list[tuple[float, str]] = []  # heap of (due epoch seconds, id)
+        self._batch_limit: int | None = None  # smaller batches after a solver failure
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         self.cycles = 0
@@ -379,17 +380,43 @@ class SchedulingLoop:
                 self._arrivals += 1
             self._waiting.clear()
         batch: list[Workload] = []
-        while self._ready and len(batch) < self.config.max_batch_workloads:
+        limit = self._batch_limit or self.config.max_batch_workloads
+        while self._ready and len(batch) < limit:
             _, _, wid = heapq.heappop(self._ready)
             queued = self._pending.get(wid)
             if queued is not None and wid not in self._waiting:
                 batch.append(queued)
         batch = list({w.id: w for w in batch}.values())  # a workload queued twice counts once
+        if not self._ready:
+            self._batch_limit = None  # the backlog that made a solve fail is gone
         if not batch:
             with self._cond:
                 self._cluster = cluster
             return
         self._solve_and_commit(batch, cluster, started_at, t0)
+
+    def _solve_failed(self, batch: list[Workload], now: datetime) -> None:
+        """A solver error must not lose work: retry in smaller batches; a single workload that
+        still fails waits, with the reason, until capacity changes."""
+        if len(batch) > 1:
+            self._batch_limit = max(1, len(batch) // 8)
+            for w in batch:
+                heapq.heappush(self._ready, (-w.spec.priority, self._arrivals, w.id))
+                self._arrivals += 1
+            return
+        (w,) = batch
+        unfit = Unfit("error", "does not fit now: the solver failed on this workload")
+        try:
+            outcome = self.store.commit_cycle(CycleCommit({w.id: w}, {}, {}, {w.id: unfit}, now))
+        except StoreError:
+            log.exception("cannot record the solver failure of %s", w.id)
+            self._waiting[w.id] = w
+            return
+        for p in outcome.pending:
+            self._pending[p.id] = p
+            self._waiting[p.id] = p
+            with self._cond:
+                self._count_change(p.id, WorkloadState.PENDING, WorkloadState.PENDING, "error")
 
     def _complete_due(self, cluster: Cluster, now: datetime) -> bool:
         due: list[Workload] = []
@@ -432,12 +459,19 @@ class SchedulingLoop:
         base = cluster  # with this cycle's releases; kept if the commit fails
         cluster = cluster.copy()
         s0 = time.perf_counter()
-        result = solve(
-            problem,
-            self.params,
-            seed=self.config.seed,
-            deadline=time.monotonic() + self.config.solve_budget_s,
-        )
+        try:
+            result = solve(
+                problem,
+                self.params,
+                seed=self.config.seed,
+                deadline=time.monotonic() + self.config.solve_budget_s,
+            )
+        except Exception:
+            log.exception("solve failed on a batch of %d workloads", len(batch))
+            with self._cond:
+                self._cluster = base
+            self._solve_failed(batch, started_at)
+            return
         solve_seconds = time.perf_counter() - s0
         # apply to the cluster copy first: a placement that does not fit is a solver bug, and
         # must not reach the store

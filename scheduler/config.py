@@ -1,0 +1,140 @@
+"""How a Valley server is configured and put together: the composition root.
+
+``Valley(config).start()`` opens the store, loads the scenario, rebuilds and starts the
+scheduling loop, wires metrics (when a metrics address is given) and starts the gRPC server;
+``stop()`` drains it. The service and the loop are independent layers; this module is the one
+place that knows both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import grpc
+
+from scheduler.domain import DEFAULT_SCENARIO, Scenario, load_scenario
+from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop
+from scheduler.service import ServerConfig, ValleyServer, create_server
+from scheduler.solver import SolverParams
+from scheduler.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
+
+
+def data_dir() -> Path:
+    """Where the embedded store lives: ``$VALLEY_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get("VALLEY_DATA_DIR") or "data")
+
+
+def default_store_url() -> str:
+    # sqlite:///relative.db or sqlite:////absolute.db: an absolute path brings its own slash
+    return f"sqlite:///{data_dir() / 'valley.db'}"
+
+
+@dataclass(frozen=True)
+class ValleyConfig:
+    grpc_address: str = DEFAULT_GRPC_ADDRESS
+    metrics_address: str | None = DEFAULT_METRICS_ADDRESS  # None: no metrics endpoint
+    store_url: str = field(default_factory=default_store_url)
+    scenario: str = DEFAULT_SCENARIO  # a shipped name or a TOML path
+    params: SolverParams = field(default_factory=SolverParams)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    max_workers: int = 32
+    max_watchers: int = 16
+    grace_s: float = 10.0
+
+
+class Valley:
+    """A Valley server in this process: store, scheduling loop, gRPC server, metrics."""
+
+    def __init__(
+        self,
+        config: ValleyConfig,
+        *,
+        scenario: Scenario | None = None,
+        observers: Sequence[LoopObserver] = (),
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+    ) -> None:
+        self.config = config
+        self.scenario = scenario or load_scenario(config.scenario)
+        self._observers = list(observers)
+        self._interceptors = list(interceptors)
+        self.store: Store | None = None
+        self.loop: SchedulingLoop | None = None
+        self.server: ValleyServer | None = None
+        self.port = 0
+        self.metrics_port: int | None = None
+
+    def start(self) -> Valley:
+        metrics: ModuleType | None = None
+        if self.config.metrics_address is not None:
+            metrics = importlib.import_module("scheduler.metrics")
+            self._interceptors.insert(0, metrics.grpc_interceptor())
+            self._observers.append(metrics.MetricsObserver())
+        self.store = open_store(self.config.store_url)
+        try:
+            self.loop = SchedulingLoop(
+                self.store,
+                self.scenario,
+                params=self.config.params,
+                observers=self._observers,
+                config=self.config.loop,
+            )
+            self.loop.start()
+            self.server, self.port = create_server(
+                ServerConfig(
+                    store=self.store,
+                    scheduling=self.loop,
+                    scenario=self.scenario,
+                    address=self.config.grpc_address,
+                    max_workers=self.config.max_workers,
+                    max_watchers=self.config.max_watchers,
+                    interceptors=self._interceptors,
+                )
+            )
+            if metrics is not None and self.config.metrics_address is not None:
+                metrics.register_snapshot_source(self.loop.snapshot)
+                self.metrics_port = metrics.start_http_server(self.config.metrics_address)
+            self.server.start()
+        except BaseException:
+            self._shutdown(0.0)
+            raise
+        log.info(
+            "valley serving %s on port %d (store %s, scenario %s)",
+            ", ".join(s.name for s in self.scenario.sites),
+            self.port,
+            self.config.store_url,
+            self.scenario.name,
+        )
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: NOT_SERVING, watch streams ended, in-flight RPCs finish, loop stops."""
+        self._shutdown(self.config.grace_s if grace is None else grace)
+
+    def _shutdown(self, grace: float) -> None:
+        if self.server is not None:
+            self.server.drain(grace)
+        if self.loop is not None:
+            self.loop.stop()
+            if self.metrics_port is not None:
+                from scheduler import metrics
+
+                metrics.unregister_snapshot_source(self.loop.snapshot)
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> Valley:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace=1.0)

@@ -1,0 +1,26 @@
+"""``valley.v1.ClusterService``: the sites with capacity, allocation and energy figures now."""
+
+from __future__ import annotations
+
+import grpc
+
+from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.service import convert
+from scheduler.service.errors import check_deadline, unary
+from scheduler.service.ports import Scheduling
+from scheduler.service.sites import summarize
+
+
+class ClusterServicer:
+    def __init__(self, scheduling: Scheduling) -> None:
+        self._scheduling = scheduling
+
+    @unary
+    def ListSites(
+        self, request: pb.ListSitesRequest, context: grpc.ServicerContext
+    ) -> pb.ListSitesResponse:
+        check_deadline(context)
+        view = self._scheduling.snapshot()
+        sites = summarize(view.cluster, view.hour, view.month, request.include_nodes)
+        latency = {s.name: dict(s.latency_ms) for s in view.scenario.sites}
+        return convert.sites_response(sites, view.hour, view.month, latency)

@@ -1,0 +1,101 @@
+"""Errors as gRPC status codes, in one place.
+
+Servicer methods raise domain and store exceptions; ``unary`` and ``streaming`` turn them into
+status codes with a message a person understands. Nothing a client sends may end as UNKNOWN:
+an unexpected exception is logged and answered INTERNAL (a bug of ours, never of the request).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from scheduler.domain import ValidationError
+from scheduler.store import NotFoundError, PreconditionError, StoreError
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class RpcFailure(Exception):
+    """Fail the RPC with ``code`` and ``message``."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadRequest:
+    """Stands in for a request message that could not be parsed (see server._parser)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def check_deadline(context: grpc.ServicerContext) -> None:
+    """Refuse to start (or to commit) work the client has already given up on."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise RpcFailure(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work began"
+        )
+
+
+def status_of(e: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(e, RpcFailure):
+        return e.code, e.message
+    if isinstance(e, ValidationError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(e)
+    if isinstance(e, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(e)
+    if isinstance(e, PreconditionError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(e)
+    if isinstance(e, StoreError):
+        log.error("store unavailable: %s", e)
+        return grpc.StatusCode.UNAVAILABLE, "the store is unavailable; retry later"
+    log.exception("unexpected error in an RPC handler", exc_info=e)
+    return grpc.StatusCode.INTERNAL, "internal error (logged on the server)"
+
+
+def _reject_unparsed(request: Any) -> None:
+    if isinstance(request, BadRequest):
+        raise ValidationError("request", f"cannot be parsed: {request.error}")
+
+
+def unary(
+    fn: Callable[[Any, Req, grpc.ServicerContext], Resp],
+) -> Callable[[Any, Req, grpc.ServicerContext], Resp]:
+    @functools.wraps(fn)
+    def handler(self: Any, request: Req, context: grpc.ServicerContext) -> Resp:
+        try:
+            _reject_unparsed(request)
+            return fn(self, request, context)
+        except Exception as e:
+            code, message = status_of(e)
+        context.abort(code, message)
+        raise AssertionError("unreachable: abort raises")
+
+    return handler
+
+
+def streaming(
+    fn: Callable[[Any, Req, grpc.ServicerContext], Iterator[Resp]],
+) -> Callable[[Any, Req, grpc.ServicerContext], Iterator[Resp]]:
+    @functools.wraps(fn)
+    def handler(self: Any, request: Req, context: grpc.ServicerContext) -> Iterator[Resp]:
+        try:
+            _reject_unparsed(request)
+            yield from fn(self, request, context)
+            return
+        except Exception as e:
+            code, message = status_of(e)
+        context.abort(code, message)
+
+    return handler

@@ -1,0 +1,147 @@
+"""``valley.v1.PlacementService``: thin handlers over the store and the scheduling loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import grpc
+
+from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.domain import Scenario, Workload
+from scheduler.service import convert, paging, validation
+from scheduler.service.errors import RpcFailure, check_deadline, streaming, unary
+from scheduler.service.explaining import explain_workload
+from scheduler.service.ports import Scheduling
+from scheduler.store import NotFoundError, Store
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 253
+WATCH_POLL_S = 0.25  # how often a quiet watch stream checks that its client is still there
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PlacementServicer:
+    def __init__(
+        self,
+        store: Store,
+        scheduling: Scheduling,
+        scenario: Scenario,
+        *,
+        max_watchers: int = 16,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._store = store
+        self._scheduling = scheduling
+        self._scenario = scenario
+        self._clock = clock
+        self._watchers = threading.BoundedSemaphore(max_watchers)
+        self._max_watchers = max_watchers
+
+    def _get(self, workload_id: str) -> Workload:
+        """The stored workload; NOT_FOUND for any id that does not exist (empty included)."""
+        if not workload_id or len(workload_id) > MAX_ID:
+            raise NotFoundError(workload_id[:64])
+        return self._store.get(workload_id)
+
+    @unary
+    def SubmitWorkloads(
+        self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitWorkloadsResponse:
+        check_deadline(context)
+        validation.check_request_id(request.request_id)
+        validation.check_count(len(request.workloads))
+        specs = [
+            validation.check_spec(
+                convert.spec_from_proto(m, f"workloads[{i}]"), self._scenario, f"workloads[{i}]"
+            )
+            for i, m in enumerate(request.workloads)
+        ]
+        digest = convert.request_hash(request) if request.request_id else ""
+        check_deadline(context)  # validation of a large request took a while: still wanted?
+        submitted = self._store.submit(request.request_id, digest, specs, self._clock())
+        if submitted.created:
+            self._scheduling.submitted(submitted.workloads)
+        return convert.submit_response(submitted.workloads)
+
+    @unary
+    def GetWorkload(
+        self, request: pb.GetWorkloadRequest, context: grpc.ServicerContext
+    ) -> pb.Workload:
+        return convert.workload_to_proto(self._get(request.id))
+
+    @unary
+    def ListWorkloads(
+        self, request: pb.ListWorkloadsRequest, context: grpc.ServicerContext
+    ) -> pb.ListWorkloadsResponse:
+        check_deadline(context)
+        size = paging.page_size(request.page_size)
+        states = convert.states_from_proto(request.states)
+        after = paging.decode(request.page_token, request.tenant, states)
+        page = self._store.list_workloads(request.tenant, states, after, size)
+        token = (
+            ""
+            if page.next_after is None
+            else paging.encode(page.next_after, request.tenant, states)
+        )
+        return convert.list_response(page.workloads, token)
+
+    @unary
+    def CancelWorkload(
+        self, request: pb.CancelWorkloadRequest, context: grpc.ServicerContext
+    ) -> pb.Workload:
+        check_deadline(context)
+        if not request.id or len(request.id) > MAX_ID:
+            raise NotFoundError(request.id[:64])
+        change = self._store.cancel(request.id, self._clock())
+        if change.changed:
+            self._scheduling.state_changed(change.workload, change.previous_state)
+        return convert.workload_to_proto(change.workload)
+
+    @streaming
+    def WatchWorkloads(
+        self, request: pb.WatchWorkloadsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WorkloadEvent]:
+        if not self._watchers.acquire(blocking=False):
+            raise RpcFailure(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at most {self._max_watchers} watch streams at once; retry later",
+            )
+        try:
+            with self._store.subscribe() as sub:
+                context.add_callback(sub.close)
+                # initial metadata tells the client the stream is open: every change committed
+                # from now on will be sent
+                context.send_initial_metadata(())
+                tenant = request.tenant
+                while context.is_active():
+                    event = sub.get(WATCH_POLL_S)
+                    if event is None:
+                        if sub.lagged:
+                            raise RpcFailure(
+                                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                "this watcher fell too far behind; open a new stream",
+                            )
+                        if sub.closed:
+                            return  # the server is draining
+                        continue
+                    if tenant and event.workload.spec.tenant != tenant:
+                        continue
+                    yield convert.event_to_proto(event)
+        finally:
+            self._watchers.release()
+
+    @unary
+    def ExplainWorkload(
+        self, request: pb.ExplainWorkloadRequest, context: grpc.ServicerContext
+    ) -> pb.Explanation:
+        check_deadline(context)
+        w = self._get(request.id)
+        result, sites = explain_workload(w, self._scheduling.snapshot(), self._scheduling.params)
+        return convert.explanation_to_proto(result, w.state, sites)

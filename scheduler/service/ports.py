@@ -1,0 +1,43 @@
+"""What the servicers need from the scheduling loop, as a protocol, so that the service layer
+does not import the loop (they are independent layers; the composition root wires them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from scheduler.domain import Cluster, Scenario, Workload, WorkloadState
+from scheduler.solver import SolverParams
+
+
+class ClusterView(Protocol):
+    """A consistent copy of the cluster and the scenario's local time (the loop's Snapshot)."""
+
+    @property
+    def cluster(self) -> Cluster: ...
+
+    @property
+    def scenario(self) -> Scenario: ...
+
+    @property
+    def hour(self) -> int: ...
+
+    @property
+    def month(self) -> int: ...
+
+
+class Scheduling(Protocol):
+    """The scheduling loop as the servicers see it; every method returns at once."""
+
+    @property
+    def params(self) -> SolverParams: ...
+
+    def submitted(self, workloads: Sequence[Workload]) -> None:
+        """New PENDING workloads, committed: queue them for placement."""
+        ...
+
+    def state_changed(self, workload: Workload, old: WorkloadState) -> None:
+        """A committed change made outside the loop (a cancel): free what it held."""
+        ...
+
+    def snapshot(self) -> ClusterView: ...
