@@ -128,9 +128,17 @@ def grpc_interceptor() -> grpc.ServerInterceptor:
 
     Handles unary and streaming handlers and status codes set by ``context.abort``,
     ``context.set_code`` or a raised exception (``Unknown``)."""
-    from scheduler.service.interceptors import MetricsInterceptor
+    from scheduler.service.interceptors import GrpcMetrics, MetricsInterceptor
 
-    return MetricsInterceptor()
+    return MetricsInterceptor(
+        GrpcMetrics(
+            started=GRPC_STARTED,
+            handled=GRPC_HANDLED,
+            handling_seconds=GRPC_HANDLING_SECONDS,
+            msg_received=GRPC_MSG_RECEIVED,
+            msg_sent=GRPC_MSG_SENT,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- build

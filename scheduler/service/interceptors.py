@@ -6,23 +6,20 @@ handling time, and messages received and sent. The status code is the one the ha
 (``context.abort``, ``context.set_code``), ``Unknown`` for an exception that escaped without one,
 ``Canceled`` / ``DeadlineExceeded`` when the client went away before the handler finished, and
 ``OK`` otherwise.
+
+The metric objects are handed in (``scheduler.metrics.grpc_interceptor()`` does that), so this
+module depends on no other part of Valley.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-
-from scheduler.metrics import (
-    GRPC_HANDLED,
-    GRPC_HANDLING_SECONDS,
-    GRPC_MSG_RECEIVED,
-    GRPC_MSG_SENT,
-    GRPC_STARTED,
-)
+from prometheus_client import Counter, Histogram
 
 # The spelling of the Go ecosystem (google.golang.org/grpc/codes String()), which existing
 # dashboards and alerts use; note the single "l" in Canceled.
@@ -87,33 +84,50 @@ def status_code(context: grpc.ServicerContext, raised: bool) -> str:
     return "OK"
 
 
+@dataclass(frozen=True)
+class GrpcMetrics:
+    """The go-grpc-prometheus families, labelled (grpc_type, grpc_service, grpc_method) and,
+    for ``handled``, grpc_code."""
+
+    started: Counter
+    handled: Counter
+    handling_seconds: Histogram
+    msg_received: Counter
+    msg_sent: Counter
+
+
 class _Call:
     """Bookkeeping of one RPC: started on creation, handled exactly once."""
 
-    __slots__ = ("_done", "_labels", "_start")
+    __slots__ = ("_done", "_labels", "_metrics", "_start")
 
-    def __init__(self, labels: tuple[str, str, str]) -> None:
+    def __init__(self, metrics: GrpcMetrics, labels: tuple[str, str, str]) -> None:
+        self._metrics = metrics
         self._labels = labels
         self._start = time.perf_counter()
         self._done = False
-        GRPC_STARTED.labels(*labels).inc()
+        metrics.started.labels(*labels).inc()
 
     def received(self) -> None:
-        GRPC_MSG_RECEIVED.labels(*self._labels).inc()
+        self._metrics.msg_received.labels(*self._labels).inc()
 
     def sent(self) -> None:
-        GRPC_MSG_SENT.labels(*self._labels).inc()
+        self._metrics.msg_sent.labels(*self._labels).inc()
 
     def finish(self, code: str) -> None:
         if self._done:
             return
         self._done = True
-        GRPC_HANDLED.labels(*self._labels, code).inc()
-        GRPC_HANDLING_SECONDS.labels(*self._labels).observe(time.perf_counter() - self._start)
+        self._metrics.handled.labels(*self._labels, code).inc()
+        elapsed = time.perf_counter() - self._start
+        self._metrics.handling_seconds.labels(*self._labels).observe(elapsed)
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC into the ``grpc_server_*`` metrics of ``scheduler.metrics``."""
+    """Counts and times every RPC into the given ``grpc_server_*`` metrics."""
+
+    def __init__(self, metrics: GrpcMetrics) -> None:
+        self._metrics = metrics
 
     def intercept_service(
         self,
@@ -129,24 +143,24 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         labels = (kind, service, method)
         if kind == UNARY:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, labels, request_streaming=False),
+                _unary(self._metrics, handler.unary_unary, labels, request_streaming=False),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if kind == CLIENT_STREAM:
             return grpc.stream_unary_rpc_method_handler(
-                _unary(handler.stream_unary, labels, request_streaming=True),
+                _unary(self._metrics, handler.stream_unary, labels, request_streaming=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if kind == SERVER_STREAM:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, labels, request_streaming=False),
+                _streaming(self._metrics, handler.unary_stream, labels, request_streaming=False),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _streaming(handler.stream_stream, labels, request_streaming=True),
+            _streaming(self._metrics, handler.stream_stream, labels, request_streaming=True),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -159,13 +173,14 @@ def _counted(requests: Iterator[Any], call: _Call) -> Iterator[Any]:
 
 
 def _unary(
+    metrics: GrpcMetrics,
     behavior: Callable[[Any, grpc.ServicerContext], Any],
     labels: tuple[str, str, str],
     *,
     request_streaming: bool,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-        call = _Call(labels)
+        call = _Call(metrics, labels)
         if request_streaming:
             request = _counted(request, call)
         else:
@@ -185,13 +200,14 @@ def _unary(
 
 
 def _streaming(
+    metrics: GrpcMetrics,
     behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
     labels: tuple[str, str, str],
     *,
     request_streaming: bool,
 ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        call = _Call(labels)
+        call = _Call(metrics, labels)
         if request_streaming:
             request = _counted(request, call)
         else:
