@@ -423,9 +423,11 @@ def load_workload_file(path: str) -> WorkloadFile:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
-        raise WorkloadFileError(
-            path, mark.line + 1 if mark else None, f"invalid YAML: {problem}"
-        ) from None
+        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and cmark is not None:
+            problem += f" ({context} started on line {cmark.line + 1})"
+        line = mark.line + 1 if mark else None
+        raise WorkloadFileError(path, line, f"invalid YAML: {problem}") from None
     if root is None:
         raise WorkloadFileError(path, None, "empty file: expected a list of workload specs")
     return _FileReader(path).read(root)
