@@ -149,17 +149,10 @@ def test_unplaced_workloads_carry_reasons(tiny_problems, policy, data):
     for wid, u in result.unplaced.items():
         assert u.workload_id == wid
         assert u.summary, f"{wid}: no summary"
-        # a final verdict ("can never fit") may come without per-site reasons for now: see
-        # test_unschedulable_workload_says_why_per_site
-        assert u.reasons or u.final, f"{wid}: no reasons ({u.summary})"
+        assert u.reasons, f"{wid}: no reasons ({u.summary})"
         assert all(r.code and r.message and r.site in sites | {""} for r in u.reasons)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain.unplaced: a final verdict from filters._final_reason (GANG or replicas too "
-    "many for the qualifying sites even when empty) carries no Reason when every site qualifies",
-)
 @pytest.mark.parametrize("topology", [Topology.GANG, Topology.UNSPECIFIED], ids=["gang", "plain"])
 def test_unschedulable_workload_says_why_per_site(tiny, topology):
     # node-sized replicas: near holds 2, green 3; a GANG of 4 or 6 plain replicas never fit

@@ -78,6 +78,9 @@ def unplaced(
 ) -> Unplaced:
     if elig.final_reason:
         reasons = tuple(r for rs in elig.reasons_by_site.values() for r in rs)
+        # sites that qualify one replica at a time but can never hold the whole workload
+        code = {Topology.GANG: "gang", Topology.SPREAD: "spread"}.get(spec.topology, "capacity")
+        reasons += tuple(Reason(code, elig.final_reason, s) for s in elig.sites)
         return Unplaced(wid, True, elig.final_reason, reasons)
     reasons = tuple(
         r
