@@ -134,14 +134,23 @@ def _rules(prometheus: PrometheusServer) -> list[dict[str, Any]]:
     return [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
 
 
-def test_no_alert_fires_on_a_healthy_server_under_demo_load(prometheus: PrometheusServer) -> None:
-    firing = {
-        a["labels"]["alertname"]
-        for a in prometheus.api("alerts")["alerts"]
-        if a["state"] == "firing"
-    }
-    # the demo submits a few misconfigured workloads on purpose: those are expected
-    assert firing <= {"ValleyUnschedulableWorkloads"}
+def test_the_unschedulable_alert_fires_for_the_demos_misconfigured_workloads(
+    prometheus: PrometheusServer,
+) -> None:
+    def firing() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in prometheus.api("alerts")["alerts"]
+            if a["state"] == "firing" and a["labels"]["alertname"] == "ValleyUnschedulableWorkloads"
+        ]
+
+    prometheus.wait_until(lambda: bool(firing()), 30, "ValleyUnschedulableWorkloads to fire")
+    (alert,) = firing()
+    assert alert["labels"]["reason"] == "slo"  # an SLO of 0.1 ms no site meets
+    assert alert["labels"]["severity"] == "info"
+    assert alert["annotations"]["summary"] == (
+        "Workloads became unschedulable (slo) in the last 10 minutes"
+    )
 
 
 def test_grpc_metrics_count_the_demo_requests_with_go_codes(
