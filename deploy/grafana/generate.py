@@ -194,7 +194,8 @@ def _templating() -> dict[str, Any]:
                 "type": "query",
                 "datasource": DS,
                 "definition": site_query,
-                "query": {"query": site_query, "refId": "site"},
+                # the plain-string form every Grafana version reads (newer ones migrate it)
+                "query": site_query,
                 "current": {},
                 "hide": 0,
                 "includeAll": True,
