@@ -368,11 +368,13 @@ class MetricsObserver:
 
     def on_state_change(self, workload: Workload, old: WorkloadState) -> None:
         new = workload.state
-        if new is WorkloadState.CANCELLED and old is not WorkloadState.CANCELLED:
+        if new == old:
+            return  # e.g. cancelling a CANCELLED workload returns it unchanged
+        if new == WorkloadState.CANCELLED:
             WORKLOADS_CANCELLED.inc()
-        elif new is WorkloadState.COMPLETED and old is not WorkloadState.COMPLETED:
+        elif new == WorkloadState.COMPLETED:
             WORKLOADS_COMPLETED.inc()
-        elif new is WorkloadState.PREEMPTED and old is not WorkloadState.PREEMPTED:
+        elif new == WorkloadState.PREEMPTED:
             WORKLOADS_PREEMPTED.inc()
 
 

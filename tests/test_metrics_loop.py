@@ -114,7 +114,8 @@ def test_observer_counts_submissions_placements_and_cycles(
     ws = submit(
         store,
         loop,
-        spec(2, WorkloadKind.SERVICE, allowed_sites=("near",)),
+        # SLO 2 ms from "city": only near qualifies (RTT 1 ms; green is 4 ms away)
+        spec(2, WorkloadKind.SERVICE, origin="city", max_latency_ms=2.0),
         spec(1, replicas=3, allowed_sites=("green",)),
     )
     until(lambda: all(store.get(w.id).state == S.PLACED for w in ws))
@@ -130,6 +131,9 @@ def test_observer_counts_submissions_placements_and_cycles(
     assert delta("valley_replicas_placed_total", site="near") == 1
     assert delta("valley_replicas_placed_total", site="green") == 3
     assert delta("valley_submit_to_placed_seconds_count", kind="service") == 1
+    assert delta("valley_placed_replica_rtt_seconds_count", site="near") == 1
+    assert delta("valley_placed_replica_rtt_seconds_sum", site="near") == pytest.approx(0.001)
+    assert delta("valley_placed_replica_rtt_seconds_count", site="green") == 0  # no origin
     assert delta("valley_cycle_duration_seconds_count") >= 1
     assert delta("valley_solve_duration_seconds_count") == delta(
         "valley_cycle_duration_seconds_count"
@@ -320,3 +324,16 @@ def test_metrics_address_is_parsed(address: str, expected: tuple[str, int]) -> N
 def test_a_bad_metrics_address_is_refused(address: str) -> None:
     with pytest.raises(ValueError, match="metrics"):
         metrics.parse_address(address)
+
+
+def test_a_repeated_cancel_is_counted_once() -> None:
+    observer = metrics.MetricsObserver()
+    cancelled = Workload("w-1", spec(1), state=S.CANCELLED)
+
+    def count() -> float:
+        return metrics.REGISTRY.get_sample_value("valley_workloads_cancelled_total") or 0.0
+
+    before = count()
+    observer.on_state_change(cancelled, S.PLACED)
+    observer.on_state_change(cancelled, S.CANCELLED)  # cancelling it again returns it unchanged
+    assert count() == before + 1
