@@ -8,6 +8,7 @@ Every policy's result is scored by this one function, so the numbers compare.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -86,7 +87,18 @@ def evaluate(
     problem: Problem, placements: Mapping[str, tuple[ReplicaPlacement, ...]], params: SolverParams
 ) -> Breakdown:
     """Score a placement of ``problem`` from scratch (running work included)."""
-    after = apply_placements(problem.cluster, problem, placements)
+    return evaluate_state(
+        problem, apply_placements(problem.cluster, problem, placements), placements, params
+    )
+
+
+def evaluate_state(
+    problem: Problem,
+    after: Cluster,
+    placements: Mapping[str, tuple[ReplicaPlacement, ...]],
+    params: SolverParams,
+) -> Breakdown:
+    """Score a placement given the cluster state it leads to (``after``)."""
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
     watts = node_it_watts(after)
@@ -125,9 +137,10 @@ def workload_cost(
 ) -> Cost:
     """What a placed workload costs per hour: the attributed power of each replica (its dynamic
     power plus its CPU share of the node's idle power) at its site's price and intensity."""
-    total = Cost()
     cluster = problem.cluster
-    for rp in placements:
-        pool = cluster.pool_of(cluster.index[rp.node])
-        total = total + rates[rp.site].cost(attributed_watts(pool, spec.resources))
+    per_pool = Counter(int(cluster.node_pool[cluster.index[rp.node]]) for rp in placements)
+    total = Cost()
+    for pi, count in per_pool.items():
+        pool = cluster.pools[pi]
+        total = total + rates[pool.site].cost(attributed_watts(pool, spec.resources) * count)
     return total

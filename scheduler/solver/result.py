@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from scheduler.domain import Cluster, ReplicaPlacement
 from scheduler.solver import explain
 from scheduler.solver.filters import Eligibility
-from scheduler.solver.objective import evaluate, site_rates, workload_cost
+from scheduler.solver.objective import evaluate_state, site_rates, workload_cost
 from scheduler.solver.problem import PlacementResult, Problem, SolverParams, SolveStatus
 
 
@@ -40,7 +40,7 @@ def build_result(
             s for prio, sites in placed_by_priority.items() if prio > w.spec.priority for s in sites
         }
         unplaced[w.id] = explain.unplaced(problem, w.id, w.spec, eligibility[w.id], after, higher)
-    breakdown = evaluate(problem, placements, params)
+    breakdown = evaluate_state(problem, after, placements, params)
     objective = breakdown.objective
     if bound is not None and objective < bound <= objective * (1 + 1e-9) + 1e-9:
         bound = objective  # rounding noise of the LP, not a wrong bound
