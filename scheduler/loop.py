@@ -33,8 +33,10 @@ from scheduler.domain import (
     Cluster,
     Cost,
     ReplicaPlacement,
+    Resources,
     Scenario,
     Workload,
+    WorkloadSpec,
     WorkloadState,
 )
 from scheduler.solver import PendingWorkload, PlacementResult, Problem, SolverParams, solve
@@ -321,7 +323,18 @@ class SchedulingLoop:
             heapq.heappop(self._completions)  # cancelled meanwhile
         return self._completions[0][0] if self._completions else None
 
+    def _warm_up(self) -> None:
+        """Solve a one-replica problem once, so the first real cycle does not pay for imports
+        and solver start-up (about a second for OR-Tools) while clients wait."""
+        spec = WorkloadSpec(tenant="warm-up", resources=Resources(1, 1))
+        problem = Problem(self.scenario, self._cluster.copy(), (PendingWorkload("warm-up", spec),))
+        try:
+            solve(problem, self.params, seed=self.config.seed, deadline=time.monotonic() + 5.0)
+        except Exception:
+            log.exception("solver warm-up failed")
+
     def _run(self) -> None:
+        self._warm_up()
         while True:
             with self._cond:
                 while not self._stopping:

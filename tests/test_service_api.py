@@ -315,3 +315,26 @@ def test_an_expired_deadline_stores_nothing(client: Client) -> None:
     )
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert client.all_workloads() == []
+
+
+def test_the_submit_response_shows_each_workload_as_get_returns_it(client: Client) -> None:
+    full = pb.WorkloadSpec(
+        tenant="acme",
+        name="full",
+        resources=pb.Resources(cpu_millis=1500, memory_mib=2048, gpu_millis=250),
+        replicas=2,
+        origin="far",
+        max_latency_ms=3.5,
+        priority=3,
+        kind=pb.WORKLOAD_KIND_SERVICE,
+        duration_s=3600,
+        allowed_sites=["green"],
+        gpu_models=["A800"],
+        labels={"team": "ml"},
+    )
+    full.deadline.FromNanoseconds(1_900_000_000_123_456_789)  # nanoseconds are kept to the us
+    (accepted,) = client.submit([full])
+    stored = client.get(accepted.id)
+    assert accepted.spec == stored.spec
+    assert accepted.created_at == stored.created_at
+    assert stored.spec.deadline.nanos == 123_456_000

@@ -173,6 +173,21 @@ def submit_response(workloads: Sequence[Workload]) -> pb.SubmitWorkloadsResponse
     return out
 
 
+def accepted_response(
+    request: pb.SubmitWorkloadsRequest, workloads: Sequence[Workload]
+) -> pb.SubmitWorkloadsResponse:
+    """The response to a request whose specs were all just accepted as ``workloads`` (same
+    order): the request's own spec messages are copied rather than rebuilt from the domain."""
+    out = pb.SubmitWorkloadsResponse()
+    for m, w in zip(request.workloads, workloads, strict=True):
+        item = out.workloads.add(id=w.id, state=int(w.state))
+        item.spec.CopyFrom(m)
+        if w.spec.deadline is not None:  # as stored: microseconds
+            timestamp(w.spec.deadline, item.spec.deadline)
+        timestamp(w.created_at, item.created_at)
+    return out
+
+
 def list_response(workloads: Sequence[Workload], next_page_token: str) -> pb.ListWorkloadsResponse:
     out = pb.ListWorkloadsResponse(next_page_token=next_page_token)
     for w in workloads:

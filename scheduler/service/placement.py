@@ -66,9 +66,10 @@ class PlacementServicer:
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
         submitted = self._store.submit(request.request_id, digest, specs, self._clock())
-        if submitted.created:
-            self._scheduling.submitted(submitted.workloads)
-        return convert.submit_response(submitted.workloads)
+        if not submitted.created:
+            return convert.submit_response(submitted.workloads)
+        self._scheduling.submitted(submitted.workloads)
+        return convert.accepted_response(request, submitted.workloads)
 
     @unary
     def GetWorkload(

@@ -36,7 +36,7 @@ def spec_to_json(s: WorkloadSpec) -> str:
         "gpu_models": list(s.gpu_models),
         "labels": dict(s.labels),
     }
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+    return json.dumps(data, separators=(",", ":"))
 
 
 def spec_from_json(text: str) -> WorkloadSpec:
