@@ -398,7 +398,7 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT} is stale: run python {Path(__file__).relative_to(Path.cwd())}")
+            print(f"{OUTPUT} is stale: run python deploy/prometheus/tests/generate.py")
             return 1
         return 0
     OUTPUT.write_text(text, encoding="utf-8")
