@@ -669,6 +669,7 @@ def pack(
 ) -> dict[str, tuple[ReplicaPlacement, ...]]:
     """Put the model's counts onto concrete nodes of ``cluster`` (changed in place)."""
     specs = {w.id: w.spec for w in problem.workloads}
+    awake_before = cluster.replicas_on > 0
     # per workload, the pools its replicas go to (a list, one entry per replica)
     plan: dict[str, list[int]] = {}
     for c in model.classes:
@@ -711,8 +712,7 @@ def pack(
                 short[wid] += m - len(mine)
 
     # repair: replicas that did not fit go to another eligible pool (same site for GANG)
-    placements: dict[str, tuple[ReplicaPlacement, ...]] = {}
-    failed: list[str] = []
+    kept: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
     for wid in plan:
         spec = specs[wid]
         r = spec.resources
@@ -732,15 +732,70 @@ def pack(
         if missing or not _topology_ok(spec, cluster, got[wid]):
             for node, gpus in got[wid]:
                 cluster.release(node, r, gpus)
-            failed.append(wid)
             continue
-        placements[wid] = _to_placements(problem, cluster, spec, got[wid])
+        kept[wid] = got[wid]
+
+    _consolidate(cluster, index, specs, kept, awake_before)
+    placements = {
+        wid: _to_placements(problem, cluster, specs[wid], nodes) for wid, nodes in kept.items()
+    }
 
     # leftovers: workloads the model left out or packing failed, greedily, cheapest site first
     placed_or_final = set(placements) | {w.id for w in problem.workloads if elig[w.id].final_reason}
     rest = [w for w in problem.workloads if w.id not in placed_or_final]
     placements.update(_greedy_pass(problem, params, cluster, index, elig, rest))
     return placements
+
+
+def _consolidate(
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    specs: Mapping[str, WorkloadSpec],
+    got: dict[str, list[tuple[int, tuple[int, ...]]]],
+    awake_before: np.ndarray,
+    max_failures: int = 3,
+) -> None:
+    """Power nodes down again: move every replica of a node woken in this cycle onto other
+    powered nodes of its pool, emptiest woken node first, while that succeeds. Moves stay
+    inside the pool, so costs other than the node's idle power, SLOs and topology are unchanged.
+    Changes ``cluster`` and ``got`` in place."""
+    on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for wid, slots in got.items():
+        for i, (node, _) in enumerate(slots):
+            on_node[node].append((wid, i))
+    for pool_nodes in index.by_pool:
+        woken = pool_nodes[(cluster.replicas_on[pool_nodes] > 0) & ~awake_before[pool_nodes]]
+        if len(woken) < 2:
+            continue
+        used = 1.0 - cluster.free_cpu[woken] / cluster.cap_cpu[woken]
+        failures = 0
+        for node in woken[np.argsort(used, kind="stable")].tolist():
+            if failures >= max_failures:
+                break
+            moves: list[tuple[str, int, int, tuple[int, ...]]] = []
+            items = sorted(on_node[node], key=lambda it: -specs[it[0]].resources.cpu_millis)
+            for wid, i in items:
+                r = specs[wid].resources
+                cluster.release(node, r, got[wid][i][1])
+                targets = pool_nodes[(cluster.replicas_on[pool_nodes] > 0) & (pool_nodes != node)]
+                targets = targets[cluster.fit_mask(r, targets)]
+                if not len(targets):
+                    cluster.allocate(node, r, got[wid][i][1])
+                    break
+                best = int(targets[int(np.argmin(greedy.best_fit(cluster, targets, r)))])
+                moves.append((wid, i, best, cluster.allocate(best, r)))
+            if len(moves) < len(items):
+                # undo: the node stays powered
+                for wid, i, best, gpus in reversed(moves):
+                    r = specs[wid].resources
+                    cluster.release(best, r, gpus)
+                    cluster.allocate(node, r, got[wid][i][1])
+                failures += 1
+                continue
+            for wid, i, best, gpus in moves:
+                got[wid][i] = (best, gpus)
+                on_node[best].append((wid, i))
+            on_node[node] = []
 
 
 def _topology_ok(
