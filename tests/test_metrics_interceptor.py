@@ -36,6 +36,9 @@ class ProbeServer:
         self.service = f"{SERVICE}{next(_ids)}"
         self.unary: dict[str, Callable[[bytes, grpc.ServicerContext], bytes]] = {}
         self.stream: dict[str, Callable[[bytes, grpc.ServicerContext], Iterator[bytes]]] = {}
+        self.bidi: dict[
+            str, Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]
+        ] = {}
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4), interceptors=[grpc_interceptor()]
         )
@@ -46,6 +49,8 @@ class ProbeServer:
             handlers[name] = grpc.unary_unary_rpc_method_handler(fn, _identity, _identity)
         for name, sfn in self.stream.items():
             handlers[name] = grpc.unary_stream_rpc_method_handler(sfn, _identity, _identity)
+        for name, bfn in self.bidi.items():
+            handlers[name] = grpc.stream_stream_rpc_method_handler(bfn, _identity, _identity)
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(self.service, handlers),)
         )
@@ -282,3 +287,18 @@ def test_several_servers_in_one_process_share_the_counters() -> None:
     finally:
         for s in servers:
             s.stop()
+
+
+def test_bidi_stream_counts_messages_both_ways(probe: ProbeServer) -> None:
+    def handler(requests: Iterator[bytes], ctx: grpc.ServicerContext) -> Iterator[bytes]:
+        for r in requests:
+            yield r + r
+
+    probe.bidi["Chat"] = handler
+    probe.start()
+    chat = probe.channel.stream_stream(f"/{probe.service}/Chat", _identity, _identity)
+    assert list(chat(iter([b"a", b"b", b"c"]), timeout=5)) == [b"aa", b"bb", b"cc"]
+    labels = {"grpc_type": "bidi_stream", "grpc_service": probe.service, "grpc_method": "Chat"}
+    assert probe.handled("Chat", "OK", "bidi_stream") == 1
+    assert _sample("grpc_server_msg_received_total", **labels) == 3
+    assert _sample("grpc_server_msg_sent_total", **labels) == 3
