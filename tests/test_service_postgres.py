@@ -38,3 +38,28 @@ def test_a_server_on_postgresql_places_and_a_restart_resumes_where_it_was(
         )
         client.placement.CancelWorkload(pb.CancelWorkloadRequest(id=placed.id))
         until(lambda: client.get(waiting.id).state == PLACED, 30, "the waiting workload placed")
+
+
+def test_text_postgresql_cannot_hold_is_refused_as_invalid_or_not_found(
+    tiny: Scenario, tmp_path: Path, postgres_url: str
+) -> None:
+    import grpc
+
+    with serve(tiny, tmp_path, store_url=postgres_url) as (_, client):
+        p = client.placement
+        calls = {
+            grpc.StatusCode.NOT_FOUND: [
+                lambda: p.GetWorkload(pb.GetWorkloadRequest(id="w-\x00")),
+                lambda: p.CancelWorkload(pb.CancelWorkloadRequest(id="w-\x00")),
+            ],
+            grpc.StatusCode.INVALID_ARGUMENT: [
+                lambda: p.ListWorkloads(pb.ListWorkloadsRequest(tenant="a\x00")),
+                lambda: client.submit([cpu_spec(1, tenant="a\x00")]),
+                lambda: client.submit([cpu_spec(1)], request_id="\x00"),
+            ],
+        }
+        for code, fns in calls.items():
+            for fn in fns:
+                with pytest.raises(grpc.RpcError) as e:
+                    fn()
+                assert e.value.code() == code

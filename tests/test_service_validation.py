@@ -112,6 +112,9 @@ CASES: list[tuple[str, Spoil, str]] = [
     ("bad fourth of five", more_workloads(4, bad=3), "workloads[3].resources.memory_mib"),
     ("over 1,000 workloads", more_workloads(1000), "workloads"),
     ("oversize request_id", request_id("r" * 254), "request_id"),
+    ("NUL in tenant", spec(tenant="a\x00b"), W + "tenant"),
+    ("NUL in a label", labels(k="v\x00"), W + "labels"),
+    ("NUL in request_id", request_id("r\x00"), "request_id"),
 ]
 
 

@@ -23,6 +23,11 @@ MAX_ID = 253
 WATCH_POLL_S = 0.25  # how often a quiet watch stream checks that its client is still there
 
 
+def _possible_id(workload_id: str) -> bool:
+    """Whether a stored workload could have this id (others are NOT_FOUND without a query)."""
+    return 0 < len(workload_id) <= MAX_ID and "\x00" not in workload_id
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -46,7 +51,7 @@ class PlacementServicer:
 
     def _get(self, workload_id: str) -> Workload:
         """The stored workload; NOT_FOUND for any id that does not exist (empty included)."""
-        if not workload_id or len(workload_id) > MAX_ID:
+        if not _possible_id(workload_id):
             raise NotFoundError(workload_id[:64])
         return self._store.get(workload_id)
 
@@ -82,6 +87,7 @@ class PlacementServicer:
         self, request: pb.ListWorkloadsRequest, context: grpc.ServicerContext
     ) -> pb.ListWorkloadsResponse:
         check_deadline(context)
+        validation.check_text(request.tenant, "tenant")
         size = paging.page_size(request.page_size)
         states = convert.states_from_proto(request.states)
         after = paging.decode(request.page_token, request.tenant, states)
@@ -98,7 +104,7 @@ class PlacementServicer:
         self, request: pb.CancelWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Workload:
         check_deadline(context)
-        if not request.id or len(request.id) > MAX_ID:
+        if not _possible_id(request.id):
             raise NotFoundError(request.id[:64])
         change = self._store.cancel(request.id, self._clock())
         if change.changed:

@@ -15,7 +15,14 @@ MAX_LIST = 64  # allowed_sites and gpu_models entries
 MAX_ID = 253
 
 
+def check_text(value: str, field: str) -> None:
+    """Text that every store can hold: PostgreSQL text cannot contain NUL characters."""
+    if "\x00" in value:
+        raise ValidationError(field, "must not contain NUL characters")
+
+
 def check_request_id(request_id: str) -> None:
+    check_text(request_id, "request_id")
     if len(request_id) > MAX_REQUEST_ID:
         raise ValidationError(
             "request_id", f"must be at most {MAX_REQUEST_ID} characters (got {len(request_id)})"
@@ -31,8 +38,15 @@ def check_count(n: int) -> None:
 
 def check_spec(spec: WorkloadSpec, scenario: Scenario, field: str) -> WorkloadSpec:
     """Every rule of API.md for one spec; raises ValidationError naming the field."""
-    spec.validate(scenario, field)
     p = f"{field}." if field else ""
+    for name in ("tenant", "name", "origin"):
+        check_text(getattr(spec, name), f"{p}{name}")
+    for name in ("allowed_sites", "gpu_models"):
+        for i, v in enumerate(getattr(spec, name)):
+            check_text(v, f"{p}{name}[{i}]")
+    for k, v in spec.labels.items():
+        check_text(k + v, f"{p}labels[{k[:40]!r}]")
+    spec.validate(scenario, field)
     if spec.duration_s > MAX_DURATION_S:
         raise ValidationError(
             f"{p}duration_s", f"must be at most {MAX_DURATION_S} s (got {spec.duration_s})"
