@@ -175,3 +175,12 @@ def test_params_reject_unknown_keys_and_bad_values(tmp_path):
         SolverParams(headroom_target=1.5)
     path.write_text("time_limit_s = 2\nheadroom_target = 0.7\n")
     assert SolverParams.from_toml(path).headroom_target == 0.7
+
+
+def test_a_workload_that_can_never_fit_does_not_inflate_the_gap(tiny):
+    # regression: its penalty was in the objective but not in the bound (gap near 100%)
+    p = problem(tiny, service(1, slo=5), service(1, slo=0.1))
+    r = solve(p)
+    assert r.unplaced["w1"].final
+    assert r.stats["unplaced_cny_per_hour"] == 0
+    assert r.gap is not None and r.gap < 0.01

@@ -1,7 +1,7 @@
 """The objective in CNY per hour, recomputed from a placement alone.
 
 objective = energy + priced carbon + latency weight of services + headroom penalty
-            + penalty of every unplaced workload
+            + penalty of every unplaced workload that could be placed (not UNSCHEDULABLE)
 
 Every policy's result is scored by this one function, so the numbers compare.
 """
@@ -9,7 +9,7 @@ Every policy's result is scored by this one function, so the numbers compare.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from scheduler.domain import (
     attributed_watts,
     node_it_watts,
 )
+from scheduler.solver.filters import eligibility
 from scheduler.solver.problem import Problem, SolverParams
 
 
@@ -97,8 +98,10 @@ def evaluate_state(
     after: Cluster,
     placements: Mapping[str, tuple[ReplicaPlacement, ...]],
     params: SolverParams,
+    never_fits: Collection[str] | None = None,
 ) -> Breakdown:
-    """Score a placement given the cluster state it leads to (``after``)."""
+    """Score a placement given the cluster state it leads to (``after``). ``never_fits``: the
+    workloads that can never fit as specified, if the caller knows them already."""
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
     watts = node_it_watts(after)
@@ -118,8 +121,19 @@ def evaluate_state(
         if specs[wid].is_service
         for rp in reps
     )
+    # a workload that can never fit as specified (UNSCHEDULABLE) is left out by its spec, not
+    # by the decision: no penalty, so the objective and its bound compare placements only
+    if never_fits is None:
+        never_fits = {
+            w.id
+            for w in problem.workloads
+            if w.id not in placements
+            and eligibility(problem.scenario, problem.cluster, w.spec, params).final_reason
+        }
     penalties = unplaced_penalties(problem, params)
-    unplaced = sum(p for wid, p in penalties.items() if wid not in placements)
+    unplaced = sum(
+        p for wid, p in penalties.items() if wid not in placements and wid not in never_fits
+    )
     return Breakdown(energy, carbon, carbon_cny, latency, headroom, unplaced, power)
 
 

@@ -40,7 +40,8 @@ def build_result(
             s for prio, sites in placed_by_priority.items() if prio > w.spec.priority for s in sites
         }
         unplaced[w.id] = explain.unplaced(problem, w.id, w.spec, eligibility[w.id], after, higher)
-    breakdown = evaluate_state(problem, after, placements, params)
+    never_fits = {wid for wid, e in eligibility.items() if e.final_reason}
+    breakdown = evaluate_state(problem, after, placements, params, never_fits)
     objective = breakdown.objective
     if bound is not None and objective < bound <= objective * (1 + 1e-9) + 1e-9:
         bound = objective  # rounding noise of the LP, not a wrong bound
