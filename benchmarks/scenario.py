@@ -293,11 +293,13 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
     sizes = sorted({r["replicas"] for r in rows})
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     metrics = (
-        ("energy_cny_per_hour", "energy, CNY/h"),
-        ("carbon_kg_per_hour", "carbon, kg/h"),
-        ("placed", "replicas placed"),
-        ("placed_critical", "latency-critical replicas placed"),
+        ("energy_cny_per_hour", "energy, CNY/h (log)"),
+        ("carbon_kg_per_hour", "carbon, kg/h (log)"),
+        ("placed", "share of replicas placed"),
+        ("placed_critical", "share of latency-critical placed"),
     )
+    # placed counts as shares of what was asked, so every size reads on one axis
+    totals = {"placed": "replicas", "placed_critical": "critical"}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
     width = 0.8 / max(1, len(policies))
     for ax, (key, label) in zip(axes, metrics, strict=True):
@@ -305,16 +307,21 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
             values = []
             for n in sizes:
                 row = next((r for r in rows if r["policy"] == policy and r["replicas"] == n), None)
-                values.append(float(row[key]) if row is not None else 0.0)
+                value = float(row[key]) if row is not None else 0.0
+                if row is not None and key in totals:
+                    value /= max(1, row[totals[key]])
+                values.append(value)
             xs = [j + (i - (len(policies) - 1) / 2) * width for j in range(len(sizes))]
             ax.bar(xs, values, width, label=policy)
         ax.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
         ax.set_xlabel("replicas")
         ax.set_title(label)
-        if key != "placed" and key != "placed_critical":
+        if key in totals:
+            ax.set_ylim(0, 1.05)
+        else:
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle("scenario: Beijing-Hebei, every policy on the same instance")
+    fig.suptitle("scenario: Beijing-Hebei, every policy on the same instance", y=1.03)
     report.save_plot(fig, path)
     plt.close(fig)
 
