@@ -121,7 +121,9 @@ def _start(name: str, args: list[str], cwd: str) -> Target:
 
 
 @contextlib.contextmanager
-def valley_server(directory: str, scenario: str, policy: str) -> Iterator[Target]:
+def valley_server(
+    directory: str, scenario: str, policy: str, solve_budget_ms: float = 50.0
+) -> Iterator[Target]:
     target = _start(
         "valley",
         [
@@ -138,6 +140,8 @@ def valley_server(directory: str, scenario: str, policy: str) -> Iterator[Target
             scenario,
             "--policy",
             policy,
+            "--solve-budget-ms",
+            str(solve_budget_ms),
             "--log-level",
             "warning",
         ],
@@ -371,6 +375,13 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     "--policy", default="valley", show_default=True, help="placement policy of the Valley server"
 )
 @click.option(
+    "--solve-budget-ms",
+    type=click.FloatRange(1, 600_000),
+    default=50.0,
+    show_default=True,
+    help="the Valley server's per-cycle solve deadline",
+)
+@click.option(
     "--only", type=click.Choice(["both", "valley", "noop"]), default="both", show_default=True
 )
 @click.option(
@@ -386,6 +397,7 @@ def command(
     drain: float,
     scenario: str,
     policy: str,
+    solve_budget_ms: float,
     only: str,
     seed: int,
     output: str,
@@ -402,7 +414,11 @@ def command(
     targets = ["valley", "noop"] if only == "both" else [only]
     with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
         for name in progress(targets, total=len(targets), desc="service"):
-            cm = valley_server(tmp, scenario, policy) if name == "valley" else noop_server(tmp)
+            cm = (
+                valley_server(tmp, scenario, policy, solve_budget_ms)
+                if name == "valley"
+                else noop_server(tmp)
+            )
             with cm as target:
                 result = drive(target.address, batches, rate, channels, drain)
                 rows.append(row(name, result, target.peak_rss_mib()))
@@ -414,6 +430,7 @@ def command(
         "workloads": n_batches * batch,
         "scenario": scenario,
         "policy": policy,
+        "solve_budget_ms": solve_budget_ms,
         "seed": seed,
     }
     emit("service", params, rows, output, COLUMNS)

@@ -78,9 +78,16 @@ def cli() -> None:
 @click.option(
     "--batch-window-ms",
     type=click.FloatRange(0, 10_000),
-    default=30.0,
+    default=20.0,
     show_default=True,
     help="how long the loop gathers a batch",
+)
+@click.option(
+    "--solve-budget-ms",
+    type=click.FloatRange(1, 600_000),
+    default=50.0,
+    show_default=True,
+    help="deadline of each cycle's solve: placement quality against submit-to-placed latency",
 )
 @click.option(
     "--grace",
@@ -103,6 +110,7 @@ def serve(
     policy: str,
     params_file: str | None,
     batch_window_ms: float,
+    solve_budget_ms: float,
     grace: float,
     log_level: str,
 ) -> None:
@@ -132,7 +140,9 @@ def serve(
             store_url=store_url or default_store_url(),
             scenario=scenario,
             params=params,
-            loop=LoopConfig(batch_window_s=batch_window_ms / 1000.0),
+            loop=LoopConfig(
+                batch_window_s=batch_window_ms / 1000.0, solve_budget_s=solve_budget_ms / 1000.0
+            ),
             grace_s=grace,
         )
         valley = Valley(config).start()

@@ -90,9 +90,9 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class LoopConfig:
-    batch_window_s: float = 0.03  # gather a batch this long after the first new work
+    batch_window_s: float = 0.02  # gather a batch this long after the first new work
     max_batch_workloads: int = 2000  # the rest waits for the next cycle (which follows at once)
-    solve_budget_s: float = 1.0  # deadline handed to solve()
+    solve_budget_s: float = 0.05  # deadline handed to solve(): bounds submit-to-placed latency
     retry_after_error_s: float = 0.5  # pause after a store error before trying again
     seed: int = 0
 
