@@ -190,11 +190,6 @@ def test_valley_bound_is_below_the_objective_of_every_peers_placement(tiny_probl
         assert valley.bound <= other.objective + 1e-9 * max(1.0, other.objective), policy
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cpsat pack: CP-SAT's decision (0.2589 CNY/h, join the awake near node) is packed onto "
-    "an empty green node (0.2679 CNY/h) and the result still says OPTIMAL",
-)
 def test_valley_joins_an_awake_node_when_that_is_cheapest(tiny):
     # near/cpu-0000 already runs work, so it draws idle power anyway: one more small replica
     # there costs its dynamic power only, less than waking an empty node in green

@@ -55,7 +55,12 @@ from scheduler.solver.result import build_result
 INF = math.inf
 # CP-SAT needs integer objective coefficients: money in micro-CNY per hour
 MONEY_SCALE = 1_000_000
-RESOURCES = ("cpu_millis", "memory_mib", "gpus", "gpu_demand_millis")
+# pool capacity rows of the model. ``gpu_slots``: a whole GPU, or a share above half a GPU,
+# takes a physical GPU no other such request can share, so their count is bounded by the GPUs
+# with more than half free - a valid cut that the summed millis alone miss (two 0.8 shares do
+# not fit one GPU)
+RESOURCES = ("cpu_millis", "memory_mib", "gpus", "gpu_demand_millis", "gpu_slots")
+HALF_GPU = GPU_MILLIS // 2
 
 
 # --------------------------------------------------------------------------- a linear model
@@ -194,6 +199,7 @@ def _amounts(r: Resources) -> dict[str, int]:
         "memory_mib": r.memory_mib,
         "gpus": r.gpus,
         "gpu_demand_millis": r.gpu_demand_millis,
+        "gpu_slots": r.gpus + (1 if r.gpu_millis > HALF_GPU else 0),
     }
 
 
@@ -212,12 +218,14 @@ def _pool_states(cluster: Cluster, index: greedy.NodeIndex) -> list[PoolState]:
                     "memory_mib": int(cluster.free_mem[awake].sum()),
                     "gpus": int((g == GPU_MILLIS).sum()),
                     "gpu_demand_millis": int(np.where(g > 0, g, 0).sum()),
+                    "gpu_slots": int((g > HALF_GPU).sum()),
                 },
                 node_cap={
                     "cpu_millis": pool.node.cpu_millis,
                     "memory_mib": pool.node.memory_mib,
                     "gpus": pool.node.gpus,
                     "gpu_demand_millis": pool.node.gpus * GPU_MILLIS,
+                    "gpu_slots": pool.node.gpus,
                 },
                 empty_nodes=len(nodes) - len(awake),
             )
@@ -374,6 +382,8 @@ def _round_hint(model: Model, lp_x: Sequence[float]) -> list[int]:
                 _split(hint, [c.x[p] for p in pools], lp_x, hint[v] * n)
         else:
             _split(hint, list(c.x.values()), lp_x, k * n)
+            if c.u and k:
+                _keep_spread(c, hint, lp_x)
             for site, v in c.u.items():
                 hint[v] = int(any(hint[c.x[p]] > 0 for p in c.elig.pools_by_site[site]))
     for p in model.pools:
@@ -382,14 +392,36 @@ def _round_hint(model: Model, lp_x: Sequence[float]) -> list[int]:
     return hint
 
 
+def _keep_spread(c: WorkloadClass, hint: list[int], lp_x: Sequence[float]) -> None:
+    """A SPREAD workload's rounded replicas cover at least min_sites sites: each site the LP
+    uses most gets one replica, taken from the site that has the most."""
+    sites = sorted(c.u, key=lambda s: -lp_x[c.u[s]])[: c.spec.min_sites]
+
+    def in_site(site: str) -> list[int]:
+        return [c.x[p] for p in c.elig.pools_by_site[site]]
+
+    for site in sites:
+        if any(hint[v] for v in in_site(site)):
+            continue
+        donor = max((v for s in c.u if s != site for v in in_site(s)), key=lambda v: hint[v])
+        if hint[donor] <= 1:
+            return
+        hint[donor] -= 1
+        hint[max(in_site(site), key=lambda v: lp_x[v])] += 1
+
+
 def _split(hint: list[int], vars_: Sequence[int], lp_x: Sequence[float], total: int) -> None:
     if not vars_:
         return
     weights = [max(0.0, lp_x[v]) for v in vars_]
     s = sum(weights)
-    parts = [math.floor(total * w / s) for w in weights] if s > 0 else [0] * len(vars_)
+    # largest remainder; the epsilon keeps 0.9999999 from losing its whole replica
+    exact = [total * w / s for w in weights] if s > 0 else [0.0] * len(vars_)
+    parts = [min(total, math.floor(e + 1e-6)) for e in exact]
+    while sum(parts) > total:
+        parts[max(range(len(parts)), key=lambda i: parts[i] - exact[i])] -= 1
     rest = total - sum(parts)
-    order = sorted(range(len(vars_)), key=lambda i: -weights[i])
+    order = sorted(range(len(vars_)), key=lambda i: parts[i] - exact[i])
     for i in range(rest):
         parts[order[i % len(order)]] += 1
     for v, part in zip(vars_, parts, strict=True):
@@ -453,18 +485,25 @@ def solve_valley(
     hint_value = model.lm.value(hint)
     solver = cp_model.CpSolver()
     sp = solver.parameters
-    sp.max_time_in_seconds = max(0.0, end - time.perf_counter())
-    sp.num_workers = params.num_workers
+    # raw parameters first (parsing replaces the whole message); ours only where not given
+    if params.solver_parameters:
+        sp.parse_text_format(params.solver_parameters)
+    given = params.solver_parameters
+
+    def default(name: str, value: float | int | bool) -> None:
+        if name not in given:
+            setattr(sp, name, value)
+
+    default("max_time_in_seconds", max(0.0, end - time.perf_counter()))
+    default("num_workers", params.num_workers)
     # interleaved workers make the search deterministic for a seed, whatever the timing
-    sp.interleave_search = True
-    sp.random_seed = seed
+    default("interleave_search", True)
+    default("random_seed", seed)
     # stop once proven within 0.05% of the objective (at least 0.01 CNY/h). CP-SAT's own
     # relative limit would be relative to its objective, which carries the large rewards for
     # placing work, so the limit is set in absolute money from the LP bound instead.
-    sp.relative_gap_limit = 0.0
-    sp.absolute_gap_limit = max(0.01, 0.0005 * abs(bound or 0.0)) * MONEY_SCALE
-    if params.solver_parameters:
-        sp.parse_text_format(params.solver_parameters)
+    default("relative_gap_limit", 0.0)
+    default("absolute_gap_limit", max(0.01, 0.0005 * abs(bound or 0.0)) * MONEY_SCALE)
     if sp.max_time_in_seconds > 0.005:
         cp, xs = model.lm.build_cpsat()
         for v, h in zip(xs, hint, strict=True):
@@ -485,7 +524,7 @@ def solve_valley(
             value = model.lm.value(counts)
             stats["cpsat_objective"] = value
             status = SolveStatus.OPTIMAL if code == cp_model.OPTIMAL else SolveStatus.FEASIBLE
-            if value < hint_value - sp.absolute_gap_limit / MONEY_SCALE:
+            if value < hint_value - 1e-9:
                 # a better decision: pack it too and keep the better of the two placements
                 other = problem.cluster.copy()
                 alt = pack(problem, params, other, index, elig, model, counts)
@@ -695,21 +734,37 @@ def pack(
             demand[p][wid] = demand[p].get(wid, 0) + 1
     got: dict[str, list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
     short: dict[str, int] = defaultdict(int)
+
+    def group(wid: str) -> tuple[bool, int]:
+        """Packing order: replicas with no other site to go to before those that could move,
+        higher priority first, so that a shortfall in a full pool hits what costs least."""
+        spec = specs[wid]
+        pinned = len(elig[wid].sites) == 1 or spec.topology in (Topology.GANG, Topology.SPREAD)
+        return (not pinned, -spec.priority)
+
+    spare = {ps.index: ps.empty_nodes - counts[ps.wake] for ps in model.pools if ps.wake >= 0}
     for p in sorted(demand, key=lambda p: (cluster.pools[p].node.gpus == 0, p)):
-        by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
-        for wid, m in demand[p].items():
-            by_shape[specs[wid].resources].append((wid, m))
-        shapes = list(by_shape)
-        taken = _pack_pool(
-            cluster, index.by_pool[p], shapes, [sum(m for _, m in by_shape[r]) for r in shapes]
-        )
-        for r, placed in zip(shapes, taken, strict=True):
-            pos = 0
-            for wid, m in by_shape[r]:
-                mine = placed[pos : pos + m]
-                pos += len(mine)
-                got[wid].extend(mine)
-                short[wid] += m - len(mine)
+        groups: dict[tuple[bool, int], list[str]] = defaultdict(list)
+        # a pool with nodes to spare packs all its replicas together (tighter); a full one
+        # packs group by group
+        full = spare.get(p, 0) <= 1
+        for wid in demand[p]:
+            groups[group(wid) if full else (False, 0)].append(wid)
+        for key in sorted(groups):
+            by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
+            # within a shape, larger workloads first: a shortfall drops the fewest replicas
+            for wid in sorted(groups[key], key=lambda w: -specs[w].replica_count):
+                by_shape[specs[wid].resources].append((wid, demand[p][wid]))
+            shapes = list(by_shape)
+            counts = [sum(m for _, m in by_shape[r]) for r in shapes]
+            taken = _pack_pool(cluster, index.by_pool[p], shapes, counts)
+            for r, placed in zip(shapes, taken, strict=True):
+                pos = 0
+                for wid, m in by_shape[r]:
+                    mine = placed[pos : pos + m]
+                    pos += len(mine)
+                    got[wid].extend(mine)
+                    short[wid] += m - len(mine)
 
     # repair: replicas that did not fit go to another eligible pool (same site for GANG)
     kept: dict[str, list[tuple[int, tuple[int, ...]]]] = {}

@@ -139,7 +139,8 @@ class PlacementResult:
             return None
         if self.objective <= 1e-12:
             return 0.0
-        return max(0.0, (self.objective - self.bound) / abs(self.objective))
+        # negative only if the bound were wrong: shown, not hidden
+        return (self.objective - self.bound) / abs(self.objective)
 
     def is_feasible(self) -> bool:
         return self.status is not SolveStatus.FALLBACK or bool(self.placements)
