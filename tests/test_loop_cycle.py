@@ -185,3 +185,19 @@ def test_a_restarted_loop_rebuilds_the_same_cluster_and_resumes_pending_work(
 def test_snapshot_hour_and_month_are_local_to_the_scenario(loop: SchedulingLoop) -> None:
     snap = loop.snapshot()
     assert (snap.hour, snap.month) == (12, 7)  # 04:00 UTC is noon in Asia/Shanghai
+
+
+def test_a_batch_the_solver_fails_on_is_retried_in_smaller_batches_and_nothing_is_lost(
+    store: Store, beijing_hebei: Scenario, clock: Clock
+) -> None:
+    # 600 distinct priorities in one batch overflow the solver's priority weights (4.0 ** 599,
+    # reported to the solver's owner); smaller batches do not
+    lp = SchedulingLoop(store, beijing_hebei, config=LoopConfig(batch_window_s=0.05), clock=clock)
+    specs = [cpu(1, priority=p) for p in range(600)]
+    sub = store.submit("", "", specs, clock.now)
+    lp.start()
+    try:
+        lp.submitted(sub.workloads)
+        until(lambda: all(state(store, w) == S.PLACED for w in sub.workloads), timeout=60)
+    finally:
+        lp.stop()
