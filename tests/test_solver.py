@@ -184,3 +184,27 @@ def test_a_workload_that_can_never_fit_does_not_inflate_the_gap(tiny):
     assert r.unplaced["w1"].final
     assert r.stats["unplaced_cny_per_hour"] == 0
     assert r.gap is not None and r.gap < 0.01
+
+
+def test_raw_cpsat_parameters_keep_the_time_limit_and_workers():
+    # regression: parsing the raw text replaced every parameter, the time limit included
+    from scheduler.solver.cpsat import cpsat_parameters
+
+    sp = cpsat_parameters(SolverParams(solver_parameters="log_search_progress: true"), 3, 0.7, 10.0)
+    assert sp.log_search_progress
+    assert sp.max_time_in_seconds == pytest.approx(0.7)
+    assert sp.num_workers == 2 and sp.random_seed == 3
+    sp = cpsat_parameters(SolverParams(solver_parameters="num_workers: 1"), 3, 0.7, 10.0)
+    assert sp.num_workers == 1
+
+
+def test_rounding_keeps_a_replica_the_lp_gives_almost_wholly():
+    # regression: an LP value of 0.9999999999999999 lost its replica to floor()
+    from scheduler.solver.cpsat import _split
+
+    hint = [0, 0]
+    _split(hint, [0, 1], [1.0, 0.9999999999999999], 2)
+    assert hint == [1, 1]
+    hint = [0, 0, 0]
+    _split(hint, [0, 1, 2], [0.5, 0.3, 0.2], 7)
+    assert sum(hint) == 7 and hint[0] >= hint[1] >= hint[2]

@@ -485,25 +485,7 @@ def solve_valley(
     hint_value = model.lm.value(hint)
     solver = cp_model.CpSolver()
     sp = solver.parameters
-    # raw parameters first (parsing replaces the whole message); ours only where not given
-    if params.solver_parameters:
-        sp.parse_text_format(params.solver_parameters)
-    given = params.solver_parameters
-
-    def default(name: str, value: float | int | bool) -> None:
-        if name not in given:
-            setattr(sp, name, value)
-
-    default("max_time_in_seconds", max(0.0, end - time.perf_counter()))
-    default("num_workers", params.num_workers)
-    # interleaved workers make the search deterministic for a seed, whatever the timing
-    default("interleave_search", True)
-    default("random_seed", seed)
-    # stop once proven within 0.05% of the objective (at least 0.01 CNY/h). CP-SAT's own
-    # relative limit would be relative to its objective, which carries the large rewards for
-    # placing work, so the limit is set in absolute money from the LP bound instead.
-    default("relative_gap_limit", 0.0)
-    default("absolute_gap_limit", max(0.01, 0.0005 * abs(bound or 0.0)) * MONEY_SCALE)
+    sp.copy_from(cpsat_parameters(params, seed, end - time.perf_counter(), bound))
     if sp.max_time_in_seconds > 0.005:
         cp, xs = model.lm.build_cpsat()
         for v, h in zip(xs, hint, strict=True):
@@ -535,6 +517,33 @@ def solve_valley(
                     placements, cluster = alt, other
                     stats["cpsat_improved"] = 1.0
     return build_result(problem, params, placements, elig, cluster, status, started, bound, stats)
+
+
+def cpsat_parameters(
+    params: SolverParams, seed: int, seconds_left: float, bound: float | None
+) -> cp_model.SatParameters:
+    """CP-SAT's parameters: the raw ``params.solver_parameters`` first (parsing replaces the
+    whole message), then ours wherever the raw text does not set the field."""
+    sp = cp_model.CpSolver().parameters
+    given = params.solver_parameters
+    if given:
+        sp.parse_text_format(given)
+
+    def default(name: str, value: float | int | bool) -> None:
+        if name not in given:
+            setattr(sp, name, value)
+
+    default("max_time_in_seconds", max(0.0, seconds_left))
+    default("num_workers", params.num_workers)
+    # interleaved workers make the search deterministic for a seed, whatever the timing
+    default("interleave_search", True)
+    default("random_seed", seed)
+    # stop once proven within 0.05% of the objective (at least 0.01 CNY/h). CP-SAT's own
+    # relative limit would be relative to its objective, which carries the large rewards for
+    # placing work, so the limit is set in absolute money from the LP bound instead.
+    default("relative_gap_limit", 0.0)
+    default("absolute_gap_limit", max(0.01, 0.0005 * abs(bound or 0.0)) * MONEY_SCALE)
+    return sp
 
 
 def counts_of(
