@@ -130,6 +130,7 @@ def test_a_cancel_frees_capacity_that_a_waiting_workload_then_gets(
     until(lambda: store.get(late.id).reason != "")
     assert store.get(late.id).state == S.PENDING
     assert loop.snapshot().pending_by_reason == {"capacity": 1}
+    assert loop.wait_idle(10)
     cycles_before = loop.cycles
     time.sleep(0.1)
     assert loop.cycles == cycles_before, "a full cluster must not be retried every cycle"
