@@ -1,4 +1,4 @@
-"""Valley's optimizer: an aggregated model solved with CP-SAT, bounded by its LP relaxation.
+"""Valley's optimizer: an aggregated model, bounded by a relaxation, improved with CP-SAT.
 
 How one cycle is solved:
 
@@ -7,16 +7,19 @@ How one cycle is solved:
    latency cost) form a class; identical nodes form a pool. The model decides, per class, how
    many workloads are placed and how many replicas go to each pool, and per pool how many
    powered-down nodes to wake. The model is exact in its objective and a relaxation in its
-   capacity (pool totals instead of per-node fit), so its LP optimum is a valid lower bound on
-   the objective of any node-level placement.
-3. Solve: GLOP gives the LP bound and a rounded hint; CP-SAT (time-limited, hinted) gives the
-   integer decision; if it finds nothing in time, the greedy answer is used (status FALLBACK).
-4. Pack: the decided counts go onto concrete nodes, largest replicas first, powered nodes first,
-   best fit; replicas that do not fit move to another eligible pool; a workload that still does
-   not fit whole is left unplaced, and a final greedy pass tries the leftovers.
+   capacity (pool totals instead of per-node fit), so any relaxation of it gives a valid lower
+   bound on the objective of every node-level placement.
+3. Relax: the model with only the wake counts integer (a small MIP for HiGHS; GLOP's LP if
+   that fails) gives the bound; rounded, then packed (4.), it gives a first complete answer.
+4. Pack: counts go onto concrete nodes pool by pool, mixing shapes on each node, powered nodes
+   first; replicas that do not fit move to another eligible pool; a workload that still does
+   not fit whole is left out; nodes woken this cycle are emptied again where their replicas
+   fit elsewhere; a greedy pass, cheapest site first, tries the workloads left out.
+5. Improve: CP-SAT, hinted with the first answer and given the time left, searches the integer
+   model; a better decision is packed too and the better placement kept. Its proven bound
+   tightens the reported one. With no time at all, the greedy answer is returned (FALLBACK).
 
-Money is in CNY per hour everywhere. This is the only module that imports OR-Tools' solvers
-(besides the other modules of this package that model their own problems).
+Money is in CNY per hour everywhere. Only modules of this package import OR-Tools.
 """
 
 from __future__ import annotations
@@ -94,11 +97,32 @@ class LinearModel:
     def size(self) -> int:
         return len(self.lb)
 
-    def solve_lp(self, time_limit_s: float) -> tuple[float, list[float]] | None:
-        """The LP relaxation's optimum and solution, or None if GLOP did not finish."""
-        lp = pywraplp.Solver.CreateSolver("GLOP")
+    def solve_relaxation(
+        self, time_limit_s: float, integer: Sequence[int] = ()
+    ) -> tuple[float, list[float]] | None:
+        """A relaxation's lower bound and solution: the variables listed in ``integer`` kept
+        integer (a small MIP for HiGHS), all others continuous; the plain LP (GLOP) if the MIP
+        solver is missing or fails. None if neither finishes."""
+        if integer:
+            out = self._solve("HIGHS", time_limit_s, set(integer))
+            if out is not None:
+                return out
+        return self._solve("GLOP", time_limit_s, set())
+
+    def _solve(
+        self, backend: str, time_limit_s: float, integer: set[int]
+    ) -> tuple[float, list[float]] | None:
+        lp = pywraplp.Solver.CreateSolver(backend)
+        if lp is None:
+            return None
+        lp.SuppressOutput()
+        if backend == "HIGHS":
+            lp.SetSolverSpecificParametersAsString("output_flag=false\nlog_to_console=false\n")
         lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
-        xs = [lp.NumVar(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
+        xs = [
+            lp.IntVar(lo, hi, "") if i in integer else lp.NumVar(lo, hi, "")
+            for i, (lo, hi) in enumerate(zip(self.lb, self.ub, strict=True))
+        ]
         for idx, coef, lo, hi in self.rows:
             c = lp.Constraint(
                 -lp.infinity() if lo == -INF else lo, lp.infinity() if hi == INF else hi
@@ -110,9 +134,16 @@ class LinearModel:
             if c:
                 obj.SetCoefficient(x, c)
         obj.SetMinimization()
-        if lp.Solve() != pywraplp.Solver.OPTIMAL:
+        status = lp.Solve()
+        if status == pywraplp.Solver.OPTIMAL:
+            bound = obj.Value() if not integer else obj.BestBound()
+        elif status == pywraplp.Solver.FEASIBLE and integer:
+            bound = obj.BestBound()
+        else:
             return None
-        return obj.Value() + self.constant, [x.solution_value() for x in xs]
+        if not math.isfinite(bound):
+            return None
+        return bound + self.constant, [x.solution_value() for x in xs]
 
     def build_cpsat(self) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
         m = cp_model.CpModel()
@@ -464,11 +495,20 @@ def solve_valley(
     stats["model_classes"] = len(model.classes)
     stats["build_seconds"] = time.perf_counter() - started
 
-    # 1. the LP relaxation: a lower bound, and rounded and packed, a first complete answer
+    # 1. the relaxation: a lower bound, and rounded and packed, a first complete answer
     t = time.perf_counter()
-    lp = model.lm.solve_lp(max(0.05, (end - t) * 0.5))
+    # the LP's solution rounds and packs better than the MIP's below (its fractional wake
+    # counts leave packing some slack), so it is the one rounded
+    lp = model.lm.solve_relaxation(max(0.05, (end - t) * 0.5))
     stats["lp_seconds"] = time.perf_counter() - t
     bound = lp[0] if lp is not None else None
+    # the bound: wake counts kept integer, a small MIP (HiGHS) much tighter than the LP
+    t = time.perf_counter()
+    wake = [ps.wake for ps in model.pools if ps.wake >= 0]
+    mip = model.lm.solve_relaxation(max(0.02, (end - t) * 0.2), wake) if lp and wake else None
+    stats["mip_seconds"] = time.perf_counter() - t
+    if mip is not None and bound is not None and mip[0] > bound:
+        bound = mip[0]
     cluster = problem.cluster.copy()
     t = time.perf_counter()
     if lp is not None:
@@ -485,7 +525,9 @@ def solve_valley(
     hint_value = model.lm.value(hint)
     solver = cp_model.CpSolver()
     sp = solver.parameters
-    sp.copy_from(cpsat_parameters(params, seed, end - time.perf_counter(), bound))
+    # leave time to pack a better decision, should CP-SAT find one
+    seconds_left = end - time.perf_counter() - stats["pack_seconds"]
+    sp.copy_from(cpsat_parameters(params, seed, seconds_left, bound))
     if sp.max_time_in_seconds > 0.005:
         cp, xs = model.lm.build_cpsat()
         for v, h in zip(xs, hint, strict=True):
