@@ -208,3 +208,25 @@ def test_rounding_keeps_a_replica_the_lp_gives_almost_wholly():
     hint = [0, 0, 0]
     _split(hint, [0, 1, 2], [0.5, 0.3, 0.2], 7)
     assert sum(hint) == 7 and hint[0] >= hint[1] >= hint[2]
+
+
+def test_many_distinct_priorities_are_solved_and_the_highest_wins(tiny):
+    # regression: 4.0 ** 599 overflowed, and CP-SAT coefficients left 64 bits
+    specs = [service(0.25, slo=5, priority=i) for i in range(600)]
+    r = solve(problem(tiny, *specs), SolverParams(time_limit_s=2))
+    assert r.placements
+    # 5 CPU nodes of 8 GiB hold 40 replicas of 1 GiB; 600 priorities share 8 levels of 75,
+    # so the 40 places go to the top level
+    assert len(r.placements) == 40
+    assert min(int(wid[1:]) for wid in r.placements) >= 525
+
+
+def test_a_pending_summary_names_what_stands_in_the_way_now(tiny):
+    # regression: the summary quoted the first reason, a site that never qualifies
+    cluster = Cluster(tiny)
+    green_gpu = cluster.index["green/gpu-0000"]
+    cluster.allocate(green_gpu, Resources(1000, 1024, gpus=2))
+    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpus=1))
+    u = solve(problem(tiny, spec, cluster=cluster)).unplaced["w0"]
+    assert not u.final
+    assert u.summary.startswith("does not fit now: green: gpus")

@@ -56,8 +56,10 @@ from scheduler.solver.problem import (
 from scheduler.solver.result import build_result
 
 INF = math.inf
-# CP-SAT needs integer objective coefficients: money in micro-CNY per hour
+# CP-SAT needs integer objective coefficients: money in micro-CNY per hour, or coarser where
+# the objective's terms would otherwise overflow 64 bits
 MONEY_SCALE = 1_000_000
+OBJECTIVE_LIMIT = 2**60
 # pool capacity rows of the model. ``gpu_slots``: a whole GPU, or a share above half a GPU,
 # takes a physical GPU no other such request can share, so their count is bounded by the GPUs
 # with more than half free - a valid cut that the summed millis alone miss (two 0.8 shares do
@@ -117,7 +119,11 @@ class LinearModel:
             return None
         lp.SuppressOutput()
         if backend == "HIGHS":
-            lp.SetSolverSpecificParametersAsString("output_flag=false\nlog_to_console=false\n")
+            # the objective carries the large rewards for placing work: a relative MIP gap
+            # would be relative to them, so the search closes to an absolute 1e-6 CNY/h
+            lp.SetSolverSpecificParametersAsString(
+                "output_flag=false\nlog_to_console=false\nmip_rel_gap=0\nmip_abs_gap=1e-6\n"
+            )
         lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
         xs = [
             lp.IntVar(lo, hi, "") if i in integer else lp.NumVar(lo, hi, "")
@@ -134,13 +140,11 @@ class LinearModel:
             if c:
                 obj.SetCoefficient(x, c)
         obj.SetMinimization()
-        status = lp.Solve()
-        if status == pywraplp.Solver.OPTIMAL:
-            bound = obj.Value() if not integer else obj.BestBound()
-        elif status == pywraplp.Solver.FEASIBLE and integer:
-            bound = obj.BestBound()
-        else:
+        # only a proven optimum is used: the interface's best bound of an unfinished MIP is
+        # not reliable across backends
+        if lp.Solve() != pywraplp.Solver.OPTIMAL:
             return None
+        bound = obj.Value() - (1e-6 if integer else 0.0)
         if not math.isfinite(bound):
             return None
         return bound + self.constant, [x.solution_value() for x in xs]
@@ -163,16 +167,27 @@ class LinearModel:
         nz = [(i, c) for i, c in enumerate(self.cost) if c]
         m.minimize(
             cp_model.LinearExpr.weighted_sum(
-                [xs[i] for i, _ in nz], [round(c * MONEY_SCALE) for _, c in nz]
+                [xs[i] for i, _ in nz], [round(c * self.money_scale) for _, c in nz]
             )
         )
         return m, xs
 
+    @property
+    def money_scale(self) -> float:
+        """Integer objective units per CNY/h for CP-SAT: micro-CNY unless the sum of the
+        objective's terms over their domains would come near 2**63."""
+        span = sum(
+            abs(c) * max(abs(lo), abs(hi))
+            for lo, hi, c in zip(self.lb, self.ub, self.cost, strict=True)
+        )
+        return min(float(MONEY_SCALE), OBJECTIVE_LIMIT / max(span, 1.0))
+
     def rounding_slack(self) -> float:
-        """The most the CP-SAT objective (integer micro-CNY coefficients) can differ from the
-        true objective over the variables' domains."""
+        """The most the CP-SAT objective (integer coefficients) can differ from the true
+        objective over the variables' domains."""
+        scale = self.money_scale
         return sum(
-            abs(round(c * MONEY_SCALE) - c * MONEY_SCALE) / MONEY_SCALE * max(abs(lo), abs(hi))
+            abs(round(c * scale) - c * scale) / scale * max(abs(lo), abs(hi))
             for lo, hi, c in zip(self.lb, self.ub, self.cost, strict=True)
             if c
         )
@@ -527,7 +542,7 @@ def solve_valley(
     sp = solver.parameters
     # leave time to pack a better decision, should CP-SAT find one
     seconds_left = end - time.perf_counter() - stats["pack_seconds"]
-    sp.copy_from(cpsat_parameters(params, seed, seconds_left, bound))
+    sp.copy_from(cpsat_parameters(params, seed, seconds_left, bound, model.lm.money_scale))
     if sp.max_time_in_seconds > 0.005:
         cp, xs = model.lm.build_cpsat()
         for v, h in zip(xs, hint, strict=True):
@@ -538,7 +553,7 @@ def solve_valley(
             # CP-SAT's bound is for the integer model with costs rounded to micro-CNY: take
             # the rounding off before comparing it with the LP bound
             cp_bound = (
-                solver.best_objective_bound / MONEY_SCALE
+                solver.best_objective_bound / model.lm.money_scale
                 + model.lm.constant
                 - model.lm.rounding_slack()
             )
@@ -562,7 +577,11 @@ def solve_valley(
 
 
 def cpsat_parameters(
-    params: SolverParams, seed: int, seconds_left: float, bound: float | None
+    params: SolverParams,
+    seed: int,
+    seconds_left: float,
+    bound: float | None,
+    money_scale: float = MONEY_SCALE,
 ) -> cp_model.SatParameters:
     """CP-SAT's parameters: the raw ``params.solver_parameters`` first (parsing replaces the
     whole message), then ours wherever the raw text does not set the field."""
@@ -584,7 +603,7 @@ def cpsat_parameters(
     # relative limit would be relative to its objective, which carries the large rewards for
     # placing work, so the limit is set in absolute money from the LP bound instead.
     default("relative_gap_limit", 0.0)
-    default("absolute_gap_limit", max(0.01, 0.0005 * abs(bound or 0.0)) * MONEY_SCALE)
+    default("absolute_gap_limit", max(0.01, 0.0005 * abs(bound or 0.0)) * money_scale)
     return sp
 
 

@@ -87,8 +87,13 @@ def unplaced(
         for s in problem.scenario.site_names
         for r in site_reasons(problem.cluster, after, spec, elig, s, higher_priority_sites)
     )
-    first = reasons[0].message if reasons else "does not fit now"
-    return Unplaced(wid, False, f"does not fit now: {first}", reasons)
+    # the summary names what stands in the way now (capacity, priority, topology) rather
+    # than a site that never qualifies
+    static = {id(r) for rs in elig.reasons_by_site.values() for r in rs}
+    dynamic = [r for r in reasons if id(r) not in static]
+    first = (dynamic or list(reasons))[0] if reasons else None
+    text = f"{first.site}: {first.message}" if first is not None else "does not fit now"
+    return Unplaced(wid, False, f"does not fit now: {text}", reasons)
 
 
 def explain(

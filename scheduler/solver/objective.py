@@ -58,10 +58,20 @@ def site_rates(problem: Problem) -> dict[str, SiteRates]:
     return {s.name: SiteRates.of(s, problem.hour, problem.month) for s in problem.scenario.sites}
 
 
+PRIORITY_LEVELS = 8
+
+
 def unplaced_penalties(problem: Problem, params: SolverParams) -> dict[str, float]:
     """CNY/h for leaving each workload of the problem unplaced: per replica, times
     ``priority_factor`` per rank of its priority among the problem's distinct priorities."""
-    ranks = {p: i for i, p in enumerate(sorted({w.spec.priority for w in problem.workloads}))}
+    distinct = sorted({w.spec.priority for w in problem.workloads})
+    # at most PRIORITY_LEVELS levels: many distinct priorities share levels evenly, which keeps
+    # the penalties finite and the solver's integers in range
+    top = PRIORITY_LEVELS - 1
+    if len(distinct) > PRIORITY_LEVELS:
+        ranks = {p: round(i * top / (len(distinct) - 1)) for i, p in enumerate(distinct)}
+    else:
+        ranks = {p: i for i, p in enumerate(distinct)}
     return {
         w.id: params.unplaced_cny_per_replica_hour
         * w.spec.replica_count
