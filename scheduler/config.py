@@ -130,6 +130,7 @@ class Valley:
                 from scheduler import metrics
 
                 metrics.unregister_snapshot_source(self.loop.snapshot)
+                metrics.stop_http_server(self.metrics_port)
         if self.store is not None:
             self.store.close()
 
