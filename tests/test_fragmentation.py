@@ -1,0 +1,132 @@
+"""FGD's fragmentation measure and node score, computed by hand on one- and two-node clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scheduler.domain import Cluster, Pool, Resources, Scenario, Site
+from scheduler.solver.fragmentation import FragmentationScorer, RequestType, target_workload
+
+SHARE_500 = Resources(1000, 1024, gpu_millis=500)
+SHARE_600 = Resources(1000, 1024, gpu_millis=600)
+WHOLE_1 = Resources(1000, 1024, gpus=1)
+CPU_ONLY = Resources(1000, 1024)
+
+
+def cluster_of(*pools: tuple[str, int, int, int, str]) -> Cluster:
+    """One site; pools given as (name, count, cpu_millis, gpus, model)."""
+    ps = tuple(
+        Pool(name, "s", count, Resources(cpu, 1 << 20, gpus, gpus * 1000), gpu_model=model)
+        for name, count, cpu, gpus, model in pools
+    )
+    site = Site("s", 1.2, {"o": 0.0}, (0.5,) * 24, (0.5,) * 24, ps)
+    return Cluster(Scenario("t", (site,), ("o",)))
+
+
+def set_gpus(cluster: Cluster, node: int, free: list[int]) -> None:
+    cluster.gpu_free[node, : len(free)] = free
+
+
+def test_node_fragmentation_by_hand():
+    # 2 GPUs free 1000 and 300; types: a half GPU (p=.5), a whole GPU (p=.25), CPU only (.25)
+    # half GPU: GPU 1 (300 < 500) is a fragment -> 300; whole GPU: the partly used GPU -> 300;
+    # CPU only: every free milli -> 1300. F = .5*300 + .25*300 + .25*1300 = 550
+    c = cluster_of(("g", 1, 8000, 2, "T4"))
+    set_gpus(c, 0, [1000, 300])
+    target = [RequestType(SHARE_500, 0.5), RequestType(WHOLE_1, 0.25), RequestType(CPU_ONLY, 0.25)]
+    assert FragmentationScorer(target).node_fragmentation(c).tolist() == [pytest.approx(550.0)]
+
+
+def test_all_free_gpu_is_fragment_for_a_task_short_of_cpu_or_of_its_gpu_model():
+    c = cluster_of(("g", 1, 8000, 2, "T4"))
+    big_cpu = Resources(9000, 1024, gpu_millis=500)  # more CPU than the node has
+    assert FragmentationScorer([RequestType(big_cpu, 1.0)]).node_fragmentation(c)[0] == 2000
+    a100 = [RequestType(SHARE_500, 1.0, ("A100",))]
+    assert FragmentationScorer(a100).node_fragmentation(c)[0] == 2000
+    t4 = [RequestType(SHARE_500, 1.0, ("A100", "T4"))]
+    assert FragmentationScorer(t4).node_fragmentation(c)[0] == 0
+
+
+def test_fgd_picks_the_placement_that_fragments_least():
+    # types: 600 millis (p=.5), one whole GPU (p=.5). Node 0 free [1000, 600], node 1 empty.
+    # node 0 before: 600-type fits everywhere (0); whole-GPU type: partly used GPU -> 600. F=300
+    #   600 on GPU 1 -> [1000, 0]: F = 0, growth -300
+    #   600 on GPU 0 -> [400, 600]: 600-type frag 400; whole type cannot fit -> 1000. F=700 (+400)
+    # node 1: [1000, 1000] F=0 -> [400, 1000]: 400 for both types, F=400 (+400)
+    c = cluster_of(("g", 2, 8000, 2, "T4"))
+    set_gpus(c, 0, [1000, 600])
+    fgd = FragmentationScorer([RequestType(SHARE_600, 0.5), RequestType(WHOLE_1, 0.5)])
+    growth, share_gpu = fgd.best_placement(c, np.asarray([0, 1]), SHARE_600)
+    assert growth.tolist() == [pytest.approx(-300.0), pytest.approx(400.0)]
+    assert share_gpu[0] == 1
+    assert fgd.choose_gpus(c, 0, SHARE_600) == (1,)
+
+
+def test_fgd_may_choose_another_gpu_than_best_fit():
+    # free [700, 600], a 100-milli task, target: 600-milli tasks only.
+    # best fit would take GPU 1 (600 -> 500: a 500 fragment); FGD takes GPU 0 (700 -> 600: none)
+    c = cluster_of(("g", 1, 8000, 2, "T4"))
+    set_gpus(c, 0, [700, 600])
+    small = Resources(100, 100, gpu_millis=100)
+    fgd = FragmentationScorer([RequestType(SHARE_600, 1.0)])
+    assert c.choose_gpus(0, small) == (1,)
+    assert fgd.choose_gpus(c, 0, small) == (0,)
+    assert fgd(c, np.asarray([0]), small).tolist() == [0.0]
+
+
+def test_cpu_only_work_grows_no_fragmentation_on_cpu_nodes_but_may_on_gpu_nodes():
+    # the GPU node has 2000 millicores: after a 1500 task, 500 are left, short for the
+    # 1000-millicore GPU type, so both of its GPUs become fragments (+2000 * p)
+    c = cluster_of(("cpu", 1, 8000, 0, ""), ("g", 1, 2000, 2, "T4"))
+    fgd = FragmentationScorer([RequestType(SHARE_500, 1.0)])
+    growth = fgd(c, np.asarray([0, 1]), Resources(1500, 1024))
+    assert growth.tolist() == [0.0, 2000.0]
+
+
+def test_fill_mode_sees_gpus_that_cpu_would_strand():
+    # 2 idle GPUs, 4000 millicores; a type of half a GPU with 2000 millicores: FGD sees no
+    # fragment (it fits), but filling the node with it uses 2 tasks (CPU-bound) = 1000 millis,
+    # leaving 1000 millis stranded
+    c = cluster_of(("g", 1, 4000, 2, "T4"))
+    t = [RequestType(Resources(2000, 1024, gpu_millis=500), 1.0)]
+    assert FragmentationScorer(t, mode="fgd").node_fragmentation(c)[0] == 0
+    assert FragmentationScorer(t, mode="fill").node_fragmentation(c)[0] == 1000
+    assert FragmentationScorer(t, mode="fill+fgd").node_fragmentation(c)[0] == 1000
+
+
+def test_whole_gpu_tasks_take_fully_free_gpus():
+    c = cluster_of(("g", 1, 8000, 4, "T4"))
+    set_gpus(c, 0, [400, 1000, 1000, 1000])
+    fgd = FragmentationScorer([RequestType(WHOLE_1, 1.0)])
+    assert fgd.choose_gpus(c, 0, Resources(1000, 1024, gpus=2)) == (1, 2)
+
+
+def test_cached_fragmentation_follows_cluster_changes():
+    c = cluster_of(("g", 1, 8000, 2, "T4"))
+    fgd = FragmentationScorer([RequestType(WHOLE_1, 1.0)])
+    assert fgd.cluster_fragmentation(c) == 0
+    c.allocate(0, SHARE_500, (0,))
+    assert fgd.cluster_fragmentation(c) == 500  # the half-used GPU
+    c.release(0, SHARE_500, (0,))
+    assert fgd.cluster_fragmentation(c) == 0
+
+
+def test_target_workload_counts_request_types_most_frequent_first():
+    reqs = [SHARE_500] * 3 + [(WHOLE_1, ["T4"])] + [CPU_ONLY] * 4
+    t = target_workload(reqs)
+    assert [(x.resources, x.frequency, x.gpu_models) for x in t] == [
+        (CPU_ONLY, 0.5, ()),
+        (SHARE_500, 0.375, ()),
+        (WHOLE_1, 0.125, ("T4",)),
+    ]
+    top = target_workload(reqs, coverage=0.8)  # the two types that cover 7 of 8 requests
+    assert [x.resources for x in top] == [CPU_ONLY, SHARE_500]
+    assert sum(x.frequency for x in top) == pytest.approx(1.0)
+
+
+def test_scorer_rejects_an_empty_target_or_unknown_mode():
+    with pytest.raises(ValueError):
+        FragmentationScorer([])
+    with pytest.raises(ValueError, match="mode"):
+        FragmentationScorer([RequestType(WHOLE_1, 1.0)], mode="magic")
