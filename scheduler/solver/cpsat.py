@@ -44,7 +44,7 @@ from scheduler.domain import (
     dynamic_watts,
 )
 from scheduler.solver import greedy
-from scheduler.solver.filters import Eligibility, eligibility
+from scheduler.solver.filters import Eligibility, eligibility_of
 from scheduler.solver.objective import carbon_price, evaluate, site_rates, unplaced_penalties
 from scheduler.solver.problem import (
     PendingWorkload,
@@ -487,10 +487,9 @@ def solve_valley(
         limit = min(limit, deadline - time.monotonic())
     end = started + limit
     index = greedy.NodeIndex(problem.cluster)
-    elig = {
-        w.id: eligibility(problem.scenario, problem.cluster, w.spec, params)
-        for w in problem.workloads
-    }
+    elig = eligibility_of(
+        problem.scenario, problem.cluster, ((w.id, w.spec) for w in problem.workloads), params
+    )
     open_ = [w for w in problem.workloads if not elig[w.id].final_reason]
     stats: dict[str, float] = {}
     if limit <= 0 or not open_:

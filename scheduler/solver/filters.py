@@ -6,6 +6,7 @@ so that "why is it pending?" has an answer per site.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,34 @@ def eligibility(
     if final:
         return Eligibility(pools_by_site, reasons_by_site, final)
     return elig
+
+
+def eligibility_of(
+    scenario: Scenario,
+    cluster: Cluster,
+    workloads: Iterable[tuple[str, WorkloadSpec]],
+    params: SolverParams,
+) -> dict[str, Eligibility]:
+    """``eligibility`` of many workloads; workloads alike in every field the rules read share
+    one computation (they depend on node shapes, not on what is allocated)."""
+    cache: dict[tuple[object, ...], Eligibility] = {}
+    out = {}
+    for wid, spec in workloads:
+        key = (
+            spec.resources,
+            spec.replica_count,
+            spec.origin,
+            spec.max_latency_ms,
+            spec.allowed_sites,
+            spec.gpu_models,
+            spec.topology,
+            spec.min_sites,
+        )
+        e = cache.get(key)
+        if e is None:
+            e = cache[key] = eligibility(scenario, cluster, spec, params)
+        out[wid] = e
+    return out
 
 
 def _final_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from scheduler.domain import Cluster, Resources
 from scheduler.solver import greedy
-from scheduler.solver.filters import eligibility
+from scheduler.solver.filters import eligibility_of
 from scheduler.solver.objective import carbon_price, site_rates
 from scheduler.solver.problem import PlacementResult, Problem, SolverParams, SolveStatus
 from scheduler.solver.result import build_result
@@ -59,7 +59,9 @@ def solve_heuristic(problem: Problem, params: SolverParams) -> PlacementResult:
         raise ValueError(f"not a heuristic policy: {params.policy}")
     cluster = problem.cluster.copy()
     index = greedy.NodeIndex(cluster)
-    elig = {w.id: eligibility(problem.scenario, cluster, w.spec, params) for w in problem.workloads}
+    elig = eligibility_of(
+        problem.scenario, cluster, ((w.id, w.spec) for w in problem.workloads), params
+    )
     placements = {}
     for w in problem.workloads:
         e = elig[w.id]
