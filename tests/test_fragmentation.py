@@ -130,3 +130,17 @@ def test_scorer_rejects_an_empty_target_or_unknown_mode():
         FragmentationScorer([])
     with pytest.raises(ValueError, match="mode"):
         FragmentationScorer([RequestType(WHOLE_1, 1.0)], mode="magic")
+
+
+def test_scores_kept_between_calls_follow_node_changes():
+    # the second call for the same request must see node 0's new state, as a fresh scorer does
+    c = cluster_of(("g", 2, 8000, 2, "T4"))
+    target = [RequestType(SHARE_600, 0.5), RequestType(WHOLE_1, 0.5)]
+    kept = FragmentationScorer(target)
+    nodes = np.asarray([0, 1])
+    first = kept(c, nodes, SHARE_500).tolist()
+    c.allocate(0, SHARE_500, (0,))
+    again = kept.best_placement(c, nodes, SHARE_500)
+    fresh = FragmentationScorer(target).best_placement(c, nodes, SHARE_500)
+    assert again[0].tolist() == fresh[0].tolist() != first
+    assert again[1].tolist() == fresh[1].tolist()

@@ -18,7 +18,7 @@ the GPUs that achieve it.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +36,8 @@ BoolArray = npt.NDArray[np.bool_]
 # taking as many tasks of type m as its GPUs, CPU and memory allow (a smoother measure that also
 # sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum.
 MODES = ("fgd", "fill", "fill+fgd")
+# distinct requests whose per-node scores are kept (least recently used dropped first)
+CACHED_REQUESTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,10 @@ class FragmentationScorer:
         self._seen_mem = np.zeros(0, dtype=np.int64)
         self._seen_gpu = np.zeros((0, 0), dtype=np.int64)
         self._seen_f = np.zeros(0)
+        # per node, a number that changes whenever its state does; per request, the growth and
+        # GPU choice computed for each node and the node's number at that time
+        self._version = np.zeros(0, dtype=np.int64)
+        self._growth: OrderedDict[Resources, tuple[IntArray, FloatArray, IntArray]] = OrderedDict()
 
     # ------------------------------------------------------------------ fragmentation
 
@@ -195,6 +201,8 @@ class FragmentationScorer:
             self._seen_mem = np.full(n, -1, dtype=np.int64)
             self._seen_gpu = np.full((n, cols), -2, dtype=np.int64)
             self._seen_f = np.zeros(n)
+            self._version = np.zeros(n, dtype=np.int64)
+            self._growth.clear()
         stale = (
             (self._seen_cpu[sel] != cluster.free_cpu[sel])
             | (self._seen_mem[sel] != cluster.free_mem[sel])
@@ -206,6 +214,7 @@ class FragmentationScorer:
             self._seen_cpu[todo] = cluster.free_cpu[todo]
             self._seen_mem[todo] = cluster.free_mem[todo]
             self._seen_gpu[todo] = cluster.gpu_free[todo]
+            self._version[todo] += 1
         out[has_gpu] = self._seen_f[sel]
         return out
 
@@ -220,8 +229,41 @@ class FragmentationScorer:
     ) -> tuple[FloatArray, IntArray]:
         """For each candidate node (each must fit ``r``): the growth of F_n when the replica
         goes there on its best GPU, and, for a share of one GPU, that GPU's index (-1 for
-        whole GPUs or none; ``gpus_for`` turns it into the GPUs to allocate)."""
+        whole GPUs or none; ``gpus_for`` turns it into the GPUs to allocate).
+
+        Results are kept per request and node until the node changes, so a request seen
+        before costs only the nodes that changed since."""
         nodes = np.asarray(nodes, dtype=np.int64)
+        growth = np.zeros(len(nodes))
+        share_gpu = np.full(len(nodes), -1, dtype=np.int64)
+        gpu_nodes = np.flatnonzero(cluster.n_gpus[nodes] > 0)  # elsewhere F stays 0
+        if not len(gpu_nodes):
+            return growth, share_gpu
+        sel = nodes[gpu_nodes]
+        self.node_fragmentation(cluster, sel)  # brings the node versions up to date
+        cached = self._growth.get(r)
+        if cached is None:
+            n = len(cluster)
+            cached = (np.full(n, -1, dtype=np.int64), np.zeros(n), np.full(n, -1, dtype=np.int64))
+            self._growth[r] = cached
+            if len(self._growth) > CACHED_REQUESTS:
+                self._growth.popitem(last=False)
+        else:
+            self._growth.move_to_end(r)
+        at, g_cache, gpu_cache = cached
+        todo = sel[at[sel] != self._version[sel]]
+        if len(todo):
+            g_new, gpu_new = self._best_placement(cluster, todo, r)
+            g_cache[todo] = g_new
+            gpu_cache[todo] = gpu_new
+            at[todo] = self._version[todo]
+        growth[gpu_nodes] = g_cache[sel]
+        share_gpu[gpu_nodes] = gpu_cache[sel]
+        return growth, share_gpu
+
+    def _best_placement(
+        self, cluster: Cluster, nodes: IntArray, r: Resources
+    ) -> tuple[FloatArray, IntArray]:
         k = len(nodes)
         growth = np.zeros(k)
         share_gpu = np.full(k, -1, dtype=np.int64)
