@@ -100,19 +100,20 @@ class LinearModel:
         return len(self.lb)
 
     def solve_relaxation(
-        self, time_limit_s: float, integer: Sequence[int] = ()
+        self, time_limit_s: float, integer: Sequence[int] = (), mip_gap: float = 1e-6
     ) -> tuple[float, list[float]] | None:
         """A relaxation's lower bound and solution: the variables listed in ``integer`` kept
-        integer (a small MIP for HiGHS), all others continuous; the plain LP (GLOP) if the MIP
-        solver is missing or fails. None if neither finishes."""
+        integer (a small MIP for HiGHS, solved to within ``mip_gap`` CNY/h), all others
+        continuous; the plain LP (GLOP) if the MIP solver is missing or fails. None if neither
+        finishes."""
         if integer:
-            out = self._solve("HIGHS", time_limit_s, set(integer))
+            out = self._solve("HIGHS", time_limit_s, set(integer), mip_gap)
             if out is not None:
                 return out
-        return self._solve("GLOP", time_limit_s, set())
+        return self._solve("GLOP", time_limit_s, set(), 0.0)
 
     def _solve(
-        self, backend: str, time_limit_s: float, integer: set[int]
+        self, backend: str, time_limit_s: float, integer: set[int], mip_gap: float
     ) -> tuple[float, list[float]] | None:
         lp = pywraplp.Solver.CreateSolver(backend)
         if lp is None:
@@ -120,9 +121,10 @@ class LinearModel:
         lp.SuppressOutput()
         if backend == "HIGHS":
             # the objective carries the large rewards for placing work: a relative MIP gap
-            # would be relative to them, so the search closes to an absolute 1e-6 CNY/h
+            # would be relative to them, so the search closes to an absolute gap in CNY/h
             lp.SetSolverSpecificParametersAsString(
-                "output_flag=false\nlog_to_console=false\nmip_rel_gap=0\nmip_abs_gap=1e-6\n"
+                "output_flag=false\nlog_to_console=false\nmip_rel_gap=0\n"
+                f"mip_abs_gap={max(mip_gap, 1e-9)!r}\n"
             )
         lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
         xs = [
@@ -144,7 +146,8 @@ class LinearModel:
         # not reliable across backends
         if lp.Solve() != pywraplp.Solver.OPTIMAL:
             return None
-        bound = obj.Value() - (1e-6 if integer else 0.0)
+        # a MIP proven optimal to within its absolute gap: the optimum is at least this
+        bound = obj.Value() - (max(mip_gap, 1e-9) if integer else 0.0)
         if not math.isfinite(bound):
             return None
         return bound + self.constant, [x.solution_value() for x in xs]
@@ -165,9 +168,10 @@ class LinearModel:
                 if hi != INF:
                     m.add(expr <= math.floor(hi))
         nz = [(i, c) for i, c in enumerate(self.cost) if c]
+        scale = self.money_scale
         m.minimize(
             cp_model.LinearExpr.weighted_sum(
-                [xs[i] for i, _ in nz], [round(c * self.money_scale) for _, c in nz]
+                [xs[i] for i, _ in nz], [round(c * scale) for _, c in nz]
             )
         )
         return m, xs
@@ -519,7 +523,13 @@ def solve_valley(
     # the bound: wake counts kept integer, a small MIP (HiGHS) much tighter than the LP
     t = time.perf_counter()
     wake = [ps.wake for ps in model.pools if ps.wake >= 0]
-    mip = model.lm.solve_relaxation(max(0.02, (end - t) * 0.2), wake) if lp and wake else None
+    mip = (
+        model.lm.solve_relaxation(
+            max(0.02, (end - t) * 0.2), wake, mip_gap=0.0005 * abs(lp[0]) + 1e-6
+        )
+        if lp and wake
+        else None
+    )
     stats["mip_seconds"] = time.perf_counter() - t
     if mip is not None and bound is not None and mip[0] > bound:
         bound = mip[0]
