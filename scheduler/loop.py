@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 
+import numpy as np
+
 from scheduler.domain import (
     CapacityError,
     Cluster,
@@ -119,6 +121,42 @@ def scenario_zone(scenario: Scenario) -> tzinfo:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _allocate_cpu_work(
+    cluster: Cluster, placed: Sequence[tuple[Workload, Sequence[ReplicaPlacement]]]
+) -> bool:
+    """Apply the placements of CPU-only workloads to ``cluster`` all at once, as
+    ``Cluster.allocate`` would one replica at a time; False (and ``cluster`` unchanged) if any
+    replica does not fit, names an unknown node or carries GPU indices: the caller then applies
+    them one by one to find which."""
+    n = sum(len(reps) for _, reps in placed)
+    if not n:
+        return True
+    index = cluster.index
+    try:
+        nodes = np.fromiter(
+            (index[p.node] for _, reps in placed for p in reps), dtype=np.int64, count=n
+        )
+    except KeyError:
+        return False
+    if any(p.gpu_indices for _, reps in placed for p in reps):
+        return False
+    cpu = np.fromiter(
+        (w.spec.resources.cpu_millis for w, reps in placed for _ in reps), dtype=np.int64, count=n
+    )
+    mem = np.fromiter(
+        (w.spec.resources.memory_mib for w, reps in placed for _ in reps), dtype=np.int64, count=n
+    )
+    # every request is > 0, so the totals fit exactly when each replica in turn would have
+    np.subtract.at(cluster.free_cpu, nodes, cpu)
+    np.subtract.at(cluster.free_mem, nodes, mem)
+    if (cluster.free_cpu[nodes] < 0).any() or (cluster.free_mem[nodes] < 0).any():
+        np.add.at(cluster.free_cpu, nodes, cpu)
+        np.add.at(cluster.free_mem, nodes, mem)
+        return False
+    np.add.at(cluster.replicas_on, nodes, 1)
+    return True
 
 
 def _reason_code(reasons: Sequence[object], final: bool) -> str:
@@ -487,25 +525,18 @@ class SchedulingLoop:
             return
         solve_seconds = time.perf_counter() - s0
         # apply to the cluster copy first: a placement that does not fit is a solver bug, and
-        # must not reach the store
+        # must not reach the store. CPU-only work (most of it) is applied in one step.
         placed: dict[str, tuple[tuple[ReplicaPlacement, ...], Cost]] = {}
         pending: dict[str, Unfit] = {}
         unschedulable: dict[str, Unfit] = {}
+        costs = result.costs
+        cpu_work: list[tuple[Workload, Sequence[ReplicaPlacement]]] = []
+        one_by_one: list[tuple[Workload, Sequence[ReplicaPlacement]]] = []
         for w in batch:
-            reps = result.placements.get(w.id)
-            if reps:
-                taken = []
-                try:
-                    for p in reps:
-                        node = cluster.index[p.node]
-                        cluster.allocate(node, w.spec.resources, p.gpu_indices or None)
-                        taken.append(p)
-                except (CapacityError, KeyError) as e:
-                    log.error("solver placement of %s does not fit: %s", w.id, e)
-                    self._release(cluster, replace(w, placements=tuple(taken)))
-                    pending[w.id] = Unfit("capacity", "does not fit now: placement rejected")
-                    continue
-                placed[w.id] = (tuple(reps), result.costs.get(w.id, Cost()))
+            got = result.placements.get(w.id)
+            if got:
+                r = w.spec.resources
+                (one_by_one if r.gpus or r.gpu_millis else cpu_work).append((w, got))
                 continue
             u = result.unplaced.get(w.id)
             if u is None:
@@ -514,6 +545,25 @@ class SchedulingLoop:
                 unschedulable[w.id] = Unfit(_reason_code(u.reasons, True), u.summary, u.reasons)
             else:
                 pending[w.id] = Unfit(_reason_code(u.reasons, False), u.summary, u.reasons)
+        rejected: set[str] = set()
+        if not _allocate_cpu_work(cluster, cpu_work):
+            one_by_one = cpu_work + one_by_one
+        for w, reps in one_by_one:
+            taken = []
+            try:
+                for p in reps:
+                    node = cluster.index[p.node]
+                    cluster.allocate(node, w.spec.resources, p.gpu_indices or None)
+                    taken.append(p)
+            except (CapacityError, KeyError) as e:
+                log.error("solver placement of %s does not fit: %s", w.id, e)
+                self._release(cluster, replace(w, placements=tuple(taken)))
+                pending[w.id] = Unfit("capacity", "does not fit now: placement rejected")
+                rejected.add(w.id)
+        for w in batch:  # in batch order, as the events will be
+            got = result.placements.get(w.id)
+            if got and w.id not in rejected:
+                placed[w.id] = (tuple(got), costs.get(w.id) or Cost())
         commit = CycleCommit(
             workloads={w.id: w for w in batch},
             placed=placed,
@@ -549,8 +599,13 @@ class SchedulingLoop:
         with self._cond:
             self._cluster = cluster
             self._last_result = result
-            for w in outcome.placed:
-                self._count_change(w.id, WorkloadState.PENDING, WorkloadState.PLACED, "")
+            # _count_change(PENDING -> PLACED) for all of them at once
+            self._counts[WorkloadState.PENDING] -= len(outcome.placed)
+            self._counts[WorkloadState.PLACED] += len(outcome.placed)
+            if self._pending_code:
+                for w in outcome.placed:
+                    if w.id in self._pending_code:
+                        self._set_pending_code(w.id, "")
             for w in outcome.unschedulable:
                 code = unschedulable[w.id].code
                 self._count_change(w.id, WorkloadState.PENDING, WorkloadState.UNSCHEDULABLE, code)

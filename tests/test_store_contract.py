@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from scheduler.store import (
     PreconditionError,
     Store,
     StoreError,
+    Submitted,
     Unfit,
     open_store,
 )
@@ -128,6 +132,107 @@ def test_an_empty_request_id_never_deduplicates(store: Store) -> None:
     store.submit("", "h", [spec()], T0)
     store.submit("", "h", [spec()], T0)
     assert len(store.list_workloads("", [], 0, 100).workloads) == 2
+
+
+@contextmanager
+def writes_held(url: str) -> Iterator[None]:
+    """Another connection holds the database's write lock: the store's writes wait for it, so
+    submissions made meanwhile queue up and commit together once it lets go."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        from scheduler.store.sqlite import sqlite_path
+
+        lite = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        lite.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lite.execute("ROLLBACK")
+            lite.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        pg.execute("LOCK TABLE workloads IN EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            pg.rollback()
+
+
+def submit_all(
+    store: Store, calls: list[tuple[str, str, list[WorkloadSpec]]], url: str
+) -> list[object]:
+    """Run ``calls`` (request_id, hash, specs) at once from threads while writes are held;
+    returns each call's ``Submitted`` or exception, in call order."""
+    out: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        request_id, digest, specs = calls[i]
+        try:
+            out[i] = store.submit(request_id, digest, specs, T0)
+        except Exception as e:
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    with writes_held(url):
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # let them queue behind the held lock (correct either way)
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), "a submission never returned"
+    return out
+
+
+def test_concurrent_submissions_each_get_their_own_workloads_all_committed_in_order(
+    store: Store, store_url: str
+) -> None:
+    calls = [("", "", [spec(name=f"c{i}-a"), spec(name=f"c{i}-b")]) for i in range(8)]
+    with store.subscribe() as sub:
+        results = submit_all(store, calls, store_url)
+        events = []
+        while (e := sub.get(timeout=0.5)) is not None:
+            events.append(e)
+    ids: list[str] = []
+    for i, r in enumerate(results):
+        assert isinstance(r, Submitted) and r.created
+        assert [w.spec.name for w in r.workloads] == [f"c{i}-a", f"c{i}-b"]
+        ids += [w.id for w in r.workloads]
+    assert len(set(ids)) == 16
+    store = reopen(store)  # committed: durable
+    try:
+        assert all(store.get(i).state == S.PENDING for i in ids)
+    finally:
+        store.close()
+    assert sorted(e.workload.id for e in events) == sorted(ids)
+    seqs = [e.sequence for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + 16))
+    # each submission's workloads are created together, in request order
+    for r in results:
+        assert isinstance(r, Submitted)
+        first = [e.workload.id for e in events].index(r.workloads[0].id)
+        assert events[first + 1].workload.id == r.workloads[1].id
+
+
+def test_a_request_id_submitted_concurrently_creates_once_and_a_different_request_is_refused(
+    store: Store, store_url: str
+) -> None:
+    calls = [("req", "hash-a", [spec(name="a")])] * 4 + [("req", "hash-b", [spec(name="b")])] * 2
+    results = submit_all(store, calls, store_url)
+    created = [i for i, r in enumerate(results) if isinstance(r, Submitted) and r.created]
+    assert len(created) == 1
+    winner = calls[created[0]][1]
+    first = results[created[0]]
+    assert isinstance(first, Submitted)
+    for (_, digest, _), r in zip(calls, results, strict=True):
+        if digest == winner:
+            assert isinstance(r, Submitted)
+            assert [w.id for w in r.workloads] == [w.id for w in first.workloads]
+        else:
+            assert isinstance(r, ValidationError) and r.field == "request_id"
+    assert len(store.list_workloads("", [], 0, 100).workloads) == 1
 
 
 def test_unknown_id_is_not_found(store: Store) -> None:

@@ -7,8 +7,10 @@ timestamp out of range); the rules of the domain are checked by ``validation``.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -58,6 +60,11 @@ def _enum(value: int, enum: type[WorkloadKind] | type[Topology], field: str) -> 
         raise ValidationError(field, f"unknown value {value} (known: {known})") from None
 
 
+# enum members by wire value: one dict lookup per spec on the submit path
+_KINDS: dict[int, WorkloadKind] = {int(k): k for k in WorkloadKind}
+_TOPOLOGIES: dict[int, Topology] = {int(t): t for t in Topology}
+
+
 def resources_from_proto(m: pb.Resources) -> Resources:
     return Resources(
         cpu_millis=int(m.cpu_millis),
@@ -69,23 +76,37 @@ def resources_from_proto(m: pb.Resources) -> Resources:
 
 def spec_from_proto(m: pb.WorkloadSpec, field: str = "") -> WorkloadSpec:
     """The domain spec of a request message; ``field`` is its path (``workloads[3]``)."""
-    p = f"{field}." if field else ""
+    # the submit path runs this for every workload: protobuf already hands out Python ints,
+    # floats and strs, and empty repeated fields and maps are the common case
+    kind = _KINDS.get(m.kind)
+    if kind is None:
+        kind = WorkloadKind(_enum(m.kind, WorkloadKind, f"{field}.kind" if field else "kind"))
+    topology = _TOPOLOGIES.get(m.topology)
+    if topology is None:
+        topology = Topology(
+            _enum(m.topology, Topology, f"{field}.topology" if field else "topology")
+        )
+    r = m.resources
     return WorkloadSpec(
         tenant=m.tenant,
         name=m.name,
-        resources=resources_from_proto(m.resources),
-        replicas=int(m.replicas),
+        resources=Resources(r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis),
+        replicas=m.replicas,
         origin=m.origin,
-        max_latency_ms=float(m.max_latency_ms),
-        priority=int(m.priority),
-        kind=WorkloadKind(_enum(m.kind, WorkloadKind, f"{p}kind")),
-        duration_s=int(m.duration_s),
-        deadline=_instant(m.deadline, f"{p}deadline") if m.HasField("deadline") else None,
-        allowed_sites=tuple(m.allowed_sites),
-        topology=Topology(_enum(m.topology, Topology, f"{p}topology")),
-        min_sites=int(m.min_sites),
-        gpu_models=tuple(m.gpu_models),
-        labels=dict(m.labels),
+        max_latency_ms=m.max_latency_ms,
+        priority=m.priority,
+        kind=kind,
+        duration_s=m.duration_s,
+        deadline=(
+            _instant(m.deadline, f"{field}.deadline" if field else "deadline")
+            if m.HasField("deadline")
+            else None
+        ),
+        allowed_sites=tuple(m.allowed_sites) if m.allowed_sites else (),
+        topology=topology,
+        min_sites=m.min_sites,
+        gpu_models=tuple(m.gpu_models) if m.gpu_models else (),
+        labels=dict(m.labels) if m.labels else {},
     )
 
 
@@ -179,12 +200,19 @@ def accepted_response(
     """The response to a request whose specs were all just accepted as ``workloads`` (same
     order): the request's own spec messages are copied rather than rebuilt from the domain."""
     out = pb.SubmitWorkloadsResponse()
+    add = out.workloads.add
+    created: dict[datetime | None, Timestamp] = {}  # one submission: one creation time
     for m, w in zip(request.workloads, workloads, strict=True):
-        item = out.workloads.add(id=w.id, state=int(w.state))
-        item.spec.CopyFrom(m)
+        ts = created.get(w.created_at)
+        if ts is None:
+            ts = created[w.created_at] = Timestamp()
+            timestamp(w.created_at, ts)
+        if w.created_at is None:
+            item = add(id=w.id, state=int(w.state), spec=m)
+        else:
+            item = add(id=w.id, state=int(w.state), spec=m, created_at=ts)
         if w.spec.deadline is not None:  # as stored: microseconds
             timestamp(w.spec.deadline, item.spec.deadline)
-        timestamp(w.created_at, item.created_at)
     return out
 
 
@@ -195,11 +223,84 @@ def list_response(workloads: Sequence[Workload], next_page_token: str) -> pb.Lis
     return out
 
 
-def event_to_proto(e: WorkloadEvent) -> pb.WorkloadEvent:
+def event_to_proto(e: WorkloadEvent, cache: ProtoCache | None = None) -> pb.WorkloadEvent:
+    """The message of an event; with a ``cache``, the parts events share (a workload's spec,
+    the instants of one commit) are built once."""
+    if cache is not None:
+        return pb.WorkloadEvent(
+            workload=_cached_workload(e.workload, cache),
+            previous_state=int(e.previous_state),  # type: ignore[arg-type]
+            sequence=e.sequence,
+            time=cache.time(e.time),
+        )
     out = pb.WorkloadEvent(sequence=e.sequence, previous_state=int(e.previous_state))  # type: ignore[arg-type]
     workload_to_proto(e.workload, out.workload)
     timestamp(e.time, out.time)
     return out
+
+
+class ProtoCache:
+    """Messages that many responses share, built once: the spec of a workload (by id: it never
+    changes) and the timestamp of an instant (every event of one commit has the same). Bounded
+    (oldest entries go first) and safe to share between threads."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._specs: dict[str, pb.WorkloadSpec] = {}
+        self._times: dict[datetime, Timestamp] = {}
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def spec(self, w: Workload) -> pb.WorkloadSpec:
+        m = self._specs.get(w.id)
+        if m is None:
+            m = pb.WorkloadSpec()
+            spec_to_proto(w.spec, m)
+            self._keep(self._specs, w.id, m)
+        return m
+
+    def time(self, t: datetime) -> Timestamp:
+        m = self._times.get(t)
+        if m is None:
+            m = Timestamp()
+            timestamp(t, m)
+            self._keep(self._times, t, m)
+        return m
+
+    def _keep(self, entries: dict[Any, Any], key: Any, value: Any) -> None:
+        with self._lock:
+            if len(entries) >= self._max:
+                del entries[next(iter(entries))]
+            entries[key] = value
+
+
+def _cached_workload(w: Workload, cache: ProtoCache) -> pb.Workload:
+    """``workload_to_proto(w)`` from cached parts (the same message)."""
+    parts: dict[str, Any] = {"id": w.id, "spec": cache.spec(w), "state": int(w.state)}
+    if w.placements:
+        parts["placements"] = [
+            pb.ReplicaPlacement(
+                replica=p.replica,
+                site=p.site,
+                node=p.node,
+                latency_ms=p.latency_ms,
+                gpu_indices=p.gpu_indices,
+                **({} if p.start_time is None else {"start_time": cache.time(p.start_time)}),
+            )
+            for p in w.placements
+        ]
+    if w.reason:
+        parts["reason"] = w.reason
+    if w.created_at is not None:
+        parts["created_at"] = cache.time(w.created_at)
+    if w.placed_at is not None:
+        parts["placed_at"] = cache.time(w.placed_at)
+    c = w.cost
+    parts["cost"] = pb.Cost(
+        energy_cny_per_hour=c.energy_cny_per_hour,
+        carbon_kg_per_hour=c.carbon_kg_per_hour,
+        power_watts=c.power_watts,
+    )
+    return pb.Workload(**parts)
 
 
 def _reason_to_proto(r: Reason, out: pb.Reason) -> None:

@@ -48,6 +48,8 @@ class PlacementServicer:
         self._clock = clock
         self._watchers = threading.BoundedSemaphore(max_watchers)
         self._max_watchers = max_watchers
+        # every watcher converts every event: the parts events share are built once
+        self._protos = convert.ProtoCache()
 
     def _get(self, workload_id: str) -> Workload:
         """The stored workload; NOT_FOUND for any id that does not exist (empty included)."""
@@ -140,7 +142,7 @@ class PlacementServicer:
                         continue
                     if tenant and event.workload.spec.tenant != tenant:
                         continue
-                    yield convert.event_to_proto(event)
+                    yield convert.event_to_proto(event, self._protos)
         finally:
             self._watchers.release()
 

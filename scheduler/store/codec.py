@@ -17,6 +17,10 @@ def instant(v: float | None) -> datetime | None:
     return None if v is None else datetime.fromtimestamp(float(v), UTC)
 
 
+# one encoder for every spec: json.dumps would build a new one per call with these options
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def spec_to_json(s: WorkloadSpec) -> str:
     r = s.resources
     data: dict[str, Any] = {
@@ -30,13 +34,13 @@ def spec_to_json(s: WorkloadSpec) -> str:
         "kind": int(s.kind),
         "duration_s": s.duration_s,
         "deadline": epoch(s.deadline),
-        "allowed_sites": list(s.allowed_sites),
+        "allowed_sites": s.allowed_sites,  # tuples encode as JSON arrays
         "topology": int(s.topology),
         "min_sites": s.min_sites,
-        "gpu_models": list(s.gpu_models),
-        "labels": dict(s.labels),
+        "gpu_models": s.gpu_models,
+        "labels": s.labels if type(s.labels) is dict else dict(s.labels),
     }
-    return json.dumps(data, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
 def spec_from_json(text: str) -> WorkloadSpec:
@@ -62,7 +66,9 @@ def spec_from_json(text: str) -> WorkloadSpec:
 
 
 def gpus_to_text(indices: tuple[int, ...]) -> str:
-    return ",".join(str(i) for i in indices)
+    if not indices:  # CPU work: the common case, on the hot path of every cycle
+        return ""
+    return ",".join(map(str, indices))
 
 
 def gpus_from_text(text: str | None) -> tuple[int, ...]:
