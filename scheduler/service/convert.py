@@ -244,7 +244,7 @@ class ProtoCache:
     changes) and the timestamp of an instant (every event of one commit has the same). Bounded
     (oldest entries go first) and safe to share between threads."""
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 20_000) -> None:
         self._specs: dict[str, pb.WorkloadSpec] = {}
         self._times: dict[datetime, Timestamp] = {}
         self._max = max_entries

@@ -505,75 +505,17 @@ class SqlStore:
         if not ids:
             return CycleOutcome()
         now = cycle.now
-        t = epoch(now)
-        source = cycle.workloads
-        placed: list[Workload] = []
-        unschedulable: list[Workload] = []
-        pending: list[Workload] = []
-        skipped: set[str] = set()
-        # the hot path of every cycle: plain ints and locals, one object per thing stored
-        placed_state = WorkloadState.PLACED
-        unschedulable_state = WorkloadState.UNSCHEDULABLE
+        # Everything the cycle writes is built before taking the write lock, which submissions
+        # wait for; under it, only the check that each workload is still PENDING, the writes and
+        # the events. One entry per workload: (its state after, its row update or None, its
+        # placement rows, whether the change is an event).
+        entries = self._cycle_entries(cycle, now)
         with self._write() as tx:
             states = self._states(tx.conn, ids)
-            event = tx.event
-            updates: list[tuple[Any, ...]] = []
-            placement_rows: list[tuple[Any, ...]] = []
-            for wid, (reps, cost) in cycle.placed.items():
-                if states.get(wid) != _PENDING:
-                    skipped.add(wid)
-                    continue
-                reps = tuple(
-                    ReplicaPlacement(p.replica, p.site, p.node, p.latency_ms, p.gpu_indices, now)
-                    for p in reps
-                )
-                src = source[wid]
-                w = Workload(wid, src.spec, placed_state, reps, "", src.created_at, now, cost)
-                placed.append(w)
-                updates.append(
-                    (
-                        _PLACED,
-                        "",
-                        "",
-                        t,
-                        cost.energy_cny_per_hour,
-                        cost.carbon_kg_per_hour,
-                        cost.power_watts,
-                        wid,
-                    )
-                )
-                for p in reps:
-                    placement_rows.append(
-                        (
-                            wid,
-                            p.replica,
-                            p.site,
-                            p.node,
-                            p.latency_ms,
-                            gpus_to_text(p.gpu_indices),
-                            t,
-                        )
-                    )
-                event(w, WorkloadState.PENDING, now)
-            for wid, unfit in cycle.unschedulable.items():
-                if states.get(wid) != _PENDING:
-                    skipped.add(wid)
-                    continue
-                w = _changed(source[wid], state=unschedulable_state, reason=unfit.message)
-                unschedulable.append(w)
-                updates.append((int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid))
-                event(w, WorkloadState.PENDING, now)
-            for wid, unfit in cycle.pending.items():
-                if states.get(wid) != _PENDING:
-                    skipped.add(wid)
-                    continue
-                w = source[wid]
-                if w.reason != unfit.message:
-                    w = _changed(w, reason=unfit.message)
-                    updates.append(
-                        (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)
-                    )
-                pending.append(w)
+            skipped = {e[0].id for e in entries if states.get(e[0].id) != _PENDING}
+            if skipped:  # cancelled while the cycle solved: left as they are
+                entries = [e for e in entries if e[0].id not in skipped]
+            updates = [e[1] for e in entries if e[1] is not None]
             if updates:
                 tx.conn.executemany(
                     "UPDATE workloads SET state = ?, reason = ?, reason_code = ?, placed_at = ?, "
@@ -581,6 +523,7 @@ class SqlStore:
                     "WHERE id = ?",
                     updates,
                 )
+            placement_rows = [row for e in entries for row in e[2]]
             if placement_rows:
                 tx.conn.executemany(
                     f"INSERT INTO placements ({_PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -589,7 +532,68 @@ class SqlStore:
                     "gpu_indices = excluded.gpu_indices, start_time = excluded.start_time",
                     placement_rows,
                 )
-        return CycleOutcome(tuple(placed), tuple(unschedulable), tuple(pending), frozenset(skipped))
+            event = tx.event
+            for w, _, _, changed in entries:
+                if changed:
+                    event(w, WorkloadState.PENDING, now)
+        by_state: dict[WorkloadState, list[Workload]] = {
+            WorkloadState.PLACED: [],
+            WorkloadState.UNSCHEDULABLE: [],
+            WorkloadState.PENDING: [],
+        }
+        for w, _, _, _ in entries:
+            by_state[w.state].append(w)
+        return CycleOutcome(
+            tuple(by_state[WorkloadState.PLACED]),
+            tuple(by_state[WorkloadState.UNSCHEDULABLE]),
+            tuple(by_state[WorkloadState.PENDING]),
+            frozenset(skipped),
+        )
+
+    @staticmethod
+    def _cycle_entries(
+        cycle: CycleCommit, now: datetime
+    ) -> list[tuple[Workload, tuple[Any, ...] | None, list[tuple[Any, ...]], bool]]:
+        """The writes of a cycle, placed workloads first, then unschedulable, then pending."""
+        t = epoch(now)
+        source = cycle.workloads
+        placed_state = WorkloadState.PLACED
+        entries: list[tuple[Workload, tuple[Any, ...] | None, list[tuple[Any, ...]], bool]] = []
+        for wid, (given, cost) in cycle.placed.items():
+            reps = tuple(
+                ReplicaPlacement(p.replica, p.site, p.node, p.latency_ms, p.gpu_indices, now)
+                for p in given
+            )
+            src = source[wid]
+            w = Workload(wid, src.spec, placed_state, reps, "", src.created_at, now, cost)
+            update = (
+                _PLACED,
+                "",
+                "",
+                t,
+                cost.energy_cny_per_hour,
+                cost.carbon_kg_per_hour,
+                cost.power_watts,
+                wid,
+            )
+            rows = [
+                (wid, p.replica, p.site, p.node, p.latency_ms, gpus_to_text(p.gpu_indices), t)
+                for p in reps
+            ]
+            entries.append((w, update, rows, True))
+        for wid, unfit in cycle.unschedulable.items():
+            w = _changed(source[wid], state=WorkloadState.UNSCHEDULABLE, reason=unfit.message)
+            update = (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)
+            entries.append((w, update, [], True))
+        for wid, unfit in cycle.pending.items():
+            w = source[wid]
+            if w.reason == unfit.message:
+                entries.append((w, None, [], False))
+                continue
+            w = _changed(w, reason=unfit.message)
+            update = (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)
+            entries.append((w, update, [], False))
+        return entries
 
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
         if not workloads:
