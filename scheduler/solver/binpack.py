@@ -5,12 +5,13 @@ lets idle servers power down. ``min_bins`` combines
 
 1. lower bounds: the sum per dimension, the Martello–Toth L2 bound per dimension and a clique
    of items no two of which share a bin;
-2. strong greedies for an upper bound: first-fit decreasing by several size measures and
-   bin-centric "fill one bin with the best-aligned item" rules;
-3. exact searches with CP-SAT where they pay: the full assignment model with symmetry
-   breaking for small instances, an exact cover by triples when every bin must be filled
-   exactly (the Triplet instances), and otherwise a large-neighbourhood search that takes a
-   few bins at a time and tries to empty the lightest of them.
+2. strong greedies for an upper bound: first-fit and best-fit decreasing by several size
+   measures and bin-centric "fill one bin with the best-aligned item" rules;
+3. searches while the bound is not met, each within the time left: an exact cover by triples
+   when every bin must be filled exactly (the Triplet instances, CP-SAT), a bin-by-bin fill
+   that solves one multi-dimensional knapsack per bin (CP-SAT), the full assignment model with
+   symmetry breaking for small instances (CP-SAT), and a tabu search that empties the two
+   lightest bins and swaps items back until what is left out fits into one bin.
 
 Sizes are integers and may be negative in some dimension (some published instances have them):
 the bounds that would be wrong then (cliques, L2) are skipped.
@@ -292,10 +293,9 @@ def _full_model(
     # Symmetry breaking: a clique of conflicting items goes to bins 0..k-1, and every other item
     # (in decreasing size) to a bin no later than its position in that order.
     clique = _conflict_clique(a, c) if nonneg else []
-    rest = [
-        i for i in np.argsort(-(a / c).sum(axis=1), kind="stable").tolist() if i not in set(clique)
-    ]
-    order = clique + rest
+    in_clique = set(clique)
+    by_size = np.argsort(-(a / c).sum(axis=1), kind="stable").tolist()
+    order = clique + [i for i in by_size if i not in in_clique]
     model = cp_model.CpModel()
     used = [model.new_bool_var(f"used[{b}]") for b in range(nb)]
     x: dict[tuple[int, int], cp_model.IntVar] = {}
@@ -309,8 +309,11 @@ def _full_model(
         for b in range(min(pos + 1, nb)):
             x[i, b] = model.new_bool_var(f"x[{i},{b}]")
     # every item in exactly one bin
-    for i in range(n):
-        model.add_exactly_one([v for (j, _), v in x.items() if j == i])
+    of_item: dict[int, list[cp_model.IntVar]] = {}
+    for (i, _), v in x.items():
+        of_item.setdefault(i, []).append(v)
+    for vs_i in of_item.values():
+        model.add_exactly_one(vs_i)
     # capacity of every used bin in every dimension; nothing in an unused bin
     by_bin: dict[int, list[int]] = {}
     for i, b in x:
@@ -330,9 +333,8 @@ def _full_model(
     model.minimize(sum(used))
     # hint: the greedy packing relabelled to respect the symmetry breaking where it can
     hint = _relabel_for_order(ub_x, order)
-    if hint is not None:
-        for (i, b), v in x.items():
-            model.add_hint(v, int(hint[i] == b))
+    for (i, b), v in x.items():
+        model.add_hint(v, int(hint[i] == b))
     solver = _solver(time_limit_s, seed, workers)
     status = solver.solve(model)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -345,9 +347,9 @@ def _full_model(
     return None, status == cp_model.INFEASIBLE
 
 
-def _relabel_for_order(x: IntArray, order: list[int]) -> IntArray | None:
+def _relabel_for_order(x: IntArray, order: list[int]) -> IntArray:
     """Bins renumbered by the position (in ``order``) of their first item, which satisfies
-    "item at position p goes to a bin <= p"; None if the clique items clash."""
+    "item at position p goes to a bin <= p" (a hint, so clique items may still clash)."""
     pos = np.empty(len(order), dtype=np.int64)
     pos[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
     first: dict[int, int] = {}
