@@ -230,3 +230,19 @@ def test_a_pending_summary_names_what_stands_in_the_way_now(tiny):
     u = solve(problem(tiny, spec, cluster=cluster)).unplaced["w0"]
     assert not u.final
     assert u.summary.startswith("does not fit now: green: gpus")
+
+
+def test_with_a_gpu_target_shares_go_where_they_fragment_least(tiny):
+    from scheduler.solver.fragmentation import RequestType
+
+    cluster = Cluster(tiny)
+    node = cluster.index["green/gpu-0000"]
+    cluster.allocate(node, Resources(1000, 1024, gpu_millis=300), (0,))  # GPU 0: 700 free
+    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=400))
+    # best fit takes GPU 0 (300 left: too small for the 500-millis work expected next)
+    plain = solve(problem(tiny, spec, cluster=cluster))
+    assert plain.placements["w0"][0].gpu_indices == (0,)
+    # FGD with that expectation takes GPU 1: 700 and 600 left, both fit a 500 share
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    p = Problem(tiny, cluster, (PendingWorkload("w0", spec),), gpu_target=target)
+    assert solve(p).placements["w0"][0].gpu_indices == (1,)

@@ -45,6 +45,7 @@ from scheduler.domain import (
 )
 from scheduler.solver import greedy
 from scheduler.solver.filters import Eligibility, eligibility_of
+from scheduler.solver.fragmentation import FragmentationScorer, RequestType
 from scheduler.solver.objective import carbon_price, evaluate, site_rates, unplaced_penalties
 from scheduler.solver.problem import (
     PendingWorkload,
@@ -878,7 +879,77 @@ def pack(
     placed_or_final = set(placements) | {w.id for w in problem.workloads if elig[w.id].final_reason}
     rest = [w for w in problem.workloads if w.id not in placed_or_final]
     placements.update(_greedy_pass(problem, params, cluster, index, elig, rest))
+    if problem.gpu_target:
+        _refit_gpu_work(problem, cluster, index, elig, placements)
     return placements
+
+
+# scorers by target workload: a scorer keeps per-node results between solves
+_SCORERS: dict[tuple[RequestType, ...], FragmentationScorer] = {}
+
+
+def _scorer(target: tuple[RequestType, ...]) -> FragmentationScorer:
+    scorer = _SCORERS.get(target)
+    if scorer is None:
+        if len(_SCORERS) >= 4:
+            _SCORERS.pop(next(iter(_SCORERS)))
+        scorer = _SCORERS[target] = FragmentationScorer(target, mode="fill+fgd")
+    return scorer
+
+
+def _refit_gpu_work(
+    problem: Problem,
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    elig: Mapping[str, Eligibility],
+    placements: dict[str, tuple[ReplicaPlacement, ...]],
+) -> None:
+    """Place this cycle's GPU work again, replica by replica in arrival order, each on the node
+    (and GPU) of its site where the expected fragmentation of the GPUs grows least (FGD with
+    the problem's target workload). Sites stay as decided, so SLOs, GANG and SPREAD hold. If
+    any replica finds no room, the placement is left as it was. Changes ``cluster`` and
+    ``placements`` in place."""
+    specs = {w.id: w.spec for w in problem.workloads}
+    gpu_work = [
+        w.id for w in problem.workloads if w.id in placements and specs[w.id].resources.wants_gpu
+    ]
+    if not gpu_work:
+        return
+    scorer = _scorer(problem.gpu_target)
+    for wid in gpu_work:
+        for rp in placements[wid]:
+            cluster.release(cluster.index[rp.node], specs[wid].resources, rp.gpu_indices)
+    new: dict[str, tuple[ReplicaPlacement, ...]] = {}
+    taken: list[tuple[int, Resources, tuple[int, ...]]] = []
+    ok = True
+    for wid in gpu_work:
+        r = specs[wid].resources
+        reps = []
+        for rp in placements[wid]:
+            nodes = index.nodes(elig[wid].pools_by_site[rp.site])
+            nodes = nodes[cluster.fit_mask(r, nodes)]
+            if not len(nodes):
+                ok = False
+                break
+            growth, share_gpu = scorer.best_placement(cluster, nodes, r)
+            k = int(np.argmin(growth))
+            node = int(nodes[k])
+            gpus = cluster.allocate(node, r, scorer.gpus_for(cluster, node, r, int(share_gpu[k])))
+            taken.append((node, r, gpus))
+            reps.append(
+                ReplicaPlacement(rp.replica, rp.site, cluster.node_names[node], rp.latency_ms, gpus)
+            )
+        if not ok:
+            break
+        new[wid] = tuple(reps)
+    if not ok:
+        for node, r, gpus in reversed(taken):
+            cluster.release(node, r, gpus)
+        for wid in gpu_work:
+            for rp in placements[wid]:
+                cluster.allocate(cluster.index[rp.node], specs[wid].resources, rp.gpu_indices)
+        return
+    placements.update(new)
 
 
 def _consolidate(

@@ -19,6 +19,7 @@ from scheduler.domain import (
     ValidationError,
     WorkloadSpec,
 )
+from scheduler.solver.fragmentation import RequestType
 
 POLICIES = ("valley", "first-fit", "best-fit", "kube", "cheapest-first")
 
@@ -39,6 +40,9 @@ class Problem:
     workloads: tuple[PendingWorkload, ...]
     hour: int = 12
     month: int = 1
+    # the distribution of GPU requests to expect (FGD's target workload); when given, GPU work
+    # is placed to leave the least fragmented GPU capacity for it
+    gpu_target: tuple[RequestType, ...] = ()
 
 
 @dataclass(frozen=True)
