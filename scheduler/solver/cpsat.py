@@ -827,7 +827,7 @@ def pack(
         groups: dict[tuple[bool, int], list[str]] = defaultdict(list)
         # a pool with nodes to spare packs all its replicas together (tighter); a full one
         # packs group by group
-        full = spare.get(p, 0) <= 1
+        full = spare.get(p, 0) <= max(2, len(index.by_pool[p]) // 20)
         for wid in demand[p]:
             groups[group(wid) if full else (False, 0)].append(wid)
         for key in sorted(groups):
