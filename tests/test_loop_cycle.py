@@ -6,12 +6,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from scheduler.domain import Resources, Scenario, Workload, WorkloadSpec, WorkloadState
-from scheduler.loop import CycleReport, LoopConfig, SchedulingLoop
+from scheduler.domain import (
+    Cluster,
+    ReplicaPlacement,
+    Resources,
+    Scenario,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
+from scheduler.loop import CycleReport, LoopConfig, SchedulingLoop, _allocate_cpu_work
 from scheduler.store import Store, open_store
 
 S = WorkloadState
@@ -202,3 +211,54 @@ def test_a_batch_the_solver_fails_on_is_retried_in_smaller_batches_and_nothing_i
         until(lambda: all(state(store, w) == S.PLACED for w in sub.workloads), timeout=60)
     finally:
         lp.stop()
+
+
+def placements(*nodes: str) -> tuple[ReplicaPlacement, ...]:
+    return tuple(ReplicaPlacement(i, n.split("/")[0], n) for i, n in enumerate(nodes))
+
+
+def test_cpu_placements_applied_at_once_match_one_by_one_allocation(tiny: Scenario) -> None:
+    a = Workload("a", cpu(2, replicas=2))
+    b = Workload("b", cpu(1))
+    c = Workload("c", WorkloadSpec(tenant="t", resources=Resources(500, 2048)))
+    placed = [
+        (a, placements("near/cpu-0000", "near/cpu-0001")),
+        (b, placements("near/cpu-0000")),
+        (c, placements("green/cpu-0002")),
+    ]
+    at_once = Cluster(tiny)
+    assert _allocate_cpu_work(at_once, placed)
+    one_by_one = Cluster(tiny)
+    for w, reps in placed:
+        for p in reps:
+            one_by_one.allocate(one_by_one.index[p.node], w.spec.resources)
+    for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
+        assert np.array_equal(getattr(at_once, name), getattr(one_by_one, name)), name
+    assert at_once.free_cpu[at_once.index["near/cpu-0000"]] == 4000 - 2000 - 1000
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # 3 + 2 cores on one 4-core node: the second replica does not fit
+        [(cpu(3), ("near/cpu-0000",)), (cpu(2), ("near/cpu-0000",))],
+        [(cpu(1), ("near/cpu-9999",))],  # no such node
+        [(cpu(1), ("near/cpu-0000",), (0,))],  # GPU indices for CPU work
+    ],
+    ids=["over-capacity", "unknown-node", "gpu-indices"],
+)
+def test_cpu_placements_that_cannot_all_be_applied_leave_the_cluster_unchanged(
+    tiny: Scenario, case: list[tuple[Any, ...]]
+) -> None:
+    placed = []
+    for i, (spec, nodes, *gpus) in enumerate(case):
+        reps = tuple(
+            ReplicaPlacement(r, n.split("/")[0], n, 0.0, gpus[0] if gpus else ())
+            for r, n in enumerate(nodes)
+        )
+        placed.append((Workload(f"w{i}", spec), reps))
+    cluster = Cluster(tiny)
+    before = cluster.copy()
+    assert not _allocate_cpu_work(cluster, placed)
+    for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
+        assert np.array_equal(getattr(cluster, name), getattr(before, name)), name

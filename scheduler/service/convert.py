@@ -7,7 +7,9 @@ timestamp out of range); the rules of the domain are checked by ``validation``.
 from __future__ import annotations
 
 import hashlib
+import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -223,84 +225,150 @@ def list_response(workloads: Sequence[Workload], next_page_token: str) -> pb.Lis
     return out
 
 
-def event_to_proto(e: WorkloadEvent, cache: ProtoCache | None = None) -> pb.WorkloadEvent:
-    """The message of an event; with a ``cache``, the parts events share (a workload's spec,
-    the instants of one commit) are built once."""
-    if cache is not None:
-        return pb.WorkloadEvent(
-            workload=_cached_workload(e.workload, cache),
-            previous_state=int(e.previous_state),  # type: ignore[arg-type]
-            sequence=e.sequence,
-            time=cache.time(e.time),
-        )
+def event_to_proto(e: WorkloadEvent) -> pb.WorkloadEvent:
     out = pb.WorkloadEvent(sequence=e.sequence, previous_state=int(e.previous_state))  # type: ignore[arg-type]
     workload_to_proto(e.workload, out.workload)
     timestamp(e.time, out.time)
     return out
 
 
-class ProtoCache:
-    """Messages that many responses share, built once: the spec of a workload (by id: it never
-    changes) and the timestamp of an instant (every event of one commit has the same). Bounded
-    (oldest entries go first) and safe to share between threads."""
+class EventEncoder:
+    """Events as the bytes of ``event_to_proto(e)``, built for watch streams, which send every
+    event to every watcher: the parts events share are encoded once and cached (a workload's
+    spec, found by the identity of its ``WorkloadSpec``, which every event of a workload carries;
+    the timestamp of an instant, which every event of one commit has), the rest is written
+    field by field in the protobuf wire format. Bounded (oldest entries go first) and safe to
+    share between threads."""
 
-    def __init__(self, max_entries: int = 20_000) -> None:
-        self._specs: dict[str, pb.WorkloadSpec] = {}
-        self._times: dict[datetime, Timestamp] = {}
+    def __init__(self, max_entries: int = 100_000) -> None:
+        # id(spec) -> (spec, its message or bytes): holding the spec keeps its id from being
+        # reused while the entry lives
+        self._specs: OrderedDict[int, tuple[WorkloadSpec, pb.WorkloadSpec | bytes]] = OrderedDict()
+        self._times: OrderedDict[datetime, bytes] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
 
-    def spec(self, w: Workload) -> pb.WorkloadSpec:
-        m = self._specs.get(w.id)
-        if m is None:
-            m = pb.WorkloadSpec()
-            spec_to_proto(w.spec, m)
-            self._keep(self._specs, w.id, m)
-        return m
+    def requested(self, specs: Sequence[WorkloadSpec], messages: Iterable[pb.WorkloadSpec]) -> None:
+        """Remember the request messages that ``specs`` were made from, as the submit response
+        shows them (``accepted_response``), unless the store normalises the spec (a deadline is
+        kept to the microsecond)."""
+        self._keep(
+            self._specs,
+            ((id(s), (s, m)) for s, m in zip(specs, messages, strict=True) if s.deadline is None),
+        )
 
-    def time(self, t: datetime) -> Timestamp:
-        m = self._times.get(t)
-        if m is None:
+    def encode(self, e: WorkloadEvent) -> bytes:
+        w = self._workload(e.workload)
+        out = [b"\x0a", _varint(len(w)), w]
+        if e.previous_state:
+            out += (b"\x10", _varint(int(e.previous_state)))
+        if e.sequence:
+            out += (b"\x18", _varint(e.sequence))
+        t = self._time(e.time)
+        out += (b"\x22", _varint(len(t)), t)
+        return b"".join(out)
+
+    def _workload(self, w: Workload) -> bytes:
+        out: list[bytes] = []
+        if w.id:
+            text = w.id.encode()
+            out += (b"\x0a", _varint(len(text)), text)
+        spec = self._spec(w.spec)
+        out += (b"\x12", _varint(len(spec)), spec)
+        if w.state:
+            out += (b"\x18", _varint(int(w.state)))
+        for p in w.placements:
+            rep = self._placement(p)
+            out += (b"\x22", _varint(len(rep)), rep)
+        if w.reason:
+            text = w.reason.encode()
+            out += (b"\x2a", _varint(len(text)), text)
+        if w.created_at is not None:
+            t = self._time(w.created_at)
+            out += (b"\x32", _varint(len(t)), t)
+        if w.placed_at is not None:
+            t = self._time(w.placed_at)
+            out += (b"\x3a", _varint(len(t)), t)
+        c = w.cost
+        cost = b"".join(
+            tag + d
+            for tag, d in (
+                (b"\x09", _DOUBLE.pack(c.energy_cny_per_hour)),
+                (b"\x11", _DOUBLE.pack(c.carbon_kg_per_hour)),
+                (b"\x19", _DOUBLE.pack(c.power_watts)),
+            )
+            if d != _ZERO_DOUBLE
+        )
+        out += (b"\x42", _varint(len(cost)), cost)
+        return b"".join(out)
+
+    def _placement(self, p: ReplicaPlacement) -> bytes:
+        out: list[bytes] = []
+        if p.replica:
+            out += (b"\x08", _varint(p.replica))
+        for tag, value in ((b"\x12", p.site), (b"\x1a", p.node)):
+            if value:
+                text = value.encode()
+                out += (tag, _varint(len(text)), text)
+        d = _DOUBLE.pack(p.latency_ms)
+        if d != _ZERO_DOUBLE:
+            out += (b"\x21", d)
+        if p.start_time is not None:
+            t = self._time(p.start_time)
+            out += (b"\x2a", _varint(len(t)), t)
+        if p.gpu_indices:
+            packed = b"".join(_varint(i) for i in p.gpu_indices)
+            out += (b"\x32", _varint(len(packed)), packed)
+        return b"".join(out)
+
+    def _spec(self, s: WorkloadSpec) -> bytes:
+        entry = self._specs.get(id(s))
+        if entry is not None and entry[0] is s:
+            known = entry[1]
+            if isinstance(known, bytes):
+                return known
+            data = known.SerializeToString()
+        else:
+            m = pb.WorkloadSpec()
+            spec_to_proto(s, m)
+            data = m.SerializeToString()
+        self._keep(self._specs, ((id(s), (s, data)),))
+        return data
+
+    def _time(self, t: datetime) -> bytes:
+        data = self._times.get(t)
+        if data is None:
             m = Timestamp()
             timestamp(t, m)
-            self._keep(self._times, t, m)
-        return m
+            data = m.SerializeToString()
+            self._keep(self._times, ((t, data),))
+        return data
 
-    def _keep(self, entries: dict[Any, Any], key: Any, value: Any) -> None:
+    def _keep(self, entries: OrderedDict[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
         with self._lock:
-            if len(entries) >= self._max:
-                del entries[next(iter(entries))]
-            entries[key] = value
+            for key, value in items:
+                entries[key] = value
+            while len(entries) > self._max:
+                entries.popitem(last=False)
 
 
-def _cached_workload(w: Workload, cache: ProtoCache) -> pb.Workload:
-    """``workload_to_proto(w)`` from cached parts (the same message)."""
-    parts: dict[str, Any] = {"id": w.id, "spec": cache.spec(w), "state": int(w.state)}
-    if w.placements:
-        parts["placements"] = [
-            pb.ReplicaPlacement(
-                replica=p.replica,
-                site=p.site,
-                node=p.node,
-                latency_ms=p.latency_ms,
-                gpu_indices=p.gpu_indices,
-                **({} if p.start_time is None else {"start_time": cache.time(p.start_time)}),
-            )
-            for p in w.placements
-        ]
-    if w.reason:
-        parts["reason"] = w.reason
-    if w.created_at is not None:
-        parts["created_at"] = cache.time(w.created_at)
-    if w.placed_at is not None:
-        parts["placed_at"] = cache.time(w.placed_at)
-    c = w.cost
-    parts["cost"] = pb.Cost(
-        energy_cny_per_hour=c.energy_cny_per_hour,
-        carbon_kg_per_hour=c.carbon_kg_per_hour,
-        power_watts=c.power_watts,
-    )
-    return pb.Workload(**parts)
+_DOUBLE = struct.Struct("<d")
+_ZERO_DOUBLE = _DOUBLE.pack(0.0)
+_SMALL_VARINTS = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    """``n`` as a protobuf varint (negative numbers as 64-bit two's complement)."""
+    if 0 <= n < 128:
+        return _SMALL_VARINTS[n]
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _reason_to_proto(r: Reason, out: pb.Reason) -> None:

@@ -48,8 +48,8 @@ class PlacementServicer:
         self._clock = clock
         self._watchers = threading.BoundedSemaphore(max_watchers)
         self._max_watchers = max_watchers
-        # every watcher converts every event: the parts events share are built once
-        self._protos = convert.ProtoCache()
+        # every watcher sends every event: the parts events share are encoded once
+        self._events = convert.EventEncoder()
 
     def _get(self, workload_id: str) -> Workload:
         """The stored workload; NOT_FOUND for any id that does not exist (empty included)."""
@@ -72,6 +72,7 @@ class PlacementServicer:
         ]
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
+        self._events.requested(specs, request.workloads)  # the watchers' events carry them
         submitted = self._store.submit(request.request_id, digest, specs, self._clock())
         if not submitted.created:
             return convert.submit_response(submitted.workloads)
@@ -116,7 +117,7 @@ class PlacementServicer:
     @streaming
     def WatchWorkloads(
         self, request: pb.WatchWorkloadsRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.WorkloadEvent]:
+    ) -> Iterator[bytes]:  # encoded WorkloadEvent messages
         if not self._watchers.acquire(blocking=False):
             raise RpcFailure(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -129,9 +130,10 @@ class PlacementServicer:
                 # from now on will be sent
                 context.send_initial_metadata(())
                 tenant = request.tenant
+                encode = self._events.encode
                 while context.is_active():
-                    event = sub.get(WATCH_POLL_S)
-                    if event is None:
+                    events = sub.get_batch(WATCH_POLL_S)
+                    if not events:
                         if sub.lagged:
                             raise RpcFailure(
                                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -140,9 +142,10 @@ class PlacementServicer:
                         if sub.closed:
                             return  # the server is draining
                         continue
-                    if tenant and event.workload.spec.tenant != tenant:
-                        continue
-                    yield convert.event_to_proto(event, self._protos)
+                    for event in events:
+                        if tenant and event.workload.spec.tenant != tenant:
+                            continue
+                        yield encode(event)  # the bytes of convert.event_to_proto(event)
         finally:
             self._watchers.release()
 

@@ -66,6 +66,17 @@ def _parser(message: type[Message]) -> Callable[[bytes], Any]:
     return parse
 
 
+def _serializer(message: type[Message]) -> Callable[[Any], bytes]:
+    """The message's serialiser; a handler may also answer with bytes it encoded itself (the
+    watch stream does)."""
+    serialize = message.SerializeToString
+
+    def to_bytes(response: Any) -> bytes:
+        return response if type(response) is bytes else serialize(response)
+
+    return to_bytes
+
+
 def _generic_handler(service: Any, servicer: object) -> grpc.GenericRpcHandler:
     handlers = {}
     for method in service.methods:
@@ -80,7 +91,7 @@ def _generic_handler(service: Any, servicer: object) -> grpc.GenericRpcHandler:
         handlers[method.name] = make(
             behaviour,
             request_deserializer=_parser(request),
-            response_serializer=response.SerializeToString,
+            response_serializer=_serializer(response),
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 

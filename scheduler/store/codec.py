@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,36 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def spec_to_json(s: WorkloadSpec) -> str:
+    if s.deadline is None and not (s.allowed_sites or s.gpu_models or s.labels):
+        try:
+            return _plain_spec_to_json(s)
+        except (TypeError, ValueError):  # a number json would spell otherwise (5 for 5.0 ms)
+            pass
+    return _spec_to_json(s)
+
+
+_quote = json.encoder.encode_basestring_ascii  # json.dumps's own (ensure_ascii)
+_float = float.__repr__  # json.dumps's own, for a finite float
+
+
+def _plain_spec_to_json(s: WorkloadSpec) -> str:
+    """``_spec_to_json`` of a spec without deadline, site or GPU lists and labels (almost every
+    spec, on the submit path) written directly: the same text, several times faster."""
+    r = s.resources
+    ms = s.max_latency_ms
+    if not math.isfinite(ms):
+        raise ValueError("json spells it NaN or Infinity")
+    return (
+        f'{{"tenant":{_quote(s.tenant)},"name":{_quote(s.name)},'
+        f'"resources":[{r.cpu_millis:d},{r.memory_mib:d},{r.gpus:d},{r.gpu_millis:d}],'
+        f'"replicas":{s.replicas:d},"origin":{_quote(s.origin)},"max_latency_ms":{_float(ms)},'
+        f'"priority":{s.priority:d},"kind":{int(s.kind):d},"duration_s":{s.duration_s:d},'
+        f'"deadline":null,"allowed_sites":[],"topology":{int(s.topology):d},'
+        f'"min_sites":{s.min_sites:d},"gpu_models":[],"labels":{{}}}}'
+    )
+
+
+def _spec_to_json(s: WorkloadSpec) -> str:
     r = s.resources
     data: dict[str, Any] = {
         "tenant": s.tenant,

@@ -46,6 +46,19 @@ class Subscription:
                 self._cond.wait(timeout)
             return self._queue.popleft() if self._queue else None
 
+    def get_batch(self, timeout: float, limit: int = 1000) -> list[Any]:
+        """Up to ``limit`` events at once (a watcher drains its backlog with one lock round
+        trip); empty after ``timeout`` or once closed and drained."""
+        with self._cond:
+            if not self._queue and not self.closed:
+                self._cond.wait(timeout)
+            q = self._queue
+            if len(q) <= limit:
+                out = list(q)
+                q.clear()
+                return out
+            return [q.popleft() for _ in range(limit)]
+
     def close(self) -> None:
         with self._cond:
             self.closed = True
