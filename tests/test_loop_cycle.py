@@ -262,3 +262,31 @@ def test_cpu_placements_that_cannot_all_be_applied_leave_the_cluster_unchanged(
     assert not _allocate_cpu_work(cluster, placed)
     for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
         assert np.array_equal(getattr(cluster, name), getattr(before, name)), name
+
+
+@pytest.mark.parametrize(
+    "kw", [{"rest_ratio": -0.1}, {"rest_ratio": 11.0}, {"max_rest_s": -1.0}], ids=str
+)
+def test_loop_config_refuses_a_rest_out_of_range(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="rest_ratio and max_rest_s"):
+        LoopConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_a_loop_that_rests_after_each_cycle_still_places_every_burst(
+    store: Store, tiny: Scenario, clock: Clock, recorder: Recorder
+) -> None:
+    lp = SchedulingLoop(
+        store,
+        tiny,
+        observers=[recorder],
+        config=LoopConfig(batch_window_s=0.0, rest_ratio=10.0, max_rest_s=0.2),
+        clock=clock,
+    )
+    lp.start()
+    try:
+        ws = [w for _ in range(3) for w in submit(store, lp, cpu(1), cpu(1))]
+        until(lambda: all(state(store, w) == S.PLACED for w in ws))
+        placed = [w.id for c in recorder.cycles for w in c.placed]
+        assert sorted(placed) == sorted(w.id for w in ws)
+    finally:
+        lp.stop()

@@ -240,7 +240,7 @@ class EventEncoder:
     field by field in the protobuf wire format. Bounded (oldest entries go first) and safe to
     share between threads."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 50_000) -> None:
         # id(spec) -> (spec, its message or bytes): holding the spec keeps its id from being
         # reused while the entry lives
         self._specs: OrderedDict[int, tuple[WorkloadSpec, pb.WorkloadSpec | bytes]] = OrderedDict()
