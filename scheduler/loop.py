@@ -101,7 +101,7 @@ class LoopConfig:
     # cycle is spread over more workloads) and leaves the CPU to the RPCs and watch streams
     # part of the time. At 1,000 workloads/s (cycles of about 50 ms) it changes nothing.
     rest_ratio: float = 0.5
-    max_rest_s: float = 0.5
+    max_rest_s: float = 0.2
     seed: int = 0
 
     def __post_init__(self) -> None:
