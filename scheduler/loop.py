@@ -93,16 +93,17 @@ class Snapshot:
 @dataclass(frozen=True)
 class LoopConfig:
     batch_window_s: float = 0.02  # gather a batch this long after the first new work
-    max_batch_workloads: int = 2000  # the rest waits for the next cycle (which follows at once)
+    max_batch_workloads: int = 3000  # the rest waits for the next cycle
     solve_budget_s: float = 0.05  # deadline handed to solve(): bounds submit-to-placed latency
     retry_after_error_s: float = 0.5  # pause after a store error before trying again
-    # after a cycle of c seconds that placed a batch of at least rest_from_batch workloads (a
-    # sign of sustained load), the next starts no sooner than min(rest_ratio x c, max_rest_s)
-    # later: the loop then takes larger batches (the solver's cost per cycle is spread over
-    # more workloads) and leaves the CPU to the RPCs and watch streams part of the time. Light
-    # load (1,000 workloads/s in batches of 100) never rests, so its latency is unchanged.
-    rest_ratio: float = 0.5
-    max_rest_s: float = 0.2
+    # Under sustained load (a batch of at least rest_from_batch workloads, and new work
+    # submitted while it was solved) the next cycle starts no sooner than
+    # min(rest_ratio x c, max_rest_s) after a cycle of c seconds: the loop then takes larger
+    # batches (the solver's cost per cycle is spread over more workloads) and leaves the CPU
+    # to the RPCs and watch streams part of the time. Light load (1,000 workloads/s in batches
+    # of 100) and a backlog with nothing else to do never rest.
+    rest_ratio: float = 1.0
+    max_rest_s: float = 0.4
     rest_from_batch: int = 500
     seed: int = 0
 
@@ -421,7 +422,9 @@ class SchedulingLoop:
                 log.exception("scheduling cycle failed; retrying")
                 time.sleep(self.config.retry_after_error_s)
             finished = time.monotonic()
-            if self._last_batch >= self.config.rest_from_batch:
+            with self._cond:
+                busy = bool(self._inbox)  # submissions came in while this cycle ran
+            if busy and self._last_batch >= self.config.rest_from_batch:
                 rest = min(self.config.rest_ratio * (finished - started), self.config.max_rest_s)
                 self._rest_until = finished + rest
 

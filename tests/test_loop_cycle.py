@@ -292,3 +292,21 @@ def test_a_loop_that_rests_after_each_cycle_still_places_every_burst(
         assert sorted(placed) == sorted(w.id for w in ws)
     finally:
         lp.stop()
+
+
+def test_a_backlog_with_no_new_submissions_is_placed_without_resting(
+    store: Store, tiny: Scenario, clock: Clock
+) -> None:
+    lp = SchedulingLoop(
+        store,
+        tiny,
+        config=LoopConfig(batch_window_s=0.0, rest_ratio=10.0, rest_from_batch=1),
+        clock=clock,
+    )
+    sub = store.submit("", "", [cpu(1) for _ in range(4)], clock.now)  # queued while down
+    lp.start()
+    try:
+        until(lambda: all(state(store, w) == S.PLACED for w in sub.workloads))
+        assert lp._rest_until == 0.0  # nothing else wanted the CPU: no rest was taken
+    finally:
+        lp.stop()
