@@ -3,13 +3,12 @@ durable when it returns (synchronous_commit on, the server default)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from scheduler.store.sql import Dialect, Row, SqlStore, migrate
+from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
 
 DIALECT = Dialect("postgresql", for_update=" FOR UPDATE", errors=(psycopg.Error,))
 # pg_advisory_xact_lock key: "VALLEY" in ASCII, so that servers migrating at once take turns
@@ -71,23 +70,9 @@ class PostgresStore(SqlStore):
         self.dsn = postgres_dsn(url)
         writer = _PgConn(self.dsn)
         migrate(writer, "postgresql", _MIGRATION_LOCK)
-        self._local = threading.local()
-        self._readers: list[_PgConn] = []
-        self._readers_lock = threading.Lock()
-        super().__init__(url, writer, self._thread_reader, DIALECT)
-
-    def _thread_reader(self) -> _PgConn:
-        conn: _PgConn | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _PgConn(self.dsn)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+        self._readers = ThreadReaders(lambda: _PgConn(self.dsn), lambda c: c.close())
+        super().__init__(url, writer, self._readers, DIALECT)
 
     def _close_connections(self) -> None:
         super()._close_connections()
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for r in readers:
-            r.close()
+        self._readers.close_all()

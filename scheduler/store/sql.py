@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from scheduler.domain import (
     Cost,
@@ -81,6 +81,35 @@ class Conn(Protocol):
     def rollback(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+C = TypeVar("C", bound="Conn")
+
+
+class ThreadReaders(Generic[C]):
+    """One read connection per thread, opened on first use and all closed together."""
+
+    def __init__(self, open_conn: Callable[[], C], close_conn: Callable[[C], None]) -> None:
+        self._open = open_conn
+        self._close = close_conn
+        self._local = threading.local()
+        self._conns: list[C] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> C:
+        conn: C | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            self._close(conn)
 
 
 @dataclass(frozen=True)

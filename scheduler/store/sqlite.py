@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.store.sql import Dialect, Row, SqlStore, migrate
+from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
 
 DIALECT = Dialect("sqlite", for_update="", errors=(sqlite3.Error,))
 
@@ -76,25 +75,15 @@ class SqliteStore(SqlStore):
         self.path = path
         writer = _SqliteConn(path)
         migrate(writer, "sqlite")
-        self._local = threading.local()
-        self._readers: list[_SqliteConn] = []
-        self._readers_lock = threading.Lock()
-        super().__init__(url, writer, self._thread_reader, DIALECT)
-
-    def _thread_reader(self) -> _SqliteConn:
-        conn: _SqliteConn | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _SqliteConn(self.path)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+        self._readers = ThreadReaders(lambda: _SqliteConn(path), _close_quietly)
+        super().__init__(url, writer, self._readers, DIALECT)
 
     def _close_connections(self) -> None:
         super()._close_connections()
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for r in readers:
-            # closing a connection another thread is using fails; it is going away anyway
-            with contextlib.suppress(sqlite3.ProgrammingError):
-                r.close()
+        self._readers.close_all()
+
+
+def _close_quietly(conn: _SqliteConn) -> None:
+    # closing a connection another thread is using fails; it is going away anyway
+    with contextlib.suppress(sqlite3.ProgrammingError):
+        conn.close()
