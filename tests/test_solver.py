@@ -128,10 +128,12 @@ def test_fractional_gpu_shares_share_one_physical_gpu(tiny):
     assert len(gpus) == 1  # both shares on the same GPU of the same node
 
 
-def test_reported_objective_equals_its_recomputation_and_bound_is_below(tiny):
+@pytest.mark.parametrize("mip_bound", [True, False])
+def test_reported_objective_equals_its_recomputation_and_bound_is_below(tiny, mip_bound):
     p = problem(tiny, service(1, slo=5, replicas=3), service(2, slo=2), service(4, slo=2))
-    params = SolverParams()
+    params = SolverParams(mip_bound=mip_bound)
     r = solve(p, params)
+    assert ("mip_seconds" in r.stats) is mip_bound
     assert r.objective == pytest.approx(evaluate(p, r.placements, params).objective)
     assert r.bound is not None and r.bound <= r.objective + 1e-9
     assert r.gap is not None and 0 <= r.gap < 0.05

@@ -522,18 +522,15 @@ def solve_valley(
     stats["lp_seconds"] = time.perf_counter() - t
     bound = lp[0] if lp is not None else None
     # the bound: wake counts kept integer, a small MIP (HiGHS) much tighter than the LP
-    t = time.perf_counter()
     wake = [ps.wake for ps in model.pools if ps.wake >= 0]
-    mip = (
-        model.lm.solve_relaxation(
+    if lp and wake and params.mip_bound:
+        t = time.perf_counter()
+        mip = model.lm.solve_relaxation(
             max(0.02, (end - t) * 0.2), wake, mip_gap=0.0005 * abs(lp[0]) + 1e-6
         )
-        if lp and wake
-        else None
-    )
-    stats["mip_seconds"] = time.perf_counter() - t
-    if mip is not None and bound is not None and mip[0] > bound:
-        bound = mip[0]
+        stats["mip_seconds"] = time.perf_counter() - t
+        if mip is not None and bound is not None and mip[0] > bound:
+            bound = mip[0]
     cluster = problem.cluster.copy()
     t = time.perf_counter()
     if lp is not None:

@@ -65,6 +65,10 @@ class SolverParams:
     # whether CPU-only work may use GPU nodes (kept for GPU work by default)
     cpu_on_gpu_nodes: bool = False
     num_workers: int = 2
+    # prove the bound with the wake counts integer (a small HiGHS MIP, tens of ms at 10k
+    # replicas); False: the LP bound only, for callers that solve often and need speed more
+    # than a tight gap (the loop under sustained load)
+    mip_bound: bool = True
     solver_parameters: str = ""  # raw CP-SAT parameters in text format, passed through
 
     def __post_init__(self) -> None:
