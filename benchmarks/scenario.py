@@ -24,6 +24,7 @@ import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,51 @@ def scaled_scenario(
     return base.scaled({p.key: counts.get(p.key, p.count) / p.count for p in base.pools})
 
 
+# --------------------------------------------------------------------------- floors
+
+
+def _without_energy_prices(scenario: Scenario) -> Scenario:
+    sites = tuple(
+        replace(s, price_cny_per_kwh=(0.0,) * len(s.price_cny_per_kwh), critical_peak=None)
+        for s in scenario.sites
+    )
+    return replace(scenario, sites=sites)
+
+
+def floors(problem: Problem, time_limit: float, seed: int) -> dict[str, float | None]:
+    """Lower bounds no placement of every workload can beat, from Valley's own bound with the
+    objective cut down to one term: energy cost (carbon price, latency and headroom weights
+    0) and carbon (energy prices 0, the scenario's carbon price). The penalties for leaving
+    work out stay, so each bound holds for every placement that places all the work Valley's
+    model can place. None where the solver proved no bound in time."""
+    plain = SolverParams(
+        time_limit_s=time_limit, latency_cny_per_ms_hour=0.0, headroom_cny_per_core_hour=0.0
+    )
+    energy = solve(problem, replace(plain, carbon_price_cny_per_tonne=0.0), seed=seed)
+    carbon_problem = replace(problem, scenario=_without_energy_prices(problem.scenario))
+    price = problem.scenario.carbon_price_cny_per_tonne / 1000.0  # CNY per kg
+    carbon = solve(carbon_problem, plain, seed=seed)
+    return {
+        "energy_floor_cny_per_hour": energy.bound,
+        "carbon_floor_kg_per_hour": (
+            carbon.bound / price if carbon.bound is not None and price > 0 else None
+        ),
+    }
+
+
+def _floor_line(row: Mapping[str, Any]) -> str:
+    def show(value: float | None, unit: str, vs: float | None) -> str:
+        if value is None:
+            return "none proven"
+        return f"{value:.1f} {unit}" + (f" ({vs:+.1%} vs kube)" if vs is not None else "")
+
+    return (
+        f"floors at {row['replicas']} replicas (no placement of all the work does better): "
+        f"energy {show(row['energy_floor_cny_per_hour'], 'CNY/h', row.get('energy_floor_vs_kube'))}"
+        f", carbon {show(row['carbon_floor_kg_per_hour'], 'kg/h', row.get('carbon_floor_vs_kube'))}"
+    )
+
+
 # --------------------------------------------------------------------------- one run
 
 
@@ -235,11 +281,18 @@ def _compare_with_kube(rows: list[dict[str, Any]]) -> None:
     kube = {r["replicas"]: r for r in rows if r["policy"] == "kube"}
     for r in rows:
         k = kube.get(r["replicas"])
-        for col, base in (
-            ("energy_vs_kube", "energy_cny_per_hour"),
-            ("carbon_vs_kube", "carbon_kg_per_hour"),
+        for col, mine, theirs in (
+            ("energy_vs_kube", "energy_cny_per_hour", "energy_cny_per_hour"),
+            ("carbon_vs_kube", "carbon_kg_per_hour", "carbon_kg_per_hour"),
+            ("energy_floor_vs_kube", "energy_floor_cny_per_hour", "energy_cny_per_hour"),
+            ("carbon_floor_vs_kube", "carbon_floor_kg_per_hour", "carbon_kg_per_hour"),
         ):
-            r[col] = r[base] / k[base] - 1.0 if k and k[base] > 0 else None
+            if mine not in r:
+                continue
+            if k is None or r[mine] is None or k[theirs] <= 0:
+                r[col] = None
+            else:
+                r[col] = r[mine] / k[theirs] - 1.0
 
 
 def run(
@@ -253,8 +306,10 @@ def run(
     critical_share: float = 0.9,
     shapes_path: str | None = None,
     scenario: str = DEFAULT_SCENARIO,
+    with_floors: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every policy on every size; returns the rows and the node counts per size."""
+    """Every policy on every size; returns the rows and the node counts per size. With
+    ``with_floors``, every row also carries its instance's energy and carbon floors."""
     base = load_scenario(scenario)
     shapes = load_shapes(shapes_path)
     rows: list[dict[str, Any]] = []
@@ -262,6 +317,7 @@ def run(
     steps = [(n, p) for n in sizes for p in policies]
     problem: Problem | None = None
     current = -1
+    floor: dict[str, float | None] = {}
     for n, policy in report.progress(steps, total=len(steps), desc="scenario"):
         if n != current:
             mix = generate_mix(n, seed, shapes)
@@ -269,6 +325,7 @@ def run(
             clusters[str(n)] = {p.key: p.count for p in scaled.pools}
             problem = Problem(scaled, Cluster(scaled), mix, hour=hour, month=MONTH)
             current = n
+            floor = floors(problem, time_limit, seed) if with_floors else {}
         assert problem is not None
         params = SolverParams(policy=policy, time_limit_s=time_limit)
         started = time.perf_counter()
@@ -276,6 +333,7 @@ def run(
         wall = time.perf_counter() - started
         row = measure(problem, result, params, n)
         row["wall_seconds"] = wall
+        row.update(floor)
         rows.append(row)
     _compare_with_kube(rows)
     return rows, clusters
@@ -378,6 +436,13 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 @click.option(
     "--scenario", default=DEFAULT_SCENARIO, show_default=True, help="scenario name or TOML file"
 )
+@click.option(
+    "--floors/--no-floors",
+    "with_floors",
+    default=True,
+    show_default=True,
+    help="also prove the least energy cost and carbon any placement of all the work can have",
+)
 @report.output_option
 @report.plot_option
 def command(
@@ -390,6 +455,7 @@ def command(
     critical_share: float,
     shapes_path: str | None,
     scenario: str,
+    with_floors: bool,
     output: str,
     plot_path: str | None,
 ) -> None:
@@ -416,6 +482,7 @@ def command(
         critical_share=critical_share,
         shapes_path=shapes_path,
         scenario=scenario,
+        with_floors=with_floors,
     )
     params = {
         "replicas": run_sizes,
@@ -428,6 +495,7 @@ def command(
         "critical_share": critical_share,
         "scenario": scenario,
         "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
+        "floors": with_floors,
         "nodes": clusters,
     }
     if output == "json":
@@ -437,5 +505,8 @@ def command(
         report.emit("scenario", shown, rows, output, COLUMNS)
         for n, pools in clusters.items():
             click.echo(f"nodes at {n} replicas: " + ", ".join(f"{k} {c}" for k, c in pools.items()))
+        for row in rows:
+            if row["policy"] == chosen[0] and "carbon_floor_kg_per_hour" in row:
+                click.echo(_floor_line(row))
     if plot_path:
         plot(rows, plot_path)

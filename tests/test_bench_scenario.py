@@ -80,6 +80,17 @@ def test_valley_reports_a_bound_no_greater_than_its_objective(toy_run):
             assert row["bound"] is None and row["gap"] is None
 
 
+def test_floors_are_below_every_policy_that_places_all_the_work(toy_run):
+    for row in toy_run["rows"]:
+        where = f"{row['policy']} at {row['replicas']}"
+        energy, carbon = row["energy_floor_cny_per_hour"], row["carbon_floor_kg_per_hour"]
+        assert energy is not None and carbon is not None, where
+        assert energy > 0 and carbon > 0, where
+        if row["placed"] == row["replicas"]:
+            assert energy <= row["energy_cny_per_hour"] * (1 + 1e-9), where
+            assert carbon <= row["carbon_kg_per_hour"] * (1 + 1e-9), where
+
+
 def test_table_output_prints_the_hour_and_the_plot_is_a_png(tmp_path):
     png = tmp_path / "scenario.png"
     args = ["scenario", "--replicas", "60", "--policies", "kube,cheapest-first", "--hour", "3"]
@@ -87,6 +98,7 @@ def test_table_output_prints_the_hour_and_the_plot_is_a_png(tmp_path):
     assert result.exit_code == 0, result.output
     assert "hour=3" in result.output
     assert "cheapest-first" in result.output and "kube" in result.output
+    assert "floors at 60 replicas" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from scheduler.domain import Cluster, Resources, Topology, WorkloadKind, WorkloadSpec
@@ -248,3 +249,32 @@ def test_with_a_gpu_target_shares_go_where_they_fragment_least(tiny):
     target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
     p = Problem(tiny, cluster, (PendingWorkload("w0", spec),), gpu_target=target)
     assert solve(p).placements["w0"][0].gpu_indices == (1,)
+
+
+def test_gpu_nodes_woken_by_a_wasteful_packing_are_packed_onto_fewer(tiny):
+    from scheduler.solver.cpsat import _repack_gpu_pools
+    from scheduler.solver.greedy import NodeIndex
+
+    scenario = tiny.scaled({"green/gpu": 3})
+    cluster = Cluster(scenario)
+    index = NodeIndex(cluster)
+    big = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=600))
+    small = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=400))
+    specs = {"a": big, "b": big, "c": small, "d": small}
+    gpu_nodes = index.by_pool[[p.key for p in scenario.pools].index("green/gpu")].tolist()
+    # the 0.6 shares alone on one node, the 0.4 shares alone on another: two nodes powered
+    where = {"a": (gpu_nodes[0], 0), "b": (gpu_nodes[0], 1), "c": (gpu_nodes[1], 0)}
+    where["d"] = (gpu_nodes[1], 1)
+    got = {
+        wid: [(node, cluster.allocate(node, specs[wid].resources, (gpu,)))]
+        for wid, (node, gpu) in where.items()
+    }
+    before = np.zeros(len(cluster.node_names), dtype=bool)
+    _repack_gpu_pools(cluster, index, specs, got, before, None)
+    assert int((cluster.replicas_on[gpu_nodes] > 0).sum()) == 1
+    assert int(cluster.replicas_on.sum()) == 4
+    # what ``got`` says is what the cluster holds: releasing it all empties every GPU
+    for wid, slots in got.items():
+        for node, gpus in slots:
+            cluster.release(node, specs[wid].resources, gpus)
+    assert (cluster.gpu_free[gpu_nodes][:, :2] == 1000).all()

@@ -25,6 +25,7 @@ Money is in CNY per hour everywhere. Only modules of this package import OR-Tool
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from scheduler.domain import (
     dynamic_watts,
 )
 from scheduler.solver import greedy
+from scheduler.solver.binpack import min_bins
 from scheduler.solver.filters import Eligibility, eligibility_of
 from scheduler.solver.fragmentation import FragmentationScorer, RequestType
 from scheduler.solver.objective import carbon_price, evaluate, site_rates, unplaced_penalties
@@ -521,20 +523,22 @@ def solve_valley(
     lp = model.lm.solve_relaxation(max(0.05, (end - t) * 0.5))
     stats["lp_seconds"] = time.perf_counter() - t
     bound = lp[0] if lp is not None else None
-    # the bound: wake counts kept integer, a small MIP (HiGHS) much tighter than the LP
+    # the bound: wake counts kept integer, a small MIP (HiGHS) much tighter than the LP. It
+    # runs in a thread beside packing and CP-SAT (HiGHS releases the GIL) and is collected at
+    # the end; it only ever raises the reported bound, never changes the placement
     wake = [ps.wake for ps in model.pools if ps.wake >= 0]
+    mip_thread: _BoundThread | None = None
     if lp and wake and params.mip_bound:
-        t = time.perf_counter()
-        mip = model.lm.solve_relaxation(
-            max(0.02, (end - t) * 0.2), wake, mip_gap=0.0005 * abs(lp[0]) + 1e-6
+        mip_thread = _BoundThread(
+            model.lm, max(0.02, (end - time.perf_counter()) * 0.7), wake, 0.0005 * abs(lp[0])
         )
-        stats["mip_seconds"] = time.perf_counter() - t
-        if mip is not None and bound is not None and mip[0] > bound:
-            bound = mip[0]
+        mip_thread.start()
     cluster = problem.cluster.copy()
     t = time.perf_counter()
     if lp is not None:
-        placements = pack(problem, params, cluster, index, elig, model, _round_hint(model, lp[1]))
+        placements = pack(
+            problem, params, cluster, index, elig, model, _round_hint(model, lp[1]), end
+        )
         status = SolveStatus.FEASIBLE
     else:
         placements = _greedy_pass(problem, params, cluster, index, elig, open_)
@@ -573,14 +577,44 @@ def solve_valley(
             if value < hint_value - 1e-9:
                 # a better decision: pack it too and keep the better of the two placements
                 other = problem.cluster.copy()
-                alt = pack(problem, params, other, index, elig, model, counts)
+                alt = pack(problem, params, other, index, elig, model, counts, end)
                 if (
                     evaluate(problem, alt, params).objective
                     < evaluate(problem, placements, params).objective
                 ):
                     placements, cluster = alt, other
                     stats["cpsat_improved"] = 1.0
+    if mip_thread is not None:
+        mip = mip_thread.result(end)
+        stats["mip_seconds"] = mip_thread.seconds
+        if mip is not None and (bound is None or mip > bound):
+            bound = mip
     return build_result(problem, params, placements, elig, cluster, status, started, bound, stats)
+
+
+class _BoundThread(threading.Thread):
+    """The MIP bound (``LinearModel.solve_relaxation`` with the wake counts integer), solved
+    in the background."""
+
+    def __init__(
+        self, lm: LinearModel, time_limit_s: float, integer: Sequence[int], mip_gap: float
+    ) -> None:
+        super().__init__(name="valley-mip-bound", daemon=True)
+        self.lm, self.time_limit_s, self.integer, self.mip_gap = lm, time_limit_s, integer, mip_gap
+        self.value: float | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        t = time.perf_counter()
+        out = self.lm.solve_relaxation(self.time_limit_s, self.integer, self.mip_gap + 1e-6)
+        # only a MIP result counts here (solve_relaxation falls back to the LP when it fails)
+        self.value = out[0] if out is not None else None
+        self.seconds = time.perf_counter() - t
+
+    def result(self, end: float) -> float | None:
+        """The bound if the MIP finished by ``end`` (perf_counter), plus a little grace."""
+        self.join(max(0.0, end - time.perf_counter()) + 0.02)
+        return None if self.is_alive() else self.value
 
 
 def cpsat_parameters(
@@ -782,8 +816,10 @@ def pack(
     elig: Mapping[str, Eligibility],
     model: Model,
     counts: Sequence[int],
+    deadline: float | None = None,
 ) -> dict[str, tuple[ReplicaPlacement, ...]]:
-    """Put the model's counts onto concrete nodes of ``cluster`` (changed in place)."""
+    """Put the model's counts onto concrete nodes of ``cluster`` (changed in place).
+    ``deadline`` (``time.perf_counter()``) bounds the optional bin-packing search."""
     specs = {w.id: w.spec for w in problem.workloads}
     awake_before = cluster.replicas_on > 0
     # per workload, the pools its replicas go to (a list, one entry per replica)
@@ -868,6 +904,7 @@ def pack(
         kept[wid] = got[wid]
 
     _consolidate(cluster, index, specs, kept, awake_before)
+    _repack_gpu_pools(cluster, index, specs, kept, awake_before, deadline)
     placements = {
         wid: _to_placements(problem, cluster, specs[wid], nodes) for wid, nodes in kept.items()
     }
@@ -998,6 +1035,100 @@ def _consolidate(
                 got[wid][i] = (best, gpus)
                 on_node[best].append((wid, i))
             on_node[node] = []
+
+
+# bin packing of a GPU pool's woken nodes: at most this many items, at most this long
+REPACK_MAX_ITEMS = 1500
+REPACK_TIME_S = 0.1
+
+
+def _repack_gpu_pools(
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    specs: Mapping[str, WorkloadSpec],
+    got: dict[str, list[tuple[int, tuple[int, ...]]]],
+    awake_before: np.ndarray,
+    deadline: float | None,
+) -> None:
+    """Pack the replicas on the GPU nodes woken this cycle again, as a vector bin packing
+    (``binpack.min_bins``), and keep the result when it needs fewer nodes. GPU nodes are few
+    and expensive to keep powered (1.5 kW idle), and packing by hand strands GPUs. Fractional
+    shares are first grouped into physical GPUs (first fit decreasing by share), so an item is
+    (cores, memory, GPUs) for a whole-GPU replica or for one GPU's group of shares, and any
+    packing of those items is a valid placement. Replicas stay in their pool (same site,
+    costs other than idle power unchanged). Changes ``cluster`` and ``got`` in place."""
+    on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for wid, slots in got.items():
+        for i, (node, _) in enumerate(slots):
+            on_node[node].append((wid, i))
+    for pi, pool_nodes in enumerate(index.by_pool):
+        cap = cluster.pools[pi].node
+        if not cap.gpus:
+            continue
+        woken = pool_nodes[(cluster.replicas_on[pool_nodes] > 0) & ~awake_before[pool_nodes]]
+        if len(woken) < 2:
+            continue
+        reps = [it for node in woken.tolist() for it in on_node[node]]
+        if len(reps) > REPACK_MAX_ITEMS:
+            continue
+        # items: whole-GPU replicas alone; fractional shares grouped into GPUs
+        groups: list[list[tuple[str, int]]] = []
+        vectors: list[tuple[int, int, int]] = []
+        units: list[list[int]] = []  # per GPU group: [millis, item index]
+        frac = []
+        for wid, i in reps:
+            r = specs[wid].resources
+            if r.gpu_millis:
+                frac.append((wid, i))
+            else:
+                groups.append([(wid, i)])
+                vectors.append((r.cpu_millis, r.memory_mib, r.gpus))
+        frac.sort(key=lambda it: (-specs[it[0]].resources.gpu_millis, it))
+        for wid, i in frac:
+            r = specs[wid].resources
+            for u in units:
+                if u[0] + r.gpu_millis <= GPU_MILLIS:
+                    u[0] += r.gpu_millis
+                    cpu, mem, g = vectors[u[1]]
+                    vectors[u[1]] = (cpu + r.cpu_millis, mem + r.memory_mib, g)
+                    groups[u[1]].append((wid, i))
+                    break
+            else:
+                units.append([r.gpu_millis, len(vectors)])
+                vectors.append((r.cpu_millis, r.memory_mib, 1))
+                groups.append([(wid, i)])
+        limit = REPACK_TIME_S
+        if deadline is not None:
+            limit = min(limit, deadline - time.perf_counter())
+        if limit <= 0.005:
+            return
+        res = min_bins(
+            np.asarray(vectors, dtype=np.int64),
+            np.asarray([cap.cpu_millis, cap.memory_mib, cap.gpus], dtype=np.int64),
+            time_limit_s=limit,
+        )
+        if res.bins >= len(woken):
+            continue
+        # release everything on the woken nodes, then place bin b on woken node b
+        for wid, i in reps:
+            node, gpus = got[wid][i]
+            cluster.release(node, specs[wid].resources, gpus)
+        is_unit = {u[1] for u in units}
+        next_gpu = [0] * res.bins
+        targets = sorted(woken.tolist())
+        for item, b in enumerate(res.assignment.tolist()):
+            node = targets[b]
+            if item in is_unit:
+                gpu = next_gpu[b]
+                next_gpu[b] += 1
+                for wid, i in groups[item]:
+                    got[wid][i] = (node, cluster.allocate(node, specs[wid].resources, (gpu,)))
+            else:
+                ((wid, i),) = groups[item]
+                r = specs[wid].resources
+                gs = tuple(range(next_gpu[b], next_gpu[b] + r.gpus))
+                next_gpu[b] += r.gpus
+                got[wid][i] = (node, cluster.allocate(node, r, gs))
 
 
 def _topology_ok(
