@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -606,6 +607,302 @@ def _tabu_attempt(
         loads[b] += a[i]
 
 
+# ----------------------------------------------------------------------------- column generation
+
+# columns added per pricing round, and seeds of each pricing heuristic
+CG_COLUMNS_PER_ROUND = 60
+CG_SEEDS = 20
+# seeds of the triple heuristic (when bins hold few items) and items considered for pairs
+TRIPLE_SEEDS = 6
+PAIR_POOL = 200
+# time limit of one exact pricing problem (CP-SAT)
+CG_EXACT_PRICING_S = 0.3
+# columns with at least this LP value are fixed in one step of the dive
+DIVE_FIX_AT = 0.5
+# the residual of a dive is handed to the general search at this many items
+DIVE_RESIDUAL_ITEMS = 25
+EPS = 1e-6
+
+
+class _ColumnGeneration:
+    """The set-covering LP over bin patterns (min sum of lambda_p, every item covered once),
+    solved by GLOP with columns priced by heuristics (greedy fills, seed pairs and triples
+    completed greedily) and, when they find nothing, an exact multi-dimensional knapsack
+    (CP-SAT) whose bound gives Farley's lower bound. Then a dive: fix the columns the LP
+    chooses (lambda >= 1/2), forbid every column that overlaps them, price again over the
+    items left, until few are left."""
+
+    def __init__(self, a: IntArray, c: IntArray, x: IntArray, seed: int) -> None:
+        from ortools.linear_solver import pywraplp
+
+        self.a, self.c, self.seed = a, c, seed
+        self.n, self.d = a.shape
+        self.rng = np.random.default_rng(seed)
+        lp = pywraplp.Solver.CreateSolver("GLOP")
+        assert lp is not None
+        self.lp = lp
+        self.rows = [lp.Constraint(1, lp.infinity()) for _ in range(self.n)]
+        self.obj = lp.Objective()
+        self.obj.SetMinimization()
+        self.cols: list[tuple[int, ...]] = []
+        self.vars: list[Any] = []
+        self.seen: set[tuple[int, ...]] = set()
+        self.fixed = np.zeros(self.n, dtype=bool)  # items in a fixed column
+        self.fixed_cols: list[int] = []
+        for b in range(_bins_used(x)):
+            self.add(tuple(np.flatnonzero(x == b).tolist()))
+        self.initial = len(self.cols)
+        self.value = math.inf
+        self.duals = np.zeros(self.n)
+        self.rounds = 0
+        self.exact_calls = 0
+
+    def add(self, items: tuple[int, ...]) -> bool:
+        if items in self.seen or self.fixed[list(items)].any():
+            return False
+        self.seen.add(items)
+        self.cols.append(items)
+        v = self.lp.NumVar(0, self.lp.infinity(), "")
+        for i in items:
+            self.rows[i].SetCoefficient(v, 1)
+        self.obj.SetCoefficient(v, 1)
+        self.vars.append(v)
+        return True
+
+    def solve_lp(self) -> None:
+        self.lp.Solve()
+        self.value = self.obj.Value()
+        pi = np.asarray([r.dual_value() for r in self.rows], dtype=np.float64)
+        pi[self.fixed] = 0.0
+        self.duals = np.clip(pi, 0.0, None)
+        self.rounds += 1
+
+    def lam(self) -> FloatArray:
+        return np.asarray([v.solution_value() for v in self.vars], dtype=np.float64)
+
+    # -- pricing heuristics: each returns (value, sorted items) with value > 1
+
+    def _extend(self, chosen: list[int], load: IntArray, ratio: bool) -> list[int]:
+        a, c, pi = self.a, self.c, self.duals
+        avail = pi > EPS
+        avail[chosen] = False
+        while True:
+            rem = c - load
+            ok = avail & (a <= rem).all(axis=1)
+            if not ok.any():
+                return chosen
+            idx = np.flatnonzero(ok)
+            if ratio:
+                score = pi[idx] / ((a[idx] / np.maximum(rem, 1)).sum(axis=1) + EPS)
+            else:
+                score = pi[idx]
+            k = int(idx[np.argmax(score)])
+            chosen.append(k)
+            load = load + a[k]
+            avail[k] = False
+
+    def _price_heuristic(self) -> list[tuple[float, tuple[int, ...]]]:
+        a, c, pi, rng = self.a, self.c, self.duals, self.rng
+        cand = np.flatnonzero(pi > EPS)
+        out: list[tuple[float, tuple[int, ...]]] = []
+
+        def keep(chosen: list[int]) -> None:
+            v = float(pi[chosen].sum())
+            if v > 1 + EPS:
+                out.append((v, tuple(sorted(chosen))))
+
+        if not len(cand):
+            return out
+        by_value = cand[np.argsort(-pi[cand], kind="stable")]
+        half = CG_SEEDS // 2
+        seeds = (
+            by_value[:half].tolist()
+            + rng.choice(cand, min(len(cand), CG_SEEDS - half), replace=False).tolist()
+        )
+        top = by_value[:PAIR_POOL]
+        few_per_bin = len(cand) <= 4.5 * max(1.0, float(pi.sum()))
+        for s_i, i in enumerate(dict.fromkeys(seeds)):
+            # greedy fill from the seed by value per room used
+            keep(self._extend([i], a[i].copy(), ratio=True))
+            if s_i >= TRIPLE_SEEDS or not few_per_bin:
+                continue
+            # the best triple through the seed (best third item for every partner)
+            js = top[(a[top] <= c - a[i]).all(axis=1) & (top != i)]
+            if not len(js):
+                continue
+            r = c - a[i] - a[js]
+            fit = (a[js][None, :, :] <= r[:, None, :]).all(axis=-1)
+            np.fill_diagonal(fit, False)
+            pk = np.where(fit, pi[js][None, :], 0.0)
+            kbest = np.argmax(pk, axis=1)
+            third = pk[np.arange(len(js)), kbest]
+            val = pi[js] + third
+            for t in np.argsort(-val)[:3].tolist():
+                chosen = [i, int(js[t])]
+                if third[t] > 0:
+                    chosen.append(int(js[kbest[t]]))
+                keep(self._extend(chosen, a[chosen].sum(axis=0), ratio=False))
+        # the best pairs overall, completed greedily
+        if len(top) >= 2:
+            pair_fit = ((a[top][:, None, :] + a[top][None, :, :]) <= c).all(axis=-1)
+            v2 = np.where(pair_fit, pi[top][:, None] + pi[top][None, :], -1.0)
+            v2[np.tril_indices(len(top))] = -1.0
+            flat = v2.ravel()
+            k = min(CG_COLUMNS_PER_ROUND, int((flat > 0).sum()))
+            if k > 0:
+                for t, f in enumerate(np.argpartition(-flat, k - 1)[:k].tolist()):
+                    p, q = divmod(f, len(top))
+                    chosen = [int(top[p]), int(top[q])]
+                    keep(self._extend(chosen, a[chosen].sum(axis=0), ratio=t % 2 == 1))
+        return out
+
+    def _price_exact(self, time_s: float) -> tuple[tuple[float, tuple[int, ...]] | None, float]:
+        """The best column (or None) and an upper bound on the best column's value."""
+        a, c, pi = self.a, self.c, self.duals
+        cand = np.flatnonzero(pi > 0)
+        if not len(cand):
+            return None, 0.0
+        scale = 1_000_000
+        model = cp_model.CpModel()
+        z = [model.new_bool_var(f"z[{i}]") for i in cand]
+        for k in range(self.d):
+            model.add(cp_model.LinearExpr.weighted_sum(z, a[cand, k].tolist()) <= int(c[k]))
+        # rounded up: the bound stays an upper bound on the true best value
+        coef = np.ceil(pi[cand] * scale).astype(np.int64)
+        model.maximize(cp_model.LinearExpr.weighted_sum(z, coef.tolist()))
+        solver = _solver(time_s, self.seed, 1)
+        status = solver.solve(model)
+        self.exact_calls += 1
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None, math.inf
+        chosen = [int(cand[k]) for k, v in enumerate(z) if solver.boolean_value(v)]
+        ub = solver.best_objective_bound / scale
+        return (float(pi[chosen].sum()), tuple(sorted(chosen))), ub
+
+    def price_round(self, exact_time_s: float) -> tuple[int, int | None]:
+        """Solve the LP and add columns. Returns (columns added, a lower bound on the bins of
+        the original problem when the round gives one)."""
+        self.solve_lp()
+        found = sorted(self._price_heuristic(), reverse=True)
+        added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
+        if added or exact_time_s <= 0 or self.fixed.any():
+            return added, None
+        col, ub = self._price_exact(exact_time_s)
+        bound = None
+        if math.isfinite(ub):
+            # Farley: sum(pi) / max(1, best column value) bounds the LP from below
+            bound = math.ceil(float(self.duals.sum()) / max(1.0, ub) - EPS)
+        if col is not None and col[0] > 1 + EPS and self.add(col[1]):
+            added = 1
+        return added, bound
+
+    def fix(self) -> int:
+        """Fix the columns the LP chooses (lambda >= DIVE_FIX_AT, largest first, disjoint; at
+        least the largest) and forbid the columns that overlap them. Returns how many."""
+        lam = self.lam()
+        fixed_now = 0
+        for p in np.argsort(-lam, kind="stable").tolist():
+            if p in self.fixed_cols or lam[p] < EPS:
+                continue
+            if lam[p] < DIVE_FIX_AT and fixed_now:
+                break
+            items = list(self.cols[p])
+            if self.fixed[items].any():
+                continue
+            self.fixed[items] = True
+            self.fixed_cols.append(p)
+            self.vars[p].SetLb(1)
+            fixed_now += 1
+        if fixed_now:
+            # columns overlapping the fixed ones are forbidden; what is left of the incumbent's
+            # bins and of the columns in use keeps every other item coverable
+            fixed_set = set(self.fixed_cols)
+            restrict: list[tuple[int, ...]] = []
+            for p, col in enumerate(self.cols):
+                if p not in fixed_set and self.fixed[list(col)].any():
+                    self.vars[p].SetUb(0)
+                    if p < self.initial or lam[p] > EPS:
+                        restrict.append(tuple(i for i in col if not self.fixed[i]))
+            for col in restrict:
+                if col:
+                    self.add(col)
+        return fixed_now
+
+    def packing_of_fixed(self) -> tuple[IntArray, int]:
+        out = np.full(self.n, -1, dtype=np.int64)
+        for b, p in enumerate(self.fixed_cols):
+            out[list(self.cols[p])] = b
+        return out, len(self.fixed_cols)
+
+
+def _cg_search(
+    a: IntArray,
+    c: IntArray,
+    x: IntArray,
+    lb: int,
+    deadline: float,
+    seed: int,
+    stats: dict[str, float],
+) -> tuple[IntArray, int]:
+    """Column generation, then a dive. Returns (best packing, lower bound)."""
+    cg = _ColumnGeneration(a, c, x, seed)
+    start = time.monotonic()
+    root_end = start + 0.65 * (deadline - start)
+    best = x
+    while time.monotonic() < root_end:
+        added, bound = cg.price_round(min(CG_EXACT_PRICING_S, root_end - time.monotonic()))
+        if bound is not None and bound > lb:
+            lb = bound
+        if lb >= _bins_used(best):
+            break
+        if not added:
+            break
+    stats["cg_rounds"] = cg.rounds
+    stats["cg_columns"] = len(cg.cols)
+    stats["cg_lp"] = round(cg.value, 3)
+    stats["cg_exact_calls"] = cg.exact_calls
+    if lb >= _bins_used(best):
+        return best, lb
+    # dive
+    while time.monotonic() < deadline:
+        cg.solve_lp()
+        if math.ceil(cg.value - EPS) >= _bins_used(best):
+            stats["dive_cut"] = stats.get("dive_cut", 0) + 1
+            break
+        lam = cg.lam()
+        if (np.minimum(lam, 1 - lam) < EPS).all():  # integral
+            out = np.full(len(a), -1, dtype=np.int64)
+            for b, p in enumerate(np.flatnonzero(lam > 0.5).tolist()):
+                out[[i for i in cg.cols[p] if out[i] < 0]] = b
+            if _bins_used(out) < _bins_used(best):
+                best = _relabel(out)
+            break
+        if not cg.fix():
+            break
+        rest = np.flatnonzero(~cg.fixed)
+        if len(rest) <= DIVE_RESIDUAL_ITEMS:
+            out, b = cg.packing_of_fixed()
+            if len(rest):
+                sub = greedy_pack(a[rest], c)
+                left = deadline - time.monotonic()
+                ub_sub = _bins_used(sub)
+                if len(rest) * (ub_sub - 1) <= FULL_MODEL_MAX_VARS and left > 0:
+                    lb_sub = lower_bound(a[rest], c)
+                    if ub_sub > lb_sub:
+                        better, _ = _full_model(a[rest], c, sub, lb_sub, 0.5 * left, seed, 1)
+                        if better is not None:
+                            sub = better
+                out[rest] = sub + b
+            if _bins_used(out) < _bins_used(best):
+                best = _relabel(out)
+            break
+        for _ in range(3):  # a few pricing rounds over the items left
+            if time.monotonic() >= deadline or not cg.price_round(0.0)[0]:
+                break
+    stats["dive_fixed"] = len(cg.fixed_cols)
+    return best, lb
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -643,20 +940,18 @@ def min_bins(
         if t is not None:
             x, proven = t, True
             stats["method_triples"] = 1
-    if not proven and left() > 0 and _bins_used(x) * KNAPSACK_TIME_S * 0.4 < 0.5 * left():
-        # the bin-by-bin knapsack fill, when it should take less than half the time left
-        y = _knapsack_fill(a, c, time.monotonic() + 0.6 * left(), seed)
-        if y is not None:
-            stats["knapsack_bins"] = _bins_used(y)
-            if _bins_used(y) < _bins_used(x):
-                x = _relabel(y)
-        proven = _bins_used(x) <= lb
     if not proven and left() > 0 and n * (_bins_used(x) - 1) <= FULL_MODEL_MAX_VARS:
-        better, optimal = _full_model(a, c, x, lb, 0.5 * left(), seed, num_workers)
+        better, optimal = _full_model(a, c, x, lb, 0.3 * left(), seed, num_workers)
         if better is not None:
             x = better
         proven = optimal or _bins_used(x) <= lb
         stats["full_model"] = 1
+    if not proven and left() > 0 and bool((a >= 0).all()):
+        y, lb = _cg_search(a, c, x, lb, time.monotonic() + 0.85 * left(), seed, stats)
+        if _bins_used(y) < _bins_used(x):
+            x = y
+            stats["cg_bins"] = _bins_used(y)
+        proven = _bins_used(x) <= lb
     if not proven and left() > 0:
         x = _tabu_reduce(a, c, x, lb, deadline, rng, stats)
         proven = _bins_used(x) <= lb
