@@ -278,3 +278,38 @@ def test_gpu_nodes_woken_by_a_wasteful_packing_are_packed_onto_fewer(tiny):
         for node, gpus in slots:
             cluster.release(node, specs[wid].resources, gpus)
     assert (cluster.gpu_free[gpu_nodes][:, :2] == 1000).all()
+
+
+def test_work_stranded_over_nodes_gets_room_by_swapping_two_replicas(tiny):
+    from scheduler.domain import ReplicaPlacement
+    from scheduler.solver.cpsat import _make_room
+    from scheduler.solver.filters import eligibility_of
+    from scheduler.solver.greedy import NodeIndex
+
+    def job(cores: float, gib: float) -> WorkloadSpec:
+        r = Resources(int(cores * 1000), int(gib * 1024))
+        return WorkloadSpec(tenant="t", resources=r, allowed_sites=("near",))
+
+    # near-0: 1 core and 0.5 GiB free; near-1: no core but 4 GiB free. The new 1-core, 1 GiB
+    # job fits neither, and no replica can simply move; swapping x (1 core, 4 GiB) on near-0
+    # with y (1 core, 1 GiB) on near-1 makes room on near-0.
+    specs = {"x": job(1, 4), "z": job(2, 3.5), "y1": job(3, 3), "y": job(1, 1), "new": job(1, 1)}
+    p = Problem(tiny, Cluster(tiny), tuple(PendingWorkload(w, s) for w, s in specs.items()))
+    cluster = p.cluster.copy()
+    n0, n1 = (cluster.index[f"near/cpu-{i:04d}"] for i in (0, 1))
+    placements = {}
+    for wid, node in (("x", n0), ("z", n0), ("y1", n1), ("y", n1)):
+        cluster.allocate(node, specs[wid].resources)
+        placements[wid] = (ReplicaPlacement(0, "near", cluster.node_names[node], 1.0),)
+    elig = eligibility_of(tiny, cluster, specs.items(), SolverParams())
+    rest = [w for w in p.workloads if w.id == "new"]
+    _make_room(p, SolverParams(), cluster, NodeIndex(cluster), elig, placements, rest, None)
+    assert "new" in placements
+    assert {placements[w][0].node for w in ("x", "new")} == {"near/cpu-0001", "near/cpu-0000"}
+    # the placements are exactly what the cluster holds
+    for wid, reps in placements.items():
+        for rp in reps:
+            cluster.release(cluster.index[rp.node], specs[wid].resources, ())
+    assert (cluster.free_cpu == cluster.cap_cpu).all() and (
+        cluster.free_mem == cluster.cap_mem
+    ).all()

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ortools.linear_solver import pywraplp
@@ -493,6 +493,9 @@ def solve_valley(
     if deadline is not None:
         limit = min(limit, deadline - time.monotonic())
     end = started + limit
+    # the repairs at the end of packing (GPU re-pack, room for stranded work) are worth more
+    # than the last milliseconds of CP-SAT: a slow machine may let them run this much late
+    grace = min(0.1, 0.1 * limit)
     index = greedy.NodeIndex(problem.cluster)
     elig = eligibility_of(
         problem.scenario, problem.cluster, ((w.id, w.spec) for w in problem.workloads), params
@@ -537,7 +540,7 @@ def solve_valley(
     t = time.perf_counter()
     if lp is not None:
         placements = pack(
-            problem, params, cluster, index, elig, model, _round_hint(model, lp[1]), end
+            problem, params, cluster, index, elig, model, _round_hint(model, lp[1]), end + grace
         )
         status = SolveStatus.FEASIBLE
     else:
@@ -577,7 +580,7 @@ def solve_valley(
             if value < hint_value - 1e-9:
                 # a better decision: pack it too and keep the better of the two placements
                 other = problem.cluster.copy()
-                alt = pack(problem, params, other, index, elig, model, counts, end)
+                alt = pack(problem, params, other, index, elig, model, counts, end + grace)
                 if (
                     evaluate(problem, alt, params).objective
                     < evaluate(problem, placements, params).objective
@@ -913,6 +916,9 @@ def pack(
     placed_or_final = set(placements) | {w.id for w in problem.workloads if elig[w.id].final_reason}
     rest = [w for w in problem.workloads if w.id not in placed_or_final]
     placements.update(_greedy_pass(problem, params, cluster, index, elig, rest))
+    rest = [w for w in rest if w.id not in placements]
+    if rest:
+        _make_room(problem, params, cluster, index, elig, placements, rest, deadline)
     if problem.gpu_target:
         _refit_gpu_work(problem, cluster, index, elig, placements)
     return placements
@@ -1129,6 +1135,136 @@ def _repack_gpu_pools(
                 gs = tuple(range(next_gpu[b], next_gpu[b] + r.gpus))
                 next_gpu[b] += r.gpus
                 got[wid][i] = (node, cluster.allocate(node, r, gs))
+
+
+MAKE_ROOM_MAX_MOVES = 500
+
+
+def _make_room(
+    problem: Problem,
+    params: SolverParams,
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    elig: Mapping[str, Eligibility],
+    placements: dict[str, tuple[ReplicaPlacement, ...]],
+    rest: Sequence[PendingWorkload],
+    deadline: float | None,
+) -> None:
+    """Place workloads that found no node although their pool has the capacity in sum,
+    stranded over nodes (CPU free where memory is not, and the other way round): move one
+    replica placed this cycle from a node that nearly fits to another powered node of the
+    same pool where it fits, then place. Moves stay in the pool and on powered nodes, so SLOs,
+    topology and costs stay as they were. Higher priority first. Changes ``cluster`` and
+    ``placements`` in place."""
+    specs = {w.id: w.spec for w in problem.workloads}
+    on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for wid, reps in placements.items():
+        if specs[wid].resources.wants_gpu:
+            continue  # CPU-only replicas move (no GPU indices to redo)
+        for i, rp in enumerate(reps):
+            on_node[cluster.index[rp.node]].append((wid, i))
+    moves = 0
+
+    def move(wid: str, i: int, a: int, b: int, *, allocate: bool = True) -> None:
+        if allocate:
+            x = specs[wid].resources
+            cluster.release(a, x, ())
+            cluster.allocate(b, x, ())
+        on_node[a].remove((wid, i))
+        on_node[b].append((wid, i))
+        reps = list(placements[wid])
+        reps[i] = replace(reps[i], node=cluster.node_names[b])
+        placements[wid] = tuple(reps)
+
+    def room_for(r: Resources, pools: Sequence[int]) -> bool:
+        """A move, or a swap of two replicas, that frees a node of ``pools`` for ``r``; False
+        if none was found."""
+        nonlocal moves
+        for pi in pools:
+            nodes = index.by_pool[pi]
+            awake = nodes[cluster.replicas_on[nodes] > 0]
+            short_cpu = np.maximum(0, r.cpu_millis - cluster.free_cpu[awake])
+            short_mem = np.maximum(0, r.memory_mib - cluster.free_mem[awake])
+            # nodes that nearly fit first
+            need = short_cpu / cluster.cap_cpu[awake] + short_mem / cluster.cap_mem[awake]
+            candidates = np.argsort(need, kind="stable")[:200].tolist()
+            # the movable replicas of the pool: node, cores, memory
+            movable = [(n, it) for n in awake.tolist() for it in on_node.get(n, ())]
+            if not movable:
+                continue
+            y_node = np.asarray([n for n, _ in movable], dtype=np.int64)
+            y_cpu = np.asarray(
+                [specs[it[0]].resources.cpu_millis for _, it in movable], dtype=np.int64
+            )
+            y_mem = np.asarray(
+                [specs[it[0]].resources.memory_mib for _, it in movable], dtype=np.int64
+            )
+            for k in candidates:
+                a = int(awake[k])
+                for wid, i in list(on_node.get(a, ())):
+                    x = specs[wid].resources
+                    if x.cpu_millis < short_cpu[k] or x.memory_mib < short_mem[k]:
+                        continue
+                    # a move: x to another powered node where it fits
+                    targets = awake[(awake != a) & cluster.fit_mask(x, awake)]
+                    if len(targets):
+                        b = int(targets[int(np.argmin(greedy.best_fit(cluster, targets, x)))])
+                        move(wid, i, a, b)
+                        moves += 1
+                        return True
+                    # a swap: x with a replica y of node b, so that b still holds x and a
+                    # then fits r
+                    fb_cpu, fb_mem = cluster.free_cpu[y_node], cluster.free_mem[y_node]
+                    fa_cpu, fa_mem = int(cluster.free_cpu[a]), int(cluster.free_mem[a])
+                    ok = (
+                        (y_node != a)
+                        & (y_cpu >= x.cpu_millis - fb_cpu)
+                        & (y_mem >= x.memory_mib - fb_mem)
+                        & (y_cpu <= fa_cpu + x.cpu_millis - r.cpu_millis)
+                        & (y_mem <= fa_mem + x.memory_mib - r.memory_mib)
+                    )
+                    if not ok.any():
+                        continue
+                    j = int(np.flatnonzero(ok)[0])
+                    b, (ywid, yi) = movable[j]
+                    y = specs[ywid].resources
+                    cluster.release(b, y, ())
+                    cluster.release(a, x, ())
+                    cluster.allocate(b, x, ())
+                    cluster.allocate(a, y, ())
+                    move(wid, i, a, b, allocate=False)
+                    move(ywid, yi, b, a, allocate=False)
+                    moves += 2
+                    return True
+        return False
+
+    from scheduler.solver.heuristics import cheapest_site_order
+
+    order = cheapest_site_order(problem, params)
+    for w in sorted(rest, key=lambda w: -w.spec.priority):
+        e = elig[w.id]
+        for _ in range(w.spec.replica_count + 1):  # room for each replica, then place
+            if moves >= MAKE_ROOM_MAX_MOVES or (
+                deadline is not None and time.perf_counter() > deadline
+            ):
+                return
+            placed = greedy.place_workload(
+                cluster, problem.scenario, index, w.spec, e, greedy.best_fit, order
+            )
+            if placed is not None:
+                placements[w.id] = placed
+                break
+            # room in the sites where no node fits a replica now, else anywhere it may go
+            r = w.spec.resources
+            full = [
+                p
+                for site in e.sites
+                if not cluster.fit_mask(r, index.nodes(e.pools_by_site[site])).any()
+                for p in e.pools_by_site[site]
+            ]
+            pools = full or list(e.pools)
+            if not room_for(w.spec.resources, pools):
+                break
 
 
 def _topology_ok(
