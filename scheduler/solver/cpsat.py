@@ -764,48 +764,53 @@ def _pack_pool(
         axis=1,
     )
     size = norm.max(axis=1)
+    norm_sq = norm * norm
+    # the demand still to place, per dimension (kept up to date as replicas are placed)
+    remaining = (norm * left[:, None]).sum(axis=0)
+    has_gpus = cap.gpus > 0
+    avail = np.zeros(4, dtype=np.int64)
     awake = cluster.replicas_on[nodes] > 0
     fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
     order = nodes[np.lexsort((nodes, -fullness, ~awake))]
     for node in order.tolist():
         while True:
-            g = cluster.gpu_free[node]
-            whole = int((g == GPU_MILLIS).sum())
-            best_frac = int(g.max()) if cap.gpus else 0
-            fit = (
-                (left > 0)
-                & (demand[:, 0] <= cluster.free_cpu[node])
-                & (demand[:, 1] <= cluster.free_mem[node])
-                & (demand[:, 2] <= whole)
-                & (demand[:, 3] <= best_frac)
-            )
+            free_cpu = int(cluster.free_cpu[node])
+            free_mem = int(cluster.free_mem[node])
+            avail[0], avail[1] = free_cpu, free_mem
+            gpu_free_share = 0.0
+            if has_gpus:
+                g = cluster.gpu_free[node]
+                avail[2] = int((g == GPU_MILLIS).sum())
+                avail[3] = int(g.max())
+                gpu_free_share = float(g[g > 0].sum()) / gpu_total
+            fit = (left > 0) & (demand <= avail).all(axis=1)
             if not fit.any():
                 break
-            free = np.array(
-                [
-                    cluster.free_cpu[node] / cap.cpu_millis,
-                    cluster.free_mem[node] / cap.memory_mib,
-                    float(np.where(g > 0, g, 0).sum()) / gpu_total,
-                ]
-            )
             # weight each dimension by the demand still to place in it, and prefer the shape
             # that leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
-            weight = (norm * left[:, None]).sum(axis=0)
-            weight /= max(float(weight.sum()), 1e-12)
-            score = np.where(fit, (2.0 * norm * free - norm * norm) @ weight + 1e-9 * size, -np.inf)
+            weight = remaining / max(float(remaining.sum()), 1e-12)
+            free_w = np.array(
+                [
+                    2.0 * free_cpu / cap.cpu_millis * weight[0],
+                    2.0 * free_mem / cap.memory_mib * weight[1],
+                    2.0 * gpu_free_share * weight[2],
+                ]
+            )
+            score = norm @ free_w - norm_sq @ weight + 1e-9 * size
+            score[~fit] = -np.inf
             t = int(np.argmax(score))
             # place half of what still fits of that shape at once, then choose again: as good
             # as one at a time on the mixes measured, with half the steps
             r = shapes[t]
-            fits = min(
-                int(cluster.free_cpu[node] // max(r.cpu_millis, 1)),
-                int(cluster.free_mem[node] // max(r.memory_mib, 1)),
-            )
+            fits = min(free_cpu // max(r.cpu_millis, 1), free_mem // max(r.memory_mib, 1))
+            placed = 0
             for _ in range(max(1, min(int(left[t]), fits // 2))):
                 if not cluster.fits(node, r):
                     break
                 out[t].append((node, cluster.allocate(node, r)))
-                left[t] -= 1
+                placed += 1
+            left[t] -= placed
+            remaining -= placed * norm[t]
         if not left.sum():
             break
     return out
