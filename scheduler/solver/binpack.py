@@ -612,8 +612,9 @@ def _tabu_attempt(
 # columns added per pricing round, and seeds of each pricing heuristic
 CG_COLUMNS_PER_ROUND = 60
 CG_SEEDS = 20
-# seeds of the triple heuristic (when bins hold few items) and items considered for pairs
-TRIPLE_SEEDS = 6
+# partners x thirds x dimensions looked at per seed by the triple heuristic (when bins hold
+# few items), and items considered for the best pairs
+TRIPLE_CELLS = 1_000_000
 PAIR_POOL = 200
 # time limit of one exact pricing problem (CP-SAT)
 CG_EXACT_PRICING_S = 0.3
@@ -652,6 +653,9 @@ class _ColumnGeneration:
         for b in range(_bins_used(x)):
             self.add(tuple(np.flatnonzero(x == b).tolist()))
         self.initial = len(self.cols)
+        # no bin holds more items than this (the smallest sizes of every dimension)
+        low = np.cumsum(np.sort(np.clip(a, 0, None), axis=0), axis=0)
+        self.max_per_bin = int((low <= c).all(axis=1).sum())
         self.value = math.inf
         self.duals = np.zeros(self.n)
         self.rounds = 0
@@ -682,8 +686,8 @@ class _ColumnGeneration:
 
     # -- pricing heuristics: each returns (value, sorted items) with value > 1
 
-    def _extend(self, chosen: list[int], load: IntArray, ratio: bool) -> list[int]:
-        a, c, pi = self.a, self.c, self.duals
+    def _extend(self, pi: FloatArray, chosen: list[int], load: IntArray, ratio: bool) -> list[int]:
+        a, c = self.a, self.c
         avail = pi > EPS
         avail[chosen] = False
         while True:
@@ -701,8 +705,8 @@ class _ColumnGeneration:
             load = load + a[k]
             avail[k] = False
 
-    def _price_heuristic(self) -> list[tuple[float, tuple[int, ...]]]:
-        a, c, pi, rng = self.a, self.c, self.duals, self.rng
+    def _price_heuristic(self, pi: FloatArray) -> list[tuple[float, tuple[int, ...]]]:
+        a, c, rng = self.a, self.c, self.rng
         cand = np.flatnonzero(pi > EPS)
         out: list[tuple[float, tuple[int, ...]]] = []
 
@@ -721,13 +725,16 @@ class _ColumnGeneration:
         )
         top = by_value[:PAIR_POOL]
         few_per_bin = len(cand) <= 4.5 * max(1.0, float(pi.sum()))
-        for s_i, i in enumerate(dict.fromkeys(seeds)):
+        triple_pool = int(math.sqrt(TRIPLE_CELLS / self.d))
+        for i in dict.fromkeys(seeds):
             # greedy fill from the seed by value per room used
-            keep(self._extend([i], a[i].copy(), ratio=True))
-            if s_i >= TRIPLE_SEEDS or not few_per_bin:
+            keep(self._extend(pi, [i], a[i].copy(), ratio=True))
+            if not few_per_bin:
                 continue
             # the best triple through the seed (best third item for every partner)
-            js = top[(a[top] <= c - a[i]).all(axis=1) & (top != i)]
+            js = cand[(a[cand] <= c - a[i]).all(axis=1) & (cand != i)]
+            if len(js) > triple_pool:
+                js = rng.choice(js, triple_pool, replace=False)
             if not len(js):
                 continue
             r = c - a[i] - a[js]
@@ -741,7 +748,7 @@ class _ColumnGeneration:
                 chosen = [i, int(js[t])]
                 if third[t] > 0:
                     chosen.append(int(js[kbest[t]]))
-                keep(self._extend(chosen, a[chosen].sum(axis=0), ratio=False))
+                keep(self._extend(pi, chosen, a[chosen].sum(axis=0), ratio=False))
         # the best pairs overall, completed greedily
         if len(top) >= 2:
             pair_fit = ((a[top][:, None, :] + a[top][None, :, :]) <= c).all(axis=-1)
@@ -753,7 +760,7 @@ class _ColumnGeneration:
                 for t, f in enumerate(np.argpartition(-flat, k - 1)[:k].tolist()):
                     p, q = divmod(f, len(top))
                     chosen = [int(top[p]), int(top[q])]
-                    keep(self._extend(chosen, a[chosen].sum(axis=0), ratio=t % 2 == 1))
+                    keep(self._extend(pi, chosen, a[chosen].sum(axis=0), ratio=t % 2 == 1))
         return out
 
     def _price_exact(self, time_s: float) -> tuple[tuple[float, tuple[int, ...]] | None, float]:
@@ -767,6 +774,7 @@ class _ColumnGeneration:
         z = [model.new_bool_var(f"z[{i}]") for i in cand]
         for k in range(self.d):
             model.add(cp_model.LinearExpr.weighted_sum(z, a[cand, k].tolist()) <= int(c[k]))
+        model.add(sum(z) <= self.max_per_bin)
         # rounded up: the bound stays an upper bound on the true best value
         coef = np.ceil(pi[cand] * scale).astype(np.int64)
         model.maximize(cp_model.LinearExpr.weighted_sum(z, coef.tolist()))
@@ -783,7 +791,7 @@ class _ColumnGeneration:
         """Solve the LP and add columns. Returns (columns added, a lower bound on the bins of
         the original problem when the round gives one)."""
         self.solve_lp()
-        found = sorted(self._price_heuristic(), reverse=True)
+        found = sorted(self._price_heuristic(self.duals), reverse=True)
         added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
         if added or exact_time_s <= 0 or self.fixed.any():
             return added, None
