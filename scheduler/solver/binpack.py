@@ -618,8 +618,6 @@ TRIPLE_CELLS = 1_000_000
 PAIR_POOL = 200
 # time limit of one exact pricing problem (CP-SAT)
 CG_EXACT_PRICING_S = 0.3
-# columns with at least this LP value are fixed in one step of the dive
-DIVE_FIX_AT = 0.5
 # the residual of a dive is handed to the general search at this many items
 DIVE_RESIDUAL_ITEMS = 25
 EPS = 1e-6
@@ -650,6 +648,7 @@ class _ColumnGeneration:
         self.seen: set[tuple[int, ...]] = set()
         self.fixed = np.zeros(self.n, dtype=bool)  # items in a fixed column
         self.fixed_cols: list[int] = []
+        self.forbidden: list[int] = []
         for b in range(_bins_used(x)):
             self.add(tuple(np.flatnonzero(x == b).tolist()))
         self.initial = len(self.cols)
@@ -804,15 +803,26 @@ class _ColumnGeneration:
             added = 1
         return added, bound
 
-    def fix(self) -> int:
+    def reset_dive(self) -> None:
+        for p in self.fixed_cols:
+            self.vars[p].SetLb(0)
+        for p in self.forbidden:
+            self.vars[p].SetUb(self.lp.infinity())
+        self.fixed[:] = False
+        self.fixed_cols = []
+        self.forbidden = []
+
+    def fix(self, fix_at: float, shuffle: bool) -> int:
         """Fix the columns the LP chooses (lambda >= DIVE_FIX_AT, largest first, disjoint; at
         least the largest) and forbid the columns that overlap them. Returns how many."""
         lam = self.lam()
+        if shuffle:
+            lam = lam * self.rng.uniform(0.8, 1.0, len(lam))
         fixed_now = 0
         for p in np.argsort(-lam, kind="stable").tolist():
             if p in self.fixed_cols or lam[p] < EPS:
                 continue
-            if lam[p] < DIVE_FIX_AT and fixed_now:
+            if lam[p] < fix_at and fixed_now:
                 break
             items = list(self.cols[p])
             if self.fixed[items].any():
@@ -829,6 +839,7 @@ class _ColumnGeneration:
             for p, col in enumerate(self.cols):
                 if p not in fixed_set and self.fixed[list(col)].any():
                     self.vars[p].SetUb(0)
+                    self.forbidden.append(p)
                     if p < self.initial or lam[p] > EPS:
                         restrict.append(tuple(i for i in col if not self.fixed[i]))
             for col in restrict:
@@ -851,12 +862,14 @@ def _cg_search(
     deadline: float,
     seed: int,
     stats: dict[str, float],
-) -> tuple[IntArray, int]:
-    """Column generation, then a dive. Returns (best packing, lower bound)."""
+) -> tuple[IntArray, int, int]:
+    """Column generation, then dives. Returns (best packing, lower bound, the LP's rounded-up
+    value when no column prices out any more, else 0)."""
     cg = _ColumnGeneration(a, c, x, seed)
     start = time.monotonic()
-    root_end = start + 0.65 * (deadline - start)
+    root_end = start + 0.75 * (deadline - start)
     best = x
+    converged = False
     while time.monotonic() < root_end:
         added, bound = cg.price_round(min(CG_EXACT_PRICING_S, root_end - time.monotonic()))
         if bound is not None and bound > lb:
@@ -864,29 +877,57 @@ def _cg_search(
         if lb >= _bins_used(best):
             break
         if not added:
+            converged = True
             break
+    cg.solve_lp()
+    lp_bins = math.ceil(cg.value - EPS)
     stats["cg_rounds"] = cg.rounds
     stats["cg_columns"] = len(cg.cols)
     stats["cg_lp"] = round(cg.value, 3)
     stats["cg_exact_calls"] = cg.exact_calls
-    if lb >= _bins_used(best):
-        return best, lb
-    # dive
+    stats["cg_root_s"] = round(time.monotonic() - start, 2)
+    dives = 0
+    while time.monotonic() < deadline and _bins_used(best) > max(lb, lp_bins):
+        fix_at, rounds = DIVES[dives % len(DIVES)]
+        y = _dive(cg, best, fix_at, rounds, dives >= len(DIVES), deadline, seed)
+        dives += 1
+        if y is not None and _bins_used(y) < _bins_used(best):
+            best = _relabel(y)
+            stats["dive_improved"] = dives
+        cg.reset_dive()
+    stats["dives"] = dives
+    stats["dive_s"] = round(time.monotonic() - start - stats["cg_root_s"], 2)
+    return best, lb, lp_bins if converged else 0
+
+
+# (fix columns with at least this LP value, pricing rounds between two fixings) per dive
+DIVES = ((0.5, 3), (0.8, 5), (0.95, 8))
+
+
+def _dive(
+    cg: _ColumnGeneration,
+    best: IntArray,
+    fix_at: float,
+    rounds: int,
+    shuffle: bool,
+    deadline: float,
+    seed: int,
+) -> IntArray | None:
+    """Fix the columns the LP chooses, price over the items left, and again, until few items
+    are left (packed by the greedies and the exact model) or the LP cannot beat ``best``."""
+    a, c = cg.a, cg.c
     while time.monotonic() < deadline:
         cg.solve_lp()
         if math.ceil(cg.value - EPS) >= _bins_used(best):
-            stats["dive_cut"] = stats.get("dive_cut", 0) + 1
-            break
+            return None
         lam = cg.lam()
         if (np.minimum(lam, 1 - lam) < EPS).all():  # integral
             out = np.full(len(a), -1, dtype=np.int64)
             for b, p in enumerate(np.flatnonzero(lam > 0.5).tolist()):
                 out[[i for i in cg.cols[p] if out[i] < 0]] = b
-            if _bins_used(out) < _bins_used(best):
-                best = _relabel(out)
-            break
-        if not cg.fix():
-            break
+            return out
+        if not cg.fix(fix_at, shuffle):
+            return None
         rest = np.flatnonzero(~cg.fixed)
         if len(rest) <= DIVE_RESIDUAL_ITEMS:
             out, b = cg.packing_of_fixed()
@@ -897,18 +938,17 @@ def _cg_search(
                 if len(rest) * (ub_sub - 1) <= FULL_MODEL_MAX_VARS and left > 0:
                     lb_sub = lower_bound(a[rest], c)
                     if ub_sub > lb_sub:
-                        better, _ = _full_model(a[rest], c, sub, lb_sub, 0.5 * left, seed, 1)
+                        better, _ = _full_model(
+                            a[rest], c, sub, lb_sub, min(1.0, 0.5 * left), seed, 1
+                        )
                         if better is not None:
                             sub = better
                 out[rest] = sub + b
-            if _bins_used(out) < _bins_used(best):
-                best = _relabel(out)
-            break
-        for _ in range(3):  # a few pricing rounds over the items left
+            return out
+        for _ in range(rounds):  # pricing over the items left
             if time.monotonic() >= deadline or not cg.price_round(0.0)[0]:
                 break
-    stats["dive_fixed"] = len(cg.fixed_cols)
-    return best, lb
+    return None
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -938,6 +978,7 @@ def min_bins(
     x = greedy_pack(a, c)
     stats["greedy_bins"] = _bins_used(x)
     proven = _bins_used(x) <= lb
+    stop = False
     rng = np.random.default_rng(seed)
 
     def left() -> float:
@@ -955,12 +996,15 @@ def min_bins(
         proven = optimal or _bins_used(x) <= lb
         stats["full_model"] = 1
     if not proven and left() > 0 and bool((a >= 0).all()):
-        y, lb = _cg_search(a, c, x, lb, time.monotonic() + 0.85 * left(), seed, stats)
+        y, lb, lp_bins = _cg_search(a, c, x, lb, time.monotonic() + 0.9 * left(), seed, stats)
         if _bins_used(y) < _bins_used(x):
             x = y
             stats["cg_bins"] = _bins_used(y)
         proven = _bins_used(x) <= lb
-    if not proven and left() > 0:
+        # the LP, solved as far as pricing can tell, leaves nothing to gain: stop early (not a
+        # proof, so ``optimal`` stays False)
+        stop = stop or (lp_bins > 0 and _bins_used(x) <= lp_bins)
+    if not proven and not stop and left() > 0:
         x = _tabu_reduce(a, c, x, lb, deadline, rng, stats)
         proven = _bins_used(x) <= lb
     x = _relabel(x)
