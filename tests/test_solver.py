@@ -313,3 +313,36 @@ def test_work_stranded_over_nodes_gets_room_by_swapping_two_replicas(tiny):
     assert (cluster.free_cpu == cluster.cap_cpu).all() and (
         cluster.free_mem == cluster.cap_mem
     ).all()
+
+
+def test_gpu_pools_differing_only_in_model_are_packed_together(tiny):
+    from scheduler.domain import parse_scenario
+    from scheduler.solver.cpsat import _repack_gpu_pools
+    from scheduler.solver.filters import eligibility_of
+    from scheduler.solver.greedy import NodeIndex
+    from tests.conftest import TINY
+
+    h800 = TINY.split('gpu_model = "A800"')[0].rsplit("[[sites.green.pools]]", 1)[1]
+    h800 = h800.replace('name = "gpu"', 'name = "gpu-h800"')
+    text = TINY + "[[sites.green.pools]]" + h800 + 'gpu_model = "H800"\nidle_watts = 300.0\n'
+    text += "max_watts = 600.0\ngpu_watts = 700.0\n"
+    scenario = parse_scenario(text, "two-gpu-pools.toml")
+    cluster = Cluster(scenario)
+    index = NodeIndex(cluster)
+    only_h800 = WorkloadSpec(
+        tenant="t", resources=Resources(1000, 1024, gpus=1), gpu_models=("H800",)
+    )
+    any_gpu = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpus=1))
+    specs = {"h": only_h800, "f": any_gpu}
+    a800_node, h800_node = cluster.index["green/gpu-0000"], cluster.index["green/gpu-h800-0000"]
+    got = {
+        "h": [(h800_node, cluster.allocate(h800_node, only_h800.resources))],
+        "f": [(a800_node, cluster.allocate(a800_node, any_gpu.resources))],
+    }
+    elig = eligibility_of(scenario, cluster, specs.items(), SolverParams())
+    before = np.zeros(len(cluster.node_names), dtype=bool)
+    _repack_gpu_pools(cluster, index, specs, got, before, None, elig)
+    # one node holds both: the H800 node (the H800-only replica cannot leave it)
+    assert got["h"][0][0] == got["f"][0][0] == h800_node
+    assert cluster.replicas_on[a800_node] == 0 and cluster.replicas_on[h800_node] == 2
+    assert set(got["h"][0][1]) | set(got["f"][0][1]) == {0, 1}

@@ -912,7 +912,7 @@ def pack(
         kept[wid] = got[wid]
 
     _consolidate(cluster, index, specs, kept, awake_before)
-    _repack_gpu_pools(cluster, index, specs, kept, awake_before, deadline)
+    _repack_gpu_pools(cluster, index, specs, kept, awake_before, deadline, elig)
     placements = {
         wid: _to_placements(problem, cluster, specs[wid], nodes) for wid, nodes in kept.items()
     }
@@ -1053,6 +1053,62 @@ REPACK_MAX_ITEMS = 1500
 REPACK_TIME_S = 0.1
 
 
+@dataclass
+class _Items:
+    """Vector bin packing items built from replicas: a whole-GPU replica alone, or the
+    fractional shares grouped into one physical GPU (first fit decreasing by share)."""
+
+    vectors: list[tuple[int, int, int]] = field(default_factory=list)
+    groups: list[list[tuple[str, int]]] = field(default_factory=list)
+    is_unit: list[bool] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, reps: Sequence[tuple[str, int]], specs: Mapping[str, WorkloadSpec]) -> _Items:
+        out = cls()
+        frac = []
+        for wid, i in reps:
+            r = specs[wid].resources
+            if r.gpu_millis:
+                frac.append((wid, i))
+            else:
+                out.add([(wid, i)], (r.cpu_millis, r.memory_mib, r.gpus), False)
+        frac.sort(key=lambda it: (-specs[it[0]].resources.gpu_millis, it))
+        units: list[list[int]] = []  # per GPU: [millis, item]
+        for wid, i in frac:
+            r = specs[wid].resources
+            for u in units:
+                if u[0] + r.gpu_millis <= GPU_MILLIS:
+                    u[0] += r.gpu_millis
+                    cpu, mem, g = out.vectors[u[1]]
+                    out.vectors[u[1]] = (cpu + r.cpu_millis, mem + r.memory_mib, g)
+                    out.groups[u[1]].append((wid, i))
+                    break
+            else:
+                units.append([r.gpu_millis, len(out.vectors)])
+                out.add([(wid, i)], (r.cpu_millis, r.memory_mib, 1), True)
+        return out
+
+    def add(self, group: list[tuple[str, int]], vector: tuple[int, int, int], unit: bool) -> None:
+        self.groups.append(group)
+        self.vectors.append(vector)
+        self.is_unit.append(unit)
+
+    def array(self, idx: Sequence[int] | None = None) -> np.ndarray:
+        rows = self.vectors if idx is None else [self.vectors[k] for k in idx]
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def _interchangeable_gpu_pools(cluster: Cluster) -> list[list[int]]:
+    """GPU pools grouped per site by identical node shape and power model (they differ at
+    most in GPU model): a replica allowed on several of them costs the same on each."""
+    groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    for pi, pool in enumerate(cluster.pools):
+        if pool.node.gpus:
+            key = (pool.site, pool.node, pool.idle_watts, pool.max_watts, pool.gpu_watts)
+            groups[key].append(pi)
+    return list(groups.values())
+
+
 def _repack_gpu_pools(
     cluster: Cluster,
     index: greedy.NodeIndex,
@@ -1060,86 +1116,147 @@ def _repack_gpu_pools(
     got: dict[str, list[tuple[int, tuple[int, ...]]]],
     awake_before: np.ndarray,
     deadline: float | None,
+    elig: Mapping[str, Eligibility] | None = None,
 ) -> None:
     """Pack the replicas on the GPU nodes woken this cycle again, as a vector bin packing
     (``binpack.min_bins``), and keep the result when it needs fewer nodes. GPU nodes are few
-    and expensive to keep powered (1.5 kW idle), and packing by hand strands GPUs. Fractional
-    shares are first grouped into physical GPUs (first fit decreasing by share), so an item is
-    (cores, memory, GPUs) for a whole-GPU replica or for one GPU's group of shares, and any
-    packing of those items is a valid placement. Replicas stay in their pool (same site,
-    costs other than idle power unchanged). Changes ``cluster`` and ``got`` in place."""
+    and expensive to keep powered (1.5 kW idle), and packing by hand strands GPUs. An item is
+    (cores, memory, GPUs) for a whole-GPU replica or for one GPU's group of fractional shares
+    (``_Items``), so any packing of the items is a valid placement. Pools of a site that
+    differ only in GPU model are packed together: the replicas only one of them may take
+    first, each pool on its own, then the replicas any of them may take, into the room left
+    and then into as few more nodes as possible. Replicas stay in their site, on pools they
+    are allowed, at the same cost but for idle power. Changes ``cluster`` and ``got`` in
+    place."""
     on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for wid, slots in got.items():
         for i, (node, _) in enumerate(slots):
             on_node[node].append((wid, i))
-    for pi, pool_nodes in enumerate(index.by_pool):
-        cap = cluster.pools[pi].node
-        if not cap.gpus:
+    for group in _interchangeable_gpu_pools(cluster):
+        cap = cluster.pools[group[0]].node
+        capacity = np.asarray([cap.cpu_millis, cap.memory_mib, cap.gpus], dtype=np.int64)
+        woken = {
+            p: index.by_pool[p][
+                (cluster.replicas_on[index.by_pool[p]] > 0) & ~awake_before[index.by_pool[p]]
+            ]
+            for p in group
+        }
+        n_woken = sum(len(w) for w in woken.values())
+        if n_woken < 2:
             continue
-        woken = pool_nodes[(cluster.replicas_on[pool_nodes] > 0) & ~awake_before[pool_nodes]]
-        if len(woken) < 2:
+        reps_of = {p: [it for node in woken[p].tolist() for it in on_node[node]] for p in group}
+        if sum(len(r) for r in reps_of.values()) > REPACK_MAX_ITEMS:
             continue
-        reps = [it for node in woken.tolist() for it in on_node[node]]
-        if len(reps) > REPACK_MAX_ITEMS:
+        # per pool, the replicas only it may take; the others may go to any pool of the group
+        pinned: dict[int, list[tuple[str, int]]] = {p: [] for p in group}
+        free: list[tuple[str, int]] = []
+        for p in group:
+            for wid, i in reps_of[p]:
+                allowed = set(elig[wid].pools) if elig is not None else {p}
+                (free if len(group) > 1 and set(group) <= allowed else pinned[p]).append((wid, i))
+
+        def limit() -> float:
+            left = REPACK_TIME_S if deadline is None else deadline - time.perf_counter()
+            return min(REPACK_TIME_S, left)
+
+        # bins: (pool, items, item indices); pinned first
+        bins: list[tuple[int, _Items, list[int]]] = []
+        for p in group:
+            items = _Items.of(pinned[p], specs)
+            if not items.vectors:
+                continue
+            if limit() <= 0.005:
+                return
+            res = min_bins(items.array(), capacity, time_limit_s=limit())
+            start = len(bins)
+            bins.extend((p, items, []) for _ in range(res.bins))
+            for k, b in enumerate(res.assignment.tolist()):
+                bins[start + b][2].append(k)
+        if free:
+            items = _Items.of(free, specs)
+            used = [b[1].array(b[2]).sum(axis=0) for b in bins]
+            # first fit decreasing into the room the pinned replicas left
+            order = sorted(
+                range(len(items.vectors)),
+                key=lambda k: (
+                    -sum(v / c for v, c in zip(items.vectors[k], capacity.tolist(), strict=True))
+                ),
+            )
+            rest: list[int] = []
+            extra: dict[int, list[int]] = defaultdict(list)
+            for k in order:
+                v = np.asarray(items.vectors[k], dtype=np.int64)
+                for b, u in enumerate(used):
+                    if (u + v <= capacity).all():
+                        used[b] = u + v
+                        extra[b].append(k)
+                        break
+                else:
+                    rest.append(k)
+            for b, ks in extra.items():
+                bins.append((bins[b][0], items, ks))  # same node as bin b (merged below)
+            merged_into = {len(bins) - len(extra) + n: b for n, b in enumerate(extra)}
+            if rest:
+                if limit() <= 0.005:
+                    return
+                res = min_bins(items.array(rest), capacity, time_limit_s=limit())
+                new: list[list[int]] = [[] for _ in range(res.bins)]
+                for k, b in zip(rest, res.assignment.tolist(), strict=True):
+                    new[b].append(k)
+                # new bins go to the pools with the most empty nodes (woken ones first)
+                for ks in new:
+                    bins.append((-1, items, ks))
+        else:
+            merged_into = {}
+        n_bins = len(bins) - len(merged_into)
+        if n_bins >= n_woken:
             continue
-        # items: whole-GPU replicas alone; fractional shares grouped into GPUs
-        groups: list[list[tuple[str, int]]] = []
-        vectors: list[tuple[int, int, int]] = []
-        units: list[list[int]] = []  # per GPU group: [millis, item index]
-        frac = []
-        for wid, i in reps:
-            r = specs[wid].resources
-            if r.gpu_millis:
-                frac.append((wid, i))
-            else:
-                groups.append([(wid, i)])
-                vectors.append((r.cpu_millis, r.memory_mib, r.gpus))
-        frac.sort(key=lambda it: (-specs[it[0]].resources.gpu_millis, it))
-        for wid, i in frac:
-            r = specs[wid].resources
-            for u in units:
-                if u[0] + r.gpu_millis <= GPU_MILLIS:
-                    u[0] += r.gpu_millis
-                    cpu, mem, g = vectors[u[1]]
-                    vectors[u[1]] = (cpu + r.cpu_millis, mem + r.memory_mib, g)
-                    groups[u[1]].append((wid, i))
-                    break
-            else:
-                units.append([r.gpu_millis, len(vectors)])
-                vectors.append((r.cpu_millis, r.memory_mib, 1))
-                groups.append([(wid, i)])
-        limit = REPACK_TIME_S
-        if deadline is not None:
-            limit = min(limit, deadline - time.perf_counter())
-        if limit <= 0.005:
-            return
-        res = min_bins(
-            np.asarray(vectors, dtype=np.int64),
-            np.asarray([cap.cpu_millis, cap.memory_mib, cap.gpus], dtype=np.int64),
-            time_limit_s=limit,
-        )
-        if res.bins >= len(woken):
+        # nodes: per pool, its woken nodes first, then nodes empty before this cycle
+        spare = {
+            p: [
+                *sorted(woken[p].tolist()),
+                *[
+                    n
+                    for n in index.by_pool[p].tolist()
+                    if cluster.replicas_on[n] == 0 and not awake_before[n]
+                ],
+            ]
+            for p in group
+        }
+        node_of: dict[int, int] = {}
+        ok = True
+        for b, (p, _, _) in enumerate(bins):
+            if b in merged_into:
+                continue
+            if p < 0:
+                p = max(group, key=lambda q: (len(spare[q]) > 0, -group.index(q)))
+            if not spare[p]:
+                ok = False
+                break
+            node_of[b] = spare[p].pop(0)
+        if not ok:
             continue
-        # release everything on the woken nodes, then place bin b on woken node b
-        for wid, i in reps:
-            node, gpus = got[wid][i]
-            cluster.release(node, specs[wid].resources, gpus)
-        is_unit = {u[1] for u in units}
-        next_gpu = [0] * res.bins
-        targets = sorted(woken.tolist())
-        for item, b in enumerate(res.assignment.tolist()):
-            node = targets[b]
-            if item in is_unit:
-                gpu = next_gpu[b]
-                next_gpu[b] += 1
-                for wid, i in groups[item]:
-                    got[wid][i] = (node, cluster.allocate(node, specs[wid].resources, (gpu,)))
-            else:
-                ((wid, i),) = groups[item]
-                r = specs[wid].resources
-                gs = tuple(range(next_gpu[b], next_gpu[b] + r.gpus))
-                next_gpu[b] += r.gpus
-                got[wid][i] = (node, cluster.allocate(node, r, gs))
+        for b, target in merged_into.items():
+            node_of[b] = node_of[target]
+        for p in group:
+            for wid, i in reps_of[p]:
+                node, gpus = got[wid][i]
+                cluster.release(node, specs[wid].resources, gpus)
+        next_gpu: dict[int, int] = defaultdict(int)
+        for b, (_, items, ks) in enumerate(bins):
+            node = node_of[b]
+            for k in ks:
+                if items.is_unit[k]:
+                    gpu = next_gpu[node]
+                    next_gpu[node] += 1
+                    for wid, i in items.groups[k]:
+                        got[wid][i] = (node, cluster.allocate(node, specs[wid].resources, (gpu,)))
+                else:
+                    ((wid, i),) = items.groups[k]
+                    r = specs[wid].resources
+                    gs = tuple(range(next_gpu[node], next_gpu[node] + r.gpus))
+                    next_gpu[node] += r.gpus
+                    got[wid][i] = (node, cluster.allocate(node, r, gs))
 
 
 MAKE_ROOM_MAX_MOVES = 500
