@@ -9,7 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from scheduler.domain import Cluster, Resources, Topology, WorkloadKind, WorkloadSpec
+from scheduler.domain import (
+    Cluster,
+    ReplicaPlacement,
+    Resources,
+    Topology,
+    WorkloadKind,
+    WorkloadSpec,
+)
 from scheduler.solver import PendingWorkload, Problem, SolverParams, SolveStatus, solve
 from scheduler.solver.objective import evaluate
 
@@ -249,6 +256,31 @@ def test_with_a_gpu_target_shares_go_where_they_fragment_least(tiny):
     target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
     p = Problem(tiny, cluster, (PendingWorkload("w0", spec),), gpu_target=target)
     assert solve(p).placements["w0"][0].gpu_indices == (1,)
+
+
+def test_gpu_refit_out_of_time_leaves_the_placement_as_it_was(tiny):
+    from scheduler.solver.cpsat import _refit_gpu_work
+    from scheduler.solver.filters import eligibility_of
+    from scheduler.solver.fragmentation import RequestType
+    from scheduler.solver.greedy import NodeIndex
+
+    cluster = Cluster(tiny)
+    node = cluster.index["green/gpu-0000"]
+    cluster.allocate(node, Resources(1000, 1024, gpu_millis=300), (0,))
+    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=400))
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    p = Problem(tiny, cluster, (PendingWorkload("w0", spec),), gpu_target=target)
+    placed = cluster.copy()
+    gpus = placed.allocate(node, spec.resources, (0,))
+    placements = {"w0": (ReplicaPlacement(0, "green", "green/gpu-0000", 1.0, gpus),)}
+    elig = eligibility_of(tiny, cluster, [("w0", spec)], SolverParams())
+    args = (p, placed, NodeIndex(placed), elig, placements)
+    _refit_gpu_work(*args, time.perf_counter() - 1)
+    assert placements["w0"][0].gpu_indices == (0,)
+    assert placed.gpu_free[node][:2].tolist() == [300, 1000]
+    _refit_gpu_work(*args, None)  # with time, FGD moves it to GPU 1
+    assert placements["w0"][0].gpu_indices == (1,)
+    assert placed.gpu_free[node][:2].tolist() == [700, 600]
 
 
 def test_gpu_nodes_woken_by_a_wasteful_packing_are_packed_onto_fewer(tiny):

@@ -925,7 +925,7 @@ def pack(
     if rest:
         _make_room(problem, params, cluster, index, elig, placements, rest, deadline)
     if problem.gpu_target:
-        _refit_gpu_work(problem, cluster, index, elig, placements)
+        _refit_gpu_work(problem, cluster, index, elig, placements, deadline)
     return placements
 
 
@@ -948,12 +948,13 @@ def _refit_gpu_work(
     index: greedy.NodeIndex,
     elig: Mapping[str, Eligibility],
     placements: dict[str, tuple[ReplicaPlacement, ...]],
+    deadline: float | None = None,
 ) -> None:
     """Place this cycle's GPU work again, replica by replica in arrival order, each on the node
     (and GPU) of its site where the expected fragmentation of the GPUs grows least (FGD with
     the problem's target workload). Sites stay as decided, so SLOs, GANG and SPREAD hold. If
-    any replica finds no room, the placement is left as it was. Changes ``cluster`` and
-    ``placements`` in place."""
+    any replica finds no room, or ``deadline`` (``time.perf_counter()``) passes, the placement
+    is left as it was. Changes ``cluster`` and ``placements`` in place."""
     specs = {w.id: w.spec for w in problem.workloads}
     gpu_work = [
         w.id for w in problem.workloads if w.id in placements and specs[w.id].resources.wants_gpu
@@ -968,6 +969,9 @@ def _refit_gpu_work(
     taken: list[tuple[int, Resources, tuple[int, ...]]] = []
     ok = True
     for wid in gpu_work:
+        if deadline is not None and time.perf_counter() > deadline:
+            ok = False
+            break
         r = specs[wid].resources
         reps = []
         for rp in placements[wid]:
