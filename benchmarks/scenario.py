@@ -343,6 +343,8 @@ def run(
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+    """Energy and carbon relative to ``kube`` (with the proven floors as black marks, when
+    measured) and the shares placed, per size and policy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -350,35 +352,65 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 
     sizes = sorted({r["replicas"] for r in rows})
     policies = list(dict.fromkeys(r["policy"] for r in rows))
-    metrics = (
-        ("energy_cny_per_hour", "energy, CNY/h (log)"),
-        ("carbon_kg_per_hour", "carbon, kg/h (log)"),
-        ("placed", "share of replicas placed"),
-        ("placed_critical", "share of latency-critical placed"),
+    metrics: tuple[tuple[str, str, str], ...]
+    if "kube" in policies:
+        metrics = (
+            ("energy_vs_kube", "energy cost vs kube (%)", "energy_floor_vs_kube"),
+            ("carbon_vs_kube", "carbon vs kube (%)", "carbon_floor_vs_kube"),
+        )
+    else:
+        metrics = (
+            ("energy_cny_per_hour", "energy, CNY/h", "energy_floor_cny_per_hour"),
+            ("carbon_kg_per_hour", "carbon, kg/h", "carbon_floor_kg_per_hour"),
+        )
+    metrics += (
+        ("placed", "share of replicas placed", ""),
+        ("placed_critical", "share of latency-critical placed", ""),
     )
     # placed counts as shares of what was asked, so every size reads on one axis
     totals = {"placed": "replicas", "placed_critical": "critical"}
+    percent = {"energy_vs_kube", "carbon_vs_kube"}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
     width = 0.8 / max(1, len(policies))
-    for ax, (key, label) in zip(axes, metrics, strict=True):
+    for ax, (key, label, floor_key) in zip(axes, metrics, strict=True):
+
+        def of(row: Mapping[str, Any] | None, k: str) -> float | None:
+            if row is None or row.get(k) is None:
+                return None
+            value = float(row[k])
+            if k in totals:
+                value /= max(1, row[totals[k]])
+            return value * 100.0 if k in percent or k.endswith("_vs_kube") else value
+
         for i, policy in enumerate(policies):
             values = []
             for n in sizes:
                 row = next((r for r in rows if r["policy"] == policy and r["replicas"] == n), None)
-                value = float(row[key]) if row is not None else 0.0
-                if row is not None and key in totals:
-                    value /= max(1, row[totals[key]])
-                values.append(value)
+                values.append(of(row, key) or 0.0)
             xs = [j + (i - (len(policies) - 1) / 2) * width for j in range(len(sizes))]
             ax.bar(xs, values, width, label=policy)
+        if floor_key:
+            for j, n in enumerate(sizes):
+                floor = of(next((r for r in rows if r["replicas"] == n), None), floor_key)
+                if floor is not None:
+                    ax.hlines(floor, j - 0.45, j + 0.45, colors="black", linestyles="dashed")
+            ax.plot([], [], "k--", label="floor (proven)")
         ax.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
         ax.set_xlabel("replicas")
         ax.set_title(label)
         if key in totals:
             ax.set_ylim(0, 1.05)
-        else:
-            ax.set_yscale("log")
-    axes[0].legend(fontsize=8)
+        elif key in percent:
+            ax.axhline(0, color="grey", linewidth=0.8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=len(labels),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.1),
+    )
     fig.suptitle("scenario: Beijing-Hebei, every policy on the same instance", y=1.03)
     report.save_plot(fig, path)
     plt.close(fig)
