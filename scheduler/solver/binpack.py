@@ -613,11 +613,13 @@ def _tabu_attempt(
 CG_COLUMNS_PER_ROUND = 60
 CG_SEEDS = 20
 # partners x thirds x dimensions looked at per seed by the triple heuristic (when bins hold
-# few items), and items considered for the best pairs
-TRIPLE_CELLS = 1_000_000
+# few items), its seeds (of the best and of the random ones), and items for the best pairs
+TRIPLE_CELLS = 400_000
+TRIPLE_SEEDS = 6
 PAIR_POOL = 200
-# time limit of one exact pricing problem (CP-SAT)
+# time limit of one exact pricing problem (CP-SAT), and of the last before giving up
 CG_EXACT_PRICING_S = 0.3
+CG_EXACT_PRICING_MAX_S = 1.5
 # the residual of a dive is handed to the general search at this many items
 DIVE_RESIDUAL_ITEMS = 25
 EPS = 1e-6
@@ -725,10 +727,11 @@ class _ColumnGeneration:
         top = by_value[:PAIR_POOL]
         few_per_bin = len(cand) <= 4.5 * max(1.0, float(pi.sum()))
         triple_pool = int(math.sqrt(TRIPLE_CELLS / self.d))
+        triple_seeds = set(seeds[:TRIPLE_SEEDS] + seeds[half : half + TRIPLE_SEEDS])
         for i in dict.fromkeys(seeds):
             # greedy fill from the seed by value per room used
             keep(self._extend(pi, [i], a[i].copy(), ratio=True))
-            if not few_per_bin:
+            if not few_per_bin or i not in triple_seeds:
                 continue
             # the best triple through the seed (best third item for every partner)
             js = cand[(a[cand] <= c - a[i]).all(axis=1) & (cand != i)]
@@ -793,6 +796,11 @@ class _ColumnGeneration:
         found = sorted(self._price_heuristic(self.duals), reverse=True)
         added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
         if added or exact_time_s <= 0 or self.fixed.any():
+            return added, None
+        # once more with other random seeds before the (slower) exact pricing
+        found = sorted(self._price_heuristic(self.duals), reverse=True)
+        added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
+        if added:
             return added, None
         col, ub = self._price_exact(exact_time_s)
         bound = None
@@ -870,13 +878,17 @@ def _cg_search(
     root_end = start + 0.75 * (deadline - start)
     best = x
     converged = False
+    exact_s = CG_EXACT_PRICING_S
     while time.monotonic() < root_end:
-        added, bound = cg.price_round(min(CG_EXACT_PRICING_S, root_end - time.monotonic()))
+        added, bound = cg.price_round(min(exact_s, root_end - time.monotonic()))
         if bound is not None and bound > lb:
             lb = bound
         if lb >= _bins_used(best):
             break
         if not added:
+            if exact_s < CG_EXACT_PRICING_MAX_S:
+                exact_s = CG_EXACT_PRICING_MAX_S  # a longer look before giving up
+                continue
             converged = True
             break
     cg.solve_lp()
