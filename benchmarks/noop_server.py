@@ -9,6 +9,7 @@ Run: ``python -m benchmarks.noop_server --address 127.0.0.1:0`` (prints the boun
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import signal
@@ -43,7 +44,11 @@ class NoopPlacement(pb_grpc.PlacementServiceServicer):
         if watchers:
             events = []
             for w in out.workloads:
-                placed = pb.Workload(id=w.id, state=pb.WORKLOAD_STATE_PLACED)
+                placed = pb.Workload(
+                    id=w.id,
+                    spec=pb.WorkloadSpec(tenant=w.spec.tenant),
+                    state=pb.WORKLOAD_STATE_PLACED,
+                )
                 events.append(pb.WorkloadEvent(workload=w, sequence=next(self._seq)))
                 events.append(
                     pb.WorkloadEvent(
@@ -79,17 +84,47 @@ class NoopPlacement(pb_grpc.PlacementServiceServicer):
     def WatchWorkloads(
         self, request: pb.WatchWorkloadsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WorkloadEvent]:
+        for events in self._watch(request, context):
+            yield from events
+
+    def WatchWorkloadBatches(
+        self, request: pb.WatchWorkloadsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WorkloadEventBatch]:
+        for events in self._watch(request, context):
+            yield pb.WorkloadEventBatch(events=events)
+
+    def _watch(
+        self, request: pb.WatchWorkloadsRequest, context: grpc.ServicerContext
+    ) -> Iterator[list[pb.WorkloadEvent]]:
+        """The selected events of every submission made since the last group (as Valley's
+        watch streams take them from their subscription)."""
         q: queue.SimpleQueue[list[pb.WorkloadEvent] | None] = queue.SimpleQueue()
         with self._lock:
             self._watchers.append(q)
         context.add_callback(lambda: q.put(None))
         context.send_initial_metadata(())
+        tenant = request.tenant
+        states = frozenset(request.states)
         try:
             while context.is_active():
                 batch = q.get()
                 if batch is None:
                     return
-                yield from batch
+                with contextlib.suppress(queue.Empty):
+                    while len(batch) < 1000:
+                        more = q.get_nowait()
+                        if more is None:
+                            return
+                        batch = batch + more
+                if tenant or states:
+                    batch = [
+                        e
+                        for e in batch
+                        if (not tenant or e.workload.spec.tenant == tenant)
+                        and (not states or e.workload.state in states)
+                    ]
+                if batch:
+                    yield batch
         finally:
             with self._lock:
                 self._watchers.remove(q)

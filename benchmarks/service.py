@@ -5,14 +5,17 @@ Two servers run as subprocesses (so each has its own interpreter and its memory 
 implements the same proto and returns at once. One load generator drives both the same way:
 ``--channels`` gRPC channels send batches of ``--batch`` workloads at ``--rate`` workloads per
 second (open loop: batch k is due at k x batch / rate) for ``--duration`` seconds, while a
-WatchWorkloads stream timestamps every PLACED event. Rows (``policy`` = valley | noop):
+watch stream of PLACED events only timestamps every placement (``--watch batches``, the default:
+WatchWorkloadBatches, several events per message; ``events``: WatchWorkloads, one per message).
+Rows (``policy`` = valley | noop):
 
 - accepted_per_second: workloads accepted / time from the first send to the last answer
 - placed_per_second: workloads placed / time from the first send to the last PLACED event
 - submit_to_placed_p50_ms, _p99_ms: from sending a workload's request to its PLACED event
 - rpc_p50_ms, rpc_p99_ms: SubmitWorkloads round trips
 - errors: failed SubmitWorkloads calls
-- rss_mib: peak resident memory of the server process
+- rss_mib: peak resident memory of the server process and its children (Valley's solver
+  process), summed
 
 Targets (measured, not asserted): >= 5,000 workloads/s accepted and placed with batches of 100
 (>= 60% of the no-op ceiling), submit-to-placed p99 <= 250 ms at 1,000 workloads/s.
@@ -67,14 +70,11 @@ class Target:
     log: list[str] = field(default_factory=list)
 
     def peak_rss_mib(self) -> float | None:
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024.0
-        except OSError:
-            return None
-        return None
+        """Peak resident memory of the server and its child processes (Valley's solver
+        process), summed: an upper bound of what they held at once."""
+        peaks = [_peak_rss_kib(pid) for pid in (self.proc.pid, *_children(self.proc.pid))]
+        known = [p for p in peaks if p is not None]
+        return sum(known) / 1024.0 if known else None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -84,6 +84,35 @@ class Target:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux /proc; empty elsewhere)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            out += [k, *_children(k)]
+    return out
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def _start(name: str, args: list[str], cwd: str) -> Target:
@@ -216,23 +245,36 @@ def drive(
     rate: float,
     channels: int,
     drain_s: float,
+    watch: str = "batches",
 ) -> RunResult:
     """Send ``batches`` open-loop at ``rate`` workloads/s over ``channels`` channels while a
-    watcher records when each workload is PLACED."""
+    watcher records when each workload is PLACED (``watch``: through WatchWorkloadBatches, or
+    one message per event through WatchWorkloads)."""
     placed_at: dict[str, float] = {}
     watch_channel = grpc.insecure_channel(address)
-    stream = pb_grpc.PlacementServiceStub(watch_channel).WatchWorkloads(pb.WatchWorkloadsRequest())
+    watch_stub = pb_grpc.PlacementServiceStub(watch_channel)
+    placements = pb.WatchWorkloadsRequest(states=[pb.WORKLOAD_STATE_PLACED])
+    stream: Any = (
+        watch_stub.WatchWorkloadBatches(placements)
+        if watch == "batches"
+        else watch_stub.WatchWorkloads(placements)
+    )
     stream.initial_metadata()  # the stream is open: every PLACED from now on is seen
 
-    def watch() -> None:
+    def follow() -> None:
         try:
-            for e in stream:
-                if e.workload.state == pb.WORKLOAD_STATE_PLACED:
+            if watch == "batches":
+                for message in stream:
+                    now = time.monotonic()
+                    for e in message.events:
+                        placed_at[e.workload.id] = now
+            else:
+                for e in stream:
                     placed_at[e.workload.id] = time.monotonic()
         except grpc.RpcError:
             pass
 
-    watcher = threading.Thread(target=watch, daemon=True)
+    watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
     sent_at: dict[str, float] = {}
     rpc_s: list[float] = []
@@ -387,6 +429,13 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="random seed of the workload mix"
 )
+@click.option(
+    "--watch",
+    type=click.Choice(["batches", "events"]),
+    default="batches",
+    show_default=True,
+    help="follow placements with WatchWorkloadBatches or WatchWorkloads (one message per event)",
+)
 @output_option
 @plot_option
 def command(
@@ -400,6 +449,7 @@ def command(
     solve_budget_ms: float,
     only: str,
     seed: int,
+    watch: str,
     output: str,
     plot_path: str | None,
 ) -> None:
@@ -420,7 +470,7 @@ def command(
                 else noop_server(tmp)
             )
             with cm as target:
-                result = drive(target.address, batches, rate, channels, drain)
+                result = drive(target.address, batches, rate, channels, drain, watch)
                 rows.append(row(name, result, target.peak_rss_mib()))
     params = {
         "rate": rate,
@@ -432,6 +482,7 @@ def command(
         "policy": policy,
         "solve_budget_ms": solve_budget_ms,
         "seed": seed,
+        "watch": watch,
     }
     emit("service", params, rows, output, COLUMNS)
     if plot_path:

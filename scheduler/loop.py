@@ -18,15 +18,24 @@ can never fit (``Unplaced.final``) becomes UNSCHEDULABLE.
 
 from __future__ import annotations
 
+import contextlib
+import copyreg
+import dataclasses
 import heapq
+import io
 import logging
+import multiprocessing
+import operator
+import pickle
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Protocol
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +43,7 @@ from scheduler.domain import (
     CapacityError,
     Cluster,
     Cost,
+    Reason,
     ReplicaPlacement,
     Resources,
     Scenario,
@@ -41,7 +51,14 @@ from scheduler.domain import (
     WorkloadSpec,
     WorkloadState,
 )
-from scheduler.solver import PendingWorkload, PlacementResult, Problem, SolverParams, solve
+from scheduler.solver import (
+    PendingWorkload,
+    PlacementResult,
+    Problem,
+    SolverParams,
+    Unplaced,
+    solve,
+)
 from scheduler.store import CycleCommit, Store, StoreError, Unfit
 
 log = logging.getLogger(__name__)
@@ -105,6 +122,14 @@ class LoopConfig:
     rest_ratio: float = 1.0
     max_rest_s: float = 0.4
     rest_from_batch: int = 500
+    # A batch of at least this many workloads is solved with the LP bound only
+    # (SolverParams.mip_bound=False): under sustained load the MIP bound's CPU is better spent
+    # placing; light load keeps the tighter bound. 0: never.
+    lp_bound_from_batch: int = 500
+    # Solve in a child process (SolverProcess): Python runs one thread at a time, so a solve in
+    # the server's own process holds up its RPCs; a child solves on another core. False: in
+    # this process (tests, and machines with one core).
+    solver_process: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +141,8 @@ class LoopConfig:
             raise ValueError("solve_budget_s must be > 0")
         if self.rest_from_batch < 1:
             raise ValueError("rest_from_batch must be >= 1")
+        if self.lp_bound_from_batch < 0:
+            raise ValueError("lp_bound_from_batch must be >= 0")
         if not (0 <= self.rest_ratio <= 10 and 0 <= self.max_rest_s <= 10):
             raise ValueError(
                 f"rest_ratio and max_rest_s must be in 0..10 (got {self.rest_ratio}, "
@@ -184,6 +211,129 @@ def _reason_code(reasons: Sequence[object], final: bool) -> str:
     return next((c for c in codes if c), "capacity")
 
 
+class SolverProcessError(RuntimeError):
+    """The solver's child process died or could not be reached."""
+
+
+def _by_fields(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
+    """A pickle reducer that rebuilds a dataclass by calling it with its fields in order."""
+    get = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+    return lambda obj: (cls, get(obj))
+
+
+# What crosses to and from the solver process, pickled by constructor call: the default for
+# slotted dataclasses looks up their fields for every object, several times slower.
+_DISPATCH: dict[Any, Any] = dict(copyreg.dispatch_table)
+_DISPATCH.update(
+    (cls, _by_fields(cls))
+    for cls in (PendingWorkload, WorkloadSpec, Resources, ReplicaPlacement, Cost, Reason, Unplaced)
+)
+
+
+def _dumps(obj: object) -> bytes:
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(obj)
+    return out.getvalue()
+
+
+def _solver_child(conn: Connection, scenario: Scenario) -> None:
+    """The child of ``SolverProcess``: solves the cycles it is sent until told to stop or its
+    parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    base = Cluster(scenario)
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not message:
+            return
+        workloads, free, hour, month, gpu_target, params, seed, budget = pickle.loads(message)
+        deadline = None if budget is None else time.monotonic() + budget
+        cluster = base.copy()
+        cluster.free_cpu, cluster.free_mem, cluster.gpu_free, cluster.replicas_on = free
+        problem = Problem(scenario, cluster, workloads, hour, month, gpu_target)
+        try:
+            answer: tuple[bool, Any] = (True, solve(problem, params, seed=seed, deadline=deadline))
+        except Exception as e:
+            log.exception("solve failed in the solver process")
+            answer = (False, f"{type(e).__name__}: {e}")
+        try:
+            conn.send_bytes(_dumps(answer))
+        except (EOFError, OSError):
+            return
+
+
+class SolverProcess:
+    """``solve()`` in a child process of its own, for a loop that shares its process with RPC
+    threads: Python runs one thread at a time, so solving there holds up every RPC, while a
+    child solves on another core. The child gets the scenario once; each call sends the
+    cluster's free capacity and the batch, and receives the ``PlacementResult``. ``solve``
+    raises ``SolverProcessError`` if the child is gone (``alive`` then says False) and
+    ``RuntimeError`` if the solver itself failed there. One caller at a time."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe with grpc's threads
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_solver_child, args=(child, scenario), name="valley-solver", daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive() and not self._conn.closed
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def solve(
+        self, problem: Problem, params: SolverParams, *, seed: int, deadline: float | None
+    ) -> PlacementResult:
+        if problem.scenario is not self.scenario:
+            raise ValueError("this solver process serves another scenario")
+        c = problem.cluster
+        # the time left when called is the child's from when it has the batch: the transfer
+        # would otherwise eat a short budget and leave the child the greedy fallback only
+        budget = None if deadline is None else max(0.0, deadline - time.monotonic())
+        request = (
+            problem.workloads,
+            (c.free_cpu, c.free_mem, c.gpu_free, c.replicas_on),
+            problem.hour,
+            problem.month,
+            problem.gpu_target,
+            params,
+            seed,
+            budget,
+        )
+        try:
+            self._conn.send_bytes(_dumps(request))
+            ok, answer = pickle.loads(self._conn.recv_bytes())
+        except (EOFError, OSError) as e:
+            self.close()
+            raise SolverProcessError(f"the solver process is gone: {e!r}") from e
+        if not ok:
+            raise RuntimeError(f"in the solver process: {answer}")
+        result: PlacementResult = answer
+        return result
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the child to stop, and end it if it does not within ``timeout`` seconds."""
+        if not self._conn.closed:
+            with contextlib.suppress(EOFError, OSError):
+                self._conn.send_bytes(b"")
+            self._conn.close()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout)
+
+
 class SchedulingLoop:
     """See the module docstring. ``start()`` loads the state and starts the thread."""
 
@@ -227,6 +377,8 @@ class SchedulingLoop:
         self._idle = threading.Event()
         self._rest_until = 0.0  # monotonic time before which no cycle starts (rest_ratio)
         self._last_batch = 0  # workloads in the last cycle's batch
+        self._solver: SolverProcess | None = None
+        self._solver_retry_at = 0.0  # monotonic time to start a died solver process again
         self.cycles = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -234,6 +386,8 @@ class SchedulingLoop:
     def start(self) -> None:
         """Rebuild the state from the store, then start the loop thread."""
         self._load()
+        if self.config.solver_process:
+            self._solver = SolverProcess(self.scenario)
         self._thread = threading.Thread(target=self._run, name="valley-loop", daemon=True)
         self._thread.start()
 
@@ -245,6 +399,8 @@ class SchedulingLoop:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("scheduling loop did not stop within %.1f s", timeout)
+        if self._solver is not None:
+            self._solver.close()
 
     @property
     def running(self) -> bool:
@@ -385,9 +541,25 @@ class SchedulingLoop:
         spec = WorkloadSpec(tenant="warm-up", resources=Resources(1, 1))
         problem = Problem(self.scenario, self._cluster.copy(), (PendingWorkload("warm-up", spec),))
         try:
-            solve(problem, self.params, seed=self.config.seed, deadline=time.monotonic() + 5.0)
+            self._solve(problem, self.params, time.monotonic() + 5.0)
         except Exception:
             log.exception("solver warm-up failed")
+
+    def _solve(self, problem: Problem, params: SolverParams, deadline: float) -> PlacementResult:
+        """``solve()``, in the solver process when there is one; if that died, here until it
+        has been started again (at most every 10 s)."""
+        solver = self._solver
+        if solver is not None and not solver.alive and time.monotonic() >= self._solver_retry_at:
+            log.warning("starting the solver process again")
+            self._solver_retry_at = time.monotonic() + 10.0
+            self._solver = SolverProcess(self.scenario)
+        if self._solver is not None and self._solver.alive:
+            try:
+                return self._solver.solve(problem, params, seed=self.config.seed, deadline=deadline)
+            except SolverProcessError:
+                log.exception("the solver process died; solving in the loop's process meanwhile")
+                self._solver_retry_at = time.monotonic() + 10.0
+        return solve(problem, params, seed=self.config.seed, deadline=deadline)
 
     def _run(self) -> None:
         self._warm_up()
@@ -424,7 +596,9 @@ class SchedulingLoop:
             finished = time.monotonic()
             with self._cond:
                 busy = bool(self._inbox)  # submissions came in while this cycle ran
-            if busy and self._last_batch >= self.config.rest_from_batch:
+            # a backlog left over (the batch was full) cannot make the next batch larger:
+            # resting would only let it grow
+            if busy and not self._ready and self._last_batch >= self.config.rest_from_batch:
                 rest = min(self.config.rest_ratio * (finished - started), self.config.max_rest_s)
                 self._rest_until = finished + rest
 
@@ -536,14 +710,12 @@ class SchedulingLoop:
         )
         base = cluster  # with this cycle's releases; kept if the commit fails
         cluster = cluster.copy()
+        params = self.params
+        if params.mip_bound and 0 < self.config.lp_bound_from_batch <= len(batch):
+            params = replace(params, mip_bound=False)
         s0 = time.perf_counter()
         try:
-            result = solve(
-                problem,
-                self.params,
-                seed=self.config.seed,
-                deadline=time.monotonic() + self.config.solve_budget_s,
-            )
+            result = self._solve(problem, params, time.monotonic() + self.config.solve_budget_s)
         except Exception:
             log.exception("solve failed on a batch of %d workloads", len(batch))
             with self._cond:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,7 +23,15 @@ from scheduler.domain import (
     WorkloadSpec,
     WorkloadState,
 )
-from scheduler.loop import CycleReport, LoopConfig, SchedulingLoop, _allocate_cpu_work
+from scheduler.loop import (
+    CycleReport,
+    LoopConfig,
+    SchedulingLoop,
+    SolverProcess,
+    _allocate_cpu_work,
+    _dumps,
+)
+from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from scheduler.store import Store, open_store
 
 S = WorkloadState
@@ -310,3 +321,147 @@ def test_a_backlog_with_no_new_submissions_is_placed_without_resting(
         assert lp._rest_until == 0.0  # nothing else wanted the CPU: no rest was taken
     finally:
         lp.stop()
+
+
+def test_large_batches_are_solved_with_the_lp_bound_only_and_small_ones_with_the_mip_bound(
+    store: Store, tiny: Scenario, clock: Clock, recorder: Recorder
+) -> None:
+    # the solver reports mip_seconds when it computed the MIP bound (nodes to wake exist)
+    lp = SchedulingLoop(
+        store,
+        tiny,
+        observers=[recorder],
+        config=LoopConfig(batch_window_s=0.2, lp_bound_from_batch=3, solver_process=False),
+        clock=clock,
+    )
+    lp.start()
+    try:
+        small = submit(store, lp, cpu(1), cpu(1))
+        until(lambda: all(state(store, w) == S.PLACED for w in small))
+        large = submit(store, lp, cpu(1), cpu(1), cpu(1))
+        until(lambda: all(state(store, w) == S.PLACED for w in large))
+    finally:
+        lp.stop()
+    by_batch = {c.batch_workloads: c.result.stats for c in recorder.cycles}
+    assert set(by_batch) == {2, 3}
+    assert "mip_seconds" in by_batch[2]
+    assert "mip_seconds" not in by_batch[3]
+
+
+class SubmitsDuringCycles:
+    """Submits one more workload from each of the first cycles (before the loop decides whether
+    to rest) and notes the rest the loop had set before each cycle."""
+
+    def __init__(self, store: Store, cycles: int) -> None:
+        self.store = store
+        self.left = cycles
+        self.loop: SchedulingLoop | None = None
+        self.rest_before: list[float] = []
+        self.added: list[Workload] = []
+
+    def on_submitted(self, workloads: Sequence[Workload]) -> None:
+        pass
+
+    def on_state_change(self, workload: Workload, old: S) -> None:
+        pass
+
+    def on_cycle(self, report: CycleReport) -> None:
+        assert self.loop is not None
+        self.rest_before.append(self.loop._rest_until)
+        if self.left > 0:
+            self.left -= 1
+            self.added += submit(self.store, self.loop, cpu(1))
+
+
+def test_a_full_batch_with_work_left_over_is_followed_by_the_next_cycle_without_rest(
+    store: Store, tiny: Scenario, clock: Clock
+) -> None:
+    queued = store.submit("", "", [cpu(1) for _ in range(6)], clock.now).workloads
+    spy = SubmitsDuringCycles(store, cycles=2)
+    lp = SchedulingLoop(
+        store,
+        tiny,
+        observers=[spy],
+        config=LoopConfig(
+            batch_window_s=0.0,
+            max_batch_workloads=2,
+            rest_ratio=10.0,
+            max_rest_s=5.0,
+            rest_from_batch=1,
+            solver_process=False,
+        ),
+        clock=clock,
+    )
+    spy.loop = lp
+    lp.start()
+    try:
+        until(lambda: all(state(store, w) == S.PLACED for w in [*queued, *spy.added]))
+    finally:
+        lp.stop()
+    # new work arrived during each of the first cycles, but work was left over after them
+    assert spy.rest_before[:3] == [0.0, 0.0, 0.0]
+
+
+def test_the_solver_process_answers_as_the_solver_does_in_this_process(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    cluster.allocate(cluster.index["near/cpu-0000"], Resources(3000, 1024))
+    workloads = tuple(
+        PendingWorkload(f"w{i}", spec)
+        for i, spec in enumerate(
+            [
+                cpu(1, replicas=2),
+                cpu(2, labels={"team": "a"}),
+                WorkloadSpec(tenant="t", resources=Resources(500, 1024, gpu_millis=300)),
+                cpu(64),  # never fits
+            ]
+        )
+    )
+    problem = Problem(tiny, cluster, workloads, hour=12, month=7)
+    params = SolverParams(mip_bound=False)
+    here = solve(problem, params, seed=3)
+    child = SolverProcess(tiny)
+    try:
+        there = child.solve(problem, params, seed=3, deadline=None)
+    finally:
+        child.close()
+    assert there.placements == here.placements
+    assert there.unplaced == here.unplaced
+    assert there.costs == here.costs
+    assert there.objective == pytest.approx(here.objective)
+    assert not child.alive
+
+
+def test_what_crosses_to_the_solver_process_comes_back_equal(tiny: Scenario) -> None:
+    spec = WorkloadSpec(
+        tenant="t",
+        name="n",
+        resources=Resources(500, 1024, gpus=1),
+        replicas=2,
+        labels={"a": "b"},
+        allowed_sites=("green",),
+        gpu_models=("A100",),
+    )
+    result = solve(
+        Problem(tiny, Cluster(tiny), (PendingWorkload("g", spec), PendingWorkload("x", cpu(64))))
+    )
+    assert result.unplaced["x"].reasons  # reasons cross too
+    assert pickle.loads(_dumps(result)) == result
+    assert pickle.loads(_dumps((PendingWorkload("g", spec),))) == (PendingWorkload("g", spec),)
+
+
+def test_a_loop_whose_solver_process_died_goes_on_placing(
+    store: Store, tiny: Scenario, clock: Clock
+) -> None:
+    lp = SchedulingLoop(store, tiny, config=LoopConfig(batch_window_s=0.01), clock=clock)
+    lp.start()
+    try:
+        first = submit(store, lp, cpu(1))
+        until(lambda: all(state(store, w) == S.PLACED for w in first))
+        assert lp._solver is not None and lp._solver.pid is not None
+        os.kill(lp._solver.pid, signal.SIGKILL)
+        then = submit(store, lp, cpu(1), cpu(2))
+        until(lambda: all(state(store, w) == S.PLACED for w in then))
+    finally:
+        lp.stop()
+    used = int((lp.snapshot().cluster.cap_cpu - lp.snapshot().cluster.free_cpu).sum())
+    assert used == 4000

@@ -40,7 +40,8 @@ def test_generated_services_carry_the_api_names() -> None:
     from scheduler._proto.valley.v1 import placement_pb2
 
     services = placement_pb2.DESCRIPTOR.services_by_name
-    assert set(services["PlacementService"].methods_by_name) == {
+    # API.md's names, all kept; RPCs may be added
+    assert set(services["PlacementService"].methods_by_name) >= {
         "SubmitWorkloads",
         "GetWorkload",
         "ListWorkloads",

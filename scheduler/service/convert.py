@@ -10,7 +10,7 @@ import hashlib
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -369,6 +369,26 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+# a WorkloadEventBatch grows to about this size (a client's default receive limit is 4 MiB)
+BATCH_MESSAGE_BYTES = 1 << 20
+
+
+def event_batches(events: Sequence[bytes], limit: int = BATCH_MESSAGE_BYTES) -> Iterator[bytes]:
+    """Encoded ``WorkloadEventBatch`` messages holding ``events`` (encoded ``WorkloadEvent``
+    messages) in order: as many per message as fit in ``limit`` bytes, at least one."""
+    parts: list[bytes] = []
+    size = 0
+    for e in events:
+        if parts and size + len(e) > limit:
+            yield b"".join(parts)
+            parts, size = [], 0
+        head = b"\x0a" + _varint(len(e))  # field 1 (events), length-delimited
+        parts += (head, e)
+        size += len(head) + len(e)
+    if parts:
+        yield b"".join(parts)
 
 
 def _reason_to_proto(r: Reason, out: pb.Reason) -> None:

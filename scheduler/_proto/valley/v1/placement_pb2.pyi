@@ -191,10 +191,12 @@ class CancelWorkloadRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class WatchWorkloadsRequest(_message.Message):
-    __slots__ = ("tenant",)
+    __slots__ = ("tenant", "states")
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     tenant: str
-    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[WorkloadState]
+    def __init__(self, tenant: _Optional[str] = ..., states: _Optional[_Iterable[_Union[WorkloadState, str]]] = ...) -> None: ...
 
 class WorkloadEvent(_message.Message):
     __slots__ = ("workload", "previous_state", "sequence", "time")
@@ -207,6 +209,12 @@ class WorkloadEvent(_message.Message):
     sequence: int
     time: _timestamp_pb2.Timestamp
     def __init__(self, workload: _Optional[_Union[Workload, _Mapping]] = ..., previous_state: _Optional[_Union[WorkloadState, str]] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WorkloadEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WorkloadEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WorkloadEvent, _Mapping]]] = ...) -> None: ...
 
 class ExplainWorkloadRequest(_message.Message):
     __slots__ = ("id",)

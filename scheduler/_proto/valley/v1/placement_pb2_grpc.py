@@ -60,6 +60,11 @@ class PlacementServiceStub:
                 request_serializer=valley_dot_v1_dot_placement__pb2.WatchWorkloadsRequest.SerializeToString,
                 response_deserializer=valley_dot_v1_dot_placement__pb2.WorkloadEvent.FromString,
                 _registered_method=True)
+        self.WatchWorkloadBatches = channel.unary_stream(
+                '/valley.v1.PlacementService/WatchWorkloadBatches',
+                request_serializer=valley_dot_v1_dot_placement__pb2.WatchWorkloadsRequest.SerializeToString,
+                response_deserializer=valley_dot_v1_dot_placement__pb2.WorkloadEventBatch.FromString,
+                _registered_method=True)
         self.ExplainWorkload = channel.unary_unary(
                 '/valley.v1.PlacementService/ExplainWorkload',
                 request_serializer=valley_dot_v1_dot_placement__pb2.ExplainWorkloadRequest.SerializeToString,
@@ -107,6 +112,15 @@ class PlacementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchWorkloadBatches(self, request, context):
+        """The same events as WatchWorkloads, several per message (those committed together, up to
+        about 1 MiB): for clients that follow thousands of changes a second, which one message per
+        event would hold back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExplainWorkload(self, request, context):
         """Why a workload is where it is, or why it is not placed.
         """
@@ -141,6 +155,11 @@ def add_PlacementServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkloads,
                     request_deserializer=valley_dot_v1_dot_placement__pb2.WatchWorkloadsRequest.FromString,
                     response_serializer=valley_dot_v1_dot_placement__pb2.WorkloadEvent.SerializeToString,
+            ),
+            'WatchWorkloadBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkloadBatches,
+                    request_deserializer=valley_dot_v1_dot_placement__pb2.WatchWorkloadsRequest.FromString,
+                    response_serializer=valley_dot_v1_dot_placement__pb2.WorkloadEventBatch.SerializeToString,
             ),
             'ExplainWorkload': grpc.unary_unary_rpc_method_handler(
                     servicer.ExplainWorkload,
@@ -284,6 +303,33 @@ class PlacementService:
             '/valley.v1.PlacementService/WatchWorkloads',
             valley_dot_v1_dot_placement__pb2.WatchWorkloadsRequest.SerializeToString,
             valley_dot_v1_dot_placement__pb2.WorkloadEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkloadBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/valley.v1.PlacementService/WatchWorkloadBatches',
+            valley_dot_v1_dot_placement__pb2.WatchWorkloadsRequest.SerializeToString,
+            valley_dot_v1_dot_placement__pb2.WorkloadEventBatch.FromString,
             options,
             channel_credentials,
             insecure,
