@@ -617,6 +617,11 @@ CG_SEEDS = 20
 TRIPLE_CELLS = 400_000
 TRIPLE_SEEDS = 6
 PAIR_POOL = 200
+# starting columns per bin of the incumbent
+INITIAL_COLUMNS_PER_BIN = 15
+# columns improved by swaps per round, and swaps per column
+SWAP_COLUMNS = 15
+SWAP_ROUNDS = 4
 # time limit of one exact pricing problem (CP-SAT), and of the last before giving up
 CG_EXACT_PRICING_S = 0.3
 CG_EXACT_PRICING_MAX_S = 1.5
@@ -654,6 +659,15 @@ class _ColumnGeneration:
         for b in range(_bins_used(x)):
             self.add(tuple(np.flatnonzero(x == b).tolist()))
         self.initial = len(self.cols)
+        # more starting columns: bins filled from random seeds by each item's share of the bin
+        # volume (dimensions weighted by their total load), well filled and varied
+        w = np.clip(a, 0, None) / c
+        share = w.sum(axis=0) / max(float(w.sum()), EPS)
+        volume = w @ share + EPS
+        seeds = self.rng.permutation(self.n)[: INITIAL_COLUMNS_PER_BIN * _bins_used(x)]
+        for i in seeds.tolist():
+            noisy = volume * self.rng.uniform(0.8, 1.2, self.n)
+            self.add(tuple(sorted(self._extend(noisy, [i], a[i].copy(), ratio=True))))
         # no bin holds more items than this (the smallest sizes of every dimension)
         low = np.cumsum(np.sort(np.clip(a, 0, None), axis=0), axis=0)
         self.max_per_bin = int((low <= c).all(axis=1).sum())
@@ -705,6 +719,32 @@ class _ColumnGeneration:
             chosen.append(k)
             load = load + a[k]
             avail[k] = False
+
+    def _improve(self, pi: FloatArray, chosen: list[int]) -> list[int]:
+        """Swap an item of the column for a more valuable one that fits in its place, while
+        that gains, then fill what room is left."""
+        a, c = self.a, self.c
+        chosen = list(chosen)
+        load = a[chosen].sum(axis=0)
+        for _ in range(SWAP_ROUNDS):
+            outside = pi > EPS
+            outside[chosen] = False
+            best_gain, move = EPS, None
+            for pos, m in enumerate(chosen):
+                ok = outside & (a <= c - load + a[m]).all(axis=1)
+                if ok.any():
+                    idx = np.flatnonzero(ok)
+                    j = int(idx[np.argmax(pi[idx])])
+                    if pi[j] - pi[m] > best_gain:
+                        best_gain, move = float(pi[j] - pi[m]), (pos, j)
+            if move is None:
+                break
+            pos, j = move
+            load = load - a[chosen[pos]] + a[j]
+            chosen[pos] = j
+            chosen = self._extend(pi, chosen, load, ratio=True)
+            load = a[chosen].sum(axis=0)
+        return chosen
 
     def _price_heuristic(self, pi: FloatArray) -> list[tuple[float, tuple[int, ...]]]:
         a, c, rng = self.a, self.c, self.rng
@@ -789,11 +829,23 @@ class _ColumnGeneration:
         ub = solver.best_objective_bound / scale
         return (float(pi[chosen].sum()), tuple(sorted(chosen))), ub
 
+    def _improved(
+        self, found: list[tuple[float, tuple[int, ...]]]
+    ) -> list[tuple[float, tuple[int, ...]]]:
+        """The best columns improved by swaps (the originals are kept too), best first."""
+        pi = self.duals
+        extra = []
+        for _, t in found[:SWAP_COLUMNS]:
+            col = self._improve(pi, list(t))
+            extra.append((float(pi[col].sum()), tuple(sorted(col))))
+        return sorted(set(found + extra), reverse=True)
+
     def price_round(self, exact_time_s: float) -> tuple[int, int | None]:
         """Solve the LP and add columns. Returns (columns added, a lower bound on the bins of
         the original problem when the round gives one)."""
         self.solve_lp()
         found = sorted(self._price_heuristic(self.duals), reverse=True)
+        found = self._improved(found)
         added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
         if added or exact_time_s <= 0 or self.fixed.any():
             return added, None
