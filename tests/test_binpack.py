@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from scheduler.solver.binpack import (
+    _cg_search,
     check_packing,
     first_fit_decreasing,
     greedy_pack,
@@ -98,3 +101,50 @@ def test_check_packing_names_the_overfull_bin():
 def test_min_bins_of_nothing_is_zero_bins():
     res = min_bins(np.zeros((0, 2), dtype=int), [10, 10])
     assert res.bins == 0 and res.optimal
+
+
+# ----------------------------------------------------------------------------- column generation
+
+
+def _deadline(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+def test_column_generation_bound_proves_five_bins_where_the_simple_bounds_say_four():
+    # (7,3), (5,8), (7,4), (5,8) and (4,3): no two of these five share a bin of (10, 10), but
+    # the greedy clique stops at four and the sums say 2; the LP over bin patterns needs 5
+    items = np.asarray([[7, 3], [5, 8], [4, 2], [7, 4], [5, 8], [4, 3]])
+    cap = np.asarray([10, 10])
+    assert lower_bound(items, cap) == 4
+    start = greedy_pack(items, cap)
+    packing, lb, _ = _cg_search(items, cap, start, 4, _deadline(5), 0, {})
+    assert lb == 5
+    assert check_packing(items, cap, packing) == 5
+
+
+def test_column_generation_packs_into_fewer_bins_than_its_start():
+    # first-fit decreasing needs 3 bins; {5, 3, 2} and {4, 3, 3} fill two exactly
+    items = np.asarray([[5], [4], [3], [3], [3], [2]])
+    cap = np.asarray([10])
+    start = first_fit_decreasing(items, cap)
+    assert len(np.unique(start)) == 3
+    packing, _, _ = _cg_search(items, cap, start, 2, _deadline(5), 0, {})
+    assert check_packing(items, cap, packing) == 2
+
+
+def test_column_generation_lower_bound_never_exceeds_a_proven_optimum():
+    rng = np.random.default_rng(5)
+    cap = np.asarray([10, 10])
+    checked = 0
+    for _ in range(25):
+        items = rng.integers(2, 9, size=(int(rng.integers(5, 9)), 2))
+        best = min_bins(items, cap, time_limit_s=5)
+        if not best.optimal:
+            continue
+        packing, lb, _ = _cg_search(
+            items, cap, greedy_pack(items, cap), lower_bound(items, cap), _deadline(2), 0, {}
+        )
+        assert lb <= best.bins
+        assert check_packing(items, cap, packing) >= best.bins
+        checked += 1
+    assert checked >= 20
