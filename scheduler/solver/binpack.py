@@ -8,10 +8,17 @@ lets idle servers power down. ``min_bins`` combines
 2. strong greedies for an upper bound: first-fit and best-fit decreasing by several size
    measures and bin-centric "fill one bin with the best-aligned item" rules;
 3. searches while the bound is not met, each within the time left: an exact cover by triples
-   when every bin must be filled exactly (the Triplet instances, CP-SAT), a bin-by-bin fill
-   that solves one multi-dimensional knapsack per bin (CP-SAT), the full assignment model with
-   symmetry breaking for small instances (CP-SAT), and a tabu search that empties the two
-   lightest bins and swaps items back until what is left out fits into one bin.
+   when every bin must be filled exactly (the Triplet instances, CP-SAT); the full assignment
+   model with symmetry breaking for small instances (CP-SAT); column generation: the
+   set-covering LP over bin patterns (GLOP), priced by greedy fills, best triples through a
+   seed item and swaps, then by an exact multi-dimensional knapsack (CP-SAT) whose bound gives
+   Farley's lower bound, followed by dives that fix the columns the LP chooses and price
+   again over the items left; and a tabu search that empties the two lightest bins and swaps
+   items back until what is left out fits into one bin.
+
+Every search stops as soon as the packing meets a proven lower bound. Column generation also
+stops the whole search when its LP, solved as far as the pricing can tell, rounds up to the
+bins found (the last searches cannot beat the LP; not a proof, so ``optimal`` stays False).
 
 Sizes are integers and may be negative in some dimension (some published instances have them):
 the bounds that would be wrong then (cliques, L2) are skipped.
@@ -34,8 +41,6 @@ FloatArray = npt.NDArray[np.float64]
 
 # the full assignment model is built only up to this many item x bin booleans
 FULL_MODEL_MAX_VARS = 2_500
-# time limit of one bin's knapsack in the bin-by-bin fill
-KNAPSACK_TIME_S = 0.05
 # a swap of the tabu search may make the items left out heavier by at most this much
 # (in bins: sizes are normalised by the capacity and summed over dimensions)
 MAX_DELTA = 0.05
@@ -418,49 +423,6 @@ def _triple_cover(
     return out
 
 
-# ----------------------------------------------------------------------------- knapsack fill
-
-
-def _knapsack_fill(a: IntArray, c: IntArray, deadline: float, seed: int) -> IntArray | None:
-    """Fill one bin at a time with the subset of the remaining items of largest total size
-    (a multi-dimensional knapsack solved by CP-SAT, dimensions weighted by how much of them
-    is still to be packed). None if the deadline comes first."""
-    n, d = a.shape
-    w = np.clip(a, 0, None) / c
-    left = np.ones(n, dtype=bool)
-    out = np.full(n, -1, dtype=np.int64)
-    b = 0
-    while left.any():
-        if time.monotonic() > deadline:
-            return None
-        idx = np.flatnonzero(left)
-        scarcity = w[idx].sum(axis=0) + 1e-9
-        value = np.round((w[idx] * (scarcity / scarcity.sum())).sum(axis=1) * 1e6).astype(np.int64)
-        model = cp_model.CpModel()
-        z = [model.new_bool_var(f"take[{i}]") for i in idx]
-        for k in range(d):
-            model.add(cp_model.LinearExpr.weighted_sum(z, a[idx, k].tolist()) <= int(c[k]))
-        model.maximize(cp_model.LinearExpr.weighted_sum(z, (value + 1).tolist()))
-        # hint: the greedy fill, largest value first
-        load = np.zeros(d, dtype=np.int64)
-        for pos in np.argsort(-value, kind="stable"):
-            take = bool(((load + a[idx[pos]]) <= c).all())
-            if take:
-                load += a[idx[pos]]
-            model.add_hint(z[pos], take)
-        solver = _solver(min(KNAPSACK_TIME_S, max(0.01, deadline - time.monotonic())), seed, 1)
-        status = solver.solve(model)
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None
-        chosen = idx[[solver.boolean_value(v) for v in z]]
-        if not len(chosen):
-            chosen = idx[:1]
-        out[chosen] = b
-        left[chosen] = False
-        b += 1
-    return out
-
-
 # ----------------------------------------------------------------------------- tabu search
 
 
@@ -622,6 +584,8 @@ INITIAL_COLUMNS_PER_BIN = 15
 # columns improved by swaps per round, and swaps per column
 SWAP_COLUMNS = 15
 SWAP_ROUNDS = 4
+# column generation only with at least this much time left (building the LP takes some)
+CG_MIN_TIME_S = 0.25
 # time limit of one exact pricing problem (CP-SAT), and of the last before giving up
 CG_EXACT_PRICING_S = 0.3
 CG_EXACT_PRICING_MAX_S = 1.5
@@ -638,7 +602,9 @@ class _ColumnGeneration:
     chooses (lambda >= 1/2), forbid every column that overlaps them, price again over the
     items left, until few are left."""
 
-    def __init__(self, a: IntArray, c: IntArray, x: IntArray, seed: int) -> None:
+    def __init__(
+        self, a: IntArray, c: IntArray, x: IntArray, seed: int, init_deadline: float
+    ) -> None:
         from ortools.linear_solver import pywraplp
 
         self.a, self.c, self.seed = a, c, seed
@@ -666,6 +632,8 @@ class _ColumnGeneration:
         volume = w @ share + EPS
         seeds = self.rng.permutation(self.n)[: INITIAL_COLUMNS_PER_BIN * _bins_used(x)]
         for i in seeds.tolist():
+            if time.monotonic() > init_deadline:
+                break
             noisy = volume * self.rng.uniform(0.8, 1.2, self.n)
             self.add(tuple(sorted(self._extend(noisy, [i], a[i].copy(), ratio=True))))
         # no bin holds more items than this (the smallest sizes of every dimension)
@@ -925,8 +893,8 @@ def _cg_search(
 ) -> tuple[IntArray, int, int]:
     """Column generation, then dives. Returns (best packing, lower bound, the LP's rounded-up
     value when no column prices out any more, else 0)."""
-    cg = _ColumnGeneration(a, c, x, seed)
     start = time.monotonic()
+    cg = _ColumnGeneration(a, c, x, seed, start + 0.1 * (deadline - start))
     root_end = start + 0.75 * (deadline - start)
     best = x
     converged = False
@@ -1059,7 +1027,7 @@ def min_bins(
             x = better
         proven = optimal or _bins_used(x) <= lb
         stats["full_model"] = 1
-    if not proven and left() > 0 and bool((a >= 0).all()):
+    if not proven and left() > CG_MIN_TIME_S and bool((a >= 0).all()):
         y, lb, lp_bins = _cg_search(a, c, x, lb, time.monotonic() + 0.9 * left(), seed, stats)
         if _bins_used(y) < _bins_used(x):
             x = y
