@@ -51,6 +51,7 @@ class ValleyConfig:
     max_workers: int = 32
     max_watchers: int = 16
     grace_s: float = 10.0
+    warm_up_timeout_s: float = 60.0
 
 
 class Valley:
@@ -104,6 +105,9 @@ class Valley:
             if metrics is not None and self.config.metrics_address is not None:
                 metrics.register_snapshot_source(self.loop.snapshot)
                 self.metrics_port = metrics.start_http_server(self.config.metrics_address)
+            # SERVING once the solver is ready: the first submissions would wait for it
+            if not self.loop.wait_ready(self.config.warm_up_timeout_s):
+                log.warning("the solver is not warm after %.0f s", self.config.warm_up_timeout_s)
             self.server.start()
         except BaseException:
             self._shutdown(0.0)

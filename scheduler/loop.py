@@ -211,6 +211,30 @@ def _reason_code(reasons: Sequence[object], final: bool) -> str:
     return next((c for c in codes if c), "capacity")
 
 
+@dataclass(frozen=True)
+class _Solving:
+    """A batch handed to the solver process; the next cycle collects the answer."""
+
+    batch: list[Workload]
+    started_at: datetime
+    t0: float  # perf_counter at the start of the cycle that sent it
+    s0: float  # perf_counter when it was sent
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A solved batch applied to the cycle's cluster, ready to be committed."""
+
+    batch: list[Workload]
+    result: PlacementResult
+    placed: dict[str, tuple[tuple[ReplicaPlacement, ...], Cost]]
+    unschedulable: dict[str, Unfit]
+    pending: dict[str, Unfit]
+    started_at: datetime
+    t0: float
+    solve_seconds: float
+
+
 class SolverProcessError(RuntimeError):
     """The solver's child process died or could not be reached."""
 
@@ -295,6 +319,13 @@ class SolverProcess:
     def solve(
         self, problem: Problem, params: SolverParams, *, seed: int, deadline: float | None
     ) -> PlacementResult:
+        self.send(problem, params, seed=seed, deadline=deadline)
+        return self.receive()
+
+    def send(
+        self, problem: Problem, params: SolverParams, *, seed: int, deadline: float | None
+    ) -> None:
+        """Hand ``problem`` to the child (its cluster is copied now); ``receive`` answers."""
         if problem.scenario is not self.scenario:
             raise ValueError("this solver process serves another scenario")
         c = problem.cluster
@@ -313,6 +344,13 @@ class SolverProcess:
         )
         try:
             self._conn.send_bytes(_dumps(request))
+        except (EOFError, OSError) as e:
+            self.close()
+            raise SolverProcessError(f"the solver process is gone: {e!r}") from e
+
+    def receive(self) -> PlacementResult:
+        """The answer to the last ``send``, waiting for it."""
+        try:
             ok, answer = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError) as e:
             self.close()
@@ -375,9 +413,11 @@ class SchedulingLoop:
         self._batch_limit: int | None = None  # smaller batches after a solver failure
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
+        self._warm = threading.Event()  # the solver has solved once (imports, process start)
         self._rest_until = 0.0  # monotonic time before which no cycle starts (rest_ratio)
         self._last_batch = 0  # workloads in the last cycle's batch
         self._solver: SolverProcess | None = None
+        self._solving: _Solving | None = None  # sent to the solver process, not collected
         self._solver_retry_at = 0.0  # monotonic time to start a died solver process again
         self.cycles = 0
 
@@ -401,6 +441,12 @@ class SchedulingLoop:
                 log.warning("scheduling loop did not stop within %.1f s", timeout)
         if self._solver is not None:
             self._solver.close()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until the solver has warmed up (its first solve pays for imports and, with a
+        solver process, for starting it: a second or two), so that the first clients do not
+        wait for it; False after ``timeout`` seconds."""
+        return self._warm.wait(timeout)
 
     @property
     def running(self) -> bool:
@@ -562,11 +608,14 @@ class SchedulingLoop:
         return solve(problem, params, seed=self.config.seed, deadline=deadline)
 
     def _run(self) -> None:
-        self._warm_up()
+        try:
+            self._warm_up()
+        finally:
+            self._warm.set()
         while True:
             with self._cond:
                 while not self._stopping:
-                    if self._inbox or self._changes or self._ready:
+                    if self._inbox or self._changes or self._ready or self._solving:
                         break
                     due = self._next_due()
                     now = self._clock().timestamp()
@@ -577,8 +626,10 @@ class SchedulingLoop:
                 if self._stopping:
                     return
                 # the batching window: let a burst of submissions or cancels gather
+                # (a batch with the solver process is collected at once: the work that came
+                # in while it was solved is the next batch)
                 end = self._rest_until
-                if self._first_signal is not None and not self._ready:
+                if self._first_signal is not None and not self._ready and self._solving is None:
                     end = max(end, self._first_signal + self.config.batch_window_s)
                 while not self._stopping and (left := end - time.monotonic()) > 0:
                     self._cond.wait(left)
@@ -597,8 +648,14 @@ class SchedulingLoop:
             with self._cond:
                 busy = bool(self._inbox)  # submissions came in while this cycle ran
             # a backlog left over (the batch was full) cannot make the next batch larger:
-            # resting would only let it grow
-            if busy and not self._ready and self._last_batch >= self.config.rest_from_batch:
+            # resting would only let it grow; while the solver process has a batch, this
+            # thread waits for it anyway
+            if (
+                busy
+                and not self._ready
+                and self._solving is None
+                and self._last_batch >= self.config.rest_from_batch
+            ):
                 rest = min(self.config.rest_ratio * (finished - started), self.config.max_rest_s)
                 self._rest_until = finished + rest
 
@@ -625,6 +682,9 @@ class SchedulingLoop:
                 self._release(cluster, held)
                 freed = True
         freed |= self._complete_due(cluster, started_at)
+        # the batch the solver process has solved meanwhile, applied to ``cluster`` (not
+        # committed yet: the next batch is sent first)
+        decided = self._collect(cluster) if self._solving is not None else None
         if freed:
             for wid, waiting in self._waiting.items():
                 heapq.heappush(self._ready, (-waiting.spec.priority, self._arrivals, wid))
@@ -641,11 +701,15 @@ class SchedulingLoop:
         self._last_batch = len(batch)
         if not self._ready:
             self._batch_limit = None  # the backlog that made a solve fail is gone
-        if not batch:
+        # the solver process solves this batch while this thread commits the one before
+        sent = bool(batch) and self._send(batch, cluster, started_at, t0)
+        if decided is not None:
+            self._commit(decided, cluster)
+        if batch and not sent:
+            self._solve_and_commit(batch, cluster, started_at, t0)
+        elif decided is None:
             with self._cond:
                 self._cluster = cluster
-            return
-        self._solve_and_commit(batch, cluster, started_at, t0)
 
     def _solve_failed(self, batch: list[Workload], now: datetime) -> None:
         """A solver error must not lose work: retry in smaller batches; a single workload that
@@ -697,9 +761,9 @@ class SchedulingLoop:
             self._tell("on_state_change", change.workload, change.previous_state)
         return bool(done)
 
-    def _solve_and_commit(
-        self, batch: list[Workload], cluster: Cluster, started_at: datetime, t0: float
-    ) -> None:
+    def _problem(
+        self, batch: list[Workload], cluster: Cluster, started_at: datetime
+    ) -> tuple[Problem, SolverParams]:
         hour, month = self.local_hour_month(started_at)
         problem = Problem(
             scenario=self.scenario,
@@ -708,23 +772,86 @@ class SchedulingLoop:
             hour=hour,
             month=month,
         )
-        base = cluster  # with this cycle's releases; kept if the commit fails
-        cluster = cluster.copy()
         params = self.params
         if params.mip_bound and 0 < self.config.lp_bound_from_batch <= len(batch):
             params = replace(params, mip_bound=False)
+        return problem, params
+
+    def _send(
+        self, batch: list[Workload], cluster: Cluster, started_at: datetime, t0: float
+    ) -> bool:
+        """Hand ``batch`` to the solver process, for the next cycle to collect; False if there
+        is no solver process to take it."""
+        solver = self._solver
+        if solver is None or not solver.alive:
+            return False
+        problem, params = self._problem(batch, cluster, started_at)
+        s0 = time.perf_counter()
+        deadline = time.monotonic() + self.config.solve_budget_s
+        try:
+            solver.send(problem, params, seed=self.config.seed, deadline=deadline)
+        except SolverProcessError:
+            log.exception("the solver process died; solving in the loop's process meanwhile")
+            self._solver_retry_at = time.monotonic() + 10.0
+            return False
+        self._solving = _Solving(batch, started_at, t0, s0)
+        return True
+
+    def _collect(self, cluster: Cluster) -> _Decided | None:
+        """The answer of the solver process to the batch sent last, applied to ``cluster``;
+        None if there is none (the batch is queued again, or retried as after any solver
+        failure)."""
+        solving, self._solving = self._solving, None
+        assert solving is not None and self._solver is not None
+        try:
+            result = self._solver.receive()
+        except SolverProcessError:
+            log.exception("the solver process died; its batch is queued again")
+            self._solver_retry_at = time.monotonic() + 10.0
+            self._requeue(solving.batch)
+            return None
+        except Exception:
+            log.exception("solve failed on a batch of %d workloads", len(solving.batch))
+            self._solve_failed(solving.batch, solving.started_at)
+            return None
+        solve_seconds = time.perf_counter() - solving.s0
+        return self._apply(
+            solving.batch, result, cluster, solving.started_at, solving.t0, solve_seconds
+        )
+
+    def _requeue(self, batch: Sequence[Workload]) -> None:
+        for w in batch:
+            heapq.heappush(self._ready, (-w.spec.priority, self._arrivals, w.id))
+            self._arrivals += 1
+
+    def _solve_and_commit(
+        self, batch: list[Workload], cluster: Cluster, started_at: datetime, t0: float
+    ) -> None:
+        problem, params = self._problem(batch, cluster, started_at)
         s0 = time.perf_counter()
         try:
             result = self._solve(problem, params, time.monotonic() + self.config.solve_budget_s)
         except Exception:
             log.exception("solve failed on a batch of %d workloads", len(batch))
             with self._cond:
-                self._cluster = base
+                self._cluster = cluster
             self._solve_failed(batch, started_at)
             return
         solve_seconds = time.perf_counter() - s0
-        # apply to the cluster copy first: a placement that does not fit is a solver bug, and
-        # must not reach the store. CPU-only work (most of it) is applied in one step.
+        self._commit(self._apply(batch, result, cluster, started_at, t0, solve_seconds), cluster)
+
+    def _apply(
+        self,
+        batch: list[Workload],
+        result: PlacementResult,
+        cluster: Cluster,
+        started_at: datetime,
+        t0: float,
+        solve_seconds: float,
+    ) -> _Decided:
+        """Apply ``result`` to ``cluster`` (changed in place) before anything is stored: a
+        placement that does not fit is a solver bug, and must not reach the store. CPU-only
+        work (most of it) is applied in one step."""
         placed: dict[str, tuple[tuple[ReplicaPlacement, ...], Cost]] = {}
         pending: dict[str, Unfit] = {}
         unschedulable: dict[str, Unfit] = {}
@@ -763,22 +890,31 @@ class SchedulingLoop:
             got = result.placements.get(w.id)
             if got and w.id not in rejected:
                 placed[w.id] = (tuple(got), costs.get(w.id) or Cost())
+        return _Decided(
+            batch, result, placed, unschedulable, pending, started_at, t0, solve_seconds
+        )
+
+    def _commit(self, d: _Decided, cluster: Cluster) -> None:
+        """Store what ``_apply`` decided and applied to ``cluster``, which then becomes the
+        loop's cluster; if the store fails, the placements are taken back out of ``cluster``
+        and the batch is queued again."""
+        batch, placed = d.batch, d.placed
         commit = CycleCommit(
             workloads={w.id: w for w in batch},
             placed=placed,
-            unschedulable=unschedulable,
-            pending=pending,
+            unschedulable=d.unschedulable,
+            pending=d.pending,
             now=self._clock(),
         )
         try:
             outcome = self.store.commit_cycle(commit)
         except StoreError:
             log.exception("cannot commit cycle; its %d workloads stay queued", len(batch))
-            for w in batch:
-                heapq.heappush(self._ready, (-w.spec.priority, self._arrivals, w.id))
-                self._arrivals += 1
+            for wid, (reps, _) in placed.items():
+                self._release(cluster, replace(commit.workloads[wid], placements=reps))
+            self._requeue(batch)
             with self._cond:
-                self._cluster = base
+                self._cluster = cluster
             time.sleep(self.config.retry_after_error_s)
             return
         for wid in outcome.skipped:
@@ -797,7 +933,7 @@ class SchedulingLoop:
             self._waiting[w.id] = w
         with self._cond:
             self._cluster = cluster
-            self._last_result = result
+            self._last_result = d.result
             # _count_change(PENDING -> PLACED) for all of them at once
             self._counts[WorkloadState.PENDING] -= len(outcome.placed)
             self._counts[WorkloadState.PLACED] += len(outcome.placed)
@@ -806,20 +942,20 @@ class SchedulingLoop:
                     if w.id in self._pending_code:
                         self._set_pending_code(w.id, "")
             for w in outcome.unschedulable:
-                code = unschedulable[w.id].code
+                code = d.unschedulable[w.id].code
                 self._count_change(w.id, WorkloadState.PENDING, WorkloadState.UNSCHEDULABLE, code)
             for w in outcome.pending:
                 self._count_change(
-                    w.id, WorkloadState.PENDING, WorkloadState.PENDING, pending[w.id].code
+                    w.id, WorkloadState.PENDING, WorkloadState.PENDING, d.pending[w.id].code
                 )
         self.cycles += 1
         report = CycleReport(
-            started_at=started_at,
-            cycle_seconds=time.perf_counter() - t0,
-            solve_seconds=solve_seconds,
+            started_at=d.started_at,
+            cycle_seconds=time.perf_counter() - d.t0,
+            solve_seconds=d.solve_seconds,
             batch_workloads=len(batch),
             batch_replicas=sum(w.spec.replica_count for w in batch),
-            result=result,
+            result=d.result,
             placed=outcome.placed,
             unschedulable=outcome.unschedulable,
             pending=outcome.pending,

@@ -465,3 +465,28 @@ def test_a_loop_whose_solver_process_died_goes_on_placing(
         lp.stop()
     used = int((lp.snapshot().cluster.cap_cpu - lp.snapshot().cluster.free_cpu).sum())
     assert used == 4000
+
+
+def test_each_batch_is_solved_on_the_capacity_the_batch_before_took_before_it_commits(
+    store: Store, tiny: Scenario, clock: Clock, recorder: Recorder
+) -> None:
+    # batches of one: the solver process solves each while the loop commits the one before
+    lp = SchedulingLoop(
+        store,
+        tiny,
+        observers=[recorder],
+        config=LoopConfig(batch_window_s=0.0, max_batch_workloads=1),
+        clock=clock,
+    )
+    queued = store.submit("", "", [cpu(4) for _ in range(6)], clock.now).workloads
+    lp.start()
+    try:
+        until(lambda: len(recorder.cycles) >= 6)
+    finally:
+        lp.stop()
+    states = [store.get(w.id) for w in queued]
+    assert sorted(w.state for w in states) == [S.PENDING] + [S.PLACED] * 5
+    (left,) = [w for w in states if w.state == S.PENDING]
+    assert left.reason and "rejected" not in left.reason  # solved as not fitting, not refused
+    nodes = [w.placements[0].node for w in states if w.state == S.PLACED]
+    assert len(set(nodes)) == 5  # tiny's five CPU nodes, one 4-core workload each
