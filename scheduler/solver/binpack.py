@@ -921,7 +921,9 @@ def _cg_search(
     dives = 0
     while time.monotonic() < deadline and _bins_used(best) > max(lb, lp_bins):
         fix_at, rounds = DIVES[dives % len(DIVES)]
-        y = _dive(cg, best, fix_at, rounds, dives >= len(DIVES), deadline, seed)
+        now = time.monotonic()
+        until = min(deadline, now + max(1.0, 0.5 * (deadline - now)))
+        y = _dive(cg, best, fix_at, rounds, dives >= len(DIVES), until, seed)
         dives += 1
         if y is not None and _bins_used(y) < _bins_used(best):
             best = _relabel(y)
@@ -947,7 +949,7 @@ def _dive(
 ) -> IntArray | None:
     """Fix the columns the LP chooses, price over the items left, and again, until few items
     are left (packed by the greedies and the exact model) or the LP cannot beat ``best``."""
-    a, c = cg.a, cg.c
+    a = cg.a
     while time.monotonic() < deadline:
         cg.solve_lp()
         if math.ceil(cg.value - EPS) >= _bins_used(best):
@@ -960,27 +962,33 @@ def _dive(
             return out
         if not cg.fix(fix_at, shuffle):
             return None
-        rest = np.flatnonzero(~cg.fixed)
-        if len(rest) <= DIVE_RESIDUAL_ITEMS:
-            out, b = cg.packing_of_fixed()
-            if len(rest):
-                sub = greedy_pack(a[rest], c)
-                left = deadline - time.monotonic()
-                ub_sub = _bins_used(sub)
-                if len(rest) * (ub_sub - 1) <= FULL_MODEL_MAX_VARS and left > 0:
-                    lb_sub = lower_bound(a[rest], c)
-                    if ub_sub > lb_sub:
-                        better, _ = _full_model(
-                            a[rest], c, sub, lb_sub, min(1.0, 0.5 * left), seed, 1
-                        )
-                        if better is not None:
-                            sub = better
-                out[rest] = sub + b
-            return out
+        if (~cg.fixed).sum() <= DIVE_RESIDUAL_ITEMS:
+            return _complete(cg, deadline, seed)
         for _ in range(rounds):  # pricing over the items left
             if time.monotonic() >= deadline or not cg.price_round(0.0)[0]:
                 break
-    return None
+    # out of time: what the LP has fixed so far, the rest by the greedies
+    return _complete(cg, deadline, seed) if cg.fixed.any() else None
+
+
+def _complete(cg: _ColumnGeneration, deadline: float, seed: int) -> IntArray:
+    """The fixed columns of a dive, and the items left packed by the greedies and, when few
+    enough and time is left, the exact model."""
+    a, c = cg.a, cg.c
+    out, b = cg.packing_of_fixed()
+    rest = np.flatnonzero(~cg.fixed)
+    if len(rest):
+        sub = greedy_pack(a[rest], c)
+        left = deadline - time.monotonic()
+        ub_sub = _bins_used(sub)
+        if len(rest) * (ub_sub - 1) <= FULL_MODEL_MAX_VARS and left > 0:
+            lb_sub = lower_bound(a[rest], c)
+            if ub_sub > lb_sub:
+                better, _ = _full_model(a[rest], c, sub, lb_sub, min(1.0, 0.5 * left), seed, 1)
+                if better is not None:
+                    sub = better
+        out[rest] = sub + b
+    return out
 
 
 # ----------------------------------------------------------------------------- entry point
