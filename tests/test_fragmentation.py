@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.domain import Cluster, Pool, Resources, Scenario, Site
-from scheduler.solver.fragmentation import FragmentationScorer, RequestType, target_workload
+from scheduler.domain import Cluster, Pool, Resources, Scenario, Site, WorkloadSpec
+from scheduler.solver.fragmentation import (
+    FragmentationScorer,
+    RequestHistory,
+    RequestType,
+    target_workload,
+)
 
 SHARE_500 = Resources(1000, 1024, gpu_millis=500)
 SHARE_600 = Resources(1000, 1024, gpu_millis=600)
@@ -144,3 +149,25 @@ def test_scores_kept_between_calls_follow_node_changes():
     fresh = FragmentationScorer(target).best_placement(c, nodes, SHARE_500)
     assert again[0].tolist() == fresh[0].tolist() != first
     assert again[1].tolist() == fresh[1].tolist()
+
+
+def test_request_history_tracks_recent_gpu_requests_and_refreshes_in_steps():
+    half = Resources(1000, 1024, gpu_millis=500)
+    whole = Resources(4000, 8192, gpus=1)
+    history = RequestHistory(window=10, refresh=4)
+    assert history.target() == ()
+    history.add(WorkloadSpec(tenant="t", resources=Resources(1000, 1024), replicas=5))  # no GPU
+    assert history.target() == ()
+    history.add(WorkloadSpec(tenant="t", resources=half, replicas=3))
+    first = history.target()
+    assert first == (RequestType(half, 1.0),)
+    history.add(WorkloadSpec(tenant="t", resources=whole, replicas=3, gpu_models=("H800",)))
+    assert history.target() is first  # 3 new GPU replicas < refresh 4: the same tuple
+    history.add(WorkloadSpec(tenant="t", resources=whole, replicas=1, gpu_models=("H800",)))
+    assert {(t.resources, t.frequency, t.gpu_models) for t in history.target()} == {
+        (whole, 4 / 7, ("H800",)),
+        (half, 3 / 7, ()),
+    }
+    # the window keeps the last 10 GPU replicas only
+    history.add(WorkloadSpec(tenant="t", resources=whole, replicas=10))
+    assert history.target() == (RequestType(whole, 1.0),)

@@ -18,14 +18,14 @@ the GPUs that achieve it.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from scheduler.domain import GPU_MILLIS, Cluster, Resources
+from scheduler.domain import GPU_MILLIS, Cluster, Resources, WorkloadSpec
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -77,6 +77,38 @@ def target_workload(
         kept.append((key, n))
         covered += n
     return tuple(RequestType(r, n / covered, models) for (r, models), n in kept)
+
+
+class RequestHistory:
+    """The GPU requests seen lately, as FGD's target workload for an online scheduler: the
+    request types of the last ``window`` GPU replicas submitted. The target is recomputed only
+    after ``refresh`` new GPU replicas (and the first time), so between refreshes every cycle
+    gets the very same tuple and the solver reuses the scorer built for it with its per-node
+    cache. ``coverage`` keeps the most popular types (see ``target_workload``)."""
+
+    def __init__(self, window: int = 2000, refresh: int = 200, coverage: float = 0.95) -> None:
+        if window < 1 or refresh < 1:
+            raise ValueError(f"window and refresh must be >= 1 (got {window}, {refresh})")
+        self.coverage = coverage
+        self.refresh = refresh
+        self._seen: deque[tuple[Resources, tuple[str, ...]]] = deque(maxlen=window)
+        self._since = 0
+        self._target: tuple[RequestType, ...] = ()
+
+    def add(self, spec: WorkloadSpec) -> None:
+        """Record every replica of ``spec`` if it asks for GPUs."""
+        if not spec.resources.wants_gpu:
+            return
+        n = min(spec.replica_count, self._seen.maxlen or 1)
+        self._seen.extend([(spec.resources, tuple(spec.gpu_models))] * n)
+        self._since += n
+
+    def target(self) -> tuple[RequestType, ...]:
+        """The current target workload; empty until a GPU request has been seen."""
+        if self._seen and (not self._target or self._since >= self.refresh):
+            self._target = target_workload(self._seen, coverage=self.coverage)
+            self._since = 0
+        return self._target
 
 
 class FragmentationScorer:
