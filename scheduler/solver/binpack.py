@@ -1025,7 +1025,8 @@ def min_bins(
         return deadline - time.monotonic()
 
     if not proven and n % 3 == 0 and lb * 3 == n:
-        t = _triple_cover(a, c, left(), seed, num_workers)
+        # not all of the time: where no exact cover turns up, the other searches still run
+        t = _triple_cover(a, c, 0.5 * left(), seed, num_workers)
         if t is not None:
             x, proven = t, True
             stats["method_triples"] = 1
