@@ -90,6 +90,20 @@ def cli() -> None:
     help="deadline of each cycle's solve: placement quality against submit-to-placed latency",
 )
 @click.option(
+    "--solver-process/--no-solver-process",
+    default=True,
+    show_default=True,
+    help="solve in a child process (another core) so solving never holds up RPCs; "
+    "--no-solver-process for one-core machines",
+)
+@click.option(
+    "--fgd/--no-fgd",
+    default=True,
+    show_default=True,
+    help="place GPU work to leave the least fragmented GPU capacity for the GPU requests "
+    "submitted lately",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(0, 600),
     default=10.0,
@@ -111,6 +125,8 @@ def serve(
     params_file: str | None,
     batch_window_ms: float,
     solve_budget_ms: float,
+    solver_process: bool,
+    fgd: bool,
     grace: float,
     log_level: str,
 ) -> None:
@@ -141,7 +157,10 @@ def serve(
             scenario=scenario,
             params=params,
             loop=LoopConfig(
-                batch_window_s=batch_window_ms / 1000.0, solve_budget_s=solve_budget_ms / 1000.0
+                batch_window_s=batch_window_ms / 1000.0,
+                solve_budget_s=solve_budget_ms / 1000.0,
+                solver_process=solver_process,
+                fgd=fgd,
             ),
             grace_s=grace,
         )

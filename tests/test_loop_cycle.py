@@ -490,3 +490,20 @@ def test_each_batch_is_solved_on_the_capacity_the_batch_before_took_before_it_co
     assert left.reason and "rejected" not in left.reason  # solved as not fitting, not refused
     nodes = [w.placements[0].node for w in states if w.state == S.PLACED]
     assert len(set(nodes)) == 5  # tiny's five CPU nodes, one 4-core workload each
+
+
+@pytest.mark.parametrize("fgd", [True, False])
+def test_gpu_work_is_solved_against_the_gpu_requests_submitted_lately(
+    store: Store, tiny: Scenario, clock: Clock, fgd: bool
+) -> None:
+    from scheduler.solver.fragmentation import RequestType
+
+    share = Resources(1000, 1024, gpu_millis=500)
+    lp = SchedulingLoop(store, tiny, config=LoopConfig(solver_process=False, fgd=fgd), clock=clock)
+    sub = store.submit(
+        "", "", [WorkloadSpec(tenant="t", resources=share, replicas=2), cpu(1)], clock()
+    )
+    for w in sub.workloads:
+        lp._enqueue(w)
+    problem, _ = lp._problem(list(sub.workloads), Cluster(tiny), clock())
+    assert problem.gpu_target == ((RequestType(share, 1.0),) if fgd else ())

@@ -39,7 +39,7 @@ class Server:
 
 
 @contextmanager
-def valley_serve(tmp_path: Path, store: str) -> Iterator[Server]:
+def valley_serve(tmp_path: Path, store: str, *extra: str) -> Iterator[Server]:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY)
     proc = subprocess.Popen(
@@ -60,6 +60,7 @@ def valley_serve(tmp_path: Path, store: str) -> Iterator[Server]:
             "10",
             "--grace",
             "5",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -109,6 +110,7 @@ def test_kill_9_right_after_submit_loses_nothing_duplicates_nothing_moves_nothin
         tenant="t", resources=pb.Resources(cpu_millis=500, memory_mib=1024, gpu_millis=300)
     )
     with valley_serve(tmp_path, store) as first:
+        assert children(first.proc.pid), "the solver process is missing"
         client = Client.connect(first.port)
         # 5 CPU nodes of 4 cores: seven 4-core workloads leave two waiting; the GPU shares
         # pack onto physical GPUs whose indices must come back exactly
@@ -136,12 +138,23 @@ def test_kill_9_right_after_submit_loses_nothing_duplicates_nothing_moves_nothin
         client.close()
 
 
+def children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux)."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
 def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
-    with valley_serve(tmp_path, f"sqlite:///{tmp_path}/valley.db") as server:
+    # in one process (the one-core setting), without FGD: the flags reach the loop
+    store = f"sqlite:///{tmp_path}/valley.db"
+    with valley_serve(tmp_path, store, "--no-solver-process", "--no-fgd") as server:
         client = Client.connect(server.port)
         health = health_pb2_grpc.HealthStub(client.channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
         assert status == health_pb2.HealthCheckResponse.SERVING
+        assert children(server.proc.pid) == set()  # no solver process
         stream = client.placement.WatchWorkloads(pb.WatchWorkloadsRequest())
         stream.initial_metadata()
         ended = threading.Event()
