@@ -82,6 +82,21 @@ EVENTS = {
         S.PENDING,
         T0,
     ),
+    "placed on a node whose name is not ASCII, a cost of power only": WorkloadEvent(
+        3,
+        Workload(
+            "w-5",
+            PLAIN,
+            S.PLACED,
+            (ReplicaPlacement(1, "北京", "北京/cpu-0001", 0.5, (), T0),),
+            "",
+            T0,
+            T0,
+            Cost(0.0, 0.0, 12.5),
+        ),
+        S.PENDING,
+        T0,
+    ),
     "unschedulable with a reason, no times": WorkloadEvent(
         7,
         Workload("w-3", FULL, S.UNSCHEDULABLE, reason="slo: RTT 4.0 ms > SLO 2.0 ms — 全部"),

@@ -245,6 +245,7 @@ class EventEncoder:
         # reused while the entry lives
         self._specs: OrderedDict[int, tuple[WorkloadSpec, pb.WorkloadSpec | bytes]] = OrderedDict()
         self._times: OrderedDict[datetime, bytes] = OrderedDict()
+        self._texts: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
 
@@ -259,67 +260,86 @@ class EventEncoder:
 
     def encode(self, e: WorkloadEvent) -> bytes:
         w = self._workload(e.workload)
-        out = [b"\x0a", _varint(len(w)), w]
+        n = len(w)
+        out = [b"\x0a", _SMALL_VARINTS[n] if n < 128 else _varint(n), w]
         if e.previous_state:
             out += (b"\x10", _varint(int(e.previous_state)))
         if e.sequence:
             out += (b"\x18", _varint(e.sequence))
         t = self._time(e.time)
-        out += (b"\x22", _varint(len(t)), t)
+        out += (b"\x22", _SMALL_VARINTS[len(t)], t)  # a Timestamp is at most 24 bytes
         return b"".join(out)
 
     def _workload(self, w: Workload) -> bytes:
         out: list[bytes] = []
         if w.id:
             text = w.id.encode()
-            out += (b"\x0a", _varint(len(text)), text)
+            n = len(text)
+            out += (b"\x0a", _SMALL_VARINTS[n] if n < 128 else _varint(n), text)
         spec = self._spec(w.spec)
-        out += (b"\x12", _varint(len(spec)), spec)
+        n = len(spec)
+        out += (b"\x12", _SMALL_VARINTS[n] if n < 128 else _varint(n), spec)
         if w.state:
             out += (b"\x18", _varint(int(w.state)))
         for p in w.placements:
             rep = self._placement(p)
-            out += (b"\x22", _varint(len(rep)), rep)
+            n = len(rep)
+            out += (b"\x22", _SMALL_VARINTS[n] if n < 128 else _varint(n), rep)
         if w.reason:
             text = w.reason.encode()
             out += (b"\x2a", _varint(len(text)), text)
         if w.created_at is not None:
             t = self._time(w.created_at)
-            out += (b"\x32", _varint(len(t)), t)
+            out += (b"\x32", _SMALL_VARINTS[len(t)], t)
         if w.placed_at is not None:
             t = self._time(w.placed_at)
-            out += (b"\x3a", _varint(len(t)), t)
+            out += (b"\x3a", _SMALL_VARINTS[len(t)], t)
         c = w.cost
-        cost = b"".join(
-            tag + d
-            for tag, d in (
-                (b"\x09", _DOUBLE.pack(c.energy_cny_per_hour)),
-                (b"\x11", _DOUBLE.pack(c.carbon_kg_per_hour)),
-                (b"\x19", _DOUBLE.pack(c.power_watts)),
+        energy, carbon, power = c.energy_cny_per_hour, c.carbon_kg_per_hour, c.power_watts
+        if energy and carbon and power:  # a placed workload's (-0.0 and 0.0 are false)
+            out.append(_ALL_COSTS.pack(b"\x42\x1b\x09", energy, b"\x11", carbon, b"\x19", power))
+        else:
+            cost = b"".join(
+                tag + d
+                for tag, d in (
+                    (b"\x09", _DOUBLE.pack(energy)),
+                    (b"\x11", _DOUBLE.pack(carbon)),
+                    (b"\x19", _DOUBLE.pack(power)),
+                )
+                if d != _ZERO_DOUBLE
             )
-            if d != _ZERO_DOUBLE
-        )
-        out += (b"\x42", _varint(len(cost)), cost)
+            out += (b"\x42", _SMALL_VARINTS[len(cost)], cost)
         return b"".join(out)
 
     def _placement(self, p: ReplicaPlacement) -> bytes:
         out: list[bytes] = []
         if p.replica:
             out += (b"\x08", _varint(p.replica))
-        for tag, value in ((b"\x12", p.site), (b"\x1a", p.node)):
-            if value:
-                text = value.encode()
-                out += (tag, _varint(len(text)), text)
+        if p.site:
+            out.append(self._text(b"\x12", p.site))
+        if p.node:
+            out.append(self._text(b"\x1a", p.node))
         d = _DOUBLE.pack(p.latency_ms)
         if d != _ZERO_DOUBLE:
             out += (b"\x21", d)
         if p.start_time is not None:
             t = self._time(p.start_time)
-            out += (b"\x2a", _varint(len(t)), t)
+            out += (b"\x2a", _SMALL_VARINTS[len(t)], t)
         if p.gpu_indices:
             packed = b"".join(_varint(i) for i in p.gpu_indices)
             out += (b"\x32", _varint(len(packed)), packed)
         return b"".join(out)
+
+    def _text(self, tag: bytes, text: str) -> bytes:
+        """The field ``tag`` holding ``text`` (site and node names: few, and in every event of
+        a placed workload)."""
+        key = (tag, text)
+        data = self._texts.get(key)
+        if data is None:
+            raw = text.encode()
+            data = tag + _varint(len(raw)) + raw
+            self._keep(self._texts, ((key, data),))
+        return data
 
     def _spec(self, s: WorkloadSpec) -> bytes:
         entry = self._specs.get(id(s))
@@ -354,6 +374,8 @@ class EventEncoder:
 
 _DOUBLE = struct.Struct("<d")
 _ZERO_DOUBLE = _DOUBLE.pack(0.0)
+# field 8 of a Workload: a Cost message with all three fields set (27 bytes)
+_ALL_COSTS = struct.Struct("<3sdsdsd")
 _SMALL_VARINTS = [bytes((i,)) for i in range(128)]
 
 
