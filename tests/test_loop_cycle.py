@@ -117,6 +117,7 @@ def test_submitted_workloads_are_placed_and_the_cluster_holds_them(
 ) -> None:
     ws = submit(store, loop, cpu(2), cpu(1, replicas=3))
     until(lambda: all(state(store, w) == S.PLACED for w in ws))
+    assert loop.wait_idle(10)  # the counters follow the commit
     snap = loop.snapshot()
     used = int((snap.cluster.cap_cpu - snap.cluster.free_cpu).sum())
     assert used == 5000
@@ -137,6 +138,7 @@ def test_a_workload_that_can_never_fit_becomes_unschedulable_with_the_reason(
     (w,) = submit(store, loop, cpu(64))  # larger than every node of the tiny scenario
     until(lambda: state(store, w) == S.UNSCHEDULABLE)
     assert store.get(w.id).reason
+    assert loop.wait_idle(10)  # the counters follow the commit
     assert loop.snapshot().unschedulable_by_reason == {"capacity": 1}
 
 
@@ -149,8 +151,8 @@ def test_a_cancel_frees_capacity_that_a_waiting_workload_then_gets(
     (late,) = submit(store, loop, cpu(4))
     until(lambda: store.get(late.id).reason != "")
     assert store.get(late.id).state == S.PENDING
+    assert loop.wait_idle(10)  # the counters follow the commit
     assert loop.snapshot().pending_by_reason == {"capacity": 1}
-    assert loop.wait_idle(10)
     cycles_before = loop.cycles
     time.sleep(0.1)
     assert loop.cycles == cycles_before, "a full cluster must not be retried every cycle"
@@ -159,6 +161,7 @@ def test_a_cancel_frees_capacity_that_a_waiting_workload_then_gets(
     loop.state_changed(change.workload, change.previous_state)
     until(lambda: state(store, late) == S.PLACED)
     assert store.get(late.id).placements[0].node == freed_node  # the only node with room
+    assert loop.wait_idle(10)
     snap = loop.snapshot()
     assert snap.counts_by_state[S.PLACED] == 5
     assert snap.counts_by_state[S.CANCELLED] == 1
@@ -198,6 +201,7 @@ def test_a_restarted_loop_rebuilds_the_same_cluster_and_resumes_pending_work(
         for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
             assert np.array_equal(getattr(before, name), getattr(after_restart, name)), name
         until(lambda: state(store, queued) == S.PLACED)
+        assert second.wait_idle(10)
         assert second.snapshot().counts_by_state[S.PLACED] == 5
     finally:
         second.stop()
