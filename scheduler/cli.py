@@ -877,6 +877,16 @@ def sites(nodes: bool, server: str, output: str, timeout: float) -> None:
 @cli.command()
 @click.option("--tenant", default="", help="only this tenant's workloads")
 @click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(
+        ["pending", "placed", "unschedulable", "cancelled", "completed", "preempted"],
+        case_sensitive=False,
+    ),
+    help="only changes into these states (repeatable)",
+)
+@click.option(
     "--server",
     envvar="VALLEY_SERVER",
     default=DEFAULT_SERVER,
@@ -897,14 +907,18 @@ def sites(nodes: bool, server: str, output: str, timeout: float) -> None:
     default=0,
     help="stop after this many events (0: until Ctrl-C)",
 )
-def watch(tenant: str, server: str, output: str, count: int) -> None:
+def watch(tenant: str, states: tuple[str, ...], server: str, output: str, count: int) -> None:
     """Print every workload state change as it is committed, until Ctrl-C."""
     import grpc
 
     from scheduler._proto.valley.v1 import placement_pb2 as pb
 
     client = Client(server, output, 0)
-    stream = client.placement.WatchWorkloads(pb.WatchWorkloadsRequest(tenant=tenant))
+    wanted = [pb.WorkloadState.Value(f"WORKLOAD_STATE_{s.upper()}") for s in states]
+    # several events per message: keeps up with thousands of changes a second
+    stream = client.placement.WatchWorkloadBatches(
+        pb.WatchWorkloadsRequest(tenant=tenant, states=wanted)
+    )
     seen = 0
     try:
         for e in _events(stream):
@@ -931,7 +945,8 @@ def watch(tenant: str, server: str, output: str, count: int) -> None:
 
 
 def _events(stream: Any) -> Iterator[Any]:
-    yield from stream
+    for batch in stream:
+        yield from batch.events
 
 
 # =============================================================================== registration

@@ -73,10 +73,11 @@ def test_get_list_explain_cancel_and_sites_show_what_happened(server: str) -> No
 WATCH = [sys.executable, "-m", "scheduler.cli", "watch"]
 
 
-def test_watch_prints_state_changes_of_the_tenant(server: str) -> None:
+@pytest.mark.parametrize("states", [[], ["--state", "placed"]])
+def test_watch_prints_state_changes_of_the_tenant(server: str, states: list[str]) -> None:
     # a real process: CliRunner swaps sys.stdout for the whole process, so two at once clash
     watcher = subprocess.Popen(
-        [*WATCH, "--server", server, "--tenant", "watched", "--count", "1", "-o", "json"],
+        [*WATCH, "--server", server, "--tenant", "watched", "--count", "1", "-o", "json", *states],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -99,6 +100,8 @@ def test_watch_prints_state_changes_of_the_tenant(server: str) -> None:
     assert watcher.returncode == 0, err
     event = json.loads(out.splitlines()[0])
     assert event["workload"]["spec"]["tenant"] == "watched"
+    if states:  # only changes into PLACED
+        assert "PLACED" in event["workload"]["state"], event["workload"]["state"]
     # the first event seen may be the creation of a workload or the placement of one created
     # just before the stream opened
     assert event["previous_state"] in ("WORKLOAD_STATE_UNSPECIFIED", "WORKLOAD_STATE_PENDING")
