@@ -23,6 +23,7 @@ import click
 from scheduler import __version__
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_SERVER = "127.0.0.1:50051"
 MAX_PER_REQUEST = 1000
 
@@ -696,18 +697,23 @@ def get(workload_id: str, server: str, output: str, timeout: float) -> None:
         click.echo(workload_detail(w))
 
 
+def _state_option(help: str) -> Callable[[F], F]:
+    """``--state`` (repeatable), the workload states by their API names in lower case."""
+    return click.option(
+        "--state",
+        "states",
+        multiple=True,
+        type=click.Choice(
+            ["pending", "placed", "unschedulable", "cancelled", "completed", "preempted"],
+            case_sensitive=False,
+        ),
+        help=help,
+    )
+
+
 @cli.command("list")
 @click.option("--tenant", default="", help="only this tenant's workloads")
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice(
-        ["pending", "placed", "unschedulable", "cancelled", "completed", "preempted"],
-        case_sensitive=False,
-    ),
-    help="only these states (repeatable)",
-)
+@_state_option("only these states (repeatable)")
 @click.option(
     "--limit",
     type=click.IntRange(0),
@@ -876,16 +882,7 @@ def sites(nodes: bool, server: str, output: str, timeout: float) -> None:
 
 @cli.command()
 @click.option("--tenant", default="", help="only this tenant's workloads")
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice(
-        ["pending", "placed", "unschedulable", "cancelled", "completed", "preempted"],
-        case_sensitive=False,
-    ),
-    help="only changes into these states (repeatable)",
-)
+@_state_option("only changes into these states (repeatable)")
 @click.option(
     "--server",
     envvar="VALLEY_SERVER",
