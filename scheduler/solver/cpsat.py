@@ -1001,6 +1001,17 @@ def _refit_gpu_work(
     placements.update(new)
 
 
+def _replicas_by_node(
+    got: Mapping[str, Sequence[tuple[int, tuple[int, ...]]]],
+) -> dict[int, list[tuple[str, int]]]:
+    """Per node, the (workload, replica slot) pairs of ``got`` placed on it."""
+    on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for wid, slots in got.items():
+        for i, (node, _) in enumerate(slots):
+            on_node[node].append((wid, i))
+    return on_node
+
+
 def _consolidate(
     cluster: Cluster,
     index: greedy.NodeIndex,
@@ -1013,10 +1024,7 @@ def _consolidate(
     powered nodes of its pool, emptiest woken node first, while that succeeds. Moves stay
     inside the pool, so costs other than the node's idle power, SLOs and topology are unchanged.
     Changes ``cluster`` and ``got`` in place."""
-    on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for wid, slots in got.items():
-        for i, (node, _) in enumerate(slots):
-            on_node[node].append((wid, i))
+    on_node = _replicas_by_node(got)
     for pool_nodes in index.by_pool:
         woken = pool_nodes[(cluster.replicas_on[pool_nodes] > 0) & ~awake_before[pool_nodes]]
         if len(woken) < 2:
@@ -1132,10 +1140,7 @@ def _repack_gpu_pools(
     and then into as few more nodes as possible. Replicas stay in their site, on pools they
     are allowed, at the same cost but for idle power. Changes ``cluster`` and ``got`` in
     place."""
-    on_node: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for wid, slots in got.items():
-        for i, (node, _) in enumerate(slots):
-            on_node[node].append((wid, i))
+    on_node = _replicas_by_node(got)
     for group in _interchangeable_gpu_pools(cluster):
         cap = cluster.pools[group[0]].node
         capacity = np.asarray([cap.cpu_millis, cap.memory_mib, cap.gpus], dtype=np.int64)
@@ -1163,8 +1168,8 @@ def _repack_gpu_pools(
             left = REPACK_TIME_S if deadline is None else deadline - time.perf_counter()
             return min(REPACK_TIME_S, left)
 
-        # bins: (pool, items, item indices); pinned first
-        bins: list[tuple[int, _Items, list[int]]] = []
+        # bins: (pool, or -1 for any pool of the group; the items it holds); pinned first
+        bins: list[tuple[int, list[tuple[_Items, int]]]] = []
         for p in group:
             items = _Items.of(pinned[p], specs)
             if not items.vectors:
@@ -1173,12 +1178,15 @@ def _repack_gpu_pools(
                 return
             res = min_bins(items.array(), capacity, time_limit_s=limit())
             start = len(bins)
-            bins.extend((p, items, []) for _ in range(res.bins))
+            bins.extend((p, []) for _ in range(res.bins))
             for k, b in enumerate(res.assignment.tolist()):
-                bins[start + b][2].append(k)
+                bins[start + b][1].append((items, k))
         if free:
             items = _Items.of(free, specs)
-            used = [b[1].array(b[2]).sum(axis=0) for b in bins]
+            used = [
+                np.asarray([it.vectors[k] for it, k in held], dtype=np.int64).sum(axis=0)
+                for _, held in bins
+            ]
             # first fit decreasing into the room the pinned replicas left
             order = sorted(
                 range(len(items.vectors)),
@@ -1187,33 +1195,24 @@ def _repack_gpu_pools(
                 ),
             )
             rest: list[int] = []
-            extra: dict[int, list[int]] = defaultdict(list)
             for k in order:
                 v = np.asarray(items.vectors[k], dtype=np.int64)
                 for b, u in enumerate(used):
                     if (u + v <= capacity).all():
                         used[b] = u + v
-                        extra[b].append(k)
+                        bins[b][1].append((items, k))
                         break
                 else:
                     rest.append(k)
-            for b, ks in extra.items():
-                bins.append((bins[b][0], items, ks))  # same node as bin b (merged below)
-            merged_into = {len(bins) - len(extra) + n: b for n, b in enumerate(extra)}
             if rest:
                 if limit() <= 0.005:
                     return
                 res = min_bins(items.array(rest), capacity, time_limit_s=limit())
-                new: list[list[int]] = [[] for _ in range(res.bins)]
+                start = len(bins)
+                bins.extend((-1, []) for _ in range(res.bins))
                 for k, b in zip(rest, res.assignment.tolist(), strict=True):
-                    new[b].append(k)
-                # new bins go to the pools with the most empty nodes (woken ones first)
-                for ks in new:
-                    bins.append((-1, items, ks))
-        else:
-            merged_into = {}
-        n_bins = len(bins) - len(merged_into)
-        if n_bins >= n_woken:
+                    bins[start + b][1].append((items, k))
+        if len(bins) >= n_woken:
             continue
         # nodes: per pool, its woken nodes first, then nodes empty before this cycle
         spare = {
@@ -1227,39 +1226,34 @@ def _repack_gpu_pools(
             ]
             for p in group
         }
-        node_of: dict[int, int] = {}
-        ok = True
-        for b, (p, _, _) in enumerate(bins):
-            if b in merged_into:
-                continue
-            if p < 0:
-                p = max(group, key=lambda q: (len(spare[q]) > 0, -group.index(q)))
+        node_of: list[int] = []
+        for p, _ in bins:
+            if p < 0:  # the first pool of the group with a node to spare
+                p = next((q for q in group if spare[q]), group[0])
             if not spare[p]:
-                ok = False
                 break
-            node_of[b] = spare[p].pop(0)
-        if not ok:
+            node_of.append(spare[p].pop(0))
+        if len(node_of) < len(bins):
             continue
-        for b, target in merged_into.items():
-            node_of[b] = node_of[target]
         for p in group:
             for wid, i in reps_of[p]:
                 node, gpus = got[wid][i]
                 cluster.release(node, specs[wid].resources, gpus)
-        next_gpu: dict[int, int] = defaultdict(int)
-        for b, (_, items, ks) in enumerate(bins):
-            node = node_of[b]
-            for k in ks:
+        for node, (_, held) in zip(node_of, bins, strict=True):
+            next_gpu = 0
+            for items, k in held:
                 if items.is_unit[k]:
-                    gpu = next_gpu[node]
-                    next_gpu[node] += 1
                     for wid, i in items.groups[k]:
-                        got[wid][i] = (node, cluster.allocate(node, specs[wid].resources, (gpu,)))
+                        got[wid][i] = (
+                            node,
+                            cluster.allocate(node, specs[wid].resources, (next_gpu,)),
+                        )
+                    next_gpu += 1
                 else:
                     ((wid, i),) = items.groups[k]
                     r = specs[wid].resources
-                    gs = tuple(range(next_gpu[node], next_gpu[node] + r.gpus))
-                    next_gpu[node] += r.gpus
+                    gs = tuple(range(next_gpu, next_gpu + r.gpus))
+                    next_gpu += r.gpus
                     got[wid][i] = (node, cluster.allocate(node, r, gs))
 
 
