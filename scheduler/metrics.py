@@ -82,6 +82,19 @@ _REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 STATE_LABELS = {s: s.name.lower() for s in WorkloadState if s is not WorkloadState.UNSPECIFIED}
 KIND_LABELS = {k: k.name.lower() for k in WorkloadKind}
 SOLVE_STATUSES = ("optimal", "feasible", "fallback", "heuristic", "empty")
+# what the solvers inside one solve said (SolveStats.backend_statuses): CP-SAT's statuses and
+# those of the linear solvers (the LP bound and the MIP bound); anything else is "other"
+SOLVER_BACKENDS = ("lp", "mip", "cpsat")
+BACKEND_STATUSES = (
+    "OPTIMAL",
+    "FEASIBLE",
+    "INFEASIBLE",
+    "UNBOUNDED",
+    "ABNORMAL",
+    "MODEL_INVALID",
+    "NOT_SOLVED",
+    "UNKNOWN",
+)
 
 # ----------------------------------------------------------------------------- gRPC server
 
@@ -234,6 +247,14 @@ SOLVER_FALLBACKS = Counter(
     "Cycles in which the solver found nothing in time and the greedy answer was used.",
     registry=REGISTRY,
 )
+SOLVER_BACKEND_RUNS = Counter(
+    "valley_solver_backend_runs_total",
+    "Runs of the solvers inside Valley's solve, by backend (lp, mip, cpsat) and the status it "
+    "ended with: anything but OPTIMAL or FEASIBLE (NOT_SOLVED and UNKNOWN: out of time) is "
+    "also logged.",
+    ("backend", "status"),
+    registry=REGISTRY,
+)
 CYCLE_SECONDS = Histogram(
     "valley_cycle_duration_seconds",
     "Wall time of one scheduling cycle: build, solve and commit.",
@@ -301,6 +322,8 @@ for _code in REASON_CODES:
     WORKLOADS_UNSCHEDULABLE.labels(_code)
 for _status in SOLVE_STATUSES:
     CYCLES.labels(_status)
+for _backend in SOLVER_BACKENDS:
+    SOLVER_BACKEND_RUNS.labels(_backend, "OPTIMAL")
 LAST_BOUND.set(math.nan)
 LAST_GAP.set(math.nan)
 
@@ -339,6 +362,10 @@ class MetricsObserver:
         CYCLES.labels(status).inc()
         if status == "fallback":
             SOLVER_FALLBACKS.inc()
+        for backend, backend_status in result.stats.backend_statuses():
+            if backend in SOLVER_BACKENDS:
+                label = backend_status if backend_status in BACKEND_STATUSES else "other"
+                SOLVER_BACKEND_RUNS.labels(backend, label).inc()
         CYCLE_SECONDS.observe(max(0.0, report.cycle_seconds))
         SOLVE_SECONDS.observe(max(0.0, report.solve_seconds))
         BATCH_WORKLOADS.observe(report.batch_workloads)

@@ -54,6 +54,8 @@ class Cluster:
             np.int64
         )
         self.replicas_on = np.zeros(len(names), dtype=np.int64)
+        # (allocated?, node, resources, gpus) of every change since ``mark()``; None: not kept
+        self._journal: list[tuple[bool, int, Resources, tuple[int, ...]]] | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -65,6 +67,7 @@ class Cluster:
         other.__dict__.update(self.__dict__)
         for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
             setattr(other, name, getattr(self, name).copy())
+        other._journal = None
         return other
 
     def pool_of(self, node: int) -> Pool:
@@ -165,6 +168,8 @@ class Cluster:
         for i in gpus:
             self.gpu_free[node, i] -= share
         self.replicas_on[node] += 1
+        if self._journal is not None:
+            self._journal.append((True, node, r, gpus))
         return gpus
 
     def release(self, node: int, r: Resources, gpu_indices: Iterable[int]) -> None:
@@ -183,3 +188,34 @@ class Cluster:
         for i in gpus:
             self.gpu_free[node, i] += share
         self.replicas_on[node] -= 1
+        if self._journal is not None:
+            self._journal.append((False, node, r, gpus))
+
+    # ------------------------------------------------------------------ undo
+
+    def mark(self) -> int:
+        """Keep every change from now on so that ``undo_to`` can take it back; returns the
+        mark to undo to. Marks nest; ``forget`` at the outermost mark stops keeping."""
+        if self._journal is None:
+            self._journal = []
+        return len(self._journal)
+
+    def undo_to(self, mark: int) -> None:
+        """Take back every ``allocate`` and ``release`` since ``mark``, newest first."""
+        journal = self._journal
+        if journal is None or mark > len(journal):
+            raise ValueError(f"no changes kept since mark {mark}")
+        while len(journal) > mark:
+            allocated, node, r, gpus = journal.pop()
+            share = GPU_MILLIS if r.gpus else r.gpu_millis
+            sign = 1 if allocated else -1  # give back what was taken, take what was given
+            self.free_cpu[node] += sign * r.cpu_millis
+            self.free_mem[node] += sign * r.memory_mib
+            for i in gpus:
+                self.gpu_free[node, i] += sign * share
+            self.replicas_on[node] -= sign
+
+    def forget(self, mark: int) -> None:
+        """Keep the changes since ``mark``; at mark 0 stop keeping changes at all."""
+        if mark == 0:
+            self._journal = None

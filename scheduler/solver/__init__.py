@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from scheduler.solver.problem import (
     POLICIES,
+    REPAIRS,
+    Breakdown,
     PendingWorkload,
     PlacementResult,
     Problem,
     SolverParams,
+    SolveStats,
     SolveStatus,
     Unplaced,
 )
@@ -28,7 +31,7 @@ def solve(
     """
     params = params or SolverParams()
     if params.policy == "valley":
-        from scheduler.solver.cpsat import solve_valley
+        from scheduler.solver.valley import solve_valley
 
         return solve_valley(problem, params, seed=seed, deadline=deadline)
     from scheduler.solver.heuristics import solve_heuristic
@@ -38,9 +41,12 @@ def solve(
 
 __all__ = [
     "POLICIES",
+    "REPAIRS",
+    "Breakdown",
     "PendingWorkload",
     "PlacementResult",
     "Problem",
+    "SolveStats",
     "SolveStatus",
     "SolverParams",
     "Unplaced",

@@ -69,6 +69,23 @@ def place_workload(
 ) -> tuple[ReplicaPlacement, ...] | None:
     """Place every replica of ``spec`` on ``cluster`` (changing it) or nothing (leaving it as it
     was). ``site_order`` ranks sites when GANG or SPREAD must choose; default: the scenario's."""
+    taken = place_slots(cluster, index, spec, elig, scorer, site_order)
+    if taken is None:
+        return None
+    return tuple(
+        _placement(cluster, scenario, spec, i, node, gpus) for i, (node, gpus) in enumerate(taken)
+    )
+
+
+def place_slots(
+    cluster: Cluster,
+    index: NodeIndex,
+    spec: WorkloadSpec,
+    elig: Eligibility,
+    scorer: NodeScorer,
+    site_order: Sequence[str] | None = None,
+) -> list[tuple[int, tuple[int, ...]]] | None:
+    """``place_workload``, returning the (node, GPUs) of each replica."""
     sites = [s for s in (site_order or elig.sites) if elig.pools_by_site.get(s)]
     r = spec.resources
     n = spec.replica_count
@@ -113,9 +130,7 @@ def place_workload(
             if not take(all_nodes):
                 rollback()
                 return None
-    return tuple(
-        _placement(cluster, scenario, spec, i, node, gpus) for i, (node, gpus) in enumerate(taken)
-    )
+    return taken
 
 
 # ----------------------------------------------------------------------------- scorers
@@ -145,3 +160,27 @@ def best_fit(cluster: Cluster, nodes: IntArray, r: Resources) -> FloatArray:
 def least_allocated(cluster: Cluster, nodes: IntArray, r: Resources) -> FloatArray:
     """kube-scheduler's LeastAllocated: the node left with the most free share wins."""
     return -_remaining_share(cluster, nodes, r)
+
+
+def awake_first(inner: NodeScorer) -> NodeScorer:
+    """``inner``, with powered nodes before powered-down ones (waking a node costs its idle
+    power); ``inner`` scores are shares in [-4, 4], a step of 10 dominates them."""
+
+    def score(cluster: Cluster, nodes: IntArray, r: Resources) -> FloatArray:
+        awake = (cluster.replicas_on[nodes] > 0).astype(np.float64)
+        return inner(cluster, nodes, r) - awake * 10.0
+
+    return score
+
+
+def site_ranked(
+    site_order: Sequence[str], site_names: Sequence[str], inner: NodeScorer
+) -> NodeScorer:
+    """``inner`` within a site, sites in ``site_order`` (``site_names``: the cluster's sites,
+    in its order); a rank step of 100 dominates every other score here."""
+    rank = np.asarray([list(site_order).index(s) for s in site_names], dtype=np.float64)
+
+    def score(cluster: Cluster, nodes: IntArray, r: Resources) -> FloatArray:
+        return rank[cluster.node_site[nodes]] * 100.0 + inner(cluster, nodes, r)
+
+    return score

@@ -12,39 +12,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from scheduler.domain import Cluster, Resources
 from scheduler.solver import greedy
 from scheduler.solver.filters import eligibility_of
-from scheduler.solver.objective import carbon_price, site_rates
+from scheduler.solver.objective import cheapest_site_order
 from scheduler.solver.problem import PlacementResult, Problem, SolverParams, SolveStatus
 from scheduler.solver.result import build_result
 
 
-def _site_rank_scorer(
-    problem: Problem, params: SolverParams, inner: greedy.NodeScorer
-) -> greedy.NodeScorer:
-    rates = site_rates(problem)
-    cprice = carbon_price(problem, params)
-    order = sorted(problem.scenario.site_names, key=lambda s: rates[s].money_per_it_watt(cprice))
-    rank = np.asarray([order.index(s) for s in problem.cluster.site_names], dtype=np.float64)
-
-    def score(cluster: Cluster, nodes: greedy.IntArray, r: Resources) -> greedy.FloatArray:
-        # inner scores are shares in [-4, 4]; a site rank step of 100 dominates them
-        return rank[cluster.node_site[nodes]] * 100.0 + inner(cluster, nodes, r)
-
-    return score
-
-
-def cheapest_site_order(problem: Problem, params: SolverParams) -> list[str]:
-    rates = site_rates(problem)
-    cprice = carbon_price(problem, params)
-    return sorted(problem.scenario.site_names, key=lambda s: rates[s].money_per_it_watt(cprice))
-
-
 def solve_heuristic(problem: Problem, params: SolverParams) -> PlacementResult:
-    started = time.perf_counter()
+    started = time.monotonic()
     site_order: list[str] | None = None
     if params.policy == "first-fit":
         scorer: greedy.NodeScorer = greedy.first_fit
@@ -53,8 +29,8 @@ def solve_heuristic(problem: Problem, params: SolverParams) -> PlacementResult:
     elif params.policy == "kube":
         scorer = greedy.least_allocated
     elif params.policy == "cheapest-first":
-        scorer = _site_rank_scorer(problem, params, greedy.least_allocated)
         site_order = cheapest_site_order(problem, params)
+        scorer = greedy.site_ranked(site_order, problem.cluster.site_names, greedy.least_allocated)
     else:
         raise ValueError(f"not a heuristic policy: {params.policy}")
     cluster = problem.cluster.copy()

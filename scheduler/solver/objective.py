@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,28 +23,7 @@ from scheduler.domain import (
     node_it_watts,
 )
 from scheduler.solver.filters import eligibility
-from scheduler.solver.problem import Problem, SolverParams
-
-
-@dataclass(frozen=True, slots=True)
-class Breakdown:
-    energy_cny_per_hour: float
-    carbon_kg_per_hour: float
-    carbon_cny_per_hour: float
-    latency_cny_per_hour: float
-    headroom_cny_per_hour: float
-    unplaced_cny_per_hour: float
-    power_watts: float
-
-    @property
-    def objective(self) -> float:
-        return (
-            self.energy_cny_per_hour
-            + self.carbon_cny_per_hour
-            + self.latency_cny_per_hour
-            + self.headroom_cny_per_hour
-            + self.unplaced_cny_per_hour
-        )
+from scheduler.solver.problem import Breakdown, Problem, SolverParams
 
 
 def carbon_price(problem: Problem, params: SolverParams) -> float:
@@ -56,6 +34,13 @@ def carbon_price(problem: Problem, params: SolverParams) -> float:
 
 def site_rates(problem: Problem) -> dict[str, SiteRates]:
     return {s.name: SiteRates.of(s, problem.hour, problem.month) for s in problem.scenario.sites}
+
+
+def cheapest_site_order(problem: Problem, params: SolverParams) -> list[str]:
+    """The scenario's sites, cheapest energy and priced carbon per IT watt of the hour first."""
+    rates = site_rates(problem)
+    cprice = carbon_price(problem, params)
+    return sorted(problem.scenario.site_names, key=lambda s: rates[s].money_per_it_watt(cprice))
 
 
 PRIORITY_LEVELS = 8

@@ -45,6 +45,24 @@ class Problem:
     gpu_target: tuple[RequestType, ...] = ()
 
 
+# the repairs of Valley's packing, in the order they run by default (scheduler.solver.valley.repairs
+# registers one class per name); a benchmark switches one off to measure what it is worth
+REPAIRS = ("consolidate", "gpu-repack", "leftovers", "make-room", "fgd-refit")
+
+# SolverParams fields that are numbers, with the least value each may take (None: no limit)
+_NUMBER_FIELDS: dict[str, tuple[type, float | None, bool]] = {
+    # name: (type, minimum, minimum allowed itself)
+    "time_limit_s": (float, 0.0, False),
+    "carbon_price_cny_per_tonne": (float, 0.0, True),
+    "latency_cny_per_ms_hour": (float, 0.0, True),
+    "headroom_target": (float, 0.0, False),
+    "headroom_cny_per_core_hour": (float, 0.0, True),
+    "unplaced_cny_per_replica_hour": (float, 0.0, False),
+    "priority_factor": (float, 1.0, True),
+    "num_workers": (int, 1.0, True),
+}
+
+
 @dataclass(frozen=True)
 class SolverParams:
     """Policy weights and limits, all money in CNY per hour. Validated on construction."""
@@ -69,6 +87,8 @@ class SolverParams:
     # replicas); False: the LP bound only, for callers that solve often and need speed more
     # than a tight gap (the loop under sustained load)
     mip_bound: bool = True
+    # the repairs of the packing, in order (names of REPAIRS); leave one out to measure it
+    repairs: tuple[str, ...] = REPAIRS
     solver_parameters: str = ""  # raw CP-SAT parameters in text format, passed through
 
     def __post_init__(self) -> None:
@@ -76,18 +96,38 @@ class SolverParams:
             raise ValidationError(
                 "policy", f"unknown policy {self.policy!r} (one of {', '.join(POLICIES)})"
             )
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and (not math.isfinite(value) or value < 0):
-                raise ValidationError(f.name, f"must be finite and >= 0 (got {value})")
-        if self.time_limit_s <= 0:
-            raise ValidationError("time_limit_s", "must be > 0")
-        if not 0 < self.headroom_target <= 1:
-            raise ValidationError("headroom_target", "must be in (0, 1]")
-        if self.priority_factor < 1:
-            raise ValidationError("priority_factor", "must be >= 1")
-        if self.num_workers < 1:
-            raise ValidationError("num_workers", "must be >= 1")
+        for name, (kind, least, inclusive) in _NUMBER_FIELDS.items():
+            value = getattr(self, name)
+            if value is None and name == "carbon_price_cny_per_tonne":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValidationError(name, f"must be a number (got {type(value).__name__})")
+            if kind is int and not isinstance(value, int):
+                raise ValidationError(name, f"must be a whole number (got {value})")
+            if not math.isfinite(value):
+                raise ValidationError(name, f"must be finite (got {value})")
+            if least is not None and (value < least or (value == least and not inclusive)):
+                sign = ">=" if inclusive else ">"
+                raise ValidationError(name, f"must be {sign} {least:g} (got {value})")
+        if self.headroom_target > 1:
+            raise ValidationError(
+                "headroom_target", f"must be in (0, 1] (got {self.headroom_target})"
+            )
+        for name in ("cpu_on_gpu_nodes", "mip_bound"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(name, "must be true or false")
+        if not isinstance(self.repairs, tuple):
+            object.__setattr__(self, "repairs", tuple(self.repairs))
+        for i, name in enumerate(self.repairs):
+            if name not in REPAIRS:
+                raise ValidationError(
+                    f"repairs[{i}]",
+                    f"unknown repair {str(name)[:40]!r} (one of {', '.join(REPAIRS)})",
+                )
+        if len(set(self.repairs)) != len(self.repairs):
+            raise ValidationError("repairs", "names a repair twice")
+        if not isinstance(self.solver_parameters, str):
+            raise ValidationError("solver_parameters", "must be text")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> SolverParams:
@@ -96,14 +136,15 @@ class SolverParams:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "params") -> SolverParams:
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key not in known:
                 raise ValidationError(f"{source}: {key}", "unknown parameter")
-            kwargs[key] = (
-                float(value) if isinstance(value, int) and known[key].type == "float" else value
-            )
+            spec = _NUMBER_FIELDS.get(key)
+            if spec is not None and spec[0] is float and type(value) is int:
+                value = float(value)  # TOML writes 2 for 2.0
+            kwargs[key] = value
         try:
             return cls(**kwargs)
         except ValidationError as e:
@@ -129,6 +170,63 @@ class Unplaced:
     reasons: tuple[Reason, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """The objective's terms of one placement, per hour."""
+
+    energy_cny_per_hour: float = 0.0
+    carbon_kg_per_hour: float = 0.0
+    carbon_cny_per_hour: float = 0.0
+    latency_cny_per_hour: float = 0.0
+    headroom_cny_per_hour: float = 0.0
+    unplaced_cny_per_hour: float = 0.0
+    power_watts: float = 0.0
+
+    @property
+    def objective(self) -> float:
+        return (
+            self.energy_cny_per_hour
+            + self.carbon_cny_per_hour
+            + self.latency_cny_per_hour
+            + self.headroom_cny_per_hour
+            + self.unplaced_cny_per_hour
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SolveStats:
+    """Where a solve's time went and what its solvers said. Seconds are None for a phase that
+    did not run; a status is the backend's own name (CP-SAT: OPTIMAL, FEASIBLE, INFEASIBLE,
+    MODEL_INVALID, UNKNOWN; the linear solvers: OPTIMAL, FEASIBLE, INFEASIBLE, UNBOUNDED,
+    ABNORMAL, MODEL_INVALID, NOT_SOLVED), '' where it did not run."""
+
+    model_variables: int = 0
+    model_constraints: int = 0
+    model_classes: int = 0
+    build_seconds: float | None = None
+    lp_seconds: float | None = None
+    pack_seconds: float | None = None
+    cpsat_seconds: float | None = None
+    mip_seconds: float | None = None
+    lp_status: str = ""
+    mip_status: str = ""
+    cpsat_status: str = ""
+    cpsat_objective: float | None = None
+    cpsat_improved: bool = False
+    fallback: bool = False
+    # where the reported bound comes from: "lp", "mip" or "cpsat" ('' without one)
+    bound_source: str = ""
+    # the repairs that changed the placement, in the order they ran (both packings)
+    repairs_applied: tuple[str, ...] = ()
+    # repairs that raised (a bug): rolled back and logged, the solve went on without them
+    repairs_failed: tuple[str, ...] = ()
+
+    def backend_statuses(self) -> tuple[tuple[str, str], ...]:
+        """(backend, status) of every solver that ran: what a metric counts."""
+        named = (("lp", self.lp_status), ("mip", self.mip_status), ("cpsat", self.cpsat_status))
+        return tuple((b, s) for b, s in named if s)
+
+
 @dataclass(frozen=True)
 class PlacementResult:
     policy: str
@@ -139,7 +237,8 @@ class PlacementResult:
     objective: float  # CNY/h: energy + carbon + latency + headroom + unplaced penalty
     bound: float | None = None  # a proven lower bound on ``objective``
     solve_seconds: float = 0.0
-    stats: Mapping[str, float] = field(default_factory=dict)
+    breakdown: Breakdown = field(default_factory=Breakdown)  # the objective's terms
+    stats: SolveStats = field(default_factory=SolveStats)
 
     @property
     def gap(self) -> float | None:
@@ -149,9 +248,6 @@ class PlacementResult:
             return 0.0
         # negative only if the bound were wrong: shown, not hidden
         return (self.objective - self.bound) / abs(self.objective)
-
-    def is_feasible(self) -> bool:
-        return self.status is not SolveStatus.FALLBACK or bool(self.placements)
 
     @property
     def placed_replicas(self) -> int:

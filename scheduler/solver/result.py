@@ -9,7 +9,13 @@ from scheduler.domain import Cluster, ReplicaPlacement
 from scheduler.solver import explain
 from scheduler.solver.filters import Eligibility
 from scheduler.solver.objective import evaluate_state, site_rates, workload_cost
-from scheduler.solver.problem import PlacementResult, Problem, SolverParams, SolveStatus
+from scheduler.solver.problem import (
+    PlacementResult,
+    Problem,
+    SolverParams,
+    SolveStats,
+    SolveStatus,
+)
 
 
 def build_result(
@@ -21,7 +27,7 @@ def build_result(
     status: SolveStatus,
     started: float,
     bound: float | None = None,
-    stats: Mapping[str, float] | None = None,
+    stats: SolveStats | None = None,
 ) -> PlacementResult:
     rates = site_rates(problem)
     specs = {w.id: w.spec for w in problem.workloads}
@@ -45,15 +51,6 @@ def build_result(
     objective = breakdown.objective
     if bound is not None and objective < bound <= objective * (1 + 1e-9) + 1e-9:
         bound = objective  # rounding noise of the LP, not a wrong bound
-    all_stats = {
-        "energy_cny_per_hour": breakdown.energy_cny_per_hour,
-        "carbon_kg_per_hour": breakdown.carbon_kg_per_hour,
-        "latency_cny_per_hour": breakdown.latency_cny_per_hour,
-        "headroom_cny_per_hour": breakdown.headroom_cny_per_hour,
-        "unplaced_cny_per_hour": breakdown.unplaced_cny_per_hour,
-        "power_watts": breakdown.power_watts,
-    }
-    all_stats.update(stats or {})
     return PlacementResult(
         policy=params.policy,
         status=status if problem.workloads else SolveStatus.EMPTY,
@@ -62,6 +59,7 @@ def build_result(
         costs=costs,
         objective=objective,
         bound=bound,
-        solve_seconds=time.perf_counter() - started,
-        stats=all_stats,
+        solve_seconds=time.monotonic() - started,
+        breakdown=breakdown,
+        stats=stats or SolveStats(),
     )

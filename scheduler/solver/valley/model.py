@@ -1,0 +1,321 @@
+"""The aggregated model of one cycle: classes of identical workloads x pools of identical nodes.
+
+Per class, the model decides how many workloads are placed and how many replicas go to each
+pool; per pool, how many powered-down nodes to wake. It is exact in its objective and a
+relaxation in its capacity (pool totals instead of per-node fit), so any relaxation of it gives
+a valid lower bound on the objective of every node-level placement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scheduler.domain import (
+    GPU_MILLIS,
+    Cluster,
+    ReplicaPlacement,
+    Resources,
+    Topology,
+    WorkloadSpec,
+    dynamic_watts,
+)
+from scheduler.solver.filters import Eligibility
+from scheduler.solver.greedy import NodeIndex
+from scheduler.solver.objective import carbon_price, site_rates, unplaced_penalties
+from scheduler.solver.problem import Problem, SolverParams
+from scheduler.solver.valley.linear import LinearModel
+
+# pool capacity rows of the model. ``gpu_slots``: a whole GPU, or a share above half a GPU,
+# takes a physical GPU no other such request can share, so their count is bounded by the GPUs
+# with more than half free - a valid cut that the summed millis alone miss (two 0.8 shares do
+# not fit one GPU)
+RESOURCES = ("cpu_millis", "memory_mib", "gpus", "gpu_demand_millis", "gpu_slots")
+HALF_GPU = GPU_MILLIS // 2
+
+
+@dataclass
+class WorkloadClass:
+    key: tuple[object, ...]
+    spec: WorkloadSpec  # of the first member; members share everything the model uses
+    members: list[str]  # workload ids, in arrival order
+    elig: Eligibility
+    penalty: float  # per workload left unplaced
+    k: int = -1  # model variable: workloads placed
+    x: dict[int, int] = field(default_factory=dict)  # pool -> variable: replicas in pool
+    g: dict[str, int] = field(default_factory=dict)  # GANG: site -> variable: workloads there
+    u: dict[str, int] = field(default_factory=dict)  # SPREAD: site -> variable: site used
+
+
+@dataclass
+class PoolState:
+    """What the model knows of a pool: free capacity on powered nodes, empty nodes to wake."""
+
+    index: int
+    site: str
+    free_awake: dict[str, int]
+    node_cap: dict[str, int]
+    empty_nodes: int
+    wake: int = -1  # model variable
+
+
+@dataclass(frozen=True, slots=True)
+class HeadroomRow:
+    """A site's headroom: ``sum(coef * x) - h <= allowed`` with ``h`` the millicores above the
+    target share of the site's CPU (only this cycle's share of it: see ``build_model``)."""
+
+    h: int
+    idx: list[int]
+    coef: list[int]
+    allowed: float
+
+
+@dataclass
+class Model:
+    lm: LinearModel
+    classes: list[WorkloadClass]
+    pools: list[PoolState]
+    headroom: list[HeadroomRow]
+
+    @property
+    def wake_vars(self) -> list[int]:
+        return [p.wake for p in self.pools if p.wake >= 0]
+
+
+def _class_key(
+    spec: WorkloadSpec, elig: Eligibility, penalty: float, rtts: tuple[float, ...]
+) -> tuple[object, ...]:
+    if spec.topology == Topology.SPREAD:
+        return ("spread", id(spec))  # one workload per class: min_sites is per workload
+    return (
+        spec.resources,
+        spec.replica_count,
+        tuple(sorted(elig.pools_by_site.items())),
+        spec.topology,
+        round(penalty, 9),
+        rtts if spec.is_service else (),
+    )
+
+
+def amounts(r: Resources) -> dict[str, int]:
+    """A replica's demand in each of the model's capacity rows."""
+    return {
+        "cpu_millis": r.cpu_millis,
+        "memory_mib": r.memory_mib,
+        "gpus": r.gpus,
+        "gpu_demand_millis": r.gpu_demand_millis,
+        "gpu_slots": r.gpus + (1 if r.gpu_millis > HALF_GPU else 0),
+    }
+
+
+def _pool_states(cluster: Cluster, index: NodeIndex) -> list[PoolState]:
+    out = []
+    for pi, pool in enumerate(cluster.pools):
+        nodes = index.by_pool[pi]
+        awake = nodes[cluster.replicas_on[nodes] > 0]
+        g = cluster.gpu_free[awake]
+        out.append(
+            PoolState(
+                index=pi,
+                site=pool.site,
+                free_awake={
+                    "cpu_millis": int(cluster.free_cpu[awake].sum()),
+                    "memory_mib": int(cluster.free_mem[awake].sum()),
+                    "gpus": int((g == GPU_MILLIS).sum()),
+                    "gpu_demand_millis": int(np.where(g > 0, g, 0).sum()),
+                    "gpu_slots": int((g > HALF_GPU).sum()),
+                },
+                node_cap={
+                    "cpu_millis": pool.node.cpu_millis,
+                    "memory_mib": pool.node.memory_mib,
+                    "gpus": pool.node.gpus,
+                    "gpu_demand_millis": pool.node.gpus * GPU_MILLIS,
+                    "gpu_slots": pool.node.gpus,
+                },
+                empty_nodes=len(nodes) - len(awake),
+            )
+        )
+    return out
+
+
+def _classes(
+    problem: Problem, params: SolverParams, elig: Mapping[str, Eligibility]
+) -> list[WorkloadClass]:
+    """Identical workloads grouped, in arrival order; those that can never fit left out."""
+    scenario = problem.scenario
+    penalties = unplaced_penalties(problem, params)
+    by_key: dict[tuple[object, ...], WorkloadClass] = {}
+    for w in problem.workloads:
+        e = elig[w.id]
+        if e.final_reason:
+            continue
+        rtts = tuple(
+            scenario.site(s).latency_ms[w.spec.origin] if w.spec.origin else 0.0
+            for s in scenario.site_names
+        )
+        key = _class_key(w.spec, e, penalties[w.id], rtts)
+        cls = by_key.get(key)
+        if cls is None:
+            by_key[key] = WorkloadClass(key, w.spec, [w.id], e, penalties[w.id])
+        else:
+            cls.members.append(w.id)
+    return list(by_key.values())
+
+
+def build_model(
+    problem: Problem,
+    params: SolverParams,
+    elig: Mapping[str, Eligibility],
+    index: NodeIndex,
+    base_cost: float,
+) -> Model:
+    """The model of ``problem``; ``base_cost`` is the objective with nothing placed."""
+    cluster = problem.cluster
+    rates = site_rates(problem)
+    cprice = carbon_price(problem, params)
+    money_per_watt = {s: rates[s].money_per_it_watt(cprice) for s in problem.scenario.site_names}
+    classes = _classes(problem, params, elig)
+    pools = _pool_states(cluster, index)
+    lm = LinearModel(constant=base_cost)
+    used_pools: set[int] = set()
+    for ci, c in enumerate(classes):
+        used_pools.update(_add_class(lm, problem, params, ci, c, money_per_watt))
+    for p in pools:
+        if p.index in used_pools:
+            _add_pool_capacity(lm, cluster, classes, p, money_per_watt[p.site])
+    headroom = _add_headroom(lm, cluster, params, classes)
+    return Model(lm, classes, pools, headroom)
+
+
+def _add_class(
+    lm: LinearModel,
+    problem: Problem,
+    params: SolverParams,
+    ci: int,
+    c: WorkloadClass,
+    money_per_watt: Mapping[str, float],
+) -> set[int]:
+    """A class's variables and rows; returns the pools it may use."""
+    spec = c.spec
+    n = spec.replica_count
+    count = len(c.members)
+    # reward for placing (as a negative cost), the penalty of all members as a constant
+    c.k = lm.var(f"k[{ci}]", 0, count, -c.penalty)
+    lm.constant += c.penalty * count
+    for site, site_pools in c.elig.pools_by_site.items():
+        rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
+        lat = params.latency_cny_per_ms_hour * rtt if spec.is_service else 0.0
+        for pi in site_pools:
+            pool = problem.cluster.pools[pi]
+            unit = dynamic_watts(pool, spec.resources) * money_per_watt[site] + lat
+            c.x[pi] = lm.var(f"x[{ci},{pi}]", 0, n * count, unit)
+    # every replica of a placed workload is placed somewhere
+    lm.row([*c.x.values(), c.k], [1] * len(c.x) + [-n], 0, 0)
+    if spec.topology == Topology.GANG:
+        # g[s] workloads wholly in site s
+        for site, site_pools in c.elig.pools_by_site.items():
+            if not site_pools:
+                continue
+            c.g[site] = lm.var(f"g[{ci},{site}]", 0, count)
+            lm.row([c.x[p] for p in site_pools] + [c.g[site]], [1] * len(site_pools) + [-n], 0, 0)
+        lm.row([*c.g.values(), c.k], [1] * len(c.g) + [-1], 0, 0)
+    elif spec.topology == Topology.SPREAD:
+        # u[s] = 1 only if site s holds a replica; at least min_sites sites when placed
+        for site, site_pools in c.elig.pools_by_site.items():
+            if not site_pools:
+                continue
+            c.u[site] = lm.var(f"u[{ci},{site}]", 0, 1)
+            lm.row([c.u[site]] + [c.x[p] for p in site_pools], [1] + [-1] * len(site_pools), hi=0)
+        lm.row([*c.u.values(), c.k], [1] * len(c.u) + [-spec.min_sites], lo=0)
+    return set(c.x)
+
+
+def _add_pool_capacity(
+    lm: LinearModel,
+    cluster: Cluster,
+    classes: list[WorkloadClass],
+    p: PoolState,
+    money_per_watt: float,
+) -> None:
+    """Pool capacity: demand <= free on powered nodes + capacity of the nodes woken."""
+    pool = cluster.pools[p.index]
+    p.wake = lm.var(f"wake[{p.index}]", 0, p.empty_nodes, pool.idle_watts * money_per_watt)
+    for res in RESOURCES:
+        idx: list[int] = []
+        coef: list[int] = []
+        for c in classes:
+            a = amounts(c.spec.resources)[res]
+            if a and p.index in c.x:
+                idx.append(c.x[p.index])
+                coef.append(a)
+        if not idx:
+            continue
+        idx.append(p.wake)
+        coef.append(-p.node_cap[res])
+        lm.row(idx, coef, hi=p.free_awake[res])
+
+
+def _add_headroom(
+    lm: LinearModel, cluster: Cluster, params: SolverParams, classes: list[WorkloadClass]
+) -> list[HeadroomRow]:
+    """CPU allocated above the target share of each site's capacity is penalised. The base
+    cost already holds the penalty of what a site has above the target before this cycle, so
+    the model counts only the growth: ``cost * (max(0, new - allowed) - max(0, -allowed))``.
+    ``allowed`` stays fractional for the relaxations; CP-SAT's integer rows round it down,
+    which may cost up to one millicore's penalty per site (``LinearModel.row_rounding``)."""
+    cost = params.headroom_cny_per_core_hour / 1000.0  # per millicore-hour
+    out: list[HeadroomRow] = []
+    for si, site in enumerate(cluster.site_names):
+        on_site = cluster.node_site == si
+        cap = int(cluster.cap_cpu[on_site].sum())
+        used = cap - int(cluster.free_cpu[on_site].sum())
+        allowed = params.headroom_target * cap - used  # millicores still below the target
+        idx, coef = [], []
+        for c in classes:
+            for pi, v in c.x.items():
+                if cluster.pools[pi].site == site and c.spec.resources.cpu_millis:
+                    idx.append(v)
+                    coef.append(c.spec.resources.cpu_millis)
+        if not idx:
+            continue
+        h = lm.var(f"headroom[{site}]", 0, 2 * cap + max(0.0, -allowed), cost)
+        lm.row([*idx, h], [*coef, -1], hi=allowed)
+        lm.constant -= cost * max(0.0, -allowed)
+        lm.row_rounding += cost * (allowed - math.floor(allowed))
+        out.append(HeadroomRow(h, idx, coef, allowed))
+    return out
+
+
+def counts_of(
+    model: Model,
+    before: Cluster,
+    after: Cluster,
+    placements: Mapping[str, tuple[ReplicaPlacement, ...]],
+) -> list[int]:
+    """The model's variables for a node-level placement (a feasible hint for CP-SAT)."""
+    lm = model.lm
+    values = [0] * lm.size
+    pool_of_node = {name: int(after.node_pool[i]) for i, name in enumerate(after.node_names)}
+    for c in model.classes:
+        placed = [placements[w] for w in c.members if w in placements]
+        values[c.k] = len(placed)
+        for reps in placed:
+            for rp in reps:
+                values[c.x[pool_of_node[rp.node]]] += 1
+            sites = {rp.site for rp in reps}
+            for site in sites:
+                if site in c.g:
+                    values[c.g[site]] += 1
+                if site in c.u:
+                    values[c.u[site]] = 1
+    woke = (after.replicas_on > 0) & (before.replicas_on == 0)
+    for p in model.pools:
+        if p.wake >= 0:
+            values[p.wake] = int(woke[after.node_pool == p.index].sum())
+    for row in model.headroom:
+        new = sum(a * values[i] for i, a in zip(row.idx, row.coef, strict=True))
+        values[row.h] = max(0, new - math.floor(row.allowed))
+    return values

@@ -1,0 +1,238 @@
+"""Packing the model's counts onto concrete nodes.
+
+Counts go onto nodes pool by pool, GPU pools first, mixing shapes on each node, powered nodes
+first; replicas that do not fit move to another eligible pool (the same site for GANG); a
+workload that still does not fit whole is left out, for the repairs to try again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from scheduler.domain import GPU_MILLIS, Cluster, Resources, Topology, WorkloadSpec
+from scheduler.solver.valley.model import Model
+from scheduler.solver.valley.state import PackingState, Slot, awake_first
+
+
+def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
+    """Place the model's ``counts`` onto the nodes of ``state`` (which holds nothing yet)."""
+    plan = _plan(model, counts)
+    demand: dict[int, dict[str, int]] = defaultdict(dict)  # pool -> wid -> replicas
+    for wid, pools in plan.items():
+        for p in pools:
+            demand[p][wid] = demand[p].get(wid, 0) + 1
+    spare = {ps.index: ps.empty_nodes - counts[ps.wake] for ps in model.pools if ps.wake >= 0}
+    got: dict[str, list[Slot]] = defaultdict(list)
+    short: dict[str, int] = defaultdict(int)
+    cluster = state.cluster
+    for p in sorted(demand, key=lambda p: (cluster.pools[p].node.gpus == 0, p)):
+        # a pool with nodes to spare packs all its replicas together (tighter); a full one
+        # packs group by group, so that a shortfall hits what costs least
+        full = spare.get(p, 0) <= max(2, len(state.index.by_pool[p]) // 20)
+        groups: dict[tuple[bool, int], list[str]] = defaultdict(list)
+        for wid in demand[p]:
+            groups[_group(state, wid) if full else (False, 0)].append(wid)
+        for key in sorted(groups):
+            _pack_group(state, p, groups[key], demand[p], got, short)
+    for wid in plan:
+        _complete(state, wid, got[wid], short.get(wid, 0))
+
+
+def _plan(model: Model, counts: Sequence[int]) -> dict[str, list[int]]:
+    """Per workload the model places, the pool of each of its replicas."""
+    plan: dict[str, list[int]] = {}
+    for c in model.classes:
+        chosen = c.members[: counts[c.k]]
+        n = c.spec.replica_count
+        if c.spec.topology == Topology.GANG:
+            # distribute per site: replicas of the site's pools, n per workload
+            it = iter(chosen)
+            for site, gv in c.g.items():
+                slots = [p for p in c.elig.pools_by_site[site] for _ in range(counts[c.x[p]])]
+                for j in range(counts[gv]):
+                    plan[next(it)] = slots[j * n : (j + 1) * n]
+        else:
+            slots = [p for p in c.x for _ in range(counts[c.x[p]])]
+            for j, wid in enumerate(chosen):
+                plan[wid] = slots[j * n : (j + 1) * n]
+    return plan
+
+
+def _group(state: PackingState, wid: str) -> tuple[bool, int]:
+    """Packing order in a full pool: replicas with no other site to go to before those that
+    could move, higher priority first."""
+    spec = state.specs[wid]
+    pinned = len(state.elig[wid].sites) == 1 or spec.topology in (Topology.GANG, Topology.SPREAD)
+    return (not pinned, -spec.priority)
+
+
+def _pack_group(
+    state: PackingState,
+    pool: int,
+    wids: list[str],
+    demand: dict[str, int],
+    got: dict[str, list[Slot]],
+    short: dict[str, int],
+) -> None:
+    by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
+    # within a shape, larger workloads first: a shortfall drops the fewest replicas
+    for wid in sorted(wids, key=lambda w: -state.specs[w].replica_count):
+        by_shape[state.specs[wid].resources].append((wid, demand[wid]))
+    shapes = list(by_shape)
+    counts = [sum(m for _, m in by_shape[r]) for r in shapes]
+    taken = pack_pool(state.cluster, state.index.by_pool[pool], shapes, counts)
+    for r, placed in zip(shapes, taken, strict=True):
+        pos = 0
+        for wid, m in by_shape[r]:
+            mine = placed[pos : pos + m]
+            pos += len(mine)
+            got[wid].extend(mine)
+            short[wid] += m - len(mine)
+
+
+def _complete(state: PackingState, wid: str, got: list[Slot], missing: int) -> None:
+    """Replicas that did not fit go to another eligible pool (the same site for GANG); the
+    workload is placed if whole and its topology holds, else its replicas are released."""
+    cluster = state.cluster
+    spec = state.specs[wid]
+    if missing:
+        e = state.elig[wid]
+        if spec.topology == Topology.GANG:
+            site = cluster.site_of(got[0][0]) if got else e.sites[0]
+            alt = e.pools_by_site[site]
+        else:
+            alt = e.pools
+        more = fill(cluster, state.index.nodes(tuple(alt)), spec.resources, missing)
+        got.extend(more)
+        missing -= len(more)
+    if missing or not topology_holds(spec, cluster, got):
+        for node, gpus in got:
+            cluster.release(node, spec.resources, gpus)
+        return
+    state.place(wid, got)
+
+
+def topology_holds(spec: WorkloadSpec, cluster: Cluster, got: Sequence[Slot]) -> bool:
+    sites = {cluster.site_of(node) for node, _ in got}
+    if spec.topology == Topology.GANG:
+        return len(sites) <= 1
+    if spec.topology == Topology.SPREAD:
+        return len(sites) >= spec.min_sites
+    return True
+
+
+def _capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
+    """How many replicas of ``r`` each node can take now."""
+    counts = np.minimum(
+        cluster.free_cpu[nodes] // max(r.cpu_millis, 1),
+        cluster.free_mem[nodes] // max(r.memory_mib, 1),
+    )
+    if r.gpus:
+        counts = np.minimum(counts, (cluster.gpu_free[nodes] == GPU_MILLIS).sum(axis=1) // r.gpus)
+    elif r.gpu_millis:
+        g = cluster.gpu_free[nodes]
+        counts = np.minimum(counts, np.where(g > 0, g // r.gpu_millis, 0).sum(axis=1))
+    return np.maximum(counts, 0)
+
+
+def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[Slot]:
+    """Place up to ``want`` replicas of ``r`` on ``nodes``: powered nodes first, fullest first
+    (best fit), then as few powered-down nodes as possible."""
+    if want <= 0 or not len(nodes):
+        return []
+    cnt = _capacity_counts(cluster, nodes, r)
+    ok = cnt > 0
+    nodes, cnt = nodes[ok], cnt[ok]
+    if not len(nodes):
+        return []
+    awake = cluster.replicas_on[nodes] > 0
+    fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
+    order = np.lexsort((nodes, -fullness, ~awake))
+    out: list[Slot] = []
+    for node, c in zip(nodes[order].tolist(), cnt[order].tolist(), strict=True):
+        for _ in range(min(c, want - len(out))):
+            if not cluster.fits(node, r):
+                break
+            out.append((node, cluster.allocate(node, r)))
+        if len(out) >= want:
+            break
+    return out
+
+
+def pack_pool(
+    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], counts: Sequence[int]
+) -> list[list[Slot]]:
+    """Pack replicas of several shapes onto the nodes of one pool, node by node: powered nodes
+    first (fullest first), then powered-down ones. On each node, the next replica is the shape
+    that best fills the node's free vector, each resource weighted by how much demand is still
+    to place in it, so CPU-heavy and memory-heavy replicas share nodes instead of stranding
+    capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
+    Returns, per shape, the (node, gpus) of each replica placed."""
+    out: list[list[Slot]] = [[] for _ in shapes]
+    left = np.asarray(counts, dtype=np.int64)
+    if not len(nodes) or not left.sum():
+        return out
+    cap = cluster.pool_of(int(nodes[0])).node
+    demand = np.asarray(
+        [[r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis] for r in shapes], dtype=np.int64
+    )
+    gpu_total = max(cap.gpus * GPU_MILLIS, 1)
+    norm = np.stack(
+        [
+            demand[:, 0] / cap.cpu_millis,
+            demand[:, 1] / cap.memory_mib,
+            (demand[:, 2] * GPU_MILLIS + demand[:, 3]) / gpu_total,
+        ],
+        axis=1,
+    )
+    size = norm.max(axis=1)
+    norm_sq = norm * norm
+    # the demand still to place, per dimension (kept up to date as replicas are placed)
+    remaining = (norm * left[:, None]).sum(axis=0)
+    has_gpus = cap.gpus > 0
+    avail = np.zeros(4, dtype=np.int64)
+    for node in awake_first(nodes, cluster).tolist():
+        while True:
+            free_cpu = int(cluster.free_cpu[node])
+            free_mem = int(cluster.free_mem[node])
+            avail[0], avail[1] = free_cpu, free_mem
+            gpu_free_share = 0.0
+            if has_gpus:
+                g = cluster.gpu_free[node]
+                avail[2] = int((g == GPU_MILLIS).sum())
+                avail[3] = int(g.max())
+                gpu_free_share = float(g[g > 0].sum()) / gpu_total
+            fit = (left > 0) & (demand <= avail).all(axis=1)
+            if not fit.any():
+                break
+            # weight each dimension by the demand still to place in it, and prefer the shape
+            # that leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
+            weight = remaining / max(float(remaining.sum()), 1e-12)
+            free_w = np.array(
+                [
+                    2.0 * free_cpu / cap.cpu_millis * weight[0],
+                    2.0 * free_mem / cap.memory_mib * weight[1],
+                    2.0 * gpu_free_share * weight[2],
+                ]
+            )
+            score = norm @ free_w - norm_sq @ weight + 1e-9 * size
+            score[~fit] = -np.inf
+            t = int(np.argmax(score))
+            # place half of what still fits of that shape at once, then choose again: as good
+            # as one at a time on the mixes measured, with half the steps
+            r = shapes[t]
+            fits = min(free_cpu // max(r.cpu_millis, 1), free_mem // max(r.memory_mib, 1))
+            placed = 0
+            for _ in range(max(1, min(int(left[t]), fits // 2))):
+                if not cluster.fits(node, r):
+                    break
+                out[t].append((node, cluster.allocate(node, r)))
+                placed += 1
+            left[t] -= placed
+            remaining -= placed * norm[t]
+        if not left.sum():
+            break
+    return out

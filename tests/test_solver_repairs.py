@@ -1,0 +1,222 @@
+"""The packing repairs through their public interface: a ``PackingState`` built from named
+nodes, one repair applied, the placement read back. Tiny scenario of tests/conftest.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scheduler.domain import Cluster, Resources, WorkloadSpec, parse_scenario
+from scheduler.solver import REPAIRS, PendingWorkload, Problem, SolverParams
+from scheduler.solver.budget import TimeBudget
+from scheduler.solver.filters import eligibility_of
+from scheduler.solver.fragmentation import RequestType
+from scheduler.solver.valley.repairs import REGISTRY, run_repairs
+from scheduler.solver.valley.state import PackingState
+from tests.conftest import TINY
+
+
+def state_of(scenario, specs: dict[str, WorkloadSpec], cluster=None, **problem_kw) -> PackingState:
+    cluster = cluster or Cluster(scenario)
+    p = Problem(
+        scenario, cluster, tuple(PendingWorkload(w, s) for w, s in specs.items()), **problem_kw
+    )
+    elig = eligibility_of(scenario, cluster, specs.items(), SolverParams())
+    return PackingState(p, SolverParams(), elig)
+
+
+def apply(name: str, state: PackingState, budget: TimeBudget | None = None) -> bool:
+    repair = REGISTRY[name]()
+    assert repair.supports(state)
+    with state.transaction():
+        return repair.apply(state, budget or TimeBudget.unlimited())
+
+
+def nodes_of(state: PackingState, wid: str) -> list[str]:
+    return [p.node for p in state.placements()[wid]]
+
+
+def holds_exactly_what_it_says(state: PackingState) -> bool:
+    """Releasing every recorded replica empties the cluster (before: empty)."""
+    cluster = state.cluster.copy()
+    for wid in state.placed():
+        for node, gpus in state.slots(wid):
+            cluster.release(node, state.specs[wid].resources, gpus)
+    return bool((cluster.replicas_on == 0).all() and (cluster.free_cpu == cluster.cap_cpu).all())
+
+
+def gpu(millis: int = 0, gpus: int = 0) -> WorkloadSpec:
+    return WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpus=gpus, gpu_millis=millis))
+
+
+def job(cores: float, gib: float, **kw) -> WorkloadSpec:
+    r = Resources(int(cores * 1000), int(gib * 1024))
+    return WorkloadSpec(tenant="t", resources=r, **kw)
+
+
+def test_every_repair_named_in_the_params_is_registered_once():
+    assert tuple(REGISTRY) == REPAIRS
+    assert SolverParams().repairs == REPAIRS
+
+
+def test_consolidate_empties_a_node_woken_this_cycle_onto_another(tiny):
+    state = state_of(
+        tiny, {"a": job(1, 1, allowed_sites=("near",)), "b": job(1, 1, allowed_sites=("near",))}
+    )
+    state.place_on("a", ["near/cpu-0000"])
+    state.place_on("b", ["near/cpu-0001"])
+    assert apply("consolidate", state)
+    assert len({nodes_of(state, "a")[0], nodes_of(state, "b")[0]}) == 1
+    assert holds_exactly_what_it_says(state)
+
+
+def test_consolidate_leaves_nodes_that_cannot_be_emptied(tiny):
+    big = job(3, 6, allowed_sites=("near",))
+    state = state_of(tiny, {"a": big, "b": big})
+    state.place_on("a", ["near/cpu-0000"])
+    state.place_on("b", ["near/cpu-0001"])
+    assert not apply("consolidate", state)
+    assert nodes_of(state, "a") == ["near/cpu-0000"] and nodes_of(state, "b") == ["near/cpu-0001"]
+
+
+def test_gpu_nodes_woken_by_a_wasteful_packing_are_packed_onto_fewer(tiny):
+    scenario = tiny.scaled({"green/gpu": 3})
+    specs = {"a": gpu(600), "b": gpu(600), "c": gpu(400), "d": gpu(400)}
+    state = state_of(scenario, specs)
+    # the 0.6 shares alone on one node, the 0.4 shares alone on another: two nodes powered
+    for wid, node, g in (("a", 0, 0), ("b", 0, 1), ("c", 1, 0), ("d", 1, 1)):
+        state.place_on(wid, [f"green/gpu-{node:04d}"], [(g,)])
+    assert apply("gpu-repack", state)
+    assert len({nodes_of(state, w)[0] for w in specs}) == 1
+    assert holds_exactly_what_it_says(state)
+
+
+def test_gpu_repack_never_groups_shares_whose_cores_exceed_a_node(tiny):
+    # regression: shares from different nodes were grouped into one GPU by their millis only,
+    # an item of 12 cores for 8-core nodes, and min_bins raised "exceeds the bin capacity"
+    scenario = tiny.scaled({"green/gpu": 3})
+    heavy = WorkloadSpec(tenant="t", resources=Resources(5000, 1024, gpu_millis=300))
+    specs = {"a": heavy, "b": heavy, "c": heavy}
+    state = state_of(scenario, specs)
+    for wid, node in (("a", 0), ("b", 1), ("c", 2)):
+        state.place_on(wid, [f"green/gpu-{node:04d}"], [(0,)])
+    apply("gpu-repack", state)  # no node can take two of them: nothing to gain, no error
+    assert len({nodes_of(state, w)[0] for w in specs}) == 3
+    assert holds_exactly_what_it_says(state)
+
+
+def test_gpu_pools_differing_only_in_model_are_packed_together(tiny):
+    h800 = TINY.split('gpu_model = "A800"')[0].rsplit("[[sites.green.pools]]", 1)[1]
+    h800 = h800.replace('name = "gpu"', 'name = "gpu-h800"')
+    text = TINY + "[[sites.green.pools]]" + h800 + 'gpu_model = "H800"\nidle_watts = 300.0\n'
+    text += "max_watts = 600.0\ngpu_watts = 700.0\n"
+    scenario = parse_scenario(text, "two-gpu-pools.toml")
+    only_h800 = WorkloadSpec(
+        tenant="t", resources=Resources(1000, 1024, gpus=1), gpu_models=("H800",)
+    )
+    state = state_of(scenario, {"h": only_h800, "f": gpu(gpus=1)})
+    state.place_on("h", ["green/gpu-h800-0000"])
+    state.place_on("f", ["green/gpu-0000"])
+    assert apply("gpu-repack", state)
+    # one node holds both: the H800 node (the H800-only replica cannot leave it)
+    assert nodes_of(state, "h") == nodes_of(state, "f") == ["green/gpu-h800-0000"]
+    gpus = state.placements()["h"][0].gpu_indices + state.placements()["f"][0].gpu_indices
+    assert set(gpus) == {0, 1}
+
+
+def test_leftovers_go_to_the_cheapest_site_on_powered_nodes_first(tiny):
+    state = state_of(tiny, {"on": job(1, 1), "new": job(1, 1)})
+    state.place_on("on", ["green/cpu-0002"])
+    assert apply("leftovers", state)
+    assert nodes_of(state, "new") == ["green/cpu-0002"]
+
+
+def test_work_stranded_over_nodes_gets_room_by_swapping_two_replicas(tiny):
+    # near-0: 1 core and 0.5 GiB free; near-1: no core but 4 GiB free. The new 1-core, 1 GiB
+    # job fits neither, and no replica can simply move; swapping x (1 core, 4 GiB) on near-0
+    # with y (1 core, 1 GiB) on near-1 makes room on near-0.
+    near = {"allowed_sites": ("near",)}
+    specs = {
+        "x": job(1, 4, **near),
+        "z": job(2, 3.5, **near),
+        "y1": job(3, 3, **near),
+        "y": job(1, 1, **near),
+        "new": job(1, 1, **near),
+    }
+    state = state_of(tiny, specs)
+    for wid, node in (("x", 0), ("z", 0), ("y1", 1), ("y", 1)):
+        state.place_on(wid, [f"near/cpu-{node:04d}"])
+    assert apply("make-room", state)
+    assert "new" in state
+    assert {nodes_of(state, w)[0] for w in ("x", "new")} == {"near/cpu-0001", "near/cpu-0000"}
+    assert holds_exactly_what_it_says(state)
+
+
+def test_fgd_refit_moves_a_share_to_the_gpu_that_fragments_least(tiny):
+    cluster = Cluster(tiny)
+    node = cluster.index["green/gpu-0000"]
+    cluster.allocate(node, Resources(1000, 1024, gpu_millis=300), (0,))  # GPU 0: 700 free
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    state = state_of(tiny, {"w": gpu(400)}, cluster, gpu_target=target)
+    state.place_on("w", ["green/gpu-0000"], [(0,)])  # best fit: 300 left, too small for 500
+    assert apply("fgd-refit", state)
+    assert state.placements()["w"][0].gpu_indices == (1,)
+    assert state.cluster.gpu_free[node][:2].tolist() == [700, 600]
+
+
+def test_fgd_refit_out_of_time_leaves_the_placement_as_it_was(tiny):
+    cluster = Cluster(tiny)
+    node = cluster.index["green/gpu-0000"]
+    cluster.allocate(node, Resources(1000, 1024, gpu_millis=300), (0,))
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    state = state_of(tiny, {"w": gpu(400)}, cluster, gpu_target=target)
+    state.place_on("w", ["green/gpu-0000"], [(0,)])
+    spent = TimeBudget(time.monotonic() - 2, time.monotonic() - 1)
+    assert not apply("fgd-refit", state, spent)
+    assert state.placements()["w"][0].gpu_indices == (0,)
+    assert state.cluster.gpu_free[node][:2].tolist() == [300, 1000]
+
+
+def test_a_rolled_back_transaction_leaves_cluster_and_records_as_they_were(tiny):
+    state = state_of(tiny, {"a": job(1, 1), "b": job(2, 2)})
+    state.place_on("a", ["near/cpu-0000"])
+    before = (state.cluster.free_cpu.copy(), state.placements())
+    with state.transaction() as tx:
+        state.move("a", 0, state.cluster.index["green/cpu-0001"])
+        state.place_on("b", ["green/cpu-0001"])
+        state.remove("a")
+        tx.rollback()
+    assert (state.cluster.free_cpu == before[0]).all()
+    assert state.placements() == before[1]
+    assert state.on_node(state.cluster.index["near/cpu-0000"]) == [("a", 0)]
+
+
+def test_a_repair_that_raises_is_rolled_back_and_reported(tiny, monkeypatch):
+    state = state_of(tiny, {"a": job(1, 1), "b": job(1, 1)})
+    state.place_on("a", ["near/cpu-0000"])
+    state.place_on("b", ["near/cpu-0001"])
+    free = state.cluster.free_cpu.copy()
+    consolidate = REGISTRY["consolidate"]
+
+    def broken(self, state, budget):
+        state.move("a", 0, state.cluster.index["near/cpu-0001"])
+        raise RuntimeError("a bug in a repair")
+
+    monkeypatch.setattr(consolidate, "apply", broken)
+    applied, failed = run_repairs(state, ("consolidate",), TimeBudget.unlimited())
+    assert (applied, failed) == ([], ["consolidate"])
+    assert (state.cluster.free_cpu == free).all()
+    assert nodes_of(state, "a") == ["near/cpu-0000"]
+
+
+@pytest.mark.parametrize("name", REPAIRS)
+def test_a_solve_without_one_repair_still_places_everything_it_can(tiny, name):
+    from scheduler.solver import solve
+
+    specs = {f"w{i}": job(1, 1) for i in range(6)}
+    p = Problem(tiny, Cluster(tiny), tuple(PendingWorkload(w, s) for w, s in specs.items()))
+    without = tuple(r for r in REPAIRS if r != name)
+    r = solve(p, SolverParams(repairs=without))
+    assert len(r.placements) == 6
+    assert name not in r.stats.repairs_applied and not r.stats.repairs_failed
