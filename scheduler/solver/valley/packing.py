@@ -172,67 +172,90 @@ def pack_pool(
     capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
     Returns, per shape, the (node, gpus) of each replica placed."""
     out: list[list[Slot]] = [[] for _ in shapes]
-    left = np.asarray(counts, dtype=np.int64)
-    if not len(nodes) or not left.sum():
+    if not len(nodes) or not sum(counts):
         return out
-    cap = cluster.pool_of(int(nodes[0])).node
-    demand = np.asarray(
-        [[r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis] for r in shapes], dtype=np.int64
-    )
-    gpu_total = max(cap.gpus * GPU_MILLIS, 1)
-    norm = np.stack(
-        [
-            demand[:, 0] / cap.cpu_millis,
-            demand[:, 1] / cap.memory_mib,
-            (demand[:, 2] * GPU_MILLIS + demand[:, 3]) / gpu_total,
-        ],
-        axis=1,
-    )
-    size = norm.max(axis=1)
-    norm_sq = norm * norm
-    # the demand still to place, per dimension (kept up to date as replicas are placed)
-    remaining = (norm * left[:, None]).sum(axis=0)
-    has_gpus = cap.gpus > 0
-    avail = np.zeros(4, dtype=np.int64)
+    packer = _PoolPacker(cluster, cluster.pool_of(int(nodes[0])).node, shapes, counts)
     for node in awake_first(nodes, cluster).tolist():
-        while True:
-            free_cpu = int(cluster.free_cpu[node])
-            free_mem = int(cluster.free_mem[node])
-            avail[0], avail[1] = free_cpu, free_mem
-            gpu_free_share = 0.0
-            if has_gpus:
-                g = cluster.gpu_free[node]
-                avail[2] = int((g == GPU_MILLIS).sum())
-                avail[3] = int(g.max())
-                gpu_free_share = float(g[g > 0].sum()) / gpu_total
-            fit = (left > 0) & (demand <= avail).all(axis=1)
-            if not fit.any():
-                break
-            # weight each dimension by the demand still to place in it, and prefer the shape
-            # that leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
-            weight = remaining / max(float(remaining.sum()), 1e-12)
-            free_w = np.array(
-                [
-                    2.0 * free_cpu / cap.cpu_millis * weight[0],
-                    2.0 * free_mem / cap.memory_mib * weight[1],
-                    2.0 * gpu_free_share * weight[2],
-                ]
-            )
-            score = norm @ free_w - norm_sq @ weight + 1e-9 * size
-            score[~fit] = -np.inf
-            t = int(np.argmax(score))
+        while (t := packer.choose(node)) >= 0:
             # place half of what still fits of that shape at once, then choose again: as good
             # as one at a time on the mixes measured, with half the steps
             r = shapes[t]
-            fits = min(free_cpu // max(r.cpu_millis, 1), free_mem // max(r.memory_mib, 1))
+            fits = min(
+                int(cluster.free_cpu[node]) // max(r.cpu_millis, 1),
+                int(cluster.free_mem[node]) // max(r.memory_mib, 1),
+            )
             placed = 0
-            for _ in range(max(1, min(int(left[t]), fits // 2))):
+            for _ in range(max(1, min(int(packer.left[t]), fits // 2))):
                 if not cluster.fits(node, r):
                     break
                 out[t].append((node, cluster.allocate(node, r)))
                 placed += 1
-            left[t] -= placed
-            remaining -= placed * norm[t]
-        if not left.sum():
+            packer.placed(t, placed)
+        if not packer.left.sum():
             break
     return out
+
+
+class _PoolPacker:
+    """The shapes still to pack into one pool and the choice of the next one for a node."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        cap: Resources,
+        shapes: Sequence[Resources],
+        counts: Sequence[int],
+    ) -> None:
+        self.cluster, self.cap = cluster, cap
+        self.left = np.asarray(counts, dtype=np.int64)
+        self.demand = np.asarray(
+            [[r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis] for r in shapes], dtype=np.int64
+        )
+        self.gpu_total = max(cap.gpus * GPU_MILLIS, 1)
+        d = self.demand
+        self.norm = np.stack(
+            [
+                d[:, 0] / cap.cpu_millis,
+                d[:, 1] / cap.memory_mib,
+                (d[:, 2] * GPU_MILLIS + d[:, 3]) / self.gpu_total,
+            ],
+            axis=1,
+        )
+        self.size = self.norm.max(axis=1)
+        self.norm_sq = self.norm * self.norm
+        # the demand still to place, per dimension (kept up to date as replicas are placed)
+        self.remaining = (self.norm * self.left[:, None]).sum(axis=0)
+        self.avail = np.zeros(4, dtype=np.int64)
+
+    def choose(self, node: int) -> int:
+        """The shape to place next on ``node``, or -1 if none that is left fits."""
+        cluster, cap = self.cluster, self.cap
+        free_cpu = int(cluster.free_cpu[node])
+        free_mem = int(cluster.free_mem[node])
+        self.avail[0], self.avail[1] = free_cpu, free_mem
+        gpu_free_share = 0.0
+        if cap.gpus:
+            g = cluster.gpu_free[node]
+            self.avail[2] = int((g == GPU_MILLIS).sum())
+            self.avail[3] = int(g.max())
+            gpu_free_share = float(g[g > 0].sum()) / self.gpu_total
+        fit = (self.left > 0) & (self.demand <= self.avail).all(axis=1)
+        if not fit.any():
+            return -1
+        # weight each dimension by the demand still to place in it, and prefer the shape that
+        # leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
+        weight = self.remaining / max(float(self.remaining.sum()), 1e-12)
+        free_w = np.array(
+            [
+                2.0 * free_cpu / cap.cpu_millis * weight[0],
+                2.0 * free_mem / cap.memory_mib * weight[1],
+                2.0 * gpu_free_share * weight[2],
+            ]
+        )
+        score = self.norm @ free_w - self.norm_sq @ weight + 1e-9 * self.size
+        score[~fit] = -np.inf
+        return int(np.argmax(score))
+
+    def placed(self, t: int, n: int) -> None:
+        self.left[t] -= n
+        self.remaining -= n * self.norm[t]

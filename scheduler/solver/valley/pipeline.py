@@ -30,6 +30,7 @@ from scheduler.solver.problem import (
 )
 from scheduler.solver.result import build_result
 from scheduler.solver.valley.bound import MipBound
+from scheduler.solver.valley.linear import Relaxation
 from scheduler.solver.valley.model import Model, build_model, counts_of
 from scheduler.solver.valley.packing import pack
 from scheduler.solver.valley.repairs import run_repairs
@@ -62,108 +63,162 @@ def solve_valley(
     if budget.limit <= 0 or not any(not e.final_reason for e in elig.values()):
         # no time for the solver (or nothing it could place): the greedy answer
         return _greedy_answer(problem, params, elig, index, budget)
-
-    stats: dict[str, Any] = {}
-    no_work = Problem(problem.scenario, problem.cluster, (), problem.hour, problem.month)
-    model = build_model(problem, params, elig, index, evaluate(no_work, {}, params).objective)
-    stats.update(
-        model_variables=model.lm.size,
-        model_constraints=len(model.lm.rows),
-        model_classes=len(model.classes),
-        build_seconds=budget.elapsed(),
-    )
-
-    # 1. the relaxation: a lower bound, and rounded and packed, a first complete answer
-    t = time.monotonic()
-    lp = model.lm.solve_lp(budget.share(LP_SHARE, LP_LEAST_S))
-    stats.update(lp_seconds=time.monotonic() - t, lp_status=lp.status)
-    bound, stats["bound_source"] = (lp.bound, "lp") if lp.solved else (None, "")
-    mip: MipBound | None = None
-    if lp.bound is not None and model.wake_vars and params.mip_bound:
-        gap = MIP_GAP_SHARE * abs(lp.bound)
-        mip = MipBound(model.lm, budget.share(MIP_SHARE, MIP_LEAST_S), model.wake_vars, gap)
-        mip.start()
-    t = time.monotonic()
-    if lp.solved:
-        best = _packed(problem, params, elig, index, model, round_solution(model, lp.x), budget)
-        status = SolveStatus.FEASIBLE
-    else:
-        state = PackingState(problem, params, elig, index=index)
-        place_greedily(state)
-        best = _Packing(state, state.placements())
-        status = SolveStatus.FALLBACK
-        stats["fallback"] = True
-    stats["pack_seconds"] = pack_seconds = time.monotonic() - t
-    repairs, failed = list(best.applied), list(best.failed)
-
-    # 2. CP-SAT, hinted with that answer, improves the integer decision while time remains
-    hint = counts_of(model, problem.cluster, best.state.cluster, best.placements)
-    out = improve(
-        model.lm, hint, params, seed=seed, seconds=budget.left() - pack_seconds, bound=bound
-    )
-    if out is not None:
-        stats.update(cpsat_status=out.status, cpsat_seconds=out.seconds)
-    if out is not None and out.value is not None:
-        stats["cpsat_objective"] = out.value
-        if out.bound is not None and (bound is None or out.bound > bound):
-            bound, stats["bound_source"] = out.bound, "cpsat"
-        status = SolveStatus.OPTIMAL if out.status == "OPTIMAL" else SolveStatus.FEASIBLE
-        if out.value < model.lm.value(hint) - 1e-9:
-            # a better decision: pack it too and keep the better of the two placements
-            alt = _packed(problem, params, elig, index, model, out.counts, budget)
-            if (
-                evaluate(problem, alt.placements, params).objective
-                < evaluate(problem, best.placements, params).objective
-            ):
-                best = alt
-                stats["cpsat_improved"] = True
-            repairs += alt.applied
-            failed += alt.failed
+    run = _Run(problem, params, elig, index, budget)
+    model = run.build()
+    lp = run.relax(model)
+    mip = run.start_mip_bound(model, lp)
+    best = run.first_answer(model, lp)
+    best = run.improve(model, best, seed)
     if mip is not None:
-        outcome = mip.result(budget)
-        stats["mip_seconds"] = mip.seconds
-        if outcome is not None:
-            stats["mip_status"] = outcome.status
-            if outcome.bound is not None and (bound is None or outcome.bound > bound):
-                bound, stats["bound_source"] = outcome.bound, "mip"
-    stats.update(repairs_applied=tuple(repairs), repairs_failed=tuple(failed))
-    return build_result(
-        problem,
-        params,
-        best.placements,
-        elig,
-        best.state.cluster,
-        status,
-        budget.start,
-        bound,
-        SolveStats(**stats),
-    )
+        run.collect_mip_bound(mip)
+    return run.result(best)
 
 
 @dataclass
 class _Packing:
-    """A packed (and repaired) state, its placements and what its repairs did."""
+    """A packed (and repaired) state and its placements."""
 
     state: PackingState
     placements: dict[str, tuple[ReplicaPlacement, ...]]
-    applied: tuple[str, ...] = ()
-    failed: tuple[str, ...] = ()
 
 
-def _packed(
-    problem: Problem,
-    params: SolverParams,
-    elig: Mapping[str, Eligibility],
-    index: NodeIndex,
-    model: Model,
-    counts: Sequence[int],
-    budget: TimeBudget,
-) -> _Packing:
-    """A new state with ``counts`` packed and repaired."""
-    state = PackingState(problem, params, elig, index=index)
-    pack(state, model, counts)
-    applied, failed = run_repairs(state, params.repairs, budget)
-    return _Packing(state, state.placements(), tuple(applied), tuple(failed))
+@dataclass
+class _Bound:
+    """The best proven bound so far and which solver proved it."""
+
+    value: float | None = None
+    source: str = ""
+
+    def offer(self, value: float | None, source: str) -> None:
+        if value is not None and (self.value is None or value > self.value):
+            self.value, self.source = value, source
+
+
+class _Run:
+    """One solve's phases, sharing what they learn: the statistics, the bound, the status."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        params: SolverParams,
+        elig: Mapping[str, Eligibility],
+        index: NodeIndex,
+        budget: TimeBudget,
+    ) -> None:
+        self.problem, self.params, self.elig, self.index = problem, params, elig, index
+        self.budget = budget
+        self.stats: dict[str, Any] = {}
+        self.bound = _Bound()
+        self.status = SolveStatus.FEASIBLE
+        self.repairs: list[str] = []
+        self.failed: list[str] = []
+
+    def build(self) -> Model:
+        p = self.problem
+        no_work = Problem(p.scenario, p.cluster, (), p.hour, p.month)
+        base = evaluate(no_work, {}, self.params).objective
+        model = build_model(p, self.params, self.elig, self.index, base)
+        self.stats.update(
+            model_variables=model.lm.size,
+            model_constraints=len(model.lm.rows),
+            model_classes=len(model.classes),
+            build_seconds=self.budget.elapsed(),
+        )
+        return model
+
+    def relax(self, model: Model) -> Relaxation:
+        """The LP: the first bound, and the solution to round."""
+        t = time.monotonic()
+        lp = model.lm.solve_lp(self.budget.share(LP_SHARE, LP_LEAST_S))
+        self.stats.update(lp_seconds=time.monotonic() - t, lp_status=lp.status)
+        self.bound.offer(lp.bound, "lp")
+        return lp
+
+    def start_mip_bound(self, model: Model, lp: Relaxation) -> MipBound | None:
+        """The bound with the wake counts integer, in the background; it only ever raises the
+        reported bound, never changes the placement."""
+        if lp.bound is None or not model.wake_vars or not self.params.mip_bound:
+            return None
+        share = self.budget.share(MIP_SHARE, MIP_LEAST_S)
+        mip = MipBound(model.lm, share, model.wake_vars, MIP_GAP_SHARE * abs(lp.bound))
+        mip.start()
+        return mip
+
+    def first_answer(self, model: Model, lp: Relaxation) -> _Packing:
+        """The LP's solution rounded, packed and repaired (the LP's packs better than the
+        MIP's: its fractional wake counts leave packing some slack); without an LP, the
+        greedy answer."""
+        t = time.monotonic()
+        if lp.solved:
+            best = self._packed(model, round_solution(model, lp.x))
+        else:
+            state = PackingState(self.problem, self.params, self.elig, index=self.index)
+            place_greedily(state)
+            best = _Packing(state, state.placements())
+            self.status = SolveStatus.FALLBACK
+            self.stats["fallback"] = True
+        self.stats["pack_seconds"] = time.monotonic() - t
+        return best
+
+    def improve(self, model: Model, best: _Packing, seed: int) -> _Packing:
+        """CP-SAT, hinted with ``best``, in the time left but what packing took the first
+        time (to pack a better decision, should it find one)."""
+        hint = counts_of(model, self.problem.cluster, best.state.cluster, best.placements)
+        seconds = self.budget.left() - self.stats["pack_seconds"]
+        out = improve(
+            model.lm, hint, self.params, seed=seed, seconds=seconds, bound=self.bound.value
+        )
+        if out is None:
+            return best
+        self.stats.update(cpsat_status=out.status, cpsat_seconds=out.seconds)
+        if out.value is None:
+            return best
+        self.stats["cpsat_objective"] = out.value
+        self.bound.offer(out.bound, "cpsat")
+        self.status = SolveStatus.OPTIMAL if out.status == "OPTIMAL" else SolveStatus.FEASIBLE
+        if out.value >= model.lm.value(hint) - 1e-9:
+            return best
+        # a better decision: pack it too and keep the better of the two placements
+        alt = self._packed(model, out.counts)
+        objective = evaluate(self.problem, alt.placements, self.params).objective
+        if objective < evaluate(self.problem, best.placements, self.params).objective:
+            self.stats["cpsat_improved"] = True
+            return alt
+        return best
+
+    def collect_mip_bound(self, mip: MipBound) -> None:
+        outcome = mip.result(self.budget)
+        self.stats["mip_seconds"] = mip.seconds
+        if outcome is not None:
+            self.stats["mip_status"] = outcome.status
+            self.bound.offer(outcome.bound, "mip")
+
+    def result(self, best: _Packing) -> PlacementResult:
+        self.stats.update(
+            bound_source=self.bound.source,
+            repairs_applied=tuple(self.repairs),
+            repairs_failed=tuple(self.failed),
+        )
+        return build_result(
+            self.problem,
+            self.params,
+            best.placements,
+            self.elig,
+            best.state.cluster,
+            self.status,
+            self.budget.start,
+            self.bound.value,
+            SolveStats(**self.stats),
+        )
+
+    def _packed(self, model: Model, counts: Sequence[int]) -> _Packing:
+        """A new state with ``counts`` packed and repaired."""
+        state = PackingState(self.problem, self.params, self.elig, index=self.index)
+        pack(state, model, counts)
+        applied, failed = run_repairs(state, self.params.repairs, self.budget)
+        self.repairs += applied
+        self.failed += failed
+        return _Packing(state, state.placements())
 
 
 def _greedy_answer(
