@@ -952,7 +952,7 @@ def _events(stream: Any) -> Iterator[Any]:
 def _register() -> None:
     # Each module adds its commands to ``cli``; imported lazily so a broken optional piece
     # names itself instead of breaking every command.
-    from benchmarks.cli import bench
+    from scheduler.bench.cli import bench
 
     cli.add_command(bench)
     try:
