@@ -27,7 +27,7 @@ lint:
 	$(BIN)/lint-imports
 
 typecheck:
-	$(BIN)/mypy scheduler benchmarks
+	$(BIN)/mypy scheduler
 
 proto:
 	bash scripts/gen_proto.sh $(PY)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.openb import (
+from scheduler.bench.openb import (
     OpenbFormatError,
     Pod,
     Simulation,
@@ -19,7 +19,7 @@ from benchmarks.openb import (
     read_nodes,
     read_pods,
 )
-from benchmarks.openb_policies import PEERS, make_peer
+from scheduler.bench.openb_policies import PEERS, make_peer
 from scheduler.domain import Cluster, Pool, Resources, Scenario, Site
 from scheduler.solver.fragmentation import RequestType
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.cli import bench
-from benchmarks.scenario import is_latency_critical, scaled_scenario
-from benchmarks.workload_mix import (
+from scheduler.bench.cli import bench
+from scheduler.bench.scenario import is_latency_critical, scaled_scenario
+from scheduler.bench.workload_mix import (
     CORE_SHARES,
     SHAPES_FILE,
     derive_shapes,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.vbp import (
+from scheduler.bench.vbp import (
     VbpFormatError,
     command,
     find_instances,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.checker import Violation, check_placements, check_result
+from scheduler.bench.checker import Violation, check_placements, check_result
 from scheduler.domain import (
     Cluster,
     ReplicaPlacement,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from wcwidth import wcswidth
 
 from scheduler.cli import cli, load_workload_file
 from scheduler.domain import Scenario
@@ -112,6 +113,37 @@ def test_resubmitting_a_file_with_a_request_id_creates_nothing_new(server: str) 
     first = json.loads(ok("submit", path, "--server", server, "--request-id", "nf-1", "-o", "json"))
     again = json.loads(ok("submit", path, "--server", server, "--request-id", "nf-1", "-o", "json"))
     assert [w["id"] for w in again] == [w["id"] for w in first]
+
+
+def test_resubmitting_with_a_request_id_does_not_say_workloads_were_accepted(server: str) -> None:
+    # the response does not say whether it was a repeat: the note must not claim new workloads
+    path = str(EXAMPLES / "never-fits.yaml")
+    ok("submit", path, "--server", server, "--request-id", "nf-2")
+    again = run("submit", path, "--server", server, "--request-id", "nf-2")
+    assert again.exit_code == 0, again.output
+    assert "accepted" not in again.stderr
+    assert "2 workloads for request id nf-2" in again.stderr
+    assert "creates nothing new" in again.stderr
+
+
+def test_submitting_one_workload_says_one_workload_accepted(server: str, tmp_path: Path) -> None:
+    path = tmp_path / "one.yaml"
+    path.write_text("tenant: solo\nresources: {cpu_millis: 500, memory_mib: 256}\n")
+    result = run("submit", str(path), "--server", server)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == "1 workload accepted"
+
+
+def test_list_lines_up_columns_when_the_tenant_name_is_chinese(server: str, tmp_path: Path) -> None:
+    path = tmp_path / "cn.yaml"
+    path.write_text(
+        "- tenant: 中关村金融\n  name: quotes\n  resources: {cpu_millis: 500, memory_mib: 256}\n",
+        encoding="utf-8",
+    )
+    ok("submit", str(path), "--server", server)
+    header, _, row = ok("list", "--server", server, "--tenant", "中关村金融").splitlines()[:3]
+    # 中关村金融 is five characters but ten columns on screen
+    assert wcswidth(row[: row.index("quotes")]) == wcswidth(header[: header.index("NAME")])
 
 
 def test_an_unreachable_server_is_a_clear_error_without_a_traceback() -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.checker import check_result
+from scheduler.bench.checker import check_result
 from scheduler.domain import Cluster, Resources, Scenario, Topology, WorkloadSpec
 from scheduler.solver import PendingWorkload, PlacementResult, Problem, SolverParams, solve
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.checker import check_result
+from scheduler.bench.checker import check_result
 from scheduler.domain import (
     Cluster,
     Resources,

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from benchmarks.service import COLUMNS, command
+from scheduler.bench.service import COLUMNS, command
 
 
 def test_bench_service_reports_valley_and_noop_rows() -> None:

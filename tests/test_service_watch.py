@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 import pytest
 
-from benchmarks.noop_server import create_noop_server
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+from scheduler.bench.noop_server import create_noop_server
 from scheduler.domain import Scenario
 from scheduler.service.convert import event_batches
 from tests.test_service_support import PENDING, PLACED, Client, serve, until

@@ -122,9 +122,6 @@ class Cluster:
         g = np.where(self.gpu_free >= 0, GPU_MILLIS - self.gpu_free, 0)
         return np.asarray(g.sum(axis=1), dtype=np.int64)
 
-    def nodes_of_site(self, site: str) -> IntArray:
-        return np.flatnonzero(self.node_site == self.site_names.index(site))
-
     # ------------------------------------------------------------------ changes
 
     def choose_gpus(self, node: int, r: Resources) -> tuple[int, ...]:

@@ -12,11 +12,6 @@ class ValidationError(ValueError):
         self.field = field
         self.message = message
 
-    def prefixed(self, prefix: str) -> ValidationError:
-        """The same error with ``prefix`` put in front of the field path."""
-        field = f"{prefix}.{self.field}" if self.field and prefix else (prefix or self.field)
-        return ValidationError(field, self.message)
-
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be loaded: names the file, the key and what is wrong."""

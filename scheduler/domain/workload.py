@@ -38,14 +38,6 @@ class WorkloadState(enum.IntEnum):
     COMPLETED = 5
     PREEMPTED = 6
 
-    @property
-    def is_final(self) -> bool:
-        return self in (
-            WorkloadState.UNSCHEDULABLE,
-            WorkloadState.CANCELLED,
-            WorkloadState.COMPLETED,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:

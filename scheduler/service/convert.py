@@ -67,15 +67,6 @@ _KINDS: dict[int, WorkloadKind] = {int(k): k for k in WorkloadKind}
 _TOPOLOGIES: dict[int, Topology] = {int(t): t for t in Topology}
 
 
-def resources_from_proto(m: pb.Resources) -> Resources:
-    return Resources(
-        cpu_millis=int(m.cpu_millis),
-        memory_mib=int(m.memory_mib),
-        gpus=int(m.gpus),
-        gpu_millis=int(m.gpu_millis),
-    )
-
-
 def spec_from_proto(m: pb.WorkloadSpec, field: str = "") -> WorkloadSpec:
     """The domain spec of a request message; ``field`` is its path (``workloads[3]``)."""
     # the submit path runs this for every workload: protobuf already hands out Python ints,

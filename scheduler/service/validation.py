@@ -3,8 +3,6 @@ and values the domain accepts but no client means (absurd durations, priorities,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from scheduler.domain import Scenario, ValidationError, WorkloadSpec
 
 MAX_WORKLOADS_PER_REQUEST = 1000
@@ -64,9 +62,3 @@ def check_spec(spec: WorkloadSpec, scenario: Scenario, field: str) -> WorkloadSp
     if spec.origin and len(spec.origin) > MAX_ID:
         raise ValidationError(f"{p}origin", "too long")
     return spec
-
-
-def check_specs(specs: Sequence[WorkloadSpec], scenario: Scenario) -> None:
-    check_count(len(specs))
-    for i, s in enumerate(specs):
-        check_spec(s, scenario, f"workloads[{i}]")

@@ -29,15 +29,15 @@ import click
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks import report
-from benchmarks.openb_policies import PEERS, make_peer
+from scheduler.bench import report
+from scheduler.bench.openb_policies import PEERS, make_peer
 from scheduler.domain import GPU_MILLIS, Cluster, Pool, Resources, Scenario, Site, WorkloadSpec
 from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from scheduler.solver.fragmentation import FragmentationScorer, RequestType, target_workload
 
 IntArray = npt.NDArray[np.int64]
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]  # the repository: shared/ sits beside it
 DATA = PROJECT.parent / "shared" / "data" / "openb"
 DEFAULT_NODES = DATA / "openb_node_list_all_node.csv"
 DEFAULT_PODS = DATA / "openb_pod_list_default.csv"

@@ -4,7 +4,7 @@ SubmitWorkloads assigns ids and returns at once, storing nothing; every watcher 
 a PENDING and a PLACED event per workload (placed nowhere), so the same load generator measures
 "submit to placed" against both servers. Everything else answers at once with empty data.
 
-Run: ``python -m benchmarks.noop_server --address 127.0.0.1:0`` (prints the bound port).
+Run: ``python -m scheduler.bench.noop_server --address 127.0.0.1:0`` (prints the bound port).
 """
 
 from __future__ import annotations

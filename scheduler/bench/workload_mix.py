@@ -15,7 +15,7 @@ The classes of SCENARIO.md, by share of requested cores:
 
 Request shapes come from ``data/openb_shapes.csv``: the distinct (cpu_milli, memory_mib,
 num_gpu, gpu_milli) of ``openb_pod_list_default.csv`` with their counts, re-derived with
-``python -m benchmarks.workload_mix derive``. The trace's pods are big (10.5 cores on average,
+``python -m scheduler.bench.workload_mix derive``. The trace's pods are big (10.5 cores on average,
 up to 120), more like GPU-host jobs than services, so CPU-only classes use the trace's
 (cpu, memory) pairs scaled down, keeping the trace's memory-to-CPU ratio: services by 1/4
 (clipped to 0.25..8 cores), batch by 1/2 (clipped to 0.5..16 cores). GPU shapes are kept as

@@ -1,7 +1,7 @@
 """``valley bench service``: the whole service under load, against a no-op ceiling.
 
 Two servers run as subprocesses (so each has its own interpreter and its memory can be read):
-``valley serve`` on SQLite in a temporary directory, and ``benchmarks.noop_server``, which
+``valley serve`` on SQLite in a temporary directory, and ``scheduler.bench.noop_server``, which
 implements the same proto and returns at once. One load generator drives both the same way:
 ``--channels`` gRPC channels send batches of ``--batch`` workloads at ``--rate`` workloads per
 second (open loop: batch k is due at k x batch / rate) for ``--duration`` seconds, while a
@@ -41,9 +41,9 @@ import click
 import grpc
 import numpy as np
 
-from benchmarks.report import emit, output_option, plot_option, progress, save_plot
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+from scheduler.bench.report import emit, output_option, plot_option, progress, save_plot
 
 COLUMNS = (
     "policy",
@@ -184,7 +184,9 @@ def valley_server(
 
 @contextlib.contextmanager
 def noop_server(directory: str) -> Iterator[Target]:
-    target = _start("noop", ["-m", "benchmarks.noop_server", "--address", "127.0.0.1:0"], directory)
+    target = _start(
+        "noop", ["-m", "scheduler.bench.noop_server", "--address", "127.0.0.1:0"], directory
+    )
     try:
         yield target
     finally:

@@ -8,10 +8,10 @@ import click
 
 # suite name -> module that defines a click command named ``command``
 SUITES = {
-    "scenario": "benchmarks.scenario",
-    "openb": "benchmarks.openb",
-    "vbp": "benchmarks.vbp",
-    "service": "benchmarks.service",
+    "scenario": "scheduler.bench.scenario",
+    "openb": "scheduler.bench.openb",
+    "vbp": "scheduler.bench.vbp",
+    "service": "scheduler.bench.service",
 }
 
 

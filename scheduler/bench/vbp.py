@@ -26,12 +26,12 @@ import click
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks import report
+from scheduler.bench import report
 from scheduler.solver.binpack import check_packing, first_fit_decreasing, min_bins
 
 IntArray = npt.NDArray[np.int64]
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]  # the repository: shared/ sits beside it
 DATA = PROJECT.parent / "shared" / "data" / "vbp"
 DEFAULT_INSTANCES = (DATA / "panigrahy", DATA / "triplet")
 DEFAULT_REFERENCES = (DATA / "Panigrahy_summary_known.csv", DATA / "Triplet_summary_known.csv")

@@ -13,7 +13,7 @@ share is never infeasible in another resource. E-Town is then short of capacity:
 work needs nearly all of it, and everything else should go to Zhangbei.
 
 Every policy solves the same problem; each result is verified by the independent checker
-(``benchmarks.checker``) and scored by ``objective.evaluate`` (the facility energy cost and
+(``scheduler.bench.checker``) and scored by ``objective.evaluate`` (the facility energy cost and
 carbon of the whole cluster after placement, per hour).
 """
 
@@ -30,9 +30,9 @@ from typing import Any
 
 import click
 
-from benchmarks import report
-from benchmarks.checker import Violation, check_result, count_by_rule
-from benchmarks.workload_mix import SHAPES_FILE, generate_mix, load_shapes
+from scheduler.bench import report
+from scheduler.bench.checker import Violation, check_result, count_by_rule
+from scheduler.bench.workload_mix import SHAPES_FILE, generate_mix, load_shapes
 from scheduler.domain import (
     DEFAULT_SCENARIO,
     GPU_MILLIS,

@@ -1,0 +1,38 @@
+"""The ``valley`` command: ``serve`` runs the service (``serve.py``); ``submit``, ``get``,
+``list``, ``cancel``, ``explain``, ``sites`` and ``watch`` talk to one over gRPC
+(``commands.py``, on ``client.py`` and ``tables.py``); ``bench`` and ``demo`` come from their
+own packages, imported when named.
+
+The client commands know only the protos (never the domain): they are a client like any other.
+"""
+
+from __future__ import annotations
+
+import click
+
+from scheduler import __version__
+from scheduler.cli.commands import cancel, explain, get, list_workloads, sites, submit, watch
+from scheduler.cli.lazy import LazyGroup
+from scheduler.cli.serve import serve
+from scheduler.cli.workload_files import WorkloadFile, WorkloadFileError, load_workload_file
+
+__all__ = ["WorkloadFile", "WorkloadFileError", "cli", "load_workload_file", "main"]
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={"bench": "scheduler.bench.cli:bench", "demo": "scheduler.demo:demo"},
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, prog_name="valley")
+def cli() -> None:
+    """Valley: workload placement for the Beijing-Hebei Cloud Computing Valley."""
+
+
+for _command in (serve, submit, get, list_workloads, cancel, explain, sites, watch):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """The ``valley`` script."""
+    cli()

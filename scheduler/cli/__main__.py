@@ -1,0 +1,5 @@
+"""``python -m scheduler.cli``: the ``valley`` command from a checkout."""
+
+from scheduler.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""What every client command shares: the connection, gRPC errors as one-line messages, the
+``--server``/``--output``/``--timeout`` options, and printing for people or machines.
+
+A command written with ``client_command`` is only its own logic: it receives an ``Api`` and
+returns what it found as ``Shown``::
+
+    @click.command()
+    @click.argument("workload_id")
+    @client_command
+    def get(api: Api, workload_id: str) -> Shown:
+        return Shown(api.call(api.placement.GetWorkload, ...), workload_detail)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+R = TypeVar("R")
+
+
+class Api:
+    """The server's placement and cluster services over one channel."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float | None) -> None:
+        self.placement = pb_grpc.PlacementServiceStub(channel)
+        self.cluster = pb_grpc.ClusterServiceStub(channel)
+        self.timeout = timeout
+
+    def call(self, method: Callable[..., R], request: Message) -> R:
+        """One unary call with the command's ``--timeout``."""
+        return method(request, timeout=self.timeout)
+
+
+@contextlib.contextmanager
+def connect(server: str, timeout: float | None) -> Iterator[Api]:
+    """An ``Api`` for the block; a gRPC error leaving the block becomes a one-line
+    ``ClickException`` (no traceback) that says what to do about it."""
+    channel = grpc.insecure_channel(server)
+    try:
+        yield Api(channel, timeout)
+    except grpc.RpcError as e:
+        raise rpc_failure(e, server) from None
+    finally:
+        channel.close()
+
+
+def rpc_failure(e: grpc.RpcError, server: str) -> click.ClickException:
+    """A failed call as a message for people: unreachable, too slow, or the server's status."""
+    code = e.code()  # the RpcError of a call is also a grpc.Call
+    details = e.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return click.ClickException(
+            f"cannot reach the Valley server at {server} ({details or 'unavailable'}); "
+            "is `valley serve` running there? (--server HOST:PORT)"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return click.ClickException(f"the server at {server} did not answer in time (--timeout)")
+    return click.ClickException(f"{code.name}: {details}")
+
+
+def server_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--server HOST:PORT`` (or ``$VALLEY_SERVER``)."""
+    return click.option(
+        "--server",
+        envvar="VALLEY_SERVER",
+        default=DEFAULT_SERVER,
+        show_default=True,
+        help="HOST:PORT of the Valley server ($VALLEY_SERVER)",
+    )(fn)
+
+
+def output_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--output/-o table|json``."""
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help=help,
+    )
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    """A message as JSON-ready data: the proto's field names, every field present."""
+    out: dict[str, Any] = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a client command found: ``data`` (a message or a list of messages) is printed as
+    JSON with ``-o json``; otherwise ``render(data)`` for people, then ``note`` on stderr."""
+
+    data: Any
+    render: Callable[[Any], str]
+    note: str = ""
+
+    def echo(self, output: str) -> None:
+        if output == "json":
+            value = (
+                [as_dict(m) for m in self.data]
+                if isinstance(self.data, Sequence)
+                else as_dict(self.data)
+            )
+            click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+            return
+        click.echo(self.render(self.data))
+        if self.note:
+            click.echo(f"\n{self.note}", err=True)
+
+
+def client_command(fn: Callable[..., Shown]) -> Callable[..., None]:
+    """Make ``fn(api, **options) -> Shown`` a command body: adds ``--server``, ``--output`` and
+    ``--timeout``, connects, turns gRPC errors into messages, prints what ``fn`` returns."""
+
+    @functools.wraps(fn)
+    def command(server: str, output: str, timeout: float, **options: Any) -> None:
+        with connect(server, timeout) as api:
+            shown = fn(api, **options)
+        shown.echo(output)
+
+    return server_option(output_option("table for people, json for machines")(_timeout(command)))
+
+
+_timeout = click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help="seconds to wait for the server",
+)

@@ -1,0 +1,216 @@
+"""The client commands: each is its own logic; ``client.py`` connects, reports gRPC errors
+and prints (``tables.py`` for people, JSON for machines)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+import grpc
+
+from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.cli.client import (
+    Api,
+    Shown,
+    as_dict,
+    client_command,
+    connect,
+    output_option,
+    server_option,
+)
+from scheduler.cli.tables import (
+    event_line,
+    explanation,
+    site_tables,
+    state_name,
+    workload_detail,
+    workload_rows,
+)
+from scheduler.cli.workload_files import WorkloadFile, WorkloadFileError, load_workload_file
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_PER_REQUEST = 1000  # the API's limit per SubmitWorkloads call
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--request-id",
+    default="",
+    help="makes resubmitting the same file safe: the server creates nothing new",
+)
+@client_command
+def submit(api: Api, file: str, request_id: str) -> Shown:
+    """Submit the workload specs in FILE (YAML or JSON, the API's field names)."""
+    wf = load_workload_file(file)
+    rid = request_id or wf.request_id
+    accepted: list[pb.Workload] = []
+    for start in range(0, len(wf.specs), MAX_PER_REQUEST):
+        chunk = wf.specs[start : start + MAX_PER_REQUEST]
+        part = (
+            f"{rid}#{start // MAX_PER_REQUEST}" if rid and len(wf.specs) > MAX_PER_REQUEST else rid
+        )
+        try:
+            resp = api.call(
+                api.placement.SubmitWorkloads,
+                pb.SubmitWorkloadsRequest(request_id=part, workloads=chunk),
+            )
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise _located(wf, e.details() or "", start) from None
+            raise
+        accepted += resp.workloads
+    return Shown(accepted, workload_rows, submitted_note(len(accepted), rid))
+
+
+def submitted_note(n: int, request_id: str) -> str:
+    """What a submission did. A repeated request_id returns the workloads its first submission
+    created, and the response does not say whether it was a repeat: so with a request_id the
+    note does not claim that anything was accepted just now."""
+    workloads = f"{n} workload{'' if n == 1 else 's'}"
+    if not request_id:
+        return f"{workloads} accepted"
+    return (
+        f"{workloads} for request id {request_id} (new ones, or the ones this id created "
+        "before: a repeated request id creates nothing new)"
+    )
+
+
+def _located(wf: WorkloadFile, details: str, offset: int) -> click.ClickException:
+    """Point a server's validation error (``workloads[3].resources.cpu_millis: ...``) at the
+    file's line; ``offset`` is the index of the request's first workload in the file."""
+    m = re.match(r"workloads\[(\d+)\](\S*): (.*)", details, re.S)
+    if m is None:
+        return WorkloadFileError(wf.path, None, details)
+    index = int(m.group(1)) + offset
+    field_path = f"workloads[{index}]{m.group(2)}"
+    return WorkloadFileError(wf.path, wf.line_of(field_path), f"{field_path}: {m.group(3)}")
+
+
+@click.command()
+@click.argument("workload_id")
+@client_command
+def get(api: Api, workload_id: str) -> Shown:
+    """Show one workload: state, reason, placements and cost."""
+    w = api.call(api.placement.GetWorkload, pb.GetWorkloadRequest(id=workload_id))
+    return Shown(w, workload_detail)
+
+
+def _state_option(help: str) -> Callable[[F], F]:
+    """``--state`` (repeatable), the workload states by their API names in lower case."""
+    return click.option(
+        "--state",
+        "states",
+        multiple=True,
+        type=click.Choice(
+            ["pending", "placed", "unschedulable", "cancelled", "completed", "preempted"],
+            case_sensitive=False,
+        ),
+        help=help,
+    )
+
+
+def _states(names: tuple[str, ...]) -> list[pb.WorkloadState]:
+    return [pb.WorkloadState.Value(f"WORKLOAD_STATE_{s.upper()}") for s in names]
+
+
+@click.command("list")
+@click.option("--tenant", default="", help="only this tenant's workloads")
+@_state_option("only these states (repeatable)")
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=100,
+    show_default=True,
+    help="at most this many (0: all)",
+)
+@client_command
+def list_workloads(api: Api, tenant: str, states: tuple[str, ...], limit: int) -> Shown:
+    """List workloads in submission order."""
+    found: list[pb.Workload] = []
+    token = ""
+    while True:
+        size = 1000 if limit == 0 else min(1000, limit - len(found))
+        page = api.call(
+            api.placement.ListWorkloads,
+            pb.ListWorkloadsRequest(
+                tenant=tenant, states=_states(states), page_size=size, page_token=token
+            ),
+        )
+        found += page.workloads
+        token = page.next_page_token
+        if not token:
+            return Shown(found, workload_rows)
+        if limit and len(found) >= limit:
+            return Shown(found, workload_rows, f"(first {len(found)}; --limit 0 for all)")
+
+
+@click.command()
+@click.argument("workload_id")
+@client_command
+def cancel(api: Api, workload_id: str) -> Shown:
+    """Cancel a workload; its capacity is free for the next cycle."""
+    w = api.call(api.placement.CancelWorkload, pb.CancelWorkloadRequest(id=workload_id))
+    return Shown(w, lambda w: f"{w.id}: {state_name(w.state)}")
+
+
+@click.command()
+@click.argument("workload_id")
+@client_command
+def explain(api: Api, workload_id: str) -> Shown:
+    """Why a workload is where it is, or why it is not placed: a verdict per site."""
+    e = api.call(api.placement.ExplainWorkload, pb.ExplainWorkloadRequest(id=workload_id))
+    return Shown(e, functools.partial(explanation, workload_id))
+
+
+@click.command()
+@click.option("--nodes", is_flag=True, help="list every node too")
+@client_command
+def sites(api: Api, nodes: bool) -> Shown:
+    """Every site: capacity, allocation, and energy, price and carbon now."""
+    resp = api.call(api.cluster.ListSites, pb.ListSitesRequest(include_nodes=nodes))
+    return Shown(resp, functools.partial(site_tables, nodes=nodes))
+
+
+@click.command()
+@click.option("--tenant", default="", help="only this tenant's workloads")
+@_state_option("only changes into these states (repeatable)")
+@server_option
+@output_option("table: one line per event; json: one JSON object per line")
+@click.option(
+    "--count",
+    type=click.IntRange(0),
+    default=0,
+    help="stop after this many events (0: until Ctrl-C)",
+)
+def watch(tenant: str, states: tuple[str, ...], server: str, output: str, count: int) -> None:
+    """Print every workload state change as it is committed, until Ctrl-C."""
+    request = pb.WatchWorkloadsRequest(tenant=tenant, states=_states(states))
+    # a stream has no deadline: it runs until --count events or Ctrl-C
+    with connect(server, None) as api:
+        # several events per message: keeps up with thousands of changes a second
+        stream = api.placement.WatchWorkloadBatches(request)
+        try:
+            for seen, e in enumerate(_events(stream), 1):
+                if output == "json":
+                    click.echo(json.dumps(as_dict(e), ensure_ascii=False))
+                else:
+                    click.echo(event_line(e))
+                if count and seen >= count:
+                    break
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                raise
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stream.cancel()
+
+
+def _events(stream: Any) -> Iterator[pb.WorkloadEvent]:
+    for batch in stream:
+        yield from batch.events

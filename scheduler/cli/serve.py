@@ -1,0 +1,166 @@
+"""``valley serve``: the service in the foreground until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+
+@click.command()
+@click.option(
+    "--grpc-address",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="HOST:PORT to serve gRPC on (port 0: any free port)",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1:9464",
+    show_default=True,
+    help="HOST:PORT for /metrics; empty to turn it off",
+)
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    help="store URL: sqlite:///relative.db, sqlite:////abs.db or postgresql://user@host/db "
+    "[default: sqlite:/// in $VALLEY_DATA_DIR or ./data]",
+)
+@click.option(
+    "--scenario",
+    default="beijing-hebei",
+    show_default=True,
+    help="a shipped scenario name or a scenario TOML file",
+)
+@click.option(
+    "--policy",
+    default="valley",
+    show_default=True,
+    help="placement policy: valley, first-fit, best-fit, kube, cheapest-first",
+)
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="solver parameters (TOML)",
+)
+@click.option(
+    "--batch-window-ms",
+    type=click.FloatRange(0, 10_000),
+    default=20.0,
+    show_default=True,
+    help="how long the loop gathers a batch",
+)
+@click.option(
+    "--solve-budget-ms",
+    type=click.FloatRange(1, 600_000),
+    default=50.0,
+    show_default=True,
+    help="deadline of each cycle's solve: placement quality against submit-to-placed latency",
+)
+@click.option(
+    "--solver-process/--no-solver-process",
+    default=True,
+    show_default=True,
+    help="solve in a child process (another core) so solving never holds up RPCs; "
+    "--no-solver-process for one-core machines",
+)
+@click.option(
+    "--fgd/--no-fgd",
+    default=True,
+    show_default=True,
+    help="place GPU work to leave the least fragmented GPU capacity for the GPU requests "
+    "submitted lately",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, 600),
+    default=10.0,
+    show_default=True,
+    help="seconds in-flight RPCs get on SIGTERM",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    grpc_address: str,
+    metrics_address: str,
+    store_url: str | None,
+    scenario: str,
+    policy: str,
+    params_file: str | None,
+    batch_window_ms: float,
+    solve_budget_ms: float,
+    solver_process: bool,
+    fgd: bool,
+    grace: float,
+    log_level: str,
+) -> None:
+    """Run the Valley service: gRPC API, scheduling loop, store and metrics.
+
+    SIGTERM (or Ctrl-C) drains: health turns NOT_SERVING, watch streams end, in-flight RPCs get
+    --grace seconds, then the process exits 0."""
+    from dataclasses import replace
+
+    from scheduler.config import Valley, ValleyConfig, default_store_url
+    from scheduler.domain import ScenarioError, ValidationError
+    from scheduler.loop import LoopConfig
+    from scheduler.solver import SolverParams
+    from scheduler.store import StoreError
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        params = SolverParams.from_toml(params_file) if params_file else SolverParams()
+        params = replace(params, policy=policy)
+        config = ValleyConfig(
+            grpc_address=grpc_address,
+            metrics_address=metrics_address or None,
+            store_url=store_url or default_store_url(),
+            scenario=scenario,
+            params=params,
+            loop=LoopConfig(
+                batch_window_s=batch_window_ms / 1000.0,
+                solve_budget_s=solve_budget_ms / 1000.0,
+                solver_process=solver_process,
+                fgd=fgd,
+            ),
+            grace_s=grace,
+        )
+        valley = Valley(config).start()
+    except (StoreError, ScenarioError, ValidationError, OSError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    host = grpc_address.rpartition(":")[0] or "0.0.0.0"
+    metrics = (
+        f", metrics on http://{metrics_address.rpartition(':')[0]}:{valley.metrics_port}/metrics"
+        if valley.metrics_port
+        else ""
+    )
+    click.echo(
+        f"valley: serving gRPC on {host}:{valley.port}{metrics}; store {config.store_url}; "
+        f"scenario {valley.scenario.name}; policy {params.policy}",
+        err=True,
+    )
+    while not stop.wait(0.5):
+        pass
+    click.echo("valley: draining", err=True)
+    valley.stop(grace)
+    click.echo("valley: stopped", err=True)

@@ -1,0 +1,225 @@
+"""What the client commands print for people: aligned tables and one workload in detail.
+
+Widths are terminal columns, not characters: a Chinese tenant name such as 中关村金融 is five
+characters but ten columns wide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from wcwidth import wcswidth, wcwidth
+
+from scheduler._proto.valley.v1 import placement_pb2 as pb
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal (wide East Asian characters take two)."""
+    width = wcswidth(text)
+    if width >= 0:
+        return width
+    # a control character somewhere: wcswidth gives up; count such a character as one column
+    return sum(w if (w := wcwidth(c)) >= 0 else 1 for c in text)
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    """``rows`` under ``header``, columns aligned on screen; an empty cell shows as ``-``."""
+    cells = [[str(c) for c in header]] + [
+        ["-" if c is None or c == "" else str(c) for c in r] for r in rows
+    ]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(c + " " * (w - display_width(c)) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def clip(text: str, columns: int) -> str:
+    """``text`` cut to ``columns`` terminal columns, ``...`` marking the cut."""
+    if display_width(text) <= columns:
+        return text
+    out, used = [], 0
+    for c in text:
+        used += display_width(c)
+        if used > columns - 3:
+            break
+        out.append(c)
+    return "".join(out) + "..."
+
+
+def state_name(value: int) -> str:
+    """``PLACED`` for ``WORKLOAD_STATE_PLACED``."""
+    return pb.WorkloadState.Name(value).removeprefix("WORKLOAD_STATE_")
+
+
+def cores(millis: int) -> str:
+    return f"{millis / 1000:g}"
+
+
+def sites_of(w: pb.Workload) -> str:
+    """Where a workload's replicas are: ``etown x2, zhangbei x1``."""
+    sites: dict[str, int] = {}
+    for p in w.placements:
+        sites[p.site] = sites.get(p.site, 0) + 1
+    return ", ".join(f"{s} x{n}" for s, n in sites.items())
+
+
+def shape(r: pb.Resources) -> str:
+    parts = [f"{cores(r.cpu_millis)} cpu", f"{r.memory_mib} MiB"]
+    if r.gpus:
+        parts.append(f"{r.gpus} gpu")
+    if r.gpu_millis:
+        parts.append(f"{r.gpu_millis}m gpu")
+    return " ".join(parts)
+
+
+def timestamp(ts: Any) -> str:
+    """A protobuf Timestamp in UTC to the millisecond; ``-`` when unset."""
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    t = datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC)
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def workload_rows(workloads: Sequence[pb.Workload]) -> str:
+    """One line per workload."""
+    rows = [
+        (
+            w.id,
+            w.spec.tenant,
+            w.spec.name,
+            state_name(w.state),
+            w.spec.replicas or 1,
+            shape(w.spec.resources),
+            sites_of(w),
+            clip(w.reason, 70),
+        )
+        for w in workloads
+    ]
+    return table(
+        rows, ("ID", "TENANT", "NAME", "STATE", "REPLICAS", "PER REPLICA", "SITES", "REASON")
+    )
+
+
+def workload_detail(w: pb.Workload) -> str:
+    """One workload: state, reason, times, cost and a line per placed replica."""
+    s = w.spec
+    lines = [
+        f"id:          {w.id}",
+        f"tenant:      {s.tenant}",
+        f"name:        {s.name}",
+        f"state:       {state_name(w.state)}",
+    ]
+    if w.reason:
+        lines.append(f"reason:      {w.reason}")
+    lines += [
+        f"replicas:    {s.replicas or 1} x {shape(s.resources)}",
+        f"created:     {timestamp(w.created_at)}",
+        f"placed:      {timestamp(w.placed_at)}",
+    ]
+    if s.origin:
+        slo = f", SLO {s.max_latency_ms:g} ms" if s.max_latency_ms else ""
+        lines.append(f"origin:      {s.origin}{slo}")
+    if w.placements:
+        lines.append(
+            f"cost:        {w.cost.energy_cny_per_hour:.4f} CNY/h, "
+            f"{w.cost.carbon_kg_per_hour:.4f} kg CO2/h, {w.cost.power_watts:.1f} W"
+        )
+        lines.append("")
+        rows = [
+            (
+                p.replica,
+                p.site,
+                p.node,
+                ",".join(str(g) for g in p.gpu_indices),
+                f"{p.latency_ms:g}",
+            )
+            for p in w.placements
+        ]
+        lines.append(table(rows, ("REPLICA", "SITE", "NODE", "GPUS", "RTT MS")))
+    return "\n".join(lines)
+
+
+def explanation(workload_id: str, e: pb.Explanation) -> str:
+    """The verdict per site: feasible or not, what it would cost, and why not."""
+    rows = [
+        (
+            v.site,
+            "yes" if v.feasible else "no",
+            f"{v.cost.energy_cny_per_hour:.4f}" if v.cost.power_watts else "-",
+            f"{v.cost.carbon_kg_per_hour:.4f}" if v.cost.power_watts else "-",
+            "; ".join(f"{r.code}: {r.message}" for r in v.reasons),
+        )
+        for v in e.sites
+    ]
+    return "\n".join(
+        [
+            f"{workload_id}: {state_name(e.state)}",
+            e.summary,
+            "",
+            table(rows, ("SITE", "FEASIBLE", "CNY/H", "KG CO2/H", "REASONS")),
+        ]
+    )
+
+
+def site_tables(resp: pb.ListSitesResponse, nodes: bool) -> str:
+    """A line per site (and with ``nodes`` a table of every node)."""
+    rows = [
+        (
+            s.name,
+            f"{s.pue:g}",
+            f"{cores(s.allocated.cpu_millis)}/{cores(s.capacity.cpu_millis)}",
+            f"{s.allocated.memory_mib // 1024}/{s.capacity.memory_mib // 1024}",
+            f"{s.allocated.gpus}/{s.capacity.gpus}",
+            f"{s.allocated.gpu_millis}/{s.capacity.gpu_millis}",
+            f"{s.power_watts / 1000:.1f}",
+            f"{s.price_cny_per_kwh:.4f}",
+            f"{s.carbon_kg_per_kwh:.3f}",
+            f"{s.energy_cny_per_hour:.2f}",
+        )
+        for s in resp.sites
+    ]
+    header = (
+        "SITE",
+        "PUE",
+        "CORES",
+        "MEMORY GIB",
+        "GPUS",
+        "GPU MILLIS",
+        "POWER KW",
+        "CNY/KWH",
+        "KG CO2/KWH",
+        "CNY/H",
+    )
+    out = [f"local time {resp.hour:02d}:00, month {resp.month}", table(rows, header)]
+    if nodes:
+        node_rows = [
+            (
+                n.name,
+                n.pool,
+                n.gpu_model,
+                f"{cores(n.allocated.cpu_millis)}/{cores(n.capacity.cpu_millis)}",
+                f"{n.allocated.memory_mib}/{n.capacity.memory_mib}",
+                f"{n.allocated.gpus}/{n.capacity.gpus}" if n.capacity.gpus else "",
+                f"{n.allocated.gpu_millis}/{n.capacity.gpu_millis}" if n.capacity.gpus else "",
+            )
+            for s in resp.sites
+            for n in s.nodes
+        ]
+        node_header = ("NODE", "POOL", "GPU MODEL", "CORES", "MEMORY MIB", "GPUS", "GPU MILLIS")
+        out += ["", table(node_rows, node_header)]
+    return "\n".join(out)
+
+
+def event_line(e: pb.WorkloadEvent) -> str:
+    """One state change: when, sequence, workload, from -> to, and where or why."""
+    w = e.workload
+    detail = sites_of(w) or w.reason
+    return (
+        f"{timestamp(e.time)}  #{e.sequence}  {w.id}  {w.spec.tenant}/{w.spec.name}  "
+        f"{state_name(e.previous_state)} -> {state_name(w.state)}  {clip(detail, 80)}"
+    )
