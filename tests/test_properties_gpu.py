@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.checker import check_result
+from scheduler.bench.checker import check_result
 from scheduler.domain import Cluster, Resources, Scenario, WorkloadSpec, parse_scenario
 from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from tests.test_properties import PROPERTY_SETTINGS
