@@ -192,3 +192,21 @@ def test_shipped_shapes_table_is_the_trace_derivation():
     assert sum(s.count for s in shipped) == 8152
     # a full pod list passed as --shapes reads the same
     assert load_shapes(TRACE) == shipped
+
+
+def test_valley_runs_without_the_repairs_left_out_and_says_which_ran():
+    args = ["scenario", "--replicas", "120", "--policies", "valley", "--no-floors"]
+    args += ["--time-limit", "0.5", "--output", "json"]
+    without = CliRunner().invoke(bench, [*args, "--repairs", "none"])
+    assert without.exit_code == 0, without.output
+    report = json.loads(without.output)
+    assert report["params"]["repairs"] == []
+    (row,) = report["rows"]
+    assert row["repairs_applied"] == [] and row["violations"] == 0
+    assert row["bound_source"] in ("lp", "mip", "cpsat")
+
+
+def test_an_unknown_repair_is_refused_by_name():
+    result = CliRunner().invoke(bench, ["scenario", "--replicas", "10", "--repairs", "tidy"])
+    assert result.exit_code != 0
+    assert "tidy" in result.output and "consolidate" in result.output

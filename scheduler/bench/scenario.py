@@ -44,6 +44,7 @@ from scheduler.domain import (
 )
 from scheduler.solver import (
     POLICIES,
+    REPAIRS,
     PendingWorkload,
     PlacementResult,
     Problem,
@@ -307,9 +308,11 @@ def run(
     shapes_path: str | None = None,
     scenario: str = DEFAULT_SCENARIO,
     with_floors: bool = True,
+    repairs: tuple[str, ...] = REPAIRS,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every policy on every size; returns the rows and the node counts per size. With
-    ``with_floors``, every row also carries its instance's energy and carbon floors."""
+    ``with_floors``, every row also carries its instance's energy and carbon floors.
+    ``repairs``: the packing repairs Valley runs (leave one out to measure what it is worth)."""
     base = load_scenario(scenario)
     shapes = load_shapes(shapes_path)
     rows: list[dict[str, Any]] = []
@@ -327,12 +330,15 @@ def run(
             current = n
             floor = floors(problem, time_limit, seed) if with_floors else {}
         assert problem is not None
-        params = SolverParams(policy=policy, time_limit_s=time_limit)
+        params = SolverParams(policy=policy, time_limit_s=time_limit, repairs=repairs)
         started = time.perf_counter()
         result = solve(problem, params, seed=seed)
         wall = time.perf_counter() - started
         row = measure(problem, result, params, n)
         row["wall_seconds"] = wall
+        if policy == "valley":
+            row["bound_source"] = result.stats.bound_source
+            row["repairs_applied"] = sorted(set(result.stats.repairs_applied))
         row.update(floor)
         rows.append(row)
     _compare_with_kube(rows)
@@ -475,6 +481,13 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
     show_default=True,
     help="also prove the least energy cost and carbon any placement of all the work can have",
 )
+@click.option(
+    "--repairs",
+    default=",".join(REPAIRS),
+    show_default=True,
+    help="comma-separated packing repairs Valley runs, in order (leave one out to measure it; "
+    "'none' for none)",
+)
 @report.output_option
 @report.plot_option
 def command(
@@ -488,10 +501,18 @@ def command(
     shapes_path: str | None,
     scenario: str,
     with_floors: bool,
+    repairs: str,
     output: str,
     plot_path: str | None,
 ) -> None:
     """Every policy on generated Zhongguancun mixes with E-Town short of capacity."""
+    chosen_repairs = tuple(r.strip() for r in repairs.split(",") if r.strip() not in ("", "none"))
+    wrong = [r for r in chosen_repairs if r not in REPAIRS]
+    if wrong:
+        raise click.BadParameter(
+            f"unknown repairs {[w[:40] for w in wrong]} (known: {', '.join(REPAIRS)})",
+            param_hint="--repairs",
+        )
     chosen = [p.strip() for p in policies.split(",") if p.strip()]
     unknown = [p for p in chosen if p not in POLICIES]
     if unknown or not chosen:
@@ -515,6 +536,7 @@ def command(
         shapes_path=shapes_path,
         scenario=scenario,
         with_floors=with_floors,
+        repairs=chosen_repairs,
     )
     params = {
         "replicas": run_sizes,
@@ -528,6 +550,7 @@ def command(
         "scenario": scenario,
         "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
         "floors": with_floors,
+        "repairs": list(chosen_repairs),
         "nodes": clusters,
     }
     if output == "json":
