@@ -303,6 +303,25 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         raise ScenarioError(path, "", f"invalid TOML: {e}") from None
     r.unknown(data, _TOP_KEYS, "")
     name = r.string(data, "name", "")
+    origins = _origins(r, data)
+    sites_data = r.table(data, "sites", "")
+    if not sites_data:
+        raise r.fail("sites", "must define at least one site")
+    sites = tuple(_site(r, site_name, sdata, origins) for site_name, sdata in sites_data.items())
+    return Scenario(
+        name=name,
+        sites=sites,
+        origins=origins,
+        carbon_price_cny_per_tonne=r.number(
+            data, "carbon_price_cny_per_tonne", "", low=0.0, default=100.0
+        ),
+        timezone=r.string(data, "timezone", "", default="Asia/Shanghai"),
+        description=r.string(data, "description", "", default=""),
+        source=path,
+    )
+
+
+def _origins(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
     origins_data = data.get("origins")
     if (
         not isinstance(origins_data, list)
@@ -313,99 +332,83 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     origins = tuple(origins_data)
     if len(set(origins)) != len(origins):
         raise r.fail("origins", "names must be unique")
-    sites_data = r.table(data, "sites", "")
-    if not sites_data:
-        raise r.fail("sites", "must define at least one site")
-    sites = []
-    for site_name, sdata in sites_data.items():
-        prefix = f"sites.{site_name}."
-        if not isinstance(sdata, Mapping):
-            raise r.fail(f"sites.{site_name}", "must be a table")
-        if "/" in site_name or not site_name:
-            raise r.fail(f"sites.{site_name}", "site names must be non-empty and contain no '/'")
-        r.unknown(sdata, _SITE_KEYS, prefix)
-        lat_data = r.table(sdata, "latency_ms", prefix)
-        latency: dict[str, float] = {}
-        for origin in origins:
-            if origin not in lat_data:
-                raise r.fail(f"{prefix}latency_ms.{origin}", "missing RTT for a known origin")
-            latency[origin] = r.number(lat_data, origin, f"{prefix}latency_ms.", low=0.0)
-        for origin in lat_data:
-            if origin not in origins:
-                raise r.fail(f"{prefix}latency_ms.{origin}", "unknown origin (add it to origins)")
-        peak = None
-        if "critical_peak" in sdata:
-            cp = r.table(sdata, "critical_peak", prefix)
-            cprefix = f"{prefix}critical_peak."
-            r.unknown(cp, {"months", "hours", "value"}, cprefix)
-            months = cp.get("months", [])
-            hours = cp.get("hours", [])
-            if not isinstance(months, list) or not all(
-                isinstance(m, int) and 1 <= m <= 12 for m in months
-            ):
-                raise r.fail(f"{cprefix}months", "must be a list of months 1..12")
-            if not isinstance(hours, list) or not all(
-                isinstance(h, int) and 0 <= h < HOURS for h in hours
-            ):
-                raise r.fail(f"{cprefix}hours", "must be a list of hours 0..23")
-            peak = CriticalPeak(
-                tuple(months), tuple(hours), r.number(cp, "value", cprefix, low=0.0)
-            )
-        pools_data = sdata.get("pools")
-        if not isinstance(pools_data, list) or not pools_data:
-            raise r.fail(
-                f"{prefix}pools", "must be a non-empty array of tables ([[sites.X.pools]])"
-            )
-        pools: list[Pool] = []
-        for i, pdata in enumerate(pools_data):
-            pprefix = f"{prefix}pools[{i}]."
-            if not isinstance(pdata, Mapping):
-                raise r.fail(f"{prefix}pools[{i}]", "must be a table")
-            r.unknown(pdata, _POOL_KEYS, pprefix)
-            gpus = r.integer(pdata, "gpus", pprefix, default=0)
-            pool = Pool(
-                name=r.string(pdata, "name", pprefix),
-                site=site_name,
-                count=r.integer(pdata, "count", pprefix, low=1),
-                node=Resources(
-                    cpu_millis=r.integer(pdata, "cpu_millis", pprefix, low=1),
-                    memory_mib=r.integer(pdata, "memory_mib", pprefix, low=1),
-                    gpus=gpus,
-                    gpu_millis=gpus * GPU_MILLIS,
-                ),
-                gpu_model=r.string(pdata, "gpu_model", pprefix, default=""),
-                idle_watts=r.number(pdata, "idle_watts", pprefix, low=0.0),
-                max_watts=r.number(pdata, "max_watts", pprefix, low=0.0),
-                gpu_watts=r.number(pdata, "gpu_watts", pprefix, low=0.0, default=0.0),
-            )
-            if pool.max_watts < pool.idle_watts:
-                raise r.fail(f"{pprefix}max_watts", "must be >= idle_watts")
-            if gpus and not pool.gpu_model:
-                raise r.fail(f"{pprefix}gpu_model", "required when gpus > 0")
-            if any(p.name == pool.name for p in pools):
-                raise r.fail(f"{pprefix}name", f"duplicate pool name {pool.name!r}")
-            pools.append(pool)
-        sites.append(
-            Site(
-                name=site_name,
-                pue=r.number(sdata, "pue", prefix, low=1.0, high=5.0),
-                latency_ms=latency,
-                price_cny_per_kwh=r.hours(sdata, "price_cny_per_kwh", prefix),
-                carbon_kg_per_kwh=r.hours(sdata, "carbon_kg_per_kwh", prefix),
-                pools=tuple(pools),
-                latitude=r.number(sdata, "latitude", prefix, low=-90, high=90, default=0.0),
-                longitude=r.number(sdata, "longitude", prefix, low=-180, high=180, default=0.0),
-                critical_peak=peak,
-            )
-        )
-    return Scenario(
-        name=name,
-        sites=tuple(sites),
-        origins=origins,
-        carbon_price_cny_per_tonne=r.number(
-            data, "carbon_price_cny_per_tonne", "", low=0.0, default=100.0
-        ),
-        timezone=r.string(data, "timezone", "", default="Asia/Shanghai"),
-        description=r.string(data, "description", "", default=""),
-        source=path,
+    return origins
+
+
+def _site(r: _Reader, site_name: str, sdata: object, origins: tuple[str, ...]) -> Site:
+    prefix = f"sites.{site_name}."
+    if not isinstance(sdata, Mapping):
+        raise r.fail(f"sites.{site_name}", "must be a table")
+    if "/" in site_name or not site_name:
+        raise r.fail(f"sites.{site_name}", "site names must be non-empty and contain no '/'")
+    r.unknown(sdata, _SITE_KEYS, prefix)
+    lat_data = r.table(sdata, "latency_ms", prefix)
+    latency: dict[str, float] = {}
+    for origin in origins:
+        if origin not in lat_data:
+            raise r.fail(f"{prefix}latency_ms.{origin}", "missing RTT for a known origin")
+        latency[origin] = r.number(lat_data, origin, f"{prefix}latency_ms.", low=0.0)
+    for origin in lat_data:
+        if origin not in origins:
+            raise r.fail(f"{prefix}latency_ms.{origin}", "unknown origin (add it to origins)")
+    pools_data = sdata.get("pools")
+    if not isinstance(pools_data, list) or not pools_data:
+        raise r.fail(f"{prefix}pools", "must be a non-empty array of tables ([[sites.X.pools]])")
+    pools: list[Pool] = []
+    for i, pdata in enumerate(pools_data):
+        pool = _pool(r, site_name, i, pdata)
+        if any(p.name == pool.name for p in pools):
+            raise r.fail(f"{prefix}pools[{i}].name", f"duplicate pool name {pool.name!r}")
+        pools.append(pool)
+    return Site(
+        name=site_name,
+        pue=r.number(sdata, "pue", prefix, low=1.0, high=5.0),
+        latency_ms=latency,
+        price_cny_per_kwh=r.hours(sdata, "price_cny_per_kwh", prefix),
+        carbon_kg_per_kwh=r.hours(sdata, "carbon_kg_per_kwh", prefix),
+        pools=tuple(pools),
+        latitude=r.number(sdata, "latitude", prefix, low=-90, high=90, default=0.0),
+        longitude=r.number(sdata, "longitude", prefix, low=-180, high=180, default=0.0),
+        critical_peak=_critical_peak(r, sdata, prefix) if "critical_peak" in sdata else None,
     )
+
+
+def _critical_peak(r: _Reader, sdata: Mapping[str, Any], prefix: str) -> CriticalPeak:
+    cp = r.table(sdata, "critical_peak", prefix)
+    cprefix = f"{prefix}critical_peak."
+    r.unknown(cp, {"months", "hours", "value"}, cprefix)
+    months = cp.get("months", [])
+    hours = cp.get("hours", [])
+    if not isinstance(months, list) or not all(isinstance(m, int) and 1 <= m <= 12 for m in months):
+        raise r.fail(f"{cprefix}months", "must be a list of months 1..12")
+    if not isinstance(hours, list) or not all(isinstance(h, int) and 0 <= h < HOURS for h in hours):
+        raise r.fail(f"{cprefix}hours", "must be a list of hours 0..23")
+    return CriticalPeak(tuple(months), tuple(hours), r.number(cp, "value", cprefix, low=0.0))
+
+
+def _pool(r: _Reader, site_name: str, i: int, pdata: object) -> Pool:
+    pprefix = f"sites.{site_name}.pools[{i}]."
+    if not isinstance(pdata, Mapping):
+        raise r.fail(f"sites.{site_name}.pools[{i}]", "must be a table")
+    r.unknown(pdata, _POOL_KEYS, pprefix)
+    gpus = r.integer(pdata, "gpus", pprefix, default=0)
+    pool = Pool(
+        name=r.string(pdata, "name", pprefix),
+        site=site_name,
+        count=r.integer(pdata, "count", pprefix, low=1),
+        node=Resources(
+            cpu_millis=r.integer(pdata, "cpu_millis", pprefix, low=1),
+            memory_mib=r.integer(pdata, "memory_mib", pprefix, low=1),
+            gpus=gpus,
+            gpu_millis=gpus * GPU_MILLIS,
+        ),
+        gpu_model=r.string(pdata, "gpu_model", pprefix, default=""),
+        idle_watts=r.number(pdata, "idle_watts", pprefix, low=0.0),
+        max_watts=r.number(pdata, "max_watts", pprefix, low=0.0),
+        gpu_watts=r.number(pdata, "gpu_watts", pprefix, low=0.0, default=0.0),
+    )
+    if pool.max_watts < pool.idle_watts:
+        raise r.fail(f"{pprefix}max_watts", "must be >= idle_watts")
+    if gpus and not pool.gpu_model:
+        raise r.fail(f"{pprefix}gpu_model", "required when gpus > 0")
+    return pool
