@@ -50,6 +50,7 @@ from scheduler.domain import (
     Workload,
     WorkloadSpec,
     WorkloadState,
+    primary_reason_code,
 )
 from scheduler.solver import (
     PendingWorkload,
@@ -63,9 +64,6 @@ from scheduler.solver.fragmentation import RequestHistory
 from scheduler.store import CycleCommit, Store, StoreError, Unfit
 
 log = logging.getLogger(__name__)
-
-# reasons that hold whatever the cluster's state; a pending workload's reason prefers the others
-_STATIC_CODES = frozenset({"slo", "residency", "gpu_model", "size"})
 
 
 @dataclass(frozen=True)
@@ -208,13 +206,8 @@ def _allocate_cpu_work(
     return True
 
 
-def _reason_code(reasons: Sequence[object], final: bool) -> str:
-    codes = [str(getattr(r, "code", "")) for r in reasons]
-    if not final:
-        for c in codes:
-            if c and c not in _STATIC_CODES:
-                return c
-    return next((c for c in codes if c), "capacity")
+def _reason_code(reasons: Sequence[Reason], final: bool) -> str:
+    return primary_reason_code(reasons, final)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -46,7 +45,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scheduler import __version__
-from scheduler.domain import GPU_MILLIS, Workload, WorkloadKind, WorkloadState, site_costs
+from scheduler.domain import (
+    GPU_MILLIS,
+    ReasonCode,
+    Workload,
+    WorkloadKind,
+    WorkloadState,
+    primary_reason_code,
+    site_costs,
+)
 from scheduler.domain.energy import SiteRates
 
 if TYPE_CHECKING:
@@ -75,10 +82,12 @@ ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
-# Reason codes of the solver (scheduler.solver.filters / explain). Gauges by reason export every
-# known code, zero included, so that graphs and alerts see a series before the first failure.
-REASON_CODES = ("slo", "residency", "gpu_model", "capacity", "priority", "gang", "spread", "size")
-_REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# The reason label's values: every ReasonCode and ``other`` for anything else (a code stored by
+# an older version, say). Series by reason exist for every value, zero included, so that graphs
+# and alerts see a series before the first failure.
+REASON_CODES = tuple(c.value for c in ReasonCode)
+REASON_LABELS = (*REASON_CODES, "other")
+_KNOWN_CODES = frozenset(REASON_CODES)
 STATE_LABELS = {s: s.name.lower() for s in WorkloadState if s is not WorkloadState.UNSPECIFIED}
 KIND_LABELS = {k: k.name.lower() for k in WorkloadKind}
 SOLVE_STATUSES = ("optimal", "feasible", "fallback", "heuristic", "empty")
@@ -318,7 +327,7 @@ for _kind in KIND_LABELS.values():
     WORKLOADS_SUBMITTED.labels(_kind)
     WORKLOADS_PLACED.labels(_kind)
     SUBMIT_TO_PLACED_SECONDS.labels(_kind)
-for _code in REASON_CODES:
+for _code in REASON_LABELS:
     WORKLOADS_UNSCHEDULABLE.labels(_code)
 for _status in SOLVE_STATUSES:
     CYCLES.labels(_status)
@@ -329,20 +338,17 @@ LAST_GAP.set(math.nan)
 
 
 def reason_label(code: str) -> str:
-    """A reason code as a label value: the solver's codes pass, anything else is ``other``."""
-    return code if _REASON_RE.match(code or "") else "other"
+    """A reason code as a label value: a ``ReasonCode``'s value, or ``other``."""
+    return code if code in _KNOWN_CODES else "other"
 
 
 def _reason_code(workload: Workload, report: CycleReport) -> str:
-    # the loop's choice for a final verdict: the first reason that has a code
-    code = getattr(workload, "reason_code", "")
     unplaced = report.result.unplaced.get(workload.id)
-    if not code and unplaced is not None:
-        code = next((r.code for r in unplaced.reasons if r.code), "")
-    if not code and workload.reason:
-        # "slo: RTT 4.0 ms > ..." style reasons
-        code = workload.reason.split(":", 1)[0].strip()
-    return reason_label(code)
+    if unplaced is not None and unplaced.reasons:
+        # the code the loop records for a final verdict
+        return primary_reason_code(unplaced.reasons, final=True).value
+    # "slo: RTT 4.0 ms > ..." style reasons
+    return reason_label(workload.reason.split(":", 1)[0].strip())
 
 
 class MetricsObserver:
@@ -438,7 +444,7 @@ def snapshot_families(snap: Snapshot) -> Iterable[Metric]:
 
 
 def _by_reason(name: str, help_text: str, counts: Mapping[str, int]) -> GaugeMetricFamily:
-    merged: dict[str, float] = dict.fromkeys(REASON_CODES, 0.0)
+    merged: dict[str, float] = dict.fromkeys(REASON_LABELS, 0.0)
     for code, count in counts.items():
         label = reason_label(code)
         merged[label] = merged.get(label, 0.0) + float(count)

@@ -139,7 +139,26 @@ def test_a_workload_that_can_never_fit_becomes_unschedulable_with_the_reason(
     until(lambda: state(store, w) == S.UNSCHEDULABLE)
     assert store.get(w.id).reason
     assert loop.wait_idle(10)  # the counters follow the commit
-    assert loop.snapshot().unschedulable_by_reason == {"capacity": 1}
+    assert loop.snapshot().unschedulable_by_reason == {"size": 1}
+
+
+def test_a_pending_workload_records_what_can_change_not_a_site_too_small_for_it(
+    store: Store, tiny: Scenario, clock: Clock
+) -> None:
+    # with CPU work allowed on GPU nodes, a 6-core replica fits only green's 8-core GPU node
+    # (near's nodes have 4 cores: size, permanent); the higher-priority one takes it, so the
+    # other waits for priority, not for a site it can never use
+    params = SolverParams(cpu_on_gpu_nodes=True)
+    lp = SchedulingLoop(store, tiny, params, config=LoopConfig(batch_window_s=0.01), clock=clock)
+    lp.start()
+    try:
+        high, low = submit(store, lp, cpu(6, priority=5), cpu(6))
+        until(lambda: state(store, high) == S.PLACED and store.get(low.id).reason != "")
+        assert state(store, low) == S.PENDING
+        assert lp.wait_idle(10)  # the counters follow the commit
+        assert lp.snapshot().pending_by_reason == {"priority": 1}
+    finally:
+        lp.stop()
 
 
 def test_a_cancel_frees_capacity_that_a_waiting_workload_then_gets(

@@ -206,10 +206,10 @@ def test_unschedulable_pending_cancelled_and_completed_are_counted(
     mid = parse(scrape_text(port))
     assert value(mid, "valley_pending_workloads", reason="capacity") == 1
     assert value(mid, "valley_pending_workloads", reason="slo") == 0  # known codes exported at 0
-    assert value(mid, "valley_unschedulable_workloads", reason="capacity") == 1
+    assert value(mid, "valley_unschedulable_workloads", reason="size") == 1
     assert (
-        value(mid, "valley_workloads_unschedulable_total", reason="capacity")
-        - value(before, "valley_workloads_unschedulable_total", reason="capacity")
+        value(mid, "valley_workloads_unschedulable_total", reason="size")
+        - value(before, "valley_workloads_unschedulable_total", reason="size")
         == 1
     )
     change = store.cancel(full[0].id, datetime.now(UTC))

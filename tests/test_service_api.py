@@ -247,7 +247,7 @@ def test_explain_says_why_a_workload_is_pending(client: Client) -> None:
     until(lambda: client.get(w.id).state == UNSCHEDULABLE, 30, "unschedulable")
     e = client.placement.ExplainWorkload(pb.ExplainWorkloadRequest(id=w.id))
     assert e.summary.startswith("unschedulable")
-    assert all(not v.feasible and v.reasons[0].code == "capacity" for v in e.sites)
+    assert all(not v.feasible and v.reasons[0].code == "size" for v in e.sites)
 
 
 def test_list_sites_reports_capacity_and_allocation_by_the_api_conventions(

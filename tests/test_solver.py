@@ -100,7 +100,7 @@ def test_capacity_reason_names_the_resource_and_largest_free_amount(tiny):
             WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpus=1), gpu_models=("H100",)),
             "gpu_model",
         ),
-        (service(16, slo=5), "capacity"),
+        (service(16, slo=5), "size"),
         (service(1, slo=5, replicas=2, topology=Topology.SPREAD, min_sites=3), "final"),
     ],
 )

@@ -22,6 +22,7 @@ from scheduler.domain.workload import (
     Cost,
     Explanation,
     Reason,
+    ReasonCode,
     ReplicaPlacement,
     SiteVerdict,
     Topology,
@@ -29,6 +30,7 @@ from scheduler.domain.workload import (
     WorkloadKind,
     WorkloadSpec,
     WorkloadState,
+    primary_reason_code,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Explanation",
     "Pool",
     "Reason",
+    "ReasonCode",
     "ReplicaPlacement",
     "Resources",
     "Scenario",
@@ -58,5 +61,6 @@ __all__ = [
     "load_scenario",
     "node_it_watts",
     "parse_scenario",
+    "primary_reason_code",
     "site_costs",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -158,17 +158,64 @@ class Cost:
         )
 
 
+class ReasonCode(enum.StrEnum):
+    """Why a workload, or one site for it, does not fit: the ``code`` of a ``Reason``.
+
+    The values are the strings the API (``Reason.code``), the store (``reason_code``) and the
+    metrics' ``reason`` label carry. ``permanent`` codes hold whatever the cluster's state (the
+    spec rules the site or the node shape out); the others can change as capacity frees up.
+    """
+
+    SLO = "slo"  # no site within the SLO's RTT from the origin
+    RESIDENCY = "residency"  # the site is not in allowed_sites
+    GPU_MODEL = "gpu_model"  # no node with an allowed GPU model
+    SIZE = "size"  # one replica is larger than every node (of a suitable kind)
+    CAPACITY = "capacity"  # not enough free room now
+    PRIORITY = "priority"  # the room went to higher-priority work
+    GANG = "gang"  # not all replicas of a gang fit in one site
+    SPREAD = "spread"  # not enough sites with room for a spread
+    ERROR = "error"  # the solver failed on this workload; it is retried
+
+    @property
+    def permanent(self) -> bool:
+        """True when the reason never changes with capacity, only with the spec or scenario."""
+        return self in _PERMANENT_CODES
+
+
+_PERMANENT_CODES = frozenset(
+    {ReasonCode.SLO, ReasonCode.RESIDENCY, ReasonCode.GPU_MODEL, ReasonCode.SIZE}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """A machine-readable reason: ``code`` is one of slo, residency, gpu_model, capacity,
-    priority, gang, spread, size; ``message`` is for people."""
+    """A machine-readable reason (``code``) and a message for people. A ``code`` given as its
+    string is converted, so an unknown code fails here rather than in a metric or a client."""
 
-    code: str
+    code: ReasonCode
     message: str
     site: str = ""
-    resource: str = ""  # for capacity: cpu_millis, memory_mib, gpus, gpu_millis
+    resource: str = ""  # for capacity and size: cpu_millis, memory_mib, gpus, gpu_millis
     requested: float = 0.0
     largest_free: float = 0.0
+
+    def __post_init__(self) -> None:
+        if type(self.code) is not ReasonCode:
+            object.__setattr__(self, "code", ReasonCode(self.code))
+
+
+def primary_reason_code(reasons: Iterable[Reason], final: bool) -> ReasonCode:
+    """The one code recorded for a workload that was not placed (store, metrics).
+
+    A final verdict takes the first reason's code. A temporary one prefers the first reason that
+    can change (capacity, priority, ...) over sites that never qualify: those say nothing about
+    why it waits. Without reasons, ``capacity``."""
+    codes = [r.code for r in reasons]
+    if not final:
+        for code in codes:
+            if not code.permanent:
+                return code
+    return codes[0] if codes else ReasonCode.CAPACITY
 
 
 @dataclass(frozen=True, slots=True)

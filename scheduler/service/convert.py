@@ -405,7 +405,7 @@ def event_batches(events: Sequence[bytes], limit: int = BATCH_MESSAGE_BYTES) -> 
 
 
 def _reason_to_proto(r: Reason, out: pb.Reason) -> None:
-    out.code = r.code
+    out.code = r.code.value  # the API's code strings are ReasonCode's values
     out.message = r.message
     out.resource = r.resource
     out.requested = r.requested

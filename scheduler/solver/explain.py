@@ -9,6 +9,7 @@ from scheduler.domain import (
     Cost,
     Explanation,
     Reason,
+    ReasonCode,
     ReplicaPlacement,
     SiteRates,
     SiteVerdict,
@@ -18,6 +19,9 @@ from scheduler.domain import (
 )
 from scheduler.solver.filters import Eligibility, capacity_reasons
 from scheduler.solver.problem import Problem, Unplaced
+
+# the code of a final verdict on a site that qualifies but can never hold the whole workload
+_TOPOLOGY_CODES = {Topology.GANG: ReasonCode.GANG, Topology.SPREAD: ReasonCode.SPREAD}
 
 
 def site_reasons(
@@ -38,7 +42,9 @@ def site_reasons(
             if site in higher_priority_sites:
                 return (
                     Reason(
-                        "priority", "capacity taken by higher-priority work in this cycle", site
+                        ReasonCode.PRIORITY,
+                        "capacity taken by higher-priority work in this cycle",
+                        site,
                     ),
                 )
             return tuple(
@@ -55,13 +61,19 @@ def site_reasons(
         return now
     if spec.topology == Topology.GANG:
         return (
-            Reason("gang", f"not all {spec.replica_count} replicas fit in {site} at once", site),
+            Reason(
+                ReasonCode.GANG,
+                f"not all {spec.replica_count} replicas fit in {site} at once",
+                site,
+            ),
         )
     if spec.topology == Topology.SPREAD:
-        return (Reason("spread", f"cannot spread over {spec.min_sites} sites with room", site),)
+        return (
+            Reason(ReasonCode.SPREAD, f"cannot spread over {spec.min_sites} sites with room", site),
+        )
     return (
         Reason(
-            "capacity",
+            ReasonCode.CAPACITY,
             f"room for some but not all {spec.replica_count} replicas across the qualifying sites",
             site,
         ),
@@ -79,7 +91,7 @@ def unplaced(
     if elig.final_reason:
         reasons = tuple(r for rs in elig.reasons_by_site.values() for r in rs)
         # sites that qualify one replica at a time but can never hold the whole workload
-        code = {Topology.GANG: "gang", Topology.SPREAD: "spread"}.get(spec.topology, "capacity")
+        code = _TOPOLOGY_CODES.get(spec.topology, ReasonCode.CAPACITY)
         reasons += tuple(Reason(code, elig.final_reason, s) for s in elig.sites)
         return Unplaced(wid, True, elig.final_reason, reasons)
     reasons = tuple(

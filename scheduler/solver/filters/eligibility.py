@@ -1,0 +1,127 @@
+"""Where each workload may go, by the filters of ``plugins``, and whether it ever fits."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from scheduler.domain import Cluster, Reason, Resources, Scenario, Topology, WorkloadSpec
+from scheduler.solver.filters.plugins import FILTERS, Candidates
+from scheduler.solver.problem import SolverParams
+
+# the spec fields ``_final_reason`` reads besides those the filters declare
+FINAL_READS = frozenset({"resources", "replicas", "topology", "min_sites"})
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """Where a workload's replicas may go: pool indices of ``cluster.pools`` per site, and
+    the reasons every other site is out. ``final`` is set when it can never fit as specified."""
+
+    pools_by_site: dict[str, tuple[int, ...]]
+    reasons_by_site: dict[str, tuple[Reason, ...]]
+    final_reason: str = ""
+
+    @property
+    def pools(self) -> tuple[int, ...]:
+        return tuple(p for ps in self.pools_by_site.values() for p in ps)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(s for s, ps in self.pools_by_site.items() if ps)
+
+
+def eligibility(
+    scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params: SolverParams
+) -> Eligibility:
+    """Run every filter of ``FILTERS`` on every site: a site any filter rules out gets no pools
+    and the filters' reasons."""
+    pools_by_site: dict[str, tuple[int, ...]] = {}
+    reasons_by_site: dict[str, tuple[Reason, ...]] = {}
+    all_pools = cluster.pools
+    of_site: dict[str, list[int]] = {}
+    for pi, pool in enumerate(all_pools):
+        of_site.setdefault(pool.site, []).append(pi)
+    for site in scenario.sites:
+        c = Candidates(site, tuple(of_site.get(site.name, ())), all_pools, params)
+        reasons: list[Reason] = []
+        for f in FILTERS:
+            verdict = f.check(spec, c)
+            if verdict.reason is not None:
+                reasons.append(verdict.reason)
+                if not verdict.pools:
+                    break  # nothing left for the later filters to judge
+            if verdict.pools is not c.pools:
+                c = Candidates(site, verdict.pools, all_pools, params)
+        if reasons:
+            reasons_by_site[site.name] = tuple(reasons)
+            pools_by_site[site.name] = ()
+        else:
+            pools_by_site[site.name] = c.pools
+    elig = Eligibility(pools_by_site, reasons_by_site)
+    final = _final_reason(cluster, spec, elig)
+    if final:
+        return Eligibility(pools_by_site, reasons_by_site, final)
+    return elig
+
+
+def eligibility_of(
+    scenario: Scenario,
+    cluster: Cluster,
+    workloads: Iterable[tuple[str, WorkloadSpec]],
+    params: SolverParams,
+) -> dict[str, Eligibility]:
+    """``eligibility`` of many workloads; workloads alike in every field the rules read (what
+    the filters declare, and ``FINAL_READS``) share one computation: the rules depend on node
+    shapes, not on what is allocated."""
+    key_of = operator.attrgetter(*sorted(FILTERS.reads | FINAL_READS))
+    cache: dict[tuple[object, ...], Eligibility] = {}
+    out = {}
+    for wid, spec in workloads:
+        key = key_of(spec)
+        e = cache.get(key)
+        if e is None:
+            e = cache[key] = eligibility(scenario, cluster, spec, params)
+        out[wid] = e
+    return out
+
+
+def _final_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> str:
+    sites = elig.sites
+    if not sites:
+        parts = [
+            f"{s}: {'; '.join(r.message for r in rs)}" for s, rs in elig.reasons_by_site.items()
+        ]
+        return "no site qualifies: " + " | ".join(parts)
+    n = spec.replica_count
+    r = spec.resources
+    if spec.topology == Topology.SPREAD and len(sites) < spec.min_sites:
+        qualifying = ", ".join(sites)
+        return f"SPREAD needs {spec.min_sites} sites but only {len(sites)} qualify ({qualifying})"
+    if spec.topology == Topology.GANG:
+        # the whole gang must fit in one site's total capacity (empty nodes), or it never will
+        for s in sites:
+            if _replicas_fitting_empty(cluster, elig.pools_by_site[s], r) >= n:
+                return ""
+        return f"GANG of {n} replicas does not fit into any single qualifying site even when empty"
+    total = sum(_replicas_fitting_empty(cluster, elig.pools_by_site[s], r) for s in sites)
+    if total < n:
+        return (
+            f"{n} replicas do not fit into the qualifying sites even when empty (at most {total})"
+        )
+    return ""
+
+
+def _replicas_fitting_empty(cluster: Cluster, pools: tuple[int, ...], r: Resources) -> int:
+    """How many replicas of ``r`` the pools hold when empty (per-node integer packing)."""
+    total = 0
+    for pi in pools:
+        node = cluster.pools[pi].node
+        per = [node.cpu_millis // r.cpu_millis, node.memory_mib // r.memory_mib]
+        if r.gpus:
+            per.append(node.gpus // r.gpus)
+        elif r.gpu_millis:
+            per.append(node.gpus * (1000 // r.gpu_millis))
+        total += min(per) * cluster.pools[pi].count
+    return total
