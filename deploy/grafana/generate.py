@@ -835,6 +835,21 @@ def solver() -> dict[str, Any]:
                 description="Cycles in which CP-SAT found nothing in time. Alert "
                 "ValleySolverFallbacks fires above 3 in 15 minutes.",
             ),
+            Panel(
+                "timeseries",
+                "Solver runs by backend and status / s",
+                [
+                    q(
+                        "sum by (backend, status) "
+                        f"(rate(valley_solver_backend_runs_total[{RATE}]))",
+                        "{{backend}} {{status}}",
+                    )
+                ],
+                min=0,
+                description="What the solvers inside each solve said: the LP bound (lp), the MIP "
+                "bound (mip) and CP-SAT (cpsat). NOT_SOLVED and UNKNOWN mean out of time; "
+                "MODEL_INVALID, INFEASIBLE or ABNORMAL mean a bug and are logged.",
+            ),
         ],
     )
     outcome = Row(
