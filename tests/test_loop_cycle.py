@@ -3,87 +3,31 @@
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
-from scheduler.domain import (
-    Cluster,
-    ReplicaPlacement,
-    Resources,
-    Scenario,
-    Workload,
-    WorkloadSpec,
-    WorkloadState,
+from scheduler.domain import Cluster, Resources, Scenario, Workload, WorkloadSpec
+from scheduler.loop import CycleReport, LoopConfig, SchedulingLoop
+from scheduler.solver import SolverParams
+from scheduler.store import Store
+from tests.test_loop_support import (
+    Clock,
+    Recorder,
+    S,
+    clock_fixture,  # noqa: F401
+    cpu,
+    recorder_fixture,  # noqa: F401
+    same_capacity,
+    state,
+    store_fixture,  # noqa: F401
+    submit,
+    until,
+    used_cpu,
 )
-from scheduler.loop import (
-    CycleReport,
-    LoopConfig,
-    SchedulingLoop,
-    SolverProcess,
-    _allocate_cpu_work,
-    _dumps,
-)
-from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
-from scheduler.store import Store, open_store
-
-S = WorkloadState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)  # noon in Asia/Shanghai
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.submitted: list[str] = []
-        self.cycles: list[CycleReport] = []
-        self.changes: list[tuple[str, S, S]] = []
-
-    def on_submitted(self, workloads: Sequence[Workload]) -> None:
-        self.submitted += [w.id for w in workloads]
-
-    def on_cycle(self, report: CycleReport) -> None:
-        self.cycles.append(report)
-
-    def on_state_change(self, workload: Workload, old: S) -> None:
-        self.changes.append((workload.id, old, workload.state))
-
-
-def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path}/v.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
 
 
 @pytest.fixture
@@ -98,20 +42,6 @@ def loop(
     lp.stop()
 
 
-def submit(store: Store, loop: SchedulingLoop, *specs: WorkloadSpec) -> list[Workload]:
-    sub = store.submit("", "", specs, datetime.now(UTC))
-    loop.submitted(sub.workloads)
-    return list(sub.workloads)
-
-
-def cpu(cores: int, **kw: object) -> WorkloadSpec:
-    return WorkloadSpec(tenant="t", resources=Resources(cores * 1000, 1024), **kw)  # type: ignore[arg-type]
-
-
-def state(store: Store, w: Workload) -> S:
-    return store.get(w.id).state
-
-
 def test_submitted_workloads_are_placed_and_the_cluster_holds_them(
     store: Store, loop: SchedulingLoop, recorder: Recorder
 ) -> None:
@@ -119,8 +49,7 @@ def test_submitted_workloads_are_placed_and_the_cluster_holds_them(
     until(lambda: all(state(store, w) == S.PLACED for w in ws))
     assert loop.wait_idle(10)  # the counters follow the commit
     snap = loop.snapshot()
-    used = int((snap.cluster.cap_cpu - snap.cluster.free_cpu).sum())
-    assert used == 5000
+    assert used_cpu(snap.cluster) == 5000
     assert snap.counts_by_state[S.PLACED] == 2
     assert recorder.submitted == [w.id for w in ws]
     placed = [w.id for c in recorder.cycles for w in c.placed]
@@ -198,7 +127,7 @@ def test_workloads_with_a_duration_complete_and_free_their_capacity(
     until(lambda: state(store, w) == S.COMPLETED)
     until(lambda: loop.snapshot().counts_by_state.get(S.COMPLETED) == 1)
     snap = loop.snapshot()
-    assert int((snap.cluster.cap_cpu - snap.cluster.free_cpu).sum()) == 0
+    assert used_cpu(snap.cluster) == 0
     assert (w.id, S.PLACED, S.COMPLETED) in recorder.changes
 
 
@@ -216,9 +145,7 @@ def test_a_restarted_loop_rebuilds_the_same_cluster_and_resumes_pending_work(
     second = SchedulingLoop(store, tiny, config=LoopConfig(batch_window_s=0.0), clock=clock)
     second.start()
     try:
-        after_restart = second.snapshot().cluster
-        for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
-            assert np.array_equal(getattr(before, name), getattr(after_restart, name)), name
+        assert same_capacity(second.snapshot().cluster, before)
         until(lambda: state(store, queued) == S.PLACED)
         assert second.wait_idle(10)
         assert second.snapshot().counts_by_state[S.PLACED] == 5
@@ -229,73 +156,6 @@ def test_a_restarted_loop_rebuilds_the_same_cluster_and_resumes_pending_work(
 def test_snapshot_hour_and_month_are_local_to_the_scenario(loop: SchedulingLoop) -> None:
     snap = loop.snapshot()
     assert (snap.hour, snap.month) == (12, 7)  # 04:00 UTC is noon in Asia/Shanghai
-
-
-def test_a_batch_the_solver_fails_on_is_retried_in_smaller_batches_and_nothing_is_lost(
-    store: Store, beijing_hebei: Scenario, clock: Clock
-) -> None:
-    # 600 distinct priorities in one batch overflow the solver's priority weights (4.0 ** 599,
-    # reported to the solver's owner); smaller batches do not
-    lp = SchedulingLoop(store, beijing_hebei, config=LoopConfig(batch_window_s=0.05), clock=clock)
-    specs = [cpu(1, priority=p) for p in range(600)]
-    sub = store.submit("", "", specs, clock.now)
-    lp.start()
-    try:
-        lp.submitted(sub.workloads)
-        until(lambda: all(state(store, w) == S.PLACED for w in sub.workloads), timeout=60)
-    finally:
-        lp.stop()
-
-
-def placements(*nodes: str) -> tuple[ReplicaPlacement, ...]:
-    return tuple(ReplicaPlacement(i, n.split("/")[0], n) for i, n in enumerate(nodes))
-
-
-def test_cpu_placements_applied_at_once_match_one_by_one_allocation(tiny: Scenario) -> None:
-    a = Workload("a", cpu(2, replicas=2))
-    b = Workload("b", cpu(1))
-    c = Workload("c", WorkloadSpec(tenant="t", resources=Resources(500, 2048)))
-    placed = [
-        (a, placements("near/cpu-0000", "near/cpu-0001")),
-        (b, placements("near/cpu-0000")),
-        (c, placements("green/cpu-0002")),
-    ]
-    at_once = Cluster(tiny)
-    assert _allocate_cpu_work(at_once, placed)
-    one_by_one = Cluster(tiny)
-    for w, reps in placed:
-        for p in reps:
-            one_by_one.allocate(one_by_one.index[p.node], w.spec.resources)
-    for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
-        assert np.array_equal(getattr(at_once, name), getattr(one_by_one, name)), name
-    assert at_once.free_cpu[at_once.index["near/cpu-0000"]] == 4000 - 2000 - 1000
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        # 3 + 2 cores on one 4-core node: the second replica does not fit
-        [(cpu(3), ("near/cpu-0000",)), (cpu(2), ("near/cpu-0000",))],
-        [(cpu(1), ("near/cpu-9999",))],  # no such node
-        [(cpu(1), ("near/cpu-0000",), (0,))],  # GPU indices for CPU work
-    ],
-    ids=["over-capacity", "unknown-node", "gpu-indices"],
-)
-def test_cpu_placements_that_cannot_all_be_applied_leave_the_cluster_unchanged(
-    tiny: Scenario, case: list[tuple[Any, ...]]
-) -> None:
-    placed = []
-    for i, (spec, nodes, *gpus) in enumerate(case):
-        reps = tuple(
-            ReplicaPlacement(r, n.split("/")[0], n, 0.0, gpus[0] if gpus else ())
-            for r, n in enumerate(nodes)
-        )
-        placed.append((Workload(f"w{i}", spec), reps))
-    cluster = Cluster(tiny)
-    before = cluster.copy()
-    assert not _allocate_cpu_work(cluster, placed)
-    for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
-        assert np.array_equal(getattr(cluster, name), getattr(before, name)), name
 
 
 @pytest.mark.parametrize(
@@ -425,53 +285,6 @@ def test_a_full_batch_with_work_left_over_is_followed_by_the_next_cycle_without_
     assert spy.rest_before[:3] == [0.0, 0.0, 0.0]
 
 
-def test_the_solver_process_answers_as_the_solver_does_in_this_process(tiny: Scenario) -> None:
-    cluster = Cluster(tiny)
-    cluster.allocate(cluster.index["near/cpu-0000"], Resources(3000, 1024))
-    workloads = tuple(
-        PendingWorkload(f"w{i}", spec)
-        for i, spec in enumerate(
-            [
-                cpu(1, replicas=2),
-                cpu(2, labels={"team": "a"}),
-                WorkloadSpec(tenant="t", resources=Resources(500, 1024, gpu_millis=300)),
-                cpu(64),  # never fits
-            ]
-        )
-    )
-    problem = Problem(tiny, cluster, workloads, hour=12, month=7)
-    params = SolverParams(mip_bound=False)
-    here = solve(problem, params, seed=3)
-    child = SolverProcess(tiny)
-    try:
-        there = child.solve(problem, params, seed=3, deadline=None)
-    finally:
-        child.close()
-    assert there.placements == here.placements
-    assert there.unplaced == here.unplaced
-    assert there.costs == here.costs
-    assert there.objective == pytest.approx(here.objective)
-    assert not child.alive
-
-
-def test_what_crosses_to_the_solver_process_comes_back_equal(tiny: Scenario) -> None:
-    spec = WorkloadSpec(
-        tenant="t",
-        name="n",
-        resources=Resources(500, 1024, gpus=1),
-        replicas=2,
-        labels={"a": "b"},
-        allowed_sites=("green",),
-        gpu_models=("A100",),
-    )
-    result = solve(
-        Problem(tiny, Cluster(tiny), (PendingWorkload("g", spec), PendingWorkload("x", cpu(64))))
-    )
-    assert result.unplaced["x"].reasons  # reasons cross too
-    assert pickle.loads(_dumps(result)) == result
-    assert pickle.loads(_dumps((PendingWorkload("g", spec),))) == (PendingWorkload("g", spec),)
-
-
 def test_a_loop_whose_solver_process_died_goes_on_placing(
     store: Store, tiny: Scenario, clock: Clock
 ) -> None:
@@ -486,8 +299,7 @@ def test_a_loop_whose_solver_process_died_goes_on_placing(
         until(lambda: all(state(store, w) == S.PLACED for w in then))
     finally:
         lp.stop()
-    used = int((lp.snapshot().cluster.cap_cpu - lp.snapshot().cluster.free_cpu).sum())
-    assert used == 4000
+    assert used_cpu(lp.snapshot().cluster) == 4000
 
 
 def test_each_batch_is_solved_on_the_capacity_the_batch_before_took_before_it_commits(

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,24 +19,9 @@ from scheduler.domain import Resources, Scenario, Workload, WorkloadKind, Worklo
 from scheduler.domain import WorkloadState as S
 from scheduler.loop import LoopConfig, SchedulingLoop, Snapshot
 from scheduler.store import Store, open_store
+from tests.test_loop_support import Clock, until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)  # noon in Asia/Shanghai
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def scrape_text(port: int) -> str:
