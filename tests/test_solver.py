@@ -288,3 +288,14 @@ def test_params_reject_negative_money_whatever_its_number_type(tmp_path):
     path.write_text("carbon_price_cny_per_tonne = 80\nrepairs = ['leftovers']\n")
     p = SolverParams.from_toml(path)
     assert p.carbon_price_cny_per_tonne == 80.0 and p.repairs == ("leftovers",)
+
+
+def test_the_gap_splits_into_a_bound_side_and_a_packing_side_that_add_up(tiny):
+    p = problem(tiny, service(1, slo=5, replicas=3), service(2, slo=2), service(4, slo=2))
+    r = solve(p)
+    parts = r.gap_parts()
+    assert parts is not None and r.gap is not None
+    bound_side, packing_side = parts
+    assert bound_side + packing_side == pytest.approx(r.gap, abs=1e-12)
+    assert bound_side >= -1e-9  # a decision of the model is never below its bound
+    assert r.stats.decision_objective is not None

@@ -224,6 +224,7 @@ def measure(
 ) -> dict[str, Any]:
     """One row: the result checked by the independent checker and scored from scratch."""
     scenario = problem.scenario
+    parts = result.gap_parts()
     specs = {w.id: w.spec for w in problem.workloads}
     violations: list[Violation] = check_result(
         problem, result, cpu_on_gpu_nodes=params.cpu_on_gpu_nodes
@@ -272,6 +273,9 @@ def measure(
         "objective_recomputed": scored.objective,
         "bound": result.bound,
         "gap": result.gap,
+        # the gap split: decision of the aggregated model above the bound, packing above it
+        "gap_bound_side": parts[0] if parts else None,
+        "gap_packing_side": parts[1] if parts else None,
         "status": result.status.value,
         "rss_mib": round(peak_rss_mib(), 1),
     }

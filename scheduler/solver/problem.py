@@ -212,6 +212,9 @@ class SolveStats:
     mip_status: str = ""
     cpsat_status: str = ""
     cpsat_objective: float | None = None
+    # the best integer decision of the aggregated model found (CNY/h): the packed first
+    # answer's or CP-SAT's, whichever is lower; what splits the gap (PlacementResult.gap_parts)
+    decision_objective: float | None = None
     cpsat_improved: bool = False
     fallback: bool = False
     # where the reported bound comes from: "lp", "mip" or "cpsat" ('' without one)
@@ -248,6 +251,18 @@ class PlacementResult:
             return 0.0
         # negative only if the bound were wrong: shown, not hidden
         return (self.objective - self.bound) / abs(self.objective)
+
+    def gap_parts(self) -> tuple[float, float] | None:
+        """The gap in two parts, as shares of the objective: (bound side, packing side). The
+        bound side is how far the best decision of the aggregated model found lies above the
+        bound (a weak bound, or a search stopped early); the packing side is what putting a
+        decision onto concrete nodes cost above it (node-level stranding, repairs that did not
+        recover it). None without a bound or a model decision."""
+        decision = self.stats.decision_objective
+        if self.bound is None or decision is None or self.objective <= 1e-12:
+            return None
+        scale = abs(self.objective)
+        return (decision - self.bound) / scale, (self.objective - decision) / scale
 
     @property
     def placed_replicas(self) -> int:

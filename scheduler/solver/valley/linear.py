@@ -27,7 +27,11 @@ _LINEAR_STATUS = {
     pywraplp.Solver.ABNORMAL: "ABNORMAL",
     pywraplp.Solver.MODEL_INVALID: "MODEL_INVALID",
     pywraplp.Solver.NOT_SOLVED: "NOT_SOLVED",
+    # MPSOLVER_UNKNOWN_STATUS: HiGHS stopped by its time limit without a proven optimum
+    99: "UNKNOWN",
 }
+# statuses that mean "out of time", expected under a budget: counted, not logged
+_OUT_OF_TIME = frozenset({"NOT_SOLVED", "UNKNOWN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +130,7 @@ class LinearModel:
         # only a proven optimum is used: the interface's best bound of an unfinished MIP is
         # not reliable across backends
         if code != pywraplp.Solver.OPTIMAL:
-            if code != pywraplp.Solver.NOT_SOLVED:  # NOT_SOLVED: out of time, expected
+            if status not in _OUT_OF_TIME:
                 log.warning("%s ended %s on a model of %d variables", backend, status, self.size)
             return Relaxation(status)
         # a MIP proven optimal to within its absolute gap: the optimum is at least this

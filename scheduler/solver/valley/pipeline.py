@@ -164,6 +164,8 @@ class _Run:
         """CP-SAT, hinted with ``best``, in the time left but what packing took the first
         time (to pack a better decision, should it find one)."""
         hint = counts_of(model, self.problem.cluster, best.state.cluster, best.placements)
+        hint_value = model.lm.value(hint)
+        self.stats["decision_objective"] = hint_value
         seconds = self.budget.left() - self.stats["pack_seconds"]
         out = improve(
             model.lm, hint, self.params, seed=seed, seconds=seconds, bound=self.bound.value
@@ -176,8 +178,9 @@ class _Run:
         self.stats["cpsat_objective"] = out.value
         self.bound.offer(out.bound, "cpsat")
         self.status = SolveStatus.OPTIMAL if out.status == "OPTIMAL" else SolveStatus.FEASIBLE
-        if out.value >= model.lm.value(hint) - 1e-9:
+        if out.value >= hint_value - 1e-9:
             return best
+        self.stats["decision_objective"] = out.value
         # a better decision: pack it too and keep the better of the two placements
         alt = self._packed(model, out.counts)
         objective = evaluate(self.problem, alt.placements, self.params).objective
