@@ -94,6 +94,22 @@ def interchangeable_gpu_pools(cluster: Cluster) -> list[list[int]]:
     return list(groups.values())
 
 
+def _least_nodes(
+    state: PackingState, reps: Sequence[ReplicaRef], capacity: tuple[int, int, int]
+) -> int:
+    """A lower bound on the nodes any packing of ``reps`` needs: per resource, the total over
+    one node's capacity, rounded up (shares count as parts of a GPU)."""
+    cpu = mem = gpu_millis = 0
+    for wid, _ in reps:
+        r = state.specs[wid].resources
+        cpu += r.cpu_millis
+        mem += r.memory_mib
+        gpu_millis += r.gpus * GPU_MILLIS + r.gpu_millis
+    return max(
+        -(-cpu // capacity[0]), -(-mem // capacity[1]), -(-gpu_millis // (capacity[2] * GPU_MILLIS))
+    )
+
+
 class GpuRepack:
     """Pools of a site that differ only in GPU model are packed together: the replicas only
     one of them may take first, each pool on its own, then the replicas any of them may take,
@@ -124,6 +140,8 @@ class GpuRepack:
         reps_of = {p: [it for n in woken[p].tolist() for it in state.on_node(n)] for p in group}
         if sum(len(r) for r in reps_of.values()) > MAX_ITEMS:
             return False
+        if _least_nodes(state, [it for r in reps_of.values() for it in r], capacity) >= n_woken:
+            return False  # no packing can need fewer nodes: spare the search its time
         # per pool, the replicas only it may take; the others may go to any pool of the group
         pinned: dict[int, list[ReplicaRef]] = {p: [] for p in group}
         free: list[ReplicaRef] = []
