@@ -210,3 +210,21 @@ def test_an_unknown_repair_is_refused_by_name():
     result = CliRunner().invoke(bench, ["scenario", "--replicas", "10", "--repairs", "tidy"])
     assert result.exit_code != 0
     assert "tidy" in result.output and "consolidate" in result.output
+
+
+def test_several_seeds_run_in_one_go_and_are_summarised_with_mean_and_worst(tmp_path):
+    png = tmp_path / "seeds.png"
+    args = ["scenario", "--replicas", "80", "--seeds", "3", "--policies", "valley,kube"]
+    args += ["--no-floors", "--time-limit", "0.3", "--output", "json", "--plot", str(png)]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert sorted({r["seed"] for r in report["rows"]}) == [0, 1, 2]
+    by = {s["policy"]: s for s in report["summary"]}
+    assert by["valley"]["seeds"] == 3
+    gaps = [r["gap"] for r in report["rows"] if r["policy"] == "valley"]
+    assert by["valley"]["gap_worst"] == max(gaps)
+    assert by["valley"]["gap_mean"] == pytest.approx(sum(gaps) / 3)
+    energy = [r["energy_vs_kube"] for r in report["rows"] if r["policy"] == "valley"]
+    assert by["valley"]["energy_vs_kube_worst"] == max(energy)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

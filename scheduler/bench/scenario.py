@@ -19,6 +19,7 @@ carbon of the whole cluster after placement, per hour).
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import sys
@@ -283,9 +284,9 @@ def measure(
 
 def _compare_with_kube(rows: list[dict[str, Any]]) -> None:
     """Energy and carbon of each row relative to ``kube`` of the same size (-0.25 = 25% less)."""
-    kube = {r["replicas"]: r for r in rows if r["policy"] == "kube"}
+    kube = {(r["replicas"], r["seed"]): r for r in rows if r["policy"] == "kube"}
     for r in rows:
-        k = kube.get(r["replicas"])
+        k = kube.get((r["replicas"], r["seed"]))
         for col, mine, theirs in (
             ("energy_vs_kube", "energy_cny_per_hour", "energy_cny_per_hour"),
             ("carbon_vs_kube", "carbon_kg_per_hour", "carbon_kg_per_hour"),
@@ -304,7 +305,7 @@ def run(
     sizes: Sequence[int],
     policies: Sequence[str],
     *,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     time_limit: float = 1.0,
     hour: int = 12,
     load: float = 0.5,
@@ -321,17 +322,18 @@ def run(
     shapes = load_shapes(shapes_path)
     rows: list[dict[str, Any]] = []
     clusters: dict[str, dict[str, int]] = {}
-    steps = [(n, p) for n in sizes for p in policies]
+    steps = [(seed, n, p) for seed in seeds for n in sizes for p in policies]
     problem: Problem | None = None
-    current = -1
+    current = (-1, -1)
     floor: dict[str, float | None] = {}
-    for n, policy in report.progress(steps, total=len(steps), desc="scenario"):
-        if n != current:
+    for seed, n, policy in report.progress(steps, total=len(steps), desc="scenario"):
+        if (seed, n) != current:
             mix = generate_mix(n, seed, shapes)
             scaled = scaled_scenario(base, mix, load, critical_share)
-            clusters[str(n)] = {p.key: p.count for p in scaled.pools}
+            key = str(n) if len(seeds) == 1 else f"{n} (seed {seed})"
+            clusters[key] = {p.key: p.count for p in scaled.pools}
             problem = Problem(scaled, Cluster(scaled), mix, hour=hour, month=MONTH)
-            current = n
+            current = (seed, n)
             floor = floors(problem, time_limit, seed) if with_floors else {}
         assert problem is not None
         params = SolverParams(policy=policy, time_limit_s=time_limit, repairs=repairs)
@@ -339,6 +341,7 @@ def run(
         result = solve(problem, params, seed=seed)
         wall = time.perf_counter() - started
         row = measure(problem, result, params, n)
+        row["seed"] = seed
         row["wall_seconds"] = wall
         if policy == "valley":
             row["bound_source"] = result.stats.bound_source
@@ -347,6 +350,64 @@ def run(
         rows.append(row)
     _compare_with_kube(rows)
     return rows, clusters
+
+
+# (column, worst is the largest?) of the per-seed summary
+SUMMARY_OF = (
+    ("gap", True),
+    ("gap_bound_side", True),
+    ("gap_packing_side", True),
+    ("energy_vs_kube", True),
+    ("carbon_vs_kube", True),
+    ("placed_share", False),
+    ("placed_critical_share", False),
+    ("solve_seconds", True),
+)
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per policy and size, over the seeds: the mean and the worst of each ``SUMMARY_OF``
+    column (worst: the largest gap, cost or time; the smallest share placed)."""
+    out = []
+    keys = dict.fromkeys((r["policy"], r["replicas"]) for r in rows)
+    for policy, n in keys:
+        mine = [r for r in rows if r["policy"] == policy and r["replicas"] == n]
+        row: dict[str, Any] = {"policy": policy, "replicas": n, "seeds": len(mine)}
+        for col, worst_is_max in SUMMARY_OF:
+            values = [_value(r, col) for r in mine]
+            present = [v for v in values if v is not None]
+            if not present:
+                continue
+            row[f"{col}_mean"] = sum(present) / len(present)
+            row[f"{col}_worst"] = max(present) if worst_is_max else min(present)
+        out.append(row)
+    return out
+
+
+def _value(row: Mapping[str, Any], col: str) -> float | None:
+    if col == "placed_share":
+        return row["placed"] / max(1, row["replicas"])
+    if col == "placed_critical_share":
+        return row["placed_critical"] / max(1, row["critical"])
+    value = row.get(col)
+    return None if value is None else float(value)
+
+
+SUMMARY_COLUMNS = (
+    "policy",
+    "replicas",
+    "seeds",
+    "gap_mean",
+    "gap_worst",
+    "gap_bound_side_mean",
+    "gap_packing_side_mean",
+    "energy_vs_kube_mean",
+    "energy_vs_kube_worst",
+    "carbon_vs_kube_mean",
+    "carbon_vs_kube_worst",
+    "placed_share_worst",
+    "solve_seconds_worst",
+)
 
 
 # --------------------------------------------------------------------------- plot
@@ -439,6 +500,13 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 )
 @report.seed_option
 @click.option(
+    "--seeds",
+    "n_seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="run seeds 0..N-1 (instead of --seed) and summarise them: mean and worst per policy",
+)
+@click.option(
     "--time-limit",
     type=click.FloatRange(min=0, min_open=True),
     default=1.0,
@@ -497,6 +565,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 def command(
     sizes: tuple[int, ...],
     seed: int,
+    n_seeds: int | None,
     time_limit: float,
     hour: int,
     policies: str,
@@ -524,15 +593,16 @@ def command(
             f"unknown policies {unknown} (known: {', '.join(POLICIES)})", param_hint="--policies"
         )
     run_sizes = list(sizes) or list(DEFAULT_SIZES)
+    seed_list = list(range(n_seeds)) if n_seeds else [seed]
     if output != "json":
         click.echo(
-            f"local hour {hour}:00 (month {MONTH}), seed {seed}, time limit {time_limit} s",
+            f"local hour {hour}:00 (month {MONTH}), seeds {seed_list}, time limit {time_limit} s",
             err=True,
         )
     rows, clusters = run(
         run_sizes,
         chosen,
-        seed=seed,
+        seeds=seed_list,
         time_limit=time_limit,
         hour=hour,
         load=load,
@@ -545,7 +615,7 @@ def command(
     params = {
         "replicas": run_sizes,
         "policies": chosen,
-        "seed": seed,
+        "seed": seed_list[0] if len(seed_list) == 1 else seed_list,
         "time_limit_s": time_limit,
         "hour": hour,
         "month": MONTH,
@@ -557,15 +627,36 @@ def command(
         "repairs": list(chosen_repairs),
         "nodes": clusters,
     }
+    summary = summarise(rows)
     if output == "json":
-        report.emit("scenario", params, rows, output)
+        out = {**report.envelope("scenario", params, rows), "summary": summary}
+        click.echo(json.dumps(out, indent=2, default=str))
     else:
         shown = {k: v for k, v in params.items() if k != "nodes"}
-        report.emit("scenario", shown, rows, output, COLUMNS)
+        report.emit("scenario", shown, rows, output, (*COLUMNS[:2], "seed", *COLUMNS[2:]))
         for n, pools in clusters.items():
             click.echo(f"nodes at {n} replicas: " + ", ".join(f"{k} {c}" for k, c in pools.items()))
         for row in rows:
             if row["policy"] == chosen[0] and "carbon_floor_kg_per_hour" in row:
                 click.echo(_floor_line(row))
+        if len(seed_list) > 1:
+            click.echo(f"over seeds {seed_list[0]}..{seed_list[-1]}, mean and worst:")
+            click.echo(report.table(summary, SUMMARY_COLUMNS))
     if plot_path:
-        plot(rows, plot_path)
+        plot(rows if len(seed_list) == 1 else _mean_rows(summary), plot_path)
+
+
+def _mean_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows the plot reads, from the means over seeds (placed counts as shares)."""
+    return [
+        {
+            "policy": r["policy"],
+            "replicas": r["replicas"],
+            "critical": 1,
+            "placed": (r.get("placed_share_mean") or 0.0) * r["replicas"],
+            "placed_critical": r.get("placed_critical_share_mean"),
+            "energy_vs_kube": r.get("energy_vs_kube_mean"),
+            "carbon_vs_kube": r.get("carbon_vs_kube_mean"),
+        }
+        for r in summary
+    ]
