@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from scheduler.solver.binpack import (
-    _cg_search,
     check_packing,
     first_fit_decreasing,
     greedy_pack,
     lower_bound,
     min_bins,
 )
+from scheduler.solver.binpack.cg_search import cg_search
 
 
 def test_lower_bound_is_the_largest_dimension_sum():
@@ -117,7 +117,7 @@ def test_column_generation_bound_proves_five_bins_where_the_simple_bounds_say_fo
     cap = np.asarray([10, 10])
     assert lower_bound(items, cap) == 4
     start = greedy_pack(items, cap)
-    packing, lb, _ = _cg_search(items, cap, start, 4, _deadline(5), 0, {})
+    packing, lb, _ = cg_search(items, cap, start, 4, _deadline(5), 0, {})
     assert lb == 5
     assert check_packing(items, cap, packing) == 5
 
@@ -128,7 +128,7 @@ def test_column_generation_packs_into_fewer_bins_than_its_start():
     cap = np.asarray([10])
     start = first_fit_decreasing(items, cap)
     assert len(np.unique(start)) == 3
-    packing, _, _ = _cg_search(items, cap, start, 2, _deadline(5), 0, {})
+    packing, _, _ = cg_search(items, cap, start, 2, _deadline(5), 0, {})
     assert check_packing(items, cap, packing) == 2
 
 
@@ -141,7 +141,7 @@ def test_column_generation_lower_bound_never_exceeds_a_proven_optimum():
         best = min_bins(items, cap, time_limit_s=5)
         if not best.optimal:
             continue
-        packing, lb, _ = _cg_search(
+        packing, lb, _ = cg_search(
             items, cap, greedy_pack(items, cap), lower_bound(items, cap), _deadline(2), 0, {}
         )
         assert lb <= best.bins

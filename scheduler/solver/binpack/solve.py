@@ -1,0 +1,82 @@
+"""``min_bins``: bounds, greedies, then the searches in turn while the bound is not met, each
+within the time left."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from scheduler.solver.binpack.bounds import lower_bound
+from scheduler.solver.binpack.cg_search import CG_MIN_TIME_S, cg_search
+from scheduler.solver.binpack.exact import FULL_MODEL_MAX_VARS, full_model, triple_cover
+from scheduler.solver.binpack.greedy import greedy_pack
+from scheduler.solver.binpack.packing import (
+    BinPackResult,
+    as_problem,
+    bins_used,
+    check_packing,
+    relabel,
+)
+from scheduler.solver.binpack.tabu import tabu_reduce
+
+
+def min_bins(
+    items: npt.ArrayLike,
+    capacity: npt.ArrayLike,
+    *,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    num_workers: int = 1,
+) -> BinPackResult:
+    """Pack ``items`` (n x d integer sizes) into the fewest bins of ``capacity`` (d).
+
+    Stops at the time limit with the best packing found; ``optimal`` says whether the bin
+    count is proven minimal. The same seed gives the same packing when no time limit cuts in.
+    """
+    started = time.monotonic()
+    deadline = started + time_limit_s
+    a, c = as_problem(items, capacity)
+    n = len(a)
+    stats: dict[str, float] = {}
+    if n == 0:
+        return BinPackResult(0, np.zeros(0, dtype=np.int64), 0, True, 0.0, stats)
+    lb = lower_bound(a, c)
+    x = greedy_pack(a, c)
+    stats["greedy_bins"] = bins_used(x)
+    proven = bins_used(x) <= lb
+    stop = False
+    rng = np.random.default_rng(seed)
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    if not proven and n % 3 == 0 and lb * 3 == n:
+        # not all of the time: where no exact cover turns up, the other searches still run
+        t = triple_cover(a, c, 0.5 * left(), seed, num_workers)
+        if t is not None:
+            x, proven = t, True
+            stats["method_triples"] = 1
+    if not proven and left() > 0 and n * (bins_used(x) - 1) <= FULL_MODEL_MAX_VARS:
+        better, optimal = full_model(a, c, x, lb, 0.3 * left(), seed, num_workers)
+        if better is not None:
+            x = better
+        proven = optimal or bins_used(x) <= lb
+        stats["full_model"] = 1
+    if not proven and left() > CG_MIN_TIME_S and bool((a >= 0).all()):
+        y, lb, lp_bins = cg_search(a, c, x, lb, time.monotonic() + 0.9 * left(), seed, stats)
+        if bins_used(y) < bins_used(x):
+            x = y
+            stats["cg_bins"] = bins_used(y)
+        proven = bins_used(x) <= lb
+        # the LP, solved as far as pricing can tell, leaves nothing to gain: stop early (not a
+        # proof, so ``optimal`` stays False)
+        stop = lp_bins > 0 and bins_used(x) <= lp_bins
+    if not proven and not stop and left() > 0:
+        x = tabu_reduce(a, c, x, lb, deadline, rng, stats)
+        proven = bins_used(x) <= lb
+    x = relabel(x)
+    bins = check_packing(a, c, x)
+    lower = bins if proven else lb
+    return BinPackResult(bins, x, lower, proven, time.monotonic() - started, stats)
