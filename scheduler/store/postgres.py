@@ -8,7 +8,8 @@ from typing import Any
 
 import psycopg
 
-from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
+from scheduler.store.connection import Dialect, Row, ThreadReaders, migrate
+from scheduler.store.sql import SqlStore
 
 DIALECT = Dialect("postgresql", for_update=" FOR UPDATE", errors=(psycopg.Error,))
 # pg_advisory_xact_lock key: "VALLEY" in ASCII, so that servers migrating at once take turns

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
+from scheduler.store.connection import Dialect, Row, ThreadReaders, migrate
+from scheduler.store.sql import SqlStore
 
 DIALECT = Dialect("sqlite", for_update="", errors=(sqlite3.Error,))
 
