@@ -254,10 +254,11 @@ class PlacementResult:
 
     def gap_parts(self) -> tuple[float, float] | None:
         """The gap in two parts, as shares of the objective: (bound side, packing side). The
-        bound side is how far the best decision of the aggregated model found lies above the
-        bound (a weak bound, or a search stopped early); the packing side is what putting a
-        decision onto concrete nodes cost above it (node-level stranding, repairs that did not
-        recover it). None without a bound or a model decision."""
+        bound side is how far the best decision of the aggregated model known lies above the
+        bound: a weak bound, or a search that stopped before it found better (the packed first
+        answer counts as a decision, so when the search finds nothing better, the whole gap is
+        here). The packing side is what putting the best decision onto concrete nodes cost
+        above its model value. None without a bound or a model decision."""
         decision = self.stats.decision_objective
         if self.bound is None or decision is None or self.objective <= 1e-12:
             return None
