@@ -299,3 +299,16 @@ def test_the_gap_splits_into_a_bound_side_and_a_packing_side_that_add_up(tiny):
     assert bound_side + packing_side == pytest.approx(r.gap, abs=1e-12)
     assert bound_side >= -1e-9  # a decision of the model is never below its bound
     assert r.stats.decision_objective is not None
+
+
+def test_work_that_fits_no_single_node_now_does_not_open_the_gap(tiny):
+    # near has 3 cores free on each of its two nodes: 6 in all, room for a 4-core replica by
+    # pool totals, on no node in fact. The bound used to count it placed (gap ~100%); the
+    # node-level fit cut counts it left out, as the placement does
+    cluster = Cluster(tiny)
+    for name in ("near/cpu-0000", "near/cpu-0001"):
+        cluster.allocate(cluster.index[name], Resources(1000, 1024))
+    r = solve(problem(tiny, service(4, slo=2), cluster=cluster))
+    assert "w0" not in r.placements and not r.unplaced["w0"].final
+    assert r.bound is not None and r.bound <= r.objective + 1e-9
+    assert r.gap is not None and r.gap < 0.01

@@ -203,6 +203,7 @@ class SolveStats:
     model_variables: int = 0
     model_constraints: int = 0
     model_classes: int = 0
+    node_fit_cuts: int = 0  # rows added where pool totals overstate what fits on nodes
     build_seconds: float | None = None
     lp_seconds: float | None = None
     pack_seconds: float | None = None

@@ -30,6 +30,7 @@ from scheduler.solver.problem import (
 )
 from scheduler.solver.result import build_result
 from scheduler.solver.valley.bound import MipBound
+from scheduler.solver.valley.cuts import add_node_fit_cuts
 from scheduler.solver.valley.linear import Relaxation
 from scheduler.solver.valley.model import Model, build_model, counts_of
 from scheduler.solver.valley.packing import pack
@@ -118,7 +119,9 @@ class _Run:
         no_work = Problem(p.scenario, p.cluster, (), p.hour, p.month)
         base = evaluate(no_work, {}, self.params).objective
         model = build_model(p, self.params, self.elig, self.index, base)
+        cuts = add_node_fit_cuts(model.lm, p.cluster, self.index, model.classes, model.pools)
         self.stats.update(
+            node_fit_cuts=cuts,
             model_variables=model.lm.size,
             model_constraints=len(model.lm.rows),
             model_classes=len(model.classes),
