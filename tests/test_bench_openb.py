@@ -210,3 +210,31 @@ def test_missing_node_list_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(command, ["--nodes", str(tmp_path / "none.csv"), "--pods", str(PODS)])
     assert res.exit_code != 0
     assert "node list not found" in res.output
+
+
+def test_several_pod_lists_run_in_one_go_with_a_row_per_list_and_policy(tmp_path):
+    fewer = tmp_path / "openb_pod_list_fewer.csv"
+    lines = PODS.read_text().splitlines()
+    fewer.write_text("\n".join(lines[: max(2, len(lines) // 2)]) + "\n")
+    plot = tmp_path / "lists.png"
+    res = CliRunner().invoke(
+        command,
+        [
+            "--nodes", str(NODES), "--pods", str(PODS), "--pods", str(fewer),
+            "--policy", "fgd", "--policy", "best-fit", "--output", "json", "--plot", str(plot),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["params"]["pods"] == [str(PODS), str(fewer)]
+    assert sorted((r["pods"], r["policy"]) for r in doc["rows"]) == sorted(
+        (name, policy) for name in (PODS.stem, "fewer") for policy in ("fgd", "best-fit")
+    )
+    assert plot.stat().st_size > 0
+
+
+def test_all_names_every_variant_of_the_trace():
+    from scheduler.bench.openb import VARIANTS, _pod_files
+
+    files = _pod_files("all")
+    assert [f.name for f in files] == [f"openb_pod_list_{v}.csv" for v in VARIANTS]

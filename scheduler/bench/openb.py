@@ -407,13 +407,25 @@ def summarise(runs: Sequence[Run], capacity_millis: int) -> list[dict[str, Any]]
     return rows
 
 
-def plot(runs: Sequence[Run], path: str, title: str) -> None:
+def plot(panels: Sequence[tuple[str, Sequence[Run]]], path: str) -> None:
+    """GPUs allocated against arrived demand, one panel per pod list (title, runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 4.8 * rows), squeeze=False)
+    for ax, (title, runs) in zip(axes.flat, panels, strict=False):
+        _panel(ax, runs, title)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    report.save_plot(fig, path)
+    plt.close(fig)
+
+
+def _panel(ax: Any, runs: Sequence[Run], title: str) -> None:
     grid = np.linspace(0.0, max(max(r.curve_x) for r in runs), 300)
     for policy in dict.fromkeys(r.policy for r in runs):
         ys = [np.interp(grid, r.curve_x, r.curve_y) for r in runs if r.policy == policy]
@@ -431,8 +443,6 @@ def plot(runs: Sequence[Run], path: str, title: str) -> None:
     ax.set_ylim(60, 101)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
-    report.save_plot(fig, path)
-    plt.close(fig)
 
 
 @click.command("openb")
@@ -446,10 +456,11 @@ def plot(runs: Sequence[Run], path: str, title: str) -> None:
 )
 @click.option(
     "--pods",
-    "pods_path",
-    default=str(DEFAULT_PODS),
+    "pods_paths",
+    multiple=True,
     show_default="../shared/data/openb/openb_pod_list_default.csv",
-    help="pod list CSV, or a variant name (default, cpu050, gpushare40, gpuspec20, multigpu30)",
+    help="pod list CSV, or a variant name (default, cpu050, gpushare40, gpuspec20, multigpu30), "
+    "or 'all' for every variant (repeatable; one table row per list and policy)",
 )
 @click.option(
     "--policy",
@@ -503,7 +514,7 @@ def plot(runs: Sequence[Run], path: str, title: str) -> None:
 @report.plot_option
 def command(
     nodes_path: str,
-    pods_path: str,
+    pods_paths: tuple[str, ...],
     policies: tuple[str, ...],
     seeds: tuple[int, ...],
     n_seeds: int | None,
@@ -517,8 +528,8 @@ def command(
 ) -> None:
     """GPU-sharing fragmentation on the Alibaba openb trace: unallocated GPUs when the arrived
     demand reaches the cluster's capacity, for the FGD paper's policies and Valley."""
-    pods_file = resolve_pods(pods_path)
-    for what, path in (("node list", Path(nodes_path)), ("pod list", pods_file)):
+    pod_files = [f for value in (pods_paths or (str(DEFAULT_PODS),)) for f in _pod_files(value)]
+    for what, path in (("node list", Path(nodes_path)), *(("pod list", f) for f in pod_files)):
         if not path.is_file():
             raise click.ClickException(
                 f"{what} not found: {path} "
@@ -526,60 +537,75 @@ def command(
             )
     try:
         nodes = read_nodes(nodes_path)
-        pods = read_pods(pods_file)
+        pod_lists = [read_pods(f) for f in pod_files]
     except OpenbFormatError as e:
         raise click.ClickException(str(e)) from None
-    if limit_pods:
-        pods = pods[:limit_pods]
     chosen = list(policies) or list(POLICIES)
     seed_list = list(seeds) + (list(range(n_seeds)) if n_seeds else [])
     seed_list = list(dict.fromkeys(seed_list)) or [0]
-    sim = Simulation(nodes, pods)
-    runs: list[Run] = []
-    jobs = [(s, p) for s in seed_list for p in chosen]
-    sequences = {s: arrivals(pods, sim.capacity_millis, until, s, order) for s in seed_list}
-    for s, p in report.progress(jobs, total=len(jobs), desc="openb"):
-        seq = sequences[s]
-        runs.append(
-            sim.run_valley(seq, s, window, time_limit_s)
-            if p == "valley"
-            else sim.run_peer(p, seq, s)
-        )
-    rows = summarise(runs, sim.capacity_millis)
+    rows: list[dict[str, Any]] = []
+    panels: list[tuple[str, list[Run]]] = []
+    capacity_millis = 0
+    request_types = 0
+    for pods_file, pods in zip(pod_files, pod_lists, strict=True):
+        if limit_pods:
+            pods = pods[:limit_pods]
+        sim = Simulation(nodes, pods)
+        capacity_millis, request_types = sim.capacity_millis, len(sim.target)
+        jobs = [(s, p) for s in seed_list for p in chosen]
+        sequences = {s: arrivals(pods, sim.capacity_millis, until, s, order) for s in seed_list}
+        runs: list[Run] = []
+        for s, p in report.progress(jobs, total=len(jobs), desc=f"openb {pods_file.stem}"):
+            seq = sequences[s]
+            runs.append(
+                sim.run_valley(seq, s, window, time_limit_s)
+                if p == "valley"
+                else sim.run_peer(p, seq, s)
+            )
+        for row in summarise(runs, sim.capacity_millis):
+            rows.append({"pods": _variant(pods_file), **row} if len(pod_files) > 1 else row)
+        title = f"openb: {pods_file.stem}, {len(nodes)} nodes, {capacity_millis // GPU_MILLIS} GPUs"
+        panels.append((title, runs))
     params = {
         "nodes": str(nodes_path),
-        "pods": str(pods_file),
+        "pods": str(pod_files[0]) if len(pod_files) == 1 else [str(f) for f in pod_files],
         "node_count": len(nodes),
-        "gpu_capacity": sim.capacity_millis // GPU_MILLIS,
-        "pod_list": len(pods),
+        "gpu_capacity": capacity_millis // GPU_MILLIS,
+        "pod_list": len(pod_lists[0]) if len(pod_lists) == 1 else [len(p) for p in pod_lists],
         "order": order,
         "demand": until,
         "seeds": seed_list,
         "window": window,
         "valley_time_limit_s": time_limit_s,
-        "request_types": len(sim.target),
+        "request_types": request_types,
     }
+    columns = [
+        "policy",
+        "seeds",
+        "gpus_allocated",
+        "gpu_unallocated_at_full_demand",
+        "gpu_unallocated_std",
+        "fragmented_gpus",
+        "pods_arrived",
+        "pods_placed",
+        "seconds_per_pod",
+    ]
     report.emit(
-        "openb",
-        params,
-        rows,
-        output,
-        columns=[
-            "policy",
-            "seeds",
-            "gpus_allocated",
-            "gpu_unallocated_at_full_demand",
-            "gpu_unallocated_std",
-            "fragmented_gpus",
-            "pods_arrived",
-            "pods_placed",
-            "seconds_per_pod",
-        ],
+        "openb", params, rows, output, ["pods", *columns] if len(pod_files) > 1 else columns
     )
     if plot_path:
-        plot(
-            runs,
-            plot_path,
-            f"openb: {pods_file.stem}, {len(nodes)} nodes, "
-            f"{sim.capacity_millis // GPU_MILLIS} GPUs",
-        )
+        plot(panels, plot_path)
+
+
+VARIANTS = ("default", "cpu050", "gpushare40", "gpuspec20", "multigpu30")
+
+
+def _pod_files(value: str) -> list[Path]:
+    """The pod lists ``--pods`` names: one file or variant, or every variant for ``all``."""
+    if value == "all":
+        return [resolve_pods(v) for v in VARIANTS]
+    return [resolve_pods(value)]
+
+
+def _variant(path: Path) -> str:
+    return path.stem.removeprefix("openb_pod_list_")
