@@ -220,3 +220,18 @@ def test_a_solve_without_one_repair_still_places_everything_it_can(tiny, name):
     r = solve(p, SolverParams(repairs=without))
     assert len(r.placements) == 6
     assert name not in r.stats.repairs_applied and not r.stats.repairs_failed
+
+
+def test_fgd_refit_moves_cpu_work_off_a_gpu_node_where_it_strands_gpus(tiny):
+    # a 4-core CPU job on the 8-core GPU node leaves 4 cores there: too few for the 6-core GPU
+    # requests expected, so both GPUs would be stranded; a CPU node strands nothing
+    target = (RequestType(Resources(6000, 1024, gpus=1), 1.0),)
+    cpu_job = WorkloadSpec(tenant="t", resources=Resources(4000, 1024), allowed_sites=("green",))
+    p = Problem(tiny, Cluster(tiny), (PendingWorkload("c", cpu_job),), gpu_target=target)
+    params = SolverParams(cpu_on_gpu_nodes=True)
+    elig = eligibility_of(tiny, p.cluster, [("c", cpu_job)], params)
+    state = PackingState(p, params, elig)
+    state.place_on("c", ["green/gpu-0000"])
+    assert apply("fgd-refit", state)
+    assert nodes_of(state, "c")[0].startswith("green/cpu-")
+    assert holds_exactly_what_it_says(state)

@@ -32,37 +32,48 @@ class FgdRefit:
     name: ClassVar[str] = "fgd-refit"
 
     def supports(self, state: PackingState) -> bool:
+        cluster = state.cluster
         return bool(state.problem.gpu_target) and any(
-            state.specs[w].resources.wants_gpu for w in state.placed()
+            state.specs[w].resources.wants_gpu
+            or any(cluster.n_gpus[node] > 0 for node, _ in state.slots(w))
+            for w in state.placed()
         )
 
     def apply(self, state: PackingState, budget: TimeBudget) -> bool:
         cluster = state.cluster
-        gpu_work = [
+        # GPU work, and CPU-only work this cycle put on GPU nodes (allowed with
+        # cpu_on_gpu_nodes): its cores and memory can strand a GPU node's GPUs as surely
+        work = [
             w.id
             for w in state.problem.workloads
-            if w.id in state and state.specs[w.id].resources.wants_gpu
+            if w.id in state
+            and (
+                state.specs[w.id].resources.wants_gpu
+                or any(cluster.n_gpus[node] > 0 for node, _ in state.slots(w.id))
+            )
         ]
         scorer = _scorer(state.problem.gpu_target)
         with state.transaction() as tx:
-            for wid in gpu_work:
+            for wid in work:
                 for i in range(len(state.slots(wid))):
                     state.lift(wid, i)
-            for wid in gpu_work:
+            for wid in work:
                 r = state.specs[wid].resources
                 slots = state.slots(wid)
                 for i in sorted(range(len(slots)), key=lambda i: slots[i]):  # node order
-                    node = slots[i][0]
                     if budget.expired(grace=True):
                         tx.rollback()
                         return False
-                    site = cluster.site_of(node)
+                    site = cluster.site_of(slots[i][0])
                     nodes = state.index.nodes(state.elig[wid].pools_by_site[site])
                     nodes = nodes[cluster.fit_mask(r, nodes)]
                     if not len(nodes):
                         tx.rollback()
                         return False
                     growth, share_gpu = scorer.best_placement(cluster, nodes, r)
+                    if not r.wants_gpu:
+                        # where fragmentation does not decide, a powered node before waking one
+                        growth = growth + 1e-9 * (cluster.replicas_on[nodes] == 0)
                     k = int(np.argmin(growth))
                     target = int(nodes[k])
                     state.put(
