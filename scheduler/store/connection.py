@@ -1,19 +1,15 @@
-"""What the SQL store needs of a database: connections (one writer, a reader per thread), the
-dialect's differences, and the schema migrations run on start."""
+"""What the SQL store needs from a database: a small connection protocol, the dialect's few
+differences, one read connection per thread, and ``IN (...)`` lists of bounded length."""
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from scheduler.store.base import StoreError
-
-log = logging.getLogger(__name__)
-
 Row = tuple[Any, ...]
+IN_CHUNK = 500  # ids per IN (...) list
 
 
 class Conn(Protocol):
@@ -72,44 +68,9 @@ class Dialect:
     errors: tuple[type[BaseException], ...]  # driver errors that mean "store unavailable"
 
 
-def migrate(conn: Conn, dialect: str, lock: str = "") -> int:
-    """Bring the schema to the latest version; returns the version reached. ``lock`` is a
-    statement run first in each migration transaction (PostgreSQL: an advisory lock, so that
-    two servers starting together do not both migrate)."""
-    from scheduler.store.migrations import LATEST, MIGRATIONS
-
-    conn.begin_write()
-    try:
-        if lock:
-            conn.execute(lock)
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        rows = conn.query("SELECT MAX(version) FROM schema_version")
-        version = int(rows[0][0] or 0)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    if version > LATEST:
-        raise StoreError(
-            f"the database schema is version {version}, newer than this Valley knows ({LATEST}); "
-            "upgrade Valley"
-        )
-    for m in MIGRATIONS:
-        if m.version <= version:
-            continue
-        conn.begin_write()
-        try:
-            if lock:
-                conn.execute(lock)
-            current = int(conn.query("SELECT MAX(version) FROM schema_version")[0][0] or 0)
-            if current < m.version:
-                for statement in m.sqlite if dialect == "sqlite" else m.postgresql:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (m.version,))
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        log.info("store schema migrated to version %d (%s)", m.version, m.description)
-        version = m.version
-    return version
+def in_lists(ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """``ids`` in chunks of at most ``IN_CHUNK``: each as its placeholders (``?, ?, ?``) and
+    its values."""
+    for i in range(0, len(ids), IN_CHUNK):
+        chunk = list(ids[i : i + IN_CHUNK])
+        yield ", ".join("?" * len(chunk)), chunk

@@ -3,7 +3,13 @@ reached is recorded in ``schema_version``. Never edit a released migration: add 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+from scheduler.store.base import StoreError
+from scheduler.store.connection import Conn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,44 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 LATEST = MIGRATIONS[-1].version
+
+
+def migrate(conn: Conn, dialect: str, lock: str = "") -> int:
+    """Bring the schema to the latest version; returns the version reached. ``lock`` is a
+    statement run first in each migration transaction (PostgreSQL: an advisory lock, so that
+    two servers starting together do not both migrate)."""
+    conn.begin_write()
+    try:
+        if lock:
+            conn.execute(lock)
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        rows = conn.query("SELECT MAX(version) FROM schema_version")
+        version = int(rows[0][0] or 0)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    if version > LATEST:
+        raise StoreError(
+            f"the database schema is version {version}, newer than this Valley knows ({LATEST}); "
+            "upgrade Valley"
+        )
+    for m in MIGRATIONS:
+        if m.version <= version:
+            continue
+        conn.begin_write()
+        try:
+            if lock:
+                conn.execute(lock)
+            current = int(conn.query("SELECT MAX(version) FROM schema_version")[0][0] or 0)
+            if current < m.version:
+                for statement in m.sqlite if dialect == "sqlite" else m.postgresql:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (m.version,))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        log.info("store schema migrated to version %d (%s)", m.version, m.description)
+        version = m.version
+    return version

@@ -8,8 +8,7 @@ from typing import Any
 
 import psycopg
 
-from scheduler.store.connection import Dialect, Row, ThreadReaders, migrate
-from scheduler.store.sql import SqlStore
+from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
 
 DIALECT = Dialect("postgresql", for_update=" FOR UPDATE", errors=(psycopg.Error,))
 # pg_advisory_xact_lock key: "VALLEY" in ASCII, so that servers migrating at once take turns

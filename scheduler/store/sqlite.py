@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.store.connection import Dialect, Row, ThreadReaders, migrate
-from scheduler.store.sql import SqlStore
+from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
 
 DIALECT = Dialect("sqlite", for_update="", errors=(sqlite3.Error,))
 

@@ -1,0 +1,116 @@
+"""A scheduling cycle's commit: placements, state changes and events in one transaction.
+
+Everything the cycle writes is built before taking the write lock, which submissions wait for;
+under it, only the check that each workload is still PENDING, the writes and the events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from scheduler.domain import ReplicaPlacement, Workload, WorkloadState
+from scheduler.store.base import CycleCommit, CycleOutcome
+from scheduler.store.codec import epoch, gpus_to_text
+from scheduler.store.rows import PENDING, PLACED, PLACEMENT_COLUMNS, changed, states
+from scheduler.store.transactions import Transactions
+
+# One entry per workload: its state after the cycle, its row update (or None), its placement
+# rows, and whether the change is an event.
+Entry = tuple[Workload, tuple[Any, ...] | None, list[tuple[Any, ...]], bool]
+
+
+def commit_cycle(transactions: Transactions, for_update: str, cycle: CycleCommit) -> CycleOutcome:
+    """Write ``cycle`` through ``transactions`` (``for_update``: the dialect's row lock); the
+    workloads no longer PENDING are skipped."""
+    ids = list(cycle.workloads)
+    if not ids:
+        return CycleOutcome()
+    now = cycle.now
+    entries = _entries(cycle, now)
+    with transactions.write() as tx:
+        found = states(tx.conn, ids, for_update)
+        skipped = {e[0].id for e in entries if found.get(e[0].id) != PENDING}
+        if skipped:  # cancelled while the cycle solved: left as they are
+            entries = [e for e in entries if e[0].id not in skipped]
+        updates = [e[1] for e in entries if e[1] is not None]
+        if updates:
+            tx.conn.executemany(
+                "UPDATE workloads SET state = ?, reason = ?, reason_code = ?, placed_at = ?, "
+                "energy_cny_per_hour = ?, carbon_kg_per_hour = ?, power_watts = ? "
+                "WHERE id = ?",
+                updates,
+            )
+        placement_rows = [row for e in entries for row in e[2]]
+        if placement_rows:
+            tx.conn.executemany(
+                f"INSERT INTO placements ({PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (workload_id, replica) DO UPDATE SET site = excluded.site, "
+                "node = excluded.node, latency_ms = excluded.latency_ms, "
+                "gpu_indices = excluded.gpu_indices, start_time = excluded.start_time",
+                placement_rows,
+            )
+        event = tx.event
+        for w, _, _, is_event in entries:
+            if is_event:
+                event(w, WorkloadState.PENDING, now)
+    return _outcome(entries, skipped)
+
+
+def _outcome(entries: list[Entry], skipped: set[str]) -> CycleOutcome:
+    by_state: dict[WorkloadState, list[Workload]] = {
+        WorkloadState.PLACED: [],
+        WorkloadState.UNSCHEDULABLE: [],
+        WorkloadState.PENDING: [],
+    }
+    for w, _, _, _ in entries:
+        by_state[w.state].append(w)
+    return CycleOutcome(
+        tuple(by_state[WorkloadState.PLACED]),
+        tuple(by_state[WorkloadState.UNSCHEDULABLE]),
+        tuple(by_state[WorkloadState.PENDING]),
+        frozenset(skipped),
+    )
+
+
+def _entries(cycle: CycleCommit, now: datetime) -> list[Entry]:
+    """The writes of a cycle, placed workloads first, then unschedulable, then pending."""
+    t = epoch(now)
+    source = cycle.workloads
+    placed_state = WorkloadState.PLACED
+    entries: list[Entry] = []
+    for wid, (given, cost) in cycle.placed.items():
+        reps = tuple(
+            ReplicaPlacement(p.replica, p.site, p.node, p.latency_ms, p.gpu_indices, now)
+            for p in given
+        )
+        src = source[wid]
+        w = Workload(wid, src.spec, placed_state, reps, "", src.created_at, now, cost)
+        update = (
+            PLACED,
+            "",
+            "",
+            t,
+            cost.energy_cny_per_hour,
+            cost.carbon_kg_per_hour,
+            cost.power_watts,
+            wid,
+        )
+        rows = [
+            (wid, p.replica, p.site, p.node, p.latency_ms, gpus_to_text(p.gpu_indices), t)
+            for p in reps
+        ]
+        entries.append((w, update, rows, True))
+    for wid, unfit in cycle.unschedulable.items():
+        w = changed(source[wid], state=WorkloadState.UNSCHEDULABLE, reason=unfit.message)
+        update = (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)
+        entries.append((w, update, [], True))
+    for wid, unfit in cycle.pending.items():
+        w = source[wid]
+        if w.reason == unfit.message:
+            entries.append((w, None, [], False))
+            continue
+        w = changed(w, reason=unfit.message)
+        update = (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)
+        entries.append((w, update, [], False))
+    return entries
