@@ -160,11 +160,7 @@ class Cluster:
         for i in gpus:
             if not 0 <= i < self.n_gpus[node] or self.gpu_free[node, i] < share:
                 raise CapacityError(f"{self.node_names[node]}: GPU {i} has not {share} millis free")
-        self.free_cpu[node] -= r.cpu_millis
-        self.free_mem[node] -= r.memory_mib
-        for i in gpus:
-            self.gpu_free[node, i] -= share
-        self.replicas_on[node] += 1
+        self._take(node, r, gpus, 1)
         if self._journal is not None:
             self._journal.append((True, node, r, gpus))
         return gpus
@@ -180,13 +176,19 @@ class Cluster:
             or any(self.gpu_free[node, i] + share > GPU_MILLIS for i in gpus)
         ):
             raise CapacityError(f"{self.node_names[node]}: release of resources never allocated")
-        self.free_cpu[node] += r.cpu_millis
-        self.free_mem[node] += r.memory_mib
-        for i in gpus:
-            self.gpu_free[node, i] += share
-        self.replicas_on[node] -= 1
+        self._take(node, r, gpus, -1)
         if self._journal is not None:
             self._journal.append((False, node, r, gpus))
+
+    def _take(self, node: int, r: Resources, gpus: tuple[int, ...], times: int) -> None:
+        """Take ``times`` replicas' resources on ``node`` (negative: give them back),
+        unchecked: the callers check."""
+        share = GPU_MILLIS if r.gpus else r.gpu_millis
+        self.free_cpu[node] -= times * r.cpu_millis
+        self.free_mem[node] -= times * r.memory_mib
+        for i in gpus:
+            self.gpu_free[node, i] -= times * share
+        self.replicas_on[node] += times
 
     # ------------------------------------------------------------------ undo
 
@@ -204,13 +206,8 @@ class Cluster:
             raise ValueError(f"no changes kept since mark {mark}")
         while len(journal) > mark:
             allocated, node, r, gpus = journal.pop()
-            share = GPU_MILLIS if r.gpus else r.gpu_millis
-            sign = 1 if allocated else -1  # give back what was taken, take what was given
-            self.free_cpu[node] += sign * r.cpu_millis
-            self.free_mem[node] += sign * r.memory_mib
-            for i in gpus:
-                self.gpu_free[node, i] += sign * share
-            self.replicas_on[node] -= sign
+            # give back what was taken, take what was given
+            self._take(node, r, gpus, -1 if allocated else 1)
 
     def forget(self, mark: int) -> None:
         """Keep the changes since ``mark``; at mark 0 stop keeping changes at all."""

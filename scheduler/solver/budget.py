@@ -55,13 +55,6 @@ class TimeBudget:
     def expired(self, *, grace: bool = False) -> bool:
         return time.monotonic() >= self.end + (self.grace if grace else 0.0)
 
-    def share(self, fraction: float, least: float = 0.0, *, grace: bool = False) -> float:
+    def share(self, fraction: float, least: float = 0.0) -> float:
         """``fraction`` of the seconds left, at least ``least``: what a phase may take."""
-        return max(least, fraction * self.left(grace=grace))
-
-    def until(self, seconds: float) -> TimeBudget:
-        """A budget that ends ``seconds`` from now, or at this one's end (and grace) if sooner:
-        for a phase that must stop early."""
-        now = time.monotonic()
-        end = min(self.end + self.grace, now + seconds)
-        return TimeBudget(now, end)
+        return max(least, fraction * self.left())

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scheduler.domain import Cluster, Reason, Resources, Scenario, Topology, WorkloadSpec
+from scheduler.domain import (
+    GPU_MILLIS,
+    Cluster,
+    Reason,
+    Resources,
+    Scenario,
+    Topology,
+    WorkloadSpec,
+)
 from scheduler.solver.filters.plugins import FILTERS, Candidates
 from scheduler.solver.problem import SolverParams
 
@@ -32,19 +40,29 @@ class Eligibility:
         return tuple(s for s, ps in self.pools_by_site.items() if ps)
 
 
+def pools_of_sites(cluster: Cluster) -> dict[str, tuple[int, ...]]:
+    """The indices of ``cluster.pools`` per site."""
+    of_site: dict[str, list[int]] = {}
+    for pi, pool in enumerate(cluster.pools):
+        of_site.setdefault(pool.site, []).append(pi)
+    return {site: tuple(pools) for site, pools in of_site.items()}
+
+
 def eligibility(
-    scenario: Scenario, cluster: Cluster, spec: WorkloadSpec, params: SolverParams
+    scenario: Scenario,
+    cluster: Cluster,
+    spec: WorkloadSpec,
+    params: SolverParams,
+    pools_of_site: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Eligibility:
     """Run every filter of ``FILTERS`` on every site: a site any filter rules out gets no pools
     and the filters' reasons."""
     pools_by_site: dict[str, tuple[int, ...]] = {}
     reasons_by_site: dict[str, tuple[Reason, ...]] = {}
     all_pools = cluster.pools
-    of_site: dict[str, list[int]] = {}
-    for pi, pool in enumerate(all_pools):
-        of_site.setdefault(pool.site, []).append(pi)
+    of_site = pools_of_sites(cluster) if pools_of_site is None else pools_of_site
     for site in scenario.sites:
-        c = Candidates(site, tuple(of_site.get(site.name, ())), all_pools, params)
+        c = Candidates(site, of_site.get(site.name, ()), all_pools, params)
         reasons: list[Reason] = []
         for f in FILTERS:
             verdict = f.check(spec, c)
@@ -77,12 +95,13 @@ def eligibility_of(
     shapes, not on what is allocated."""
     key_of = operator.attrgetter(*sorted(FILTERS.reads | FINAL_READS))
     cache: dict[tuple[object, ...], Eligibility] = {}
+    of_site = pools_of_sites(cluster)
     out = {}
     for wid, spec in workloads:
         key = key_of(spec)
         e = cache.get(key)
         if e is None:
-            e = cache[key] = eligibility(scenario, cluster, spec, params)
+            e = cache[key] = eligibility(scenario, cluster, spec, params, of_site)
         out[wid] = e
     return out
 
@@ -115,13 +134,16 @@ def _final_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> st
 
 def _replicas_fitting_empty(cluster: Cluster, pools: tuple[int, ...], r: Resources) -> int:
     """How many replicas of ``r`` the pools hold when empty (per-node integer packing)."""
-    total = 0
-    for pi in pools:
-        node = cluster.pools[pi].node
-        per = [node.cpu_millis // r.cpu_millis, node.memory_mib // r.memory_mib]
-        if r.gpus:
-            per.append(node.gpus // r.gpus)
-        elif r.gpu_millis:
-            per.append(node.gpus * (1000 // r.gpu_millis))
-        total += min(per) * cluster.pools[pi].count
-    return total
+    return sum(
+        replicas_per_node(cluster.pools[pi].node, r) * cluster.pools[pi].count for pi in pools
+    )
+
+
+def replicas_per_node(node: Resources, r: Resources) -> int:
+    """How many replicas of ``r`` one empty node of shape ``node`` holds."""
+    per = [node.cpu_millis // max(r.cpu_millis, 1), node.memory_mib // max(r.memory_mib, 1)]
+    if r.gpus:
+        per.append(node.gpus // r.gpus)
+    elif r.gpu_millis:
+        per.append(node.gpus * (GPU_MILLIS // r.gpu_millis))
+    return max(0, min(per))

@@ -17,38 +17,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import numpy as np
-
-from scheduler.domain import GPU_MILLIS, Cluster, Resources
+from scheduler.domain import Cluster, Resources
+from scheduler.solver.filters.eligibility import replicas_per_node
 from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.valley.linear import LinearModel
 from scheduler.solver.valley.model import PoolState, WorkloadClass, amounts
+from scheduler.solver.valley.packing import capacity_counts
 
 # a cut is added where it is tighter by at least this many replicas than the capacity rows
 MIN_GAIN = 1.0
-
-
-def _per_node(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
-    """Replicas of ``r`` each of ``nodes`` can take on its own, as it is now."""
-    counts = np.minimum(
-        cluster.free_cpu[nodes] // max(r.cpu_millis, 1),
-        cluster.free_mem[nodes] // max(r.memory_mib, 1),
-    )
-    g = cluster.gpu_free[nodes]
-    if r.gpus:
-        counts = np.minimum(counts, (g == GPU_MILLIS).sum(axis=1) // r.gpus)
-    elif r.gpu_millis:
-        counts = np.minimum(counts, np.where(g > 0, g // r.gpu_millis, 0).sum(axis=1))
-    return np.maximum(counts, 0)
-
-
-def _per_empty_node(node: Resources, r: Resources) -> int:
-    per = [node.cpu_millis // max(r.cpu_millis, 1), node.memory_mib // max(r.memory_mib, 1)]
-    if r.gpus:
-        per.append(node.gpus // r.gpus)
-    elif r.gpu_millis:
-        per.append(node.gpus * (GPU_MILLIS // r.gpu_millis))
-    return max(0, min(per))
 
 
 def add_node_fit_cuts(
@@ -74,8 +51,8 @@ def add_node_fit_cuts(
             continue
         nodes = index.by_pool[p]
         awake = nodes[cluster.replicas_on[nodes] > 0]
-        fit_awake = int(_per_node(cluster, awake, r).sum())
-        fit_empty = _per_empty_node(cluster.pools[p].node, r)
+        fit_awake = int(capacity_counts(cluster, awake, r).sum())
+        fit_empty = replicas_per_node(cluster.pools[p].node, r)
         # what the pool's capacity rows imply for this shape alone
         a = amounts(r)
         implied_awake = min(ps.free_awake[k] / a[k] for k in a if a[k] > 0)

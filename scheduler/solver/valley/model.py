@@ -180,12 +180,17 @@ def build_model(
     classes = _classes(problem, params, elig)
     pools = _pool_states(cluster, index)
     lm = LinearModel(constant=base_cost)
-    used_pools: set[int] = set()
     for ci, c in enumerate(classes):
-        used_pools.update(_add_class(lm, problem, params, ci, c, money_per_watt))
+        _add_class(lm, problem, params, ci, c, money_per_watt)
+    # per pool, the model variable and the per-replica demand of every class that may use it
+    users: dict[int, list[tuple[int, dict[str, int]]]] = {}
+    for c in classes:
+        need = amounts(c.spec.resources)
+        for pi, v in c.x.items():
+            users.setdefault(pi, []).append((v, need))
     for p in pools:
-        if p.index in used_pools:
-            _add_pool_capacity(lm, cluster, classes, p, money_per_watt[p.site])
+        if p.index in users:
+            _add_pool_capacity(lm, cluster, users[p.index], p, money_per_watt[p.site])
     headroom = _add_headroom(lm, cluster, params, classes)
     return Model(lm, classes, pools, headroom)
 
@@ -197,8 +202,8 @@ def _add_class(
     ci: int,
     c: WorkloadClass,
     money_per_watt: Mapping[str, float],
-) -> set[int]:
-    """A class's variables and rows; returns the pools it may use."""
+) -> None:
+    """A class's variables and rows."""
     spec = c.spec
     n = spec.replica_count
     count = len(c.members)
@@ -230,13 +235,12 @@ def _add_class(
             c.u[site] = lm.var(f"u[{ci},{site}]", 0, 1)
             lm.row([c.u[site]] + [c.x[p] for p in site_pools], [1] + [-1] * len(site_pools), hi=0)
         lm.row([*c.u.values(), c.k], [1] * len(c.u) + [-spec.min_sites], lo=0)
-    return set(c.x)
 
 
 def _add_pool_capacity(
     lm: LinearModel,
     cluster: Cluster,
-    classes: list[WorkloadClass],
+    users: list[tuple[int, dict[str, int]]],
     p: PoolState,
     money_per_watt: float,
 ) -> None:
@@ -246,11 +250,10 @@ def _add_pool_capacity(
     for res in RESOURCES:
         idx: list[int] = []
         coef: list[int] = []
-        for c in classes:
-            a = amounts(c.spec.resources)[res]
-            if a and p.index in c.x:
-                idx.append(c.x[p.index])
-                coef.append(a)
+        for v, need in users:
+            if need[res]:
+                idx.append(v)
+                coef.append(need[res])
         if not idx:
             continue
         idx.append(p.wake)

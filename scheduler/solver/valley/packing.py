@@ -14,7 +14,7 @@ import numpy as np
 
 from scheduler.domain import GPU_MILLIS, Cluster, Resources, Topology, WorkloadSpec
 from scheduler.solver.valley.model import Model
-from scheduler.solver.valley.state import PackingState, Slot, awake_first
+from scheduler.solver.valley.state import PackingState, Slot
 
 
 def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
@@ -124,7 +124,7 @@ def topology_holds(spec: WorkloadSpec, cluster: Cluster, got: Sequence[Slot]) ->
     return True
 
 
-def _capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
+def capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
     """How many replicas of ``r`` each node can take now."""
     counts = np.minimum(
         cluster.free_cpu[nodes] // max(r.cpu_millis, 1),
@@ -138,19 +138,25 @@ def _capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.nd
     return np.maximum(counts, 0)
 
 
+def awake_first(cluster: Cluster, nodes: np.ndarray) -> np.ndarray:
+    """The order (positions in ``nodes``) packing visits nodes in: powered first, fullest
+    first, then by index."""
+    awake = cluster.replicas_on[nodes] > 0
+    fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
+    return np.lexsort((nodes, -fullness, ~awake))
+
+
 def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[Slot]:
     """Place up to ``want`` replicas of ``r`` on ``nodes``: powered nodes first, fullest first
     (best fit), then as few powered-down nodes as possible."""
     if want <= 0 or not len(nodes):
         return []
-    cnt = _capacity_counts(cluster, nodes, r)
+    cnt = capacity_counts(cluster, nodes, r)
     ok = cnt > 0
     nodes, cnt = nodes[ok], cnt[ok]
     if not len(nodes):
         return []
-    awake = cluster.replicas_on[nodes] > 0
-    fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
-    order = np.lexsort((nodes, -fullness, ~awake))
+    order = awake_first(cluster, nodes)
     out: list[Slot] = []
     for node, c in zip(nodes[order].tolist(), cnt[order].tolist(), strict=True):
         for _ in range(min(c, want - len(out))):
@@ -175,7 +181,7 @@ def pack_pool(
     if not len(nodes) or not sum(counts):
         return out
     packer = _PoolPacker(cluster, cluster.pool_of(int(nodes[0])).node, shapes, counts)
-    for node in awake_first(nodes, cluster).tolist():
+    for node in nodes[awake_first(cluster, nodes)].tolist():
         while (t := packer.choose(node)) >= 0:
             # place half of what still fits of that shape at once, then choose again: as good
             # as one at a time on the mixes measured, with half the steps

@@ -20,7 +20,7 @@ from scheduler.domain import ReplicaPlacement
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.filters import Eligibility, eligibility_of
 from scheduler.solver.greedy import NodeIndex
-from scheduler.solver.objective import evaluate
+from scheduler.solver.objective import evaluate, evaluate_state
 from scheduler.solver.problem import (
     PlacementResult,
     Problem,
@@ -108,6 +108,7 @@ class _Run:
     ) -> None:
         self.problem, self.params, self.elig, self.index = problem, params, elig, index
         self.budget = budget
+        self.never_fits = {wid for wid, e in elig.items() if e.final_reason}
         self.stats: dict[str, Any] = {}
         self.bound = _Bound()
         self.status = SolveStatus.FEASIBLE
@@ -155,9 +156,7 @@ class _Run:
         if lp.solved:
             best = self._packed(model, round_solution(model, lp.x))
         else:
-            state = PackingState(self.problem, self.params, self.elig, index=self.index)
-            place_greedily(state)
-            best = _Packing(state, state.placements())
+            best = _greedy(self.problem, self.params, self.elig, self.index)
             self.status = SolveStatus.FALLBACK
             self.stats["fallback"] = True
         self.stats["pack_seconds"] = time.monotonic() - t
@@ -186,8 +185,7 @@ class _Run:
         self.stats["decision_objective"] = out.value
         # a better decision: pack it too and keep the better of the two placements
         alt = self._packed(model, out.counts)
-        objective = evaluate(self.problem, alt.placements, self.params).objective
-        if objective < evaluate(self.problem, best.placements, self.params).objective:
+        if self._objective(alt) < self._objective(best):
             self.stats["cpsat_improved"] = True
             return alt
         return best
@@ -217,6 +215,12 @@ class _Run:
             SolveStats(**self.stats),
         )
 
+    def _objective(self, packing: _Packing) -> float:
+        """The objective of a packing, from the cluster state it already holds."""
+        return evaluate_state(
+            self.problem, packing.state.cluster, packing.placements, self.params, self.never_fits
+        ).objective
+
     def _packed(self, model: Model, counts: Sequence[int]) -> _Packing:
         """A new state with ``counts`` packed and repaired."""
         state = PackingState(self.problem, self.params, self.elig, index=self.index)
@@ -234,18 +238,26 @@ def _greedy_answer(
     index: NodeIndex,
     budget: TimeBudget,
 ) -> PlacementResult:
-    state = PackingState(problem, params, elig, index=index)
-    open_work = bool(state.open_workloads())
-    place_greedily(state)
+    open_work = any(not e.final_reason for e in elig.values())
+    packing = _greedy(problem, params, elig, index)
     status = SolveStatus.FALLBACK if open_work else SolveStatus.OPTIMAL
     return build_result(
         problem,
         params,
-        state.placements(),
+        packing.placements,
         elig,
-        state.cluster,
+        packing.state.cluster,
         status,
         budget.start,
         None,
         SolveStats(fallback=open_work),
     )
+
+
+def _greedy(
+    problem: Problem, params: SolverParams, elig: Mapping[str, Eligibility], index: NodeIndex
+) -> _Packing:
+    """The greedy answer: every workload placed one at a time (``place_greedily``)."""
+    state = PackingState(problem, params, elig, index=index)
+    place_greedily(state)
+    return _Packing(state, state.placements())

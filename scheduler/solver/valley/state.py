@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-
 from scheduler.domain import Cluster, ReplicaPlacement, WorkloadSpec
 from scheduler.solver.filters import Eligibility
 from scheduler.solver.greedy import IntArray, NodeIndex
@@ -216,10 +214,3 @@ class Transaction:
         assert undo is not None
         while len(undo) > self.undo_mark:
             undo.pop()()
-
-
-def awake_first(nodes: IntArray, cluster: Cluster) -> IntArray:
-    """``nodes`` ordered powered first, fullest first, then by index (the packing order)."""
-    awake = cluster.replicas_on[nodes] > 0
-    fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
-    return nodes[np.lexsort((nodes, -fullness, ~awake))]

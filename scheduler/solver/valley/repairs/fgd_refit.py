@@ -23,6 +23,22 @@ def _scorer(target: tuple[RequestType, ...]) -> FragmentationScorer:
     return scorer
 
 
+def _refit_work(state: PackingState) -> list[str]:
+    """The workloads to place again, in arrival order: GPU work, and CPU-only work this cycle
+    put on GPU nodes (allowed with cpu_on_gpu_nodes): its cores and memory can strand a GPU
+    node's GPUs as surely."""
+    n_gpus = state.cluster.n_gpus
+    return [
+        w.id
+        for w in state.problem.workloads
+        if w.id in state
+        and (
+            state.specs[w.id].resources.wants_gpu
+            or any(n_gpus[node] > 0 for node, _ in state.slots(w.id))
+        )
+    ]
+
+
 class FgdRefit:
     """Replica by replica in arrival order, each on the node (and GPU) of its site where the
     expected fragmentation of the GPUs grows least, for the problem's target workload (the GPU
@@ -32,26 +48,11 @@ class FgdRefit:
     name: ClassVar[str] = "fgd-refit"
 
     def supports(self, state: PackingState) -> bool:
-        cluster = state.cluster
-        return bool(state.problem.gpu_target) and any(
-            state.specs[w].resources.wants_gpu
-            or any(cluster.n_gpus[node] > 0 for node, _ in state.slots(w))
-            for w in state.placed()
-        )
+        return bool(state.problem.gpu_target) and bool(_refit_work(state))
 
     def apply(self, state: PackingState, budget: TimeBudget) -> bool:
         cluster = state.cluster
-        # GPU work, and CPU-only work this cycle put on GPU nodes (allowed with
-        # cpu_on_gpu_nodes): its cores and memory can strand a GPU node's GPUs as surely
-        work = [
-            w.id
-            for w in state.problem.workloads
-            if w.id in state
-            and (
-                state.specs[w.id].resources.wants_gpu
-                or any(cluster.n_gpus[node] > 0 for node, _ in state.slots(w.id))
-            )
-        ]
+        work = _refit_work(state)
         scorer = _scorer(state.problem.gpu_target)
         with state.transaction() as tx:
             for wid in work:
