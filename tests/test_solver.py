@@ -14,9 +14,15 @@ from scheduler.domain import (
     Topology,
     WorkloadKind,
     WorkloadSpec,
+    parse_scenario,
 )
 from scheduler.solver import PendingWorkload, Problem, SolverParams, SolveStatus, solve
+from scheduler.solver.filters import eligibility_of
+from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.objective import evaluate
+from scheduler.solver.valley.model import build_model
+from scheduler.solver.valley.packing import pack
+from scheduler.solver.valley.state import PackingState
 
 
 def service(cores: float, slo: float, replicas: int = 1, **kw) -> WorkloadSpec:
@@ -312,3 +318,81 @@ def test_work_that_fits_no_single_node_now_does_not_open_the_gap(tiny):
     assert "w0" not in r.placements and not r.unplaced["w0"].final
     assert r.bound is not None and r.bound <= r.objective + 1e-9
     assert r.gap is not None and r.gap < 0.01
+
+
+# the relaxations and the packing alone: CP-SAT gets no time
+NO_CPSAT = SolverParams(solver_parameters="max_time_in_seconds: 0")
+
+
+def test_a_workload_that_fits_only_in_part_counts_whole_in_the_bound(tiny):
+    # two 3-core replicas pinned to near, where one node has 2 of its 4 cores taken: one
+    # replica fits, the workload does not. The LP places half of it and its bound misses half
+    # the penalty; the MIP bound keeps the workloads placed integer and proves the whole
+    cluster = Cluster(tiny)
+    cluster.allocate(cluster.index["near/cpu-0000"], Resources(2000, 1024))
+    pinned = WorkloadSpec(
+        tenant="t", resources=Resources(3000, 1024), replicas=2, allowed_sites=("near",)
+    )
+    r = solve(problem(tiny, pinned, cluster=cluster), NO_CPSAT)
+    assert "w0" not in r.placements and not r.unplaced["w0"].final
+    assert r.stats.mip_status == "OPTIMAL" and r.stats.bound_source == "mip"
+    assert r.gap is not None and r.gap < 0.01
+
+
+OVERFLOW = """
+name = "overflow"
+origins = ["city"]
+
+[sites.near]
+pue = 1.5
+price_cny_per_kwh = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+    1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+carbon_kg_per_kwh = [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6,
+    0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+latency_ms = { city = 1.0 }
+[[sites.near.pools]]
+name = "cpu"
+count = 2
+cpu_millis = 4000
+memory_mib = 8192
+idle_watts = 100.0
+max_watts = 300.0
+[[sites.near.pools]]
+name = "fat"
+count = 1
+cpu_millis = 64000
+memory_mib = 262144
+idle_watts = 2000.0
+max_watts = 6000.0
+[[sites.near.pools]]
+name = "small"
+count = 2
+cpu_millis = 4000
+memory_mib = 8192
+idle_watts = 150.0
+max_watts = 300.0
+"""
+
+
+def test_a_replica_that_overflows_its_pool_wakes_the_cheapest_pool_not_the_first():
+    # the decision puts a 3-core replica and two 2.5-core ones on near/cpu: 8 cores, its two
+    # nodes' total, but only two of them fit its nodes. The third goes to another pool of the
+    # site: a "small" node (150 W idle), not the "fat" one listed before it (2 kW idle)
+    scenario = parse_scenario(OVERFLOW, "overflow.toml")
+    big = WorkloadSpec(tenant="t", resources=Resources(3000, 1024))
+    mid = WorkloadSpec(tenant="t", resources=Resources(2500, 1024), replicas=2)
+    p = problem(scenario, big, mid)
+    params = SolverParams()
+    elig = eligibility_of(scenario, p.cluster, ((w.id, w.spec) for w in p.workloads), params)
+    index = NodeIndex(p.cluster)
+    model = build_model(p, params, elig, index, 0.0)
+    counts = [0] * model.lm.size
+    for c in model.classes:
+        counts[c.k] = len(c.members)
+        counts[c.x[0]] = c.spec.replica_count * len(c.members)  # pool 0: near/cpu
+    counts[model.pools[0].wake] = 2
+    state = PackingState(p, params, elig, index=index)
+    pack(state, model, counts)
+    nodes = [rp.node for reps in state.placements().values() for rp in reps]
+    assert len(nodes) == 3 and sum(n.startswith("near/cpu-") for n in nodes) == 2
+    assert not any(n.startswith("near/fat-") for n in nodes), nodes

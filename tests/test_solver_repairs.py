@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from scheduler.domain import Cluster, Resources, WorkloadSpec, parse_scenario
+from scheduler.domain import Cluster, Resources, Topology, WorkloadSpec, parse_scenario
 from scheduler.solver import REPAIRS, PendingWorkload, Problem, SolverParams
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.filters import eligibility_of
@@ -234,4 +234,46 @@ def test_fgd_refit_moves_cpu_work_off_a_gpu_node_where_it_strands_gpus(tiny):
     state.place_on("c", ["green/gpu-0000"])
     assert apply("fgd-refit", state)
     assert nodes_of(state, "c")[0].startswith("green/cpu-")
+    assert holds_exactly_what_it_says(state)
+
+
+def test_displace_moves_work_that_may_go_elsewhere_out_of_a_pinned_workloads_way(tiny):
+    # near is full of a flexible job's replicas (3 of its 4 cores on each node); the job pinned
+    # to near finds no node, and no move inside near helps (make-room's ground). Displace moves
+    # one flexible replica to green, which it may use, and places the pinned job.
+    specs = {"flex": job(3, 2, replicas=2), "pinned": job(3, 2, allowed_sites=("near",))}
+    state = state_of(tiny, specs)
+    state.place_on("flex", ["near/cpu-0000", "near/cpu-0001"])
+    assert not apply("make-room", state)
+    assert apply("displace", state)
+    assert nodes_of(state, "pinned")[0].startswith("near/")
+    assert sorted(n.split("/")[0] for n in nodes_of(state, "flex")) == ["green", "near"]
+    assert holds_exactly_what_it_says(state)
+
+
+def test_displace_keeps_a_spread_workloads_sites(tiny):
+    # the spread service has one replica in each site: its near replica may not leave near,
+    # so nothing makes room for the pinned job and the placement stays as it was
+    spread = job(3, 2, replicas=2, topology=Topology.SPREAD, min_sites=2)
+    specs = {
+        "s": spread,
+        "other": job(3, 2, allowed_sites=("near",)),
+        "pinned": job(3, 2, allowed_sites=("near",)),
+    }
+    state = state_of(tiny, specs)
+    state.place_on("s", ["near/cpu-0000", "green/cpu-0000"])
+    state.place_on("other", ["near/cpu-0001"])
+    assert not apply("displace", state)
+    assert "pinned" not in state
+    assert sorted(nodes_of(state, "s")) == ["green/cpu-0000", "near/cpu-0000"]
+
+
+def test_displace_moves_a_spread_replica_its_site_can_spare(tiny):
+    spread = job(3, 2, replicas=3, topology=Topology.SPREAD, min_sites=2)
+    specs = {"s": spread, "pinned": job(3, 2, allowed_sites=("near",))}
+    state = state_of(tiny, specs)
+    state.place_on("s", ["near/cpu-0000", "near/cpu-0001", "green/cpu-0000"])
+    assert apply("displace", state)
+    assert nodes_of(state, "pinned")[0].startswith("near/")
+    assert sorted(n.split("/")[0] for n in nodes_of(state, "s")) == ["green", "green", "near"]
     assert holds_exactly_what_it_says(state)

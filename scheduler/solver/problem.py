@@ -47,7 +47,7 @@ class Problem:
 
 # the repairs of Valley's packing, in the order they run by default (scheduler.solver.valley.repairs
 # registers one class per name); a benchmark switches one off to measure what it is worth
-REPAIRS = ("consolidate", "gpu-repack", "leftovers", "make-room", "fgd-refit")
+REPAIRS = ("consolidate", "gpu-repack", "leftovers", "make-room", "displace", "fgd-refit")
 
 # SolverParams fields that are numbers, with the least value each may take (None: no limit)
 _NUMBER_FIELDS: dict[str, tuple[type, float | None, bool]] = {
@@ -83,9 +83,9 @@ class SolverParams:
     # whether CPU-only work may use GPU nodes (kept for GPU work by default)
     cpu_on_gpu_nodes: bool = False
     num_workers: int = 2
-    # prove the bound with the wake counts integer (a small HiGHS MIP, tens of ms at 10k
-    # replicas); False: the LP bound only, for callers that solve often and need speed more
-    # than a tight gap (the loop under sustained load)
+    # prove the bound with the wake and workload counts integer (a HiGHS MIP, a few tenths of
+    # a second at 10k replicas, beside packing); False: the LP bound only, for callers that
+    # solve often and need speed more than a tight gap (the loop under sustained load)
     mip_bound: bool = True
     # the repairs of the packing, in order (names of REPAIRS); leave one out to measure it
     repairs: tuple[str, ...] = REPAIRS

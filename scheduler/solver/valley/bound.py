@@ -1,5 +1,6 @@
-"""The MIP bound (the model with the wake counts integer), solved in a background thread:
-HiGHS releases the GIL, so it runs beside packing and CP-SAT and only ever raises the bound."""
+"""The MIP bound (the model with the wake and workload counts integer), solved in a background
+thread: HiGHS releases the GIL, so it runs beside packing and CP-SAT and only ever raises the
+bound."""
 
 from __future__ import annotations
 

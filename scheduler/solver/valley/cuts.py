@@ -61,7 +61,7 @@ def add_node_fit_cuts(
         if reach >= most[(p, r)]:
             continue  # cannot bind: every replica of the shape fits even then
         gain = implied_awake - fit_awake + (implied_empty - fit_empty) * ps.empty_nodes
-        if gain < MIN_GAIN:
+        if gain < MIN_GAIN - 1e-9:  # (a gain of exactly one replica comes out as 0.999...)
             continue
         lm.row([*xs, ps.wake], [1] * len(xs) + [-fit_empty], hi=fit_awake)
         added += 1

@@ -84,6 +84,20 @@ class Model:
     def wake_vars(self) -> list[int]:
         return [p.wake for p in self.pools if p.wake >= 0]
 
+    @property
+    def bound_integers(self) -> list[int]:
+        """The variables the MIP bound keeps integer: the wake counts, the workloads placed
+        per class (a large workload is placed whole or not at all: the LP places a fraction
+        of it and its bound misses the penalty of the rest) and the GANG and SPREAD site
+        choices. Replica counts per pool stay continuous: that keeps the MIP small (on the
+        10k mixes it solves faster than with the wake counts alone)."""
+        out = self.wake_vars
+        for c in self.classes:
+            out.append(c.k)
+            out += c.g.values()
+            out += c.u.values()
+        return out
+
 
 def _class_key(
     spec: WorkloadSpec, elig: Eligibility, penalty: float, rtts: tuple[float, ...]

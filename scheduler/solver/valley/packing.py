@@ -37,8 +37,11 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
             groups[_group(state, wid) if full else (False, 0)].append(wid)
         for key in sorted(groups):
             _pack_group(state, p, groups[key], demand[p], got, short)
+    # a powered-down node of a pool the model did not wake costs its idle power: replicas
+    # that overflow their pool wake the cheapest pool's nodes first
+    wake_cost = {ps.index: model.lm.cost[ps.wake] for ps in model.pools if ps.wake >= 0}
     for wid in plan:
-        _complete(state, wid, got[wid], short.get(wid, 0))
+        _complete(state, wid, got[wid], short.get(wid, 0), wake_cost)
 
 
 def _plan(model: Model, counts: Sequence[int]) -> dict[str, list[int]]:
@@ -62,10 +65,11 @@ def _plan(model: Model, counts: Sequence[int]) -> dict[str, list[int]]:
 
 
 def _group(state: PackingState, wid: str) -> tuple[bool, int]:
-    """Packing order in a full pool: replicas with no other site to go to before those that
-    could move, higher priority first."""
+    """Packing order in a full pool: replicas with no other pool to go to before those that
+    could move (to another site, or another pool of theirs in the site), higher priority
+    first."""
     spec = state.specs[wid]
-    pinned = len(state.elig[wid].sites) == 1 or spec.topology in (Topology.GANG, Topology.SPREAD)
+    pinned = len(state.elig[wid].pools) == 1 or spec.topology in (Topology.GANG, Topology.SPREAD)
     return (not pinned, -spec.priority)
 
 
@@ -93,8 +97,15 @@ def _pack_group(
             short[wid] += m - len(mine)
 
 
-def _complete(state: PackingState, wid: str, got: list[Slot], missing: int) -> None:
-    """Replicas that did not fit go to another eligible pool (the same site for GANG); the
+def _complete(
+    state: PackingState,
+    wid: str,
+    got: list[Slot],
+    missing: int,
+    wake_cost: dict[int, float],
+) -> None:
+    """Replicas that did not fit go to another eligible pool (the same site for GANG):
+    powered nodes of any of them first, then the pool whose nodes cost least to wake. The
     workload is placed if whole and its topology holds, else its replicas are released."""
     cluster = state.cluster
     spec = state.specs[wid]
@@ -105,9 +116,16 @@ def _complete(state: PackingState, wid: str, got: list[Slot], missing: int) -> N
             alt = e.pools_by_site[site]
         else:
             alt = e.pools
-        more = fill(cluster, state.index.nodes(tuple(alt)), spec.resources, missing)
-        got.extend(more)
-        missing -= len(more)
+        nodes = state.index.nodes(tuple(alt))
+        for part in (
+            nodes[cluster.replicas_on[nodes] > 0],
+            *(state.index.by_pool[p] for p in sorted(alt, key=lambda p: wake_cost.get(p, 0.0))),
+        ):
+            more = fill(cluster, part, spec.resources, missing)
+            got.extend(more)
+            missing -= len(more)
+            if not missing:
+                break
     if missing or not topology_holds(spec, cluster, got):
         for node, gpus in got:
             cluster.release(node, spec.resources, gpus)

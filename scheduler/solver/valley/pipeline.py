@@ -1,8 +1,8 @@
 """One cycle of Valley's optimizer, phase by phase, on one time budget.
 
 1. Filter and aggregate (``model``): the model of classes x pools.
-2. Relax (``linear``): the LP gives the first bound; with the wake counts integer, a small MIP
-   (``bound``) tightens it in a background thread.
+2. Relax (``linear``): the LP gives the first bound; with the wake and workload counts
+   integer, a MIP (``bound``) tightens it in a background thread.
 3. Pack (``packing``) the rounded LP solution (``rounding``) and repair it (``repairs``).
 4. Improve (``search``): CP-SAT, hinted with that answer, searches the integer model in the
    time left; a better decision is packed and repaired too, and the better placement kept.
@@ -139,12 +139,13 @@ class _Run:
         return lp
 
     def start_mip_bound(self, model: Model, lp: Relaxation) -> MipBound | None:
-        """The bound with the wake counts integer, in the background; it only ever raises the
-        reported bound, never changes the placement."""
+        """The bound with the wake counts and the workloads placed integer
+        (``Model.bound_integers``), in the background; it only ever raises the reported
+        bound, never changes the placement."""
         if lp.bound is None or not model.wake_vars or not self.params.mip_bound:
             return None
         share = self.budget.share(MIP_SHARE, MIP_LEAST_S)
-        mip = MipBound(model.lm, share, model.wake_vars, MIP_GAP_SHARE * abs(lp.bound))
+        mip = MipBound(model.lm, share, model.bound_integers, MIP_GAP_SHARE * abs(lp.bound))
         mip.start()
         return mip
 

@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.problem import REPAIRS
 from scheduler.solver.valley.repairs.consolidate import Consolidate
+from scheduler.solver.valley.repairs.displace import Displace
 from scheduler.solver.valley.repairs.fgd_refit import FgdRefit
 from scheduler.solver.valley.repairs.gpu_repack import GpuRepack
 from scheduler.solver.valley.repairs.leftovers import Leftovers
@@ -49,7 +50,7 @@ def _registry(*repairs: type[Repair]) -> dict[str, type[Repair]]:
 
 
 REGISTRY: Mapping[str, type[Repair]] = _registry(
-    Consolidate, GpuRepack, Leftovers, MakeRoom, FgdRefit
+    Consolidate, GpuRepack, Leftovers, MakeRoom, Displace, FgdRefit
 )
 
 
