@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
-from scheduler.domain import Scenario, Workload
+from scheduler.domain import Scenario, ValidationError, Workload, WorkloadSpec
 from scheduler.service import convert, paging, validation
 from scheduler.service.errors import RpcFailure, check_deadline, streaming, unary
 from scheduler.service.explaining import explain_workload
@@ -26,6 +26,13 @@ WATCH_POLL_S = 0.25  # how often a quiet watch stream checks that its client is 
 def _possible_id(workload_id: str) -> bool:
     """Whether a stored workload could have this id (others are NOT_FOUND without a query)."""
     return 0 < len(workload_id) <= MAX_ID and "\x00" not in workload_id
+
+
+def request_tenant(specs: Sequence[WorkloadSpec]) -> str:
+    """The tenant a request's ``request_id`` belongs to: its first spec's (a request that mixes
+    tenants is its first tenant's; one without specs is the empty tenant's). request_ids are
+    scoped per tenant, so another tenant reusing one makes a new request."""
+    return specs[0].tenant if specs else ""
 
 
 def _utcnow() -> datetime:
@@ -62,22 +69,36 @@ class PlacementServicer:
         self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
     ) -> pb.SubmitWorkloadsResponse:
         check_deadline(context)
-        validation.check_request_id(request.request_id)
-        validation.check_count(len(request.workloads))
-        specs = [
-            validation.check_spec(
-                convert.spec_from_proto(m, f"workloads[{i}]"), self._scenario, f"workloads[{i}]"
-            )
-            for i, m in enumerate(request.workloads)
-        ]
+        specs = self._valid_specs(request)
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
         self._events.requested(specs, request.workloads)  # the watchers' events carry them
-        submitted = self._store.submit(request.request_id, digest, specs, self._clock())
+        submitted = self._store.submit(
+            request.request_id, digest, specs, self._clock(), tenant=request_tenant(specs)
+        )
         if not submitted.created:
             return convert.submit_response(submitted.workloads)
         self._scheduling.submitted(submitted.workloads)
         return convert.accepted_response(request, submitted.workloads)
+
+    def _valid_specs(self, request: pb.SubmitWorkloadsRequest) -> list[WorkloadSpec]:
+        """The request's specs; raises ``ValidationErrors`` listing every violation."""
+        found = validation.Violations()
+        found.add(validation.request_id_violations(request.request_id))
+        found.add(validation.count_violations(len(request.workloads)))
+        specs = []
+        # past the limit the request is refused anyway: its first specs' faults are enough
+        for i, m in enumerate(request.workloads[: validation.MAX_WORKLOADS_PER_REQUEST]):
+            field = f"workloads[{i}]"
+            try:
+                spec = convert.spec_from_proto(m, field)
+            except ValidationError as e:
+                found.add((e,))
+                continue
+            found.add(validation.spec_violations(spec, self._scenario, field))
+            specs.append(spec)
+        found.check()
+        return specs
 
     @unary
     def GetWorkload(
