@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -57,6 +58,10 @@ def check_deadline(context: grpc.ServicerContext) -> None:
         )
 
 
+# an UNAVAILABLE the server sends itself says so (google.rpc.ErrorInfo), so that a client
+# tells "server up, store down" from "server unreachable"
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+ERROR_DOMAIN = "valley.v1"
 # no error message may come near the metadata limit of gRPC clients (~8 KB with every trailer)
 MAX_MESSAGE = 1000
 
@@ -97,10 +102,15 @@ def rich_status(e: BaseException) -> grpc.Status:
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name), message=shorten(message, MAX_MESSAGE)
     )
+    detail: Message | None = None
     if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(e, ValidationError):
-        detail = any_pb2.Any()
-        detail.Pack(bad_request(e))
-        status.details.append(detail)
+        detail = bad_request(e)
+    elif code == grpc.StatusCode.UNAVAILABLE and isinstance(e, StoreError):
+        detail = error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN)
+    if detail is not None:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
     return rpc_status.to_status(status)
 
 
