@@ -90,7 +90,7 @@ def rpc_failure(e: grpc.RpcError, server: str) -> click.ClickException:
 def _details(e: grpc.RpcError) -> list[Any]:
     """The ``google.rpc.Status`` details the server attached to the failed call."""
     try:
-        status = rpc_status.from_call(e)  # type: ignore[arg-type]
+        status = rpc_status.from_call(e)
     except ValueError:  # a status that contradicts the call's: ignore the details
         return []
     return list(status.details) if status is not None else []
