@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from grpc_status import rpc_status
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.domain import Scenario
-from tests.test_service_support import Client, cpu_spec, serve
+from tests.test_service_support import PLACED, Client, cpu_spec, serve, until
 
 
 @pytest.fixture
@@ -129,3 +130,20 @@ def test_a_request_id_reused_by_another_tenant_makes_a_new_request(client: Clien
     assert theirs[0].id != mine[0].id and theirs[0].spec.tenant == "b"
     # a's replay still replays
     assert client.submit([cpu_spec(1, tenant="a")], request_id="shared")[0].id == mine[0].id
+
+
+def test_another_tenants_small_workload_is_placed_within_seconds_behind_a_huge_request(
+    beijing_hebei: Scenario, tmp_path: Path
+) -> None:
+    # a tenth of the reported request (1,000 specs x 10,000 replicas, whose one cycle took 91 s)
+    big = [cpu_spec(0.001, tenant="flood", name=f"f{i}", replicas=10_000) for i in range(100)]
+    with serve(beijing_hebei, tmp_path) as (_, c):
+        accepted = c.submit(big)
+        assert len(accepted) == 100  # valid, and accepted whole
+        t0 = time.monotonic()
+        (small,) = c.submit([cpu_spec(1, tenant="quiet", name="one")])
+        until(lambda: c.get(small.id).state == PLACED, 10, "the quiet tenant's workload placed")
+        waited = time.monotonic() - t0
+        # the flood is placed too, over later cycles
+        until(lambda: c.get(accepted[0].id).state == PLACED, 30, "the flood's first placed")
+    assert waited < 10

@@ -332,7 +332,9 @@ class SchedulingLoop:
         return bool(done)
 
     def _take_batch(self) -> list[Workload]:
-        batch = self._queue.take(self._batch_limit or self.config.max_batch_workloads)
+        batch = self._queue.take(
+            self._batch_limit or self.config.max_batch_workloads, self.config.max_batch_replicas
+        )
         self._last_batch = len(batch)
         if not self._queue.has_ready:
             self._batch_limit = None  # the backlog that made a solve fail is gone
