@@ -64,6 +64,14 @@ import click
     help="deadline of each cycle's solve: placement quality against submit-to-placed latency",
 )
 @click.option(
+    "--max-batch-replicas",
+    type=click.IntRange(1, 100_000_000),
+    default=10_000,
+    show_default=True,
+    help="replicas a cycle takes at most (at least one workload): the rest, fairly across "
+    "tenants, in later cycles, so that a cycle stays near its budget",
+)
+@click.option(
     "--solver-process/--no-solver-process",
     default=True,
     show_default=True,
@@ -99,6 +107,7 @@ def serve(
     params_file: str | None,
     batch_window_ms: float,
     solve_budget_ms: float,
+    max_batch_replicas: int,
     solver_process: bool,
     fgd: bool,
     grace: float,
@@ -133,6 +142,7 @@ def serve(
             loop=LoopConfig(
                 batch_window_s=batch_window_ms / 1000.0,
                 solve_budget_s=solve_budget_ms / 1000.0,
+                max_batch_replicas=max_batch_replicas,
                 solver_process=solver_process,
                 fgd=fgd,
             ),
