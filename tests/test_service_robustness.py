@@ -4,6 +4,7 @@ the rich errors every INVALID_ARGUMENT carries."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.config import Valley, ValleyConfig
 from scheduler.domain import Scenario
+from scheduler.loop import LoopConfig
+from scheduler.service import ServerLimits
 from tests.test_service_support import PLACED, Client, cpu_spec, serve, until
 
 
@@ -147,3 +151,72 @@ def test_another_tenants_small_workload_is_placed_within_seconds_behind_a_huge_r
         # the flood is placed too, over later cycles
         until(lambda: c.get(accepted[0].id).state == PLACED, 30, "the flood's first placed")
     assert waited < 10
+
+
+@contextlib.contextmanager
+def serve_limited(scenario: Scenario, directory: Path, limits: ServerLimits) -> Iterator[Client]:
+    config = ValleyConfig(
+        grpc_address="127.0.0.1:0",
+        metrics_address=None,
+        store_url=f"sqlite:///{directory}/valley.db",
+        loop=LoopConfig(batch_window_s=0.01),
+        limits=limits,
+    )
+    valley = Valley(config, scenario=scenario).start()
+    client = Client.connect(valley.port)
+    try:
+        yield client
+    finally:
+        client.close()
+        valley.stop(grace=1.0)
+
+
+def open_watch(client: Client, tenant: str) -> grpc.Call:
+    stream = client.placement.WatchWorkloads(pb.WatchWorkloadsRequest(tenant=tenant))
+    stream.initial_metadata()  # open: the server has taken it
+    return stream  # type: ignore[no-any-return]
+
+
+def test_one_tenants_watch_streams_do_not_lock_another_tenant_out(
+    tiny: Scenario, tmp_path: Path
+) -> None:
+    with serve_limited(tiny, tmp_path, ServerLimits(max_watchers_per_tenant=3)) as c:
+        mine = [open_watch(c, "greedy") for _ in range(3)]
+        one_more = c.placement.WatchWorkloads(pb.WatchWorkloadsRequest(tenant="greedy"))
+        e = rpc_error(lambda: next(one_more))
+        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "per tenant" in (e.details() or "")
+        theirs = open_watch(c, "polite")
+        (w,) = c.submit([cpu_spec(1, tenant="polite")])
+        assert next(theirs).workload.id == w.id
+        for stream in (*mine, theirs):
+            stream.cancel()
+
+
+def test_calls_beyond_the_concurrent_rpc_cap_are_resource_exhausted(
+    tiny: Scenario, tmp_path: Path
+) -> None:
+    with serve_limited(tiny, tmp_path, ServerLimits(max_concurrent_rpcs=2)) as c:
+        held = [open_watch(c, t) for t in ("a", "b")]
+        e = rpc_error(lambda: c.get("w-nope"))
+        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for stream in held:
+            stream.cancel()
+        until(lambda: code_of_get(c) == grpc.StatusCode.NOT_FOUND, 10, "calls served again")
+
+
+def code_of_get(c: Client) -> grpc.StatusCode:
+    return rpc_error(lambda: c.get("w-nope")).code()
+
+
+def test_a_connection_is_closed_at_its_maximum_age_and_the_client_reconnects(
+    tiny: Scenario, tmp_path: Path
+) -> None:
+    limits = ServerLimits(max_connection_age_s=1.0, max_connection_age_grace_s=0.5)
+    with serve_limited(tiny, tmp_path, limits) as c:
+        stream = open_watch(c, "a")
+        t0 = time.monotonic()
+        e = rpc_error(lambda: list(stream))  # the stream ends with its connection
+        assert e.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - t0 < 10
+        assert code_of_get(c) == grpc.StatusCode.NOT_FOUND  # a new connection serves

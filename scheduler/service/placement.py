@@ -39,6 +39,40 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class WatchSlots:
+    """Open watch streams, at most ``total`` and at most ``per_tenant`` per tenant (the watch's
+    tenant filter: all tenants count as the tenant ""); beyond them RESOURCE_EXHAUSTED."""
+
+    def __init__(self, total: int, per_tenant: int) -> None:
+        self._total = total
+        self._per_tenant = per_tenant
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def acquire(self, tenant: str) -> None:
+        with self._lock:
+            mine = self._open.get(tenant, 0)
+            if mine >= self._per_tenant:
+                raise RpcFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"at most {self._per_tenant} watch streams per tenant at once; retry later",
+                )
+            if sum(self._open.values()) >= self._total:
+                raise RpcFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"at most {self._total} watch streams at once; retry later",
+                )
+            self._open[tenant] = mine + 1
+
+    def release(self, tenant: str) -> None:
+        with self._lock:
+            left = self._open[tenant] - 1
+            if left:
+                self._open[tenant] = left
+            else:
+                del self._open[tenant]
+
+
 class PlacementServicer:
     def __init__(
         self,
@@ -47,14 +81,14 @@ class PlacementServicer:
         scenario: Scenario,
         *,
         max_watchers: int = 16,
+        max_watchers_per_tenant: int = 8,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._store = store
         self._scheduling = scheduling
         self._scenario = scenario
         self._clock = clock
-        self._watchers = threading.BoundedSemaphore(max_watchers)
-        self._max_watchers = max_watchers
+        self._watchers = WatchSlots(max_watchers, max_watchers_per_tenant)
         # every watcher sends every event: the parts events share are encoded once
         self._events = convert.EventEncoder()
 
@@ -159,11 +193,7 @@ class PlacementServicer:
         subscription: everything published since the last group, up to 1,000 events."""
         tenant = request.tenant
         states = frozenset(convert.states_from_proto(request.states))
-        if not self._watchers.acquire(blocking=False):
-            raise RpcFailure(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"at most {self._max_watchers} watch streams at once; retry later",
-            )
+        self._watchers.acquire(tenant)
         try:
             with self._store.subscribe() as sub:
                 context.add_callback(sub.close)
@@ -193,7 +223,7 @@ class PlacementServicer:
                         # the bytes of convert.event_to_proto(event)
                         yield [encode(e) for e in events]
         finally:
-            self._watchers.release()
+            self._watchers.release(tenant)
 
     @unary
     def ExplainWorkload(
