@@ -20,7 +20,7 @@ import grpc
 
 from scheduler.domain import DEFAULT_SCENARIO, Scenario, load_scenario
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop
-from scheduler.service import ServerConfig, ValleyServer, create_server
+from scheduler.service import ServerConfig, ServerLimits, ValleyServer, create_server
 from scheduler.solver import SolverParams
 from scheduler.store import Store, open_store
 
@@ -48,8 +48,7 @@ class ValleyConfig:
     scenario: str = DEFAULT_SCENARIO  # a shipped name or a TOML path
     params: SolverParams = field(default_factory=SolverParams)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    max_workers: int = 32
-    max_watchers: int = 16
+    limits: ServerLimits = field(default_factory=ServerLimits)
     grace_s: float = 10.0
     warm_up_timeout_s: float = 60.0
 
@@ -97,8 +96,7 @@ class Valley:
                     scheduling=self.loop,
                     scenario=self.scenario,
                     address=self.config.grpc_address,
-                    max_workers=self.config.max_workers,
-                    max_watchers=self.config.max_watchers,
+                    limits=self.config.limits,
                     interceptors=self._interceptors,
                 )
             )

@@ -438,7 +438,11 @@ def _code_name(code: grpc.StatusCode | None) -> str:
 
 @click.command("demo")
 @click.option(
-    "--server", default="127.0.0.1:50051", show_default=True, help="Valley gRPC address HOST:PORT."
+    "--server",
+    envvar="VALLEY_SERVER",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="Valley gRPC address HOST:PORT ($VALLEY_SERVER).",
 )
 @click.option(
     "--rate",

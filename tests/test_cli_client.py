@@ -175,6 +175,37 @@ def test_a_server_side_validation_error_points_at_the_file_line(
     assert f"{bad}:5: workloads[1].resources.cpu_millis: must be > 0" in result.output
 
 
+def test_a_server_side_validation_error_lists_every_violation_with_its_line(
+    server: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "- tenant: a\n"
+        "  resources:\n"
+        "    cpu_millis: -5\n"
+        "    memory_mib: 1024\n"
+        "- tenant: b\n"
+        "  origin: mars\n"
+        "  resources: {cpu_millis: 1000, memory_mib: 1024}\n"
+    )
+    result = run("submit", str(bad), "--server", server)
+    assert result.exit_code != 0
+    assert "2 problems" in result.output
+    assert f"{bad}:3: workloads[0].resources.cpu_millis: must be > 0" in result.output
+    assert f"{bad}:6: workloads[1].origin: unknown origin 'mars'" in result.output
+
+
+def test_a_reachable_server_whose_store_is_down_is_told_from_an_unreachable_one(
+    beijing_hebei: Scenario, tmp_path: Path
+) -> None:
+    with serve(beijing_hebei, tmp_path) as (valley, _):
+        valley.store.close()  # the server answers; its store does not
+        result = run("list", "--server", f"127.0.0.1:{valley.port}", "--timeout", "5")
+    assert result.exit_code != 0
+    assert "reachable but its store is unavailable" in result.output
+    assert "cannot reach" not in result.output
+
+
 BAD_FILES = [
     (
         "unknown field",

@@ -81,6 +81,14 @@ def test_demo_without_a_server_fails_fast_with_a_message() -> None:
     assert "cannot reach a server at 127.0.0.1:1" in result.output
 
 
+def test_demo_talks_to_valley_server_when_the_variable_names_one() -> None:
+    result = CliRunner().invoke(
+        demo, ["--duration=1", "--connect-timeout=0.5"], env={"VALLEY_SERVER": "127.0.0.1:1"}
+    )
+    assert result.exit_code == 2
+    assert "cannot reach a server at 127.0.0.1:1" in result.output
+
+
 def test_valley_cli_offers_the_demo_command() -> None:
     run = subprocess.run(
         [sys.executable, "-m", "scheduler.cli", "demo", "--help"],

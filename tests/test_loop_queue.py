@@ -3,7 +3,7 @@ cycle's taken workloads put back."""
 
 from __future__ import annotations
 
-from scheduler.domain import Workload
+from scheduler.domain import Resources, Workload, WorkloadSpec
 from scheduler.loop.queue import WorkQueue
 from tests.test_loop_support import cpu
 
@@ -73,3 +73,45 @@ def test_restore_makes_taken_workloads_ready_again_but_those_kept() -> None:
     assert q.restore(keep={"w1"}) == 2
     assert ids(q.take(10)) == ["w0", "w2"]
     assert q.restore() == 3  # w1 was still taken
+
+
+def tenant_workload(i: int, tenant: str, replicas: int = 1, priority: int = 0) -> Workload:
+    spec = WorkloadSpec(
+        tenant=tenant, resources=Resources(100, 64), replicas=replicas, priority=priority
+    )
+    return Workload(f"{tenant}{i}", spec)
+
+
+def test_a_batch_stops_at_its_replica_bound_but_takes_one_workload_however_large() -> None:
+    q = WorkQueue()
+    for i in range(5):
+        q.add(tenant_workload(i, "a", replicas=400))
+    assert ids(q.take(100, max_replicas=1000)) == ["a0", "a1", "a2"]
+    q = WorkQueue()
+    q.add(tenant_workload(0, "b", replicas=5000))
+    q.add(tenant_workload(1, "b", replicas=1))
+    assert ids(q.take(100, max_replicas=1000)) == ["b0"]
+
+
+def test_another_tenants_work_goes_next_when_one_tenant_has_a_backlog() -> None:
+    q = WorkQueue()
+    for i in range(100):
+        q.add(tenant_workload(i, "big", replicas=1000))
+    q.add(tenant_workload(0, "small"))
+    first = q.take(3000, max_replicas=2000)
+    assert "small0" in ids(first)
+    # priority comes first; then the tenants alternate by replicas served
+    q.add(tenant_workload(1, "small", priority=5))
+    q.add(tenant_workload(2, "small"))
+    assert ids(q.take(3000, max_replicas=3000))[:3] == ["small1", "big2", "small2"]
+
+
+def test_a_tenant_that_becomes_ready_starts_level_with_the_least_served() -> None:
+    q = WorkQueue()
+    for i in range(10):
+        q.add(tenant_workload(i, "a", replicas=100))
+    q.take(3000, max_replicas=500)  # a has been served 500 replicas
+    for i in range(10):
+        q.add(tenant_workload(i, "b", replicas=100))
+    # b gets no 500-replica head start: the two alternate
+    assert [w.spec.tenant for w in q.take(4, max_replicas=10_000)] == ["a", "b", "a", "b"]

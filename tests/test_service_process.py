@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,8 @@ from tests.test_service_support import (
 )
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Server:
@@ -66,7 +69,8 @@ def valley_serve(tmp_path: Path, store: str, *extra: str) -> Iterator[Server]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # this checkout's code, whichever one the environment has installed
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
     )
     lines: queue.Queue[str] = queue.Queue()
     log: list[str] = []
@@ -174,3 +178,21 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         assert ended.wait(30), "the watch stream did not end"
         assert any("stopped" in line for line in server.log)
         client.close()
+
+
+def test_sigterm_during_a_long_solve_exits_within_the_grace(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/valley.db"
+    grace = 2.0
+    # one batch of a million replicas: its solve takes tens of seconds whatever the budget
+    batch = ("--max-batch-replicas", "10000000", "--grace", str(grace))
+    with valley_serve(tmp_path, store, "--scenario", "beijing-hebei", *batch) as server:
+        client = Client.connect(server.port)
+        client.submit([cpu_spec(0.001, name=f"f{i}", replicas=10_000) for i in range(100)])
+        time.sleep(3.0)  # the loop is solving it
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=120)
+        took = time.monotonic() - t0
+        client.close()
+    assert code == 0, "".join(server.log)
+    assert took < grace + 2.0, f"exited {took:.1f} s after SIGTERM (grace {grace} s)"

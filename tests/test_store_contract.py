@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,6 +127,77 @@ def test_same_request_id_with_another_request_is_rejected_naming_request_id(
         store.submit("req-1", "hash-b", [spec(cpu=2000)], T0)
     assert e.value.field == "request_id"
     assert len(store.list_workloads("", [], 0, 100).workloads) == 1
+
+
+def test_a_request_id_of_another_tenant_is_a_new_request_when_tenants_differ(
+    store: Store,
+) -> None:
+    first = store.submit("req-1", "hash-a", [spec(tenant="a")], T0)
+    other = store.submit("req-1", "hash-b", [spec(tenant="b", cpu=2000)], T0)
+    assert other.created
+    # b replaying a's body under a's request_id gets its own workloads, never a's ids
+    replay = store.submit("req-1", "hash-a", [spec(tenant="a")], T0, tenant="c")
+    assert replay.created
+    assert {w.id for w in replay.workloads}.isdisjoint(w.id for w in first.workloads)
+    again = store.submit("req-1", "hash-a", [spec(tenant="a")], T0)
+    assert not again.created
+    assert [w.id for w in again.workloads] == [w.id for w in first.workloads]
+    assert len(store.list_workloads("", [], 0, 100).workloads) == 3
+
+
+def _version_1_database(url: str) -> list[str]:
+    """A database at schema version 1 holding one request of tenant ``old`` (two workloads)
+    and one without workloads; the workload ids."""
+    from scheduler.store.codec import spec_to_json
+    from scheduler.store.migrations import MIGRATIONS
+
+    ids = ["w-old-0", "w-old-1"]
+    v1 = MIGRATIONS[0]
+    rows = [(i, "old", int(S.PENDING), spec_to_json(spec(tenant="old")), 1.0) for i in ids]
+    requests = [("req-1", "hash-a", f'["{ids[0]}", "{ids[1]}"]', 1.0), ("req-0", "h", "[]", 1.0)]
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"))
+        statements, mark = v1.sqlite, "?"
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url)
+        statements, mark = v1.postgresql, "%s"
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    cur = conn.cursor()
+    cur.executemany(
+        "INSERT INTO workloads (id, tenant, state, spec, created_at) VALUES "
+        + ", ".join([mark] * 5).join("()"),
+        rows,
+    )
+    cur.executemany(
+        "INSERT INTO requests (request_id, request_hash, workload_ids, created_at) VALUES "
+        + ", ".join([mark] * 4).join("()"),
+        requests,
+    )
+    conn.commit()
+    conn.close()
+    return ids
+
+
+def test_requests_recorded_before_version_2_stay_their_first_workloads_tenants(
+    store_url: str,
+) -> None:
+    ids = _version_1_database(store_url)
+    store = open_store(store_url)
+    try:
+        replay = store.submit("req-1", "hash-a", [spec(tenant="old")], T0)
+        assert not replay.created
+        assert [w.id for w in replay.workloads] == ids
+        assert store.submit("req-1", "hash-a", [spec(tenant="new")], T0).created
+        assert not store.submit("req-0", "h", [], T0, tenant="").created
+    finally:
+        store.close()
 
 
 def test_an_empty_request_id_never_deduplicates(store: Store) -> None:

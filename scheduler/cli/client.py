@@ -24,10 +24,15 @@ import click
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+# the google.rpc.ErrorInfo reason of an UNAVAILABLE the server itself sent: it is up, its store
+# is not (a connection failure carries no such detail)
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 R = TypeVar("R")
 
@@ -59,17 +64,56 @@ def connect(server: str, timeout: float | None) -> Iterator[Api]:
 
 
 def rpc_failure(e: grpc.RpcError, server: str) -> click.ClickException:
-    """A failed call as a message for people: unreachable, too slow, or the server's status."""
+    """A failed call as a message for people: unreachable, store down, too slow, or the
+    server's status (with every field violation of an INVALID_ARGUMENT)."""
     code = e.code()  # the RpcError of a call is also a grpc.Call
     details = e.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
+        if STORE_UNAVAILABLE in error_reasons(e):
+            return click.ClickException(
+                f"the Valley server at {server} is reachable but its store is unavailable "
+                f"({details}); retry later"
+            )
         return click.ClickException(
             f"cannot reach the Valley server at {server} ({details or 'unavailable'}); "
             "is `valley serve` running there? (--server HOST:PORT)"
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return click.ClickException(f"the server at {server} did not answer in time (--timeout)")
+    listed = field_violations(e)
+    if len(listed) > 1:
+        lines = "".join(f"\n  {field}: {description}" for field, description in listed)
+        return click.ClickException(f"{code.name}: {details}{lines}")
     return click.ClickException(f"{code.name}: {details}")
+
+
+def _details(e: grpc.RpcError) -> list[Any]:
+    """The ``google.rpc.Status`` details the server attached to the failed call."""
+    try:
+        status = rpc_status.from_call(e)
+    except ValueError:  # a status that contradicts the call's: ignore the details
+        return []
+    return list(status.details) if status is not None else []
+
+
+def field_violations(e: grpc.RpcError) -> list[tuple[str, str]]:
+    """Every (field, description) of the call's ``google.rpc.BadRequest`` detail."""
+    out: list[tuple[str, str]] = []
+    for detail in _details(e):
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out += [(v.field, v.description) for v in bad.field_violations]
+    return out
+
+
+def error_reasons(e: grpc.RpcError) -> set[str]:
+    """The ``reason`` of every ``google.rpc.ErrorInfo`` detail of the call."""
+    out = set()
+    for detail in _details(e):
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            out.add(info.reason)
+    return out
 
 
 def server_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -19,6 +19,7 @@ from scheduler.cli.client import (
     as_dict,
     client_command,
     connect,
+    field_violations,
     output_option,
     server_option,
 )
@@ -61,7 +62,7 @@ def submit(api: Api, file: str, request_id: str) -> Shown:
             )
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise _located(wf, e.details() or "", start) from None
+                raise _located(wf, e, start) from None
             raise
         accepted += resp.workloads
     return Shown(accepted, workload_rows, submitted_note(len(accepted), rid))
@@ -80,15 +81,29 @@ def submitted_note(n: int, request_id: str) -> str:
     )
 
 
-def _located(wf: WorkloadFile, details: str, offset: int) -> click.ClickException:
-    """Point a server's validation error (``workloads[3].resources.cpu_millis: ...``) at the
-    file's line; ``offset`` is the index of the request's first workload in the file."""
-    m = re.match(r"workloads\[(\d+)\](\S*): (.*)", details, re.S)
+def _located(wf: WorkloadFile, e: grpc.RpcError, offset: int) -> click.ClickException:
+    """Point each of a server's field violations (``workloads[3].resources.cpu_millis: ...``)
+    at the file's line, one line each; ``offset`` is the index of the request's first workload
+    in the file."""
+    listed = [f"{field}: {description}" for field, description in field_violations(e)]
+    lines = [_line_of(wf, text, offset) for text in listed or [e.details() or ""]]
+    if len(lines) == 1:
+        return WorkloadFileError(wf.path, *lines[0])
+    more = e.details() or ""
+    summary = f"{len(lines)} problems" + (f" ({more})" if "more)" in more else "")
+    body = "".join(
+        f"\n{wf.path}:{line}: {text}" if line else f"\n{wf.path}: {text}" for line, text in lines
+    )
+    return WorkloadFileError(wf.path, None, summary + body)
+
+
+def _line_of(wf: WorkloadFile, text: str, offset: int) -> tuple[int | None, str]:
+    """The file's line for one violation, and the violation with its index in the file."""
+    m = re.match(r"workloads\[(\d+)\](\S*): (.*)", text, re.S)
     if m is None:
-        return WorkloadFileError(wf.path, None, details)
-    index = int(m.group(1)) + offset
-    field_path = f"workloads[{index}]{m.group(2)}"
-    return WorkloadFileError(wf.path, wf.line_of(field_path), f"{field_path}: {m.group(3)}")
+        return None, text
+    field_path = f"workloads[{int(m.group(1)) + offset}]{m.group(2)}"
+    return wf.line_of(field_path), f"{field_path}: {m.group(3)}"
 
 
 @click.command()

@@ -64,6 +64,14 @@ import click
     help="deadline of each cycle's solve: placement quality against submit-to-placed latency",
 )
 @click.option(
+    "--max-batch-replicas",
+    type=click.IntRange(1, 100_000_000),
+    default=10_000,
+    show_default=True,
+    help="replicas a cycle takes at most (at least one workload): the rest, fairly across "
+    "tenants, in later cycles, so that a cycle stays near its budget",
+)
+@click.option(
     "--solver-process/--no-solver-process",
     default=True,
     show_default=True,
@@ -85,6 +93,63 @@ import click
     help="seconds in-flight RPCs get on SIGTERM",
 )
 @click.option(
+    "--max-concurrent-rpcs",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="RPCs at once (running or queued); beyond: RESOURCE_EXHAUSTED",
+)
+@click.option(
+    "--max-watchers",
+    type=click.IntRange(0, 10_000),
+    default=48,
+    show_default=True,
+    help="open watch streams in all (each holds a thread; --max-workers must exceed it)",
+)
+@click.option(
+    "--max-watchers-per-tenant",
+    type=click.IntRange(0, 10_000),
+    default=8,
+    show_default=True,
+    help="open watch streams of one tenant; beyond: RESOURCE_EXHAUSTED",
+)
+@click.option(
+    "--max-workers",
+    type=click.IntRange(2, 10_000),
+    default=64,
+    show_default=True,
+    help="RPC worker threads",
+)
+@click.option(
+    "--keepalive-time-s",
+    type=click.FloatRange(1, 86_400),
+    default=30.0,
+    show_default=True,
+    help="ping an idle connection this often (keeps long watch streams open)",
+)
+@click.option(
+    "--keepalive-timeout-s",
+    type=click.FloatRange(1, 3600),
+    default=10.0,
+    show_default=True,
+    help="close a connection whose ping is not answered within this",
+)
+@click.option(
+    "--max-connection-age-s",
+    type=click.FloatRange(0, 30 * 86_400),
+    default=3600.0,
+    show_default=True,
+    help="close connections this old so that clients reconnect and rebalance behind a load "
+    "balancer; 0: never",
+)
+@click.option(
+    "--max-connection-age-grace-s",
+    type=click.FloatRange(0, 86_400),
+    default=60.0,
+    show_default=True,
+    help="what calls of a connection closed for its age get to finish",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -99,9 +164,18 @@ def serve(
     params_file: str | None,
     batch_window_ms: float,
     solve_budget_ms: float,
+    max_batch_replicas: int,
     solver_process: bool,
     fgd: bool,
     grace: float,
+    max_concurrent_rpcs: int,
+    max_watchers: int,
+    max_watchers_per_tenant: int,
+    max_workers: int,
+    keepalive_time_s: float,
+    keepalive_timeout_s: float,
+    max_connection_age_s: float,
+    max_connection_age_grace_s: float,
     log_level: str,
 ) -> None:
     """Run the Valley service: gRPC API, scheduling loop, store and metrics.
@@ -113,6 +187,7 @@ def serve(
     from scheduler.config import Valley, ValleyConfig, default_store_url
     from scheduler.domain import ScenarioError, ValidationError
     from scheduler.loop import LoopConfig
+    from scheduler.service import ServerLimits
     from scheduler.solver import SolverParams
     from scheduler.store import StoreError
 
@@ -133,10 +208,21 @@ def serve(
             loop=LoopConfig(
                 batch_window_s=batch_window_ms / 1000.0,
                 solve_budget_s=solve_budget_ms / 1000.0,
+                max_batch_replicas=max_batch_replicas,
                 solver_process=solver_process,
                 fgd=fgd,
             ),
             grace_s=grace,
+            limits=ServerLimits(
+                max_workers=max_workers,
+                max_watchers=max_watchers,
+                max_watchers_per_tenant=max_watchers_per_tenant,
+                max_concurrent_rpcs=max_concurrent_rpcs,
+                keepalive_time_s=keepalive_time_s,
+                keepalive_timeout_s=keepalive_timeout_s,
+                max_connection_age_s=max_connection_age_s,
+                max_connection_age_grace_s=max_connection_age_grace_s,
+            ),
         )
         valley = Valley(config).start()
     except (StoreError, ScenarioError, ValidationError, OSError, ValueError) as e:

@@ -8,7 +8,7 @@ from scheduler.domain.energy import (
     node_it_watts,
     site_costs,
 )
-from scheduler.domain.errors import ScenarioError, ValidationError
+from scheduler.domain.errors import ScenarioError, ValidationError, ValidationErrors, shorten
 from scheduler.domain.resources import GPU_MILLIS, Resources
 from scheduler.domain.scenario import (
     DEFAULT_SCENARIO,
@@ -52,6 +52,7 @@ __all__ = [
     "SiteVerdict",
     "Topology",
     "ValidationError",
+    "ValidationErrors",
     "Workload",
     "WorkloadKind",
     "WorkloadSpec",
@@ -62,5 +63,6 @@ __all__ = [
     "node_it_watts",
     "parse_scenario",
     "primary_reason_code",
+    "shorten",
     "site_costs",
 ]

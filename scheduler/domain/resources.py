@@ -7,6 +7,7 @@ at most one of the two is non-zero. In a capacity, ``gpus`` counts physical GPUs
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scheduler.domain.errors import ValidationError
@@ -48,6 +49,12 @@ class Resources:
 
     def validate_request(self, field: str = "resources") -> Resources:
         """Check the rules of a per-replica request; raises ValidationError naming the field."""
+        for violation in self.request_violations(field):
+            raise violation
+        return self
+
+    def request_violations(self, field: str = "resources") -> Iterator[ValidationError]:
+        """Every rule of a per-replica request this one breaks, at most one per resource."""
         checks: list[tuple[str, int, int, int]] = [
             ("cpu_millis", self.cpu_millis, 1, MAX_CPU_MILLIS),
             ("memory_mib", self.memory_mib, 1, MAX_MEMORY_MIB),
@@ -56,15 +63,14 @@ class Resources:
         ]
         for name, value, low, high in checks:
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValidationError(f"{field}.{name}", "must be an integer")
-            if value < low:
+                yield ValidationError(f"{field}.{name}", "must be an integer")
+            elif value < low:
                 rule = "must be > 0" if low == 1 else f"must be >= {low}"
-                raise ValidationError(f"{field}.{name}", f"{rule} (got {value})")
-            if value > high:
-                raise ValidationError(f"{field}.{name}", f"must be <= {high} (got {value})")
+                yield ValidationError(f"{field}.{name}", f"{rule} (got {value})")
+            elif value > high:
+                yield ValidationError(f"{field}.{name}", f"must be <= {high} (got {value})")
         if self.gpus and self.gpu_millis:
-            raise ValidationError(
+            yield ValidationError(
                 f"{field}.gpu_millis",
                 "at most one of gpus (whole GPUs) and gpu_millis (a share of one GPU) may be set",
             )
-        return self

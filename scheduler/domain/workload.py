@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from scheduler.domain.errors import ValidationError
+from scheduler.domain.errors import ValidationError, shorten
 from scheduler.domain.resources import Resources
 from scheduler.domain.scenario import Scenario
 
@@ -67,69 +67,82 @@ class WorkloadSpec:
 
     def validate(self, scenario: Scenario | None = None, field_prefix: str = "") -> WorkloadSpec:
         """Check every rule of API.md; raises ValidationError with the field path."""
+        for violation in self.violations(scenario, field_prefix):
+            raise violation
+        return self
+
+    def violations(
+        self, scenario: Scenario | None = None, field_prefix: str = ""
+    ) -> Iterator[ValidationError]:
+        """Every rule of API.md this spec breaks, in field order (at most one per field)."""
         p = f"{field_prefix}." if field_prefix else ""
         if not self.tenant:
-            raise ValidationError(f"{p}tenant", "must not be empty")
+            yield ValidationError(f"{p}tenant", "must not be empty")
         for name, value in (("tenant", self.tenant), ("name", self.name)):
             if len(value) > MAX_NAME:
-                raise ValidationError(
+                yield ValidationError(
                     f"{p}{name}", f"must be at most {MAX_NAME} characters (got {len(value)})"
                 )
-        self.resources.validate_request(f"{p}resources")
+        yield from self.resources.request_violations(f"{p}resources")
         if not 0 <= self.replicas <= MAX_REPLICAS:
-            raise ValidationError(
+            yield ValidationError(
                 f"{p}replicas", f"must be 0..{MAX_REPLICAS} (got {self.replicas})"
             )
         if not math.isfinite(self.max_latency_ms) or self.max_latency_ms < 0:
-            raise ValidationError(
+            yield ValidationError(
                 f"{p}max_latency_ms", f"must be finite and >= 0 (got {self.max_latency_ms})"
             )
         if self.duration_s < 0:
-            raise ValidationError(f"{p}duration_s", f"must be >= 0 (got {self.duration_s})")
+            yield ValidationError(f"{p}duration_s", f"must be >= 0 (got {self.duration_s})")
         if self.kind not in WorkloadKind.__members__.values():
-            raise ValidationError(f"{p}kind", f"unknown kind {self.kind}")
+            yield ValidationError(f"{p}kind", f"unknown kind {self.kind}")
         if self.topology not in Topology.__members__.values():
-            raise ValidationError(f"{p}topology", f"unknown topology {self.topology}")
+            yield ValidationError(f"{p}topology", f"unknown topology {self.topology}")
         if self.topology == Topology.SPREAD:
             if not 2 <= self.min_sites <= self.replica_count:
-                raise ValidationError(
+                yield ValidationError(
                     f"{p}min_sites",
                     f"SPREAD needs 2 <= min_sites <= replicas (got min_sites={self.min_sites}, "
                     f"replicas={self.replica_count})",
                 )
         elif self.min_sites < 0:
-            raise ValidationError(f"{p}min_sites", f"must be >= 0 (got {self.min_sites})")
+            yield ValidationError(f"{p}min_sites", f"must be >= 0 (got {self.min_sites})")
+        yield from self._label_violations(p)
+        for i, m in enumerate(self.gpu_models):
+            if not m or len(m) > MAX_NAME:
+                yield ValidationError(f"{p}gpu_models[{i}]", f"must be 1..{MAX_NAME} characters")
+        if scenario is not None:
+            yield from self._scenario_violations(scenario, p)
+
+    def _label_violations(self, p: str) -> Iterator[ValidationError]:
         if len(self.labels) > MAX_LABELS:
-            raise ValidationError(
+            yield ValidationError(
                 f"{p}labels", f"at most {MAX_LABELS} labels (got {len(self.labels)})"
             )
         for k, v in self.labels.items():
             if not k or len(k) > MAX_NAME:
-                raise ValidationError(
-                    f"{p}labels[{k[:40]!r}]", f"key must be 1..{MAX_NAME} characters"
+                yield ValidationError(
+                    f"{p}labels[{shorten(k, 40)!r}]", f"key must be 1..{MAX_NAME} characters"
                 )
-            if len(v) > MAX_NAME:
-                raise ValidationError(
-                    f"{p}labels[{k[:40]!r}]", f"value must be at most {MAX_NAME} characters"
+            elif len(v) > MAX_NAME:
+                yield ValidationError(
+                    f"{p}labels[{shorten(k, 40)!r}]", f"value must be at most {MAX_NAME} characters"
                 )
-        for i, m in enumerate(self.gpu_models):
-            if not m or len(m) > MAX_NAME:
-                raise ValidationError(f"{p}gpu_models[{i}]", f"must be 1..{MAX_NAME} characters")
-        if scenario is not None:
-            if self.origin and self.origin not in scenario.origins:
-                raise ValidationError(
-                    f"{p}origin",
-                    f"unknown origin {self.origin!r} (known: {', '.join(scenario.origins)})",
+
+    def _scenario_violations(self, scenario: Scenario, p: str) -> Iterator[ValidationError]:
+        if self.origin and self.origin not in scenario.origins:
+            yield ValidationError(
+                f"{p}origin",
+                f"unknown origin {shorten(self.origin)!r} (known: {', '.join(scenario.origins)})",
+            )
+        if self.max_latency_ms > 0 and not self.origin:
+            yield ValidationError(f"{p}origin", "required when max_latency_ms is set")
+        for i, s in enumerate(self.allowed_sites):
+            if s not in scenario.site_names:
+                yield ValidationError(
+                    f"{p}allowed_sites[{i}]",
+                    f"unknown site {shorten(s)!r} (known: {', '.join(scenario.site_names)})",
                 )
-            if self.max_latency_ms > 0 and not self.origin:
-                raise ValidationError(f"{p}origin", "required when max_latency_ms is set")
-            for i, s in enumerate(self.allowed_sites):
-                if s not in scenario.site_names:
-                    raise ValidationError(
-                        f"{p}allowed_sites[{i}]",
-                        f"unknown site {s!r} (known: {', '.join(scenario.site_names)})",
-                    )
-        return self
 
 
 @dataclass(frozen=True, slots=True)

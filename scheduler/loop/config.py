@@ -9,6 +9,11 @@ from dataclasses import dataclass
 class LoopConfig:
     batch_window_s: float = 0.02  # gather a batch this long after the first new work
     max_batch_workloads: int = 3000  # the rest waits for the next cycle
+    # and at most this many replicas (but at least one workload, however large): the solver's
+    # time grows with the replicas it places (10,000 take it ~0.2-0.4 s against a 50 ms budget,
+    # 10 million 91 s), so a huge request is placed over many cycles, other tenants' work
+    # taken in between (WorkQueue is fair across tenants)
+    max_batch_replicas: int = 10_000
     solve_budget_s: float = 0.05  # deadline handed to solve(): bounds submit-to-placed latency
     retry_after_error_s: float = 0.5  # pause after a store error before trying again
     # Under sustained load (a batch of at least rest_from_batch workloads, and new work
@@ -40,6 +45,8 @@ class LoopConfig:
             raise ValueError(f"batch_window_s must be in 0..10 (got {self.batch_window_s})")
         if self.max_batch_workloads < 1:
             raise ValueError("max_batch_workloads must be >= 1")
+        if self.max_batch_replicas < 1:
+            raise ValueError("max_batch_replicas must be >= 1")
         if self.solve_budget_s <= 0:
             raise ValueError("solve_budget_s must be > 0")
         if self.rest_from_batch < 1:

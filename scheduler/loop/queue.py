@@ -1,10 +1,16 @@
 """The loop's work queue: every PENDING workload it knows, and where each one is.
 
-A workload is in exactly one place: *ready* (a heap by priority, then arrival: the next batch
-comes from here), *waiting* (tried, did not fit: ready again once capacity is freed, so a full
-cluster costs nothing per cycle) or *taken* (in a batch being solved or committed). Whatever
-takes a batch settles each of its workloads: requeued, waiting, or removed once it is no longer
-PENDING; ``restore`` puts back what a failed cycle left taken.
+A workload is in exactly one place: *ready* (the next batch comes from here), *waiting* (tried,
+did not fit: ready again once capacity is freed, so a full cluster costs nothing per cycle) or
+*taken* (in a batch being solved or committed). Whatever takes a batch settles each of its
+workloads: requeued, waiting, or removed once it is no longer PENDING; ``restore`` puts back
+what a failed cycle left taken.
+
+Ready workloads are kept per tenant (a heap by priority, then arrival, each). A batch takes the
+highest priority first; among tenants with work of that priority, the one served the fewest
+replicas so far goes next (fair queuing: a tenant that becomes ready starts level with the least
+served one, not at zero). One tenant's backlog therefore never holds up another tenant's work
+for more than a batch, and a batch is bounded in replicas as well as in workloads.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ from collections.abc import Collection, Iterable
 
 from scheduler.domain import Workload
 
+Entry = tuple[int, int, str]  # (-priority, arrival, id)
+
 
 class WorkQueue:
     """See the module docstring. Only the loop thread uses it."""
 
     def __init__(self) -> None:
         self._pending: dict[str, Workload] = {}  # every PENDING workload, wherever it is
-        self._ready: list[tuple[int, int, str]] = []  # heap of (-priority, arrival, id)
+        self._ready: dict[str, list[Entry]] = {}  # per tenant with ready work: a heap
+        self._served: dict[str, int] = {}  # replicas taken, per tenant with ready work
         self._arrivals = 0
         self._waiting: dict[str, Workload] = {}
         self._taken: dict[str, Workload] = {}
@@ -44,16 +53,26 @@ class WorkQueue:
         self._push(w)
         return True
 
-    def take(self, limit: int) -> list[Workload]:
-        """Up to ``limit`` ready workloads, highest priority first, then in arrival order."""
+    def take(self, limit: int, max_replicas: int | None = None) -> list[Workload]:
+        """Up to ``limit`` ready workloads holding up to ``max_replicas`` replicas in all (at
+        least one workload, however large): highest priority first, then the least served
+        tenant's, each tenant's in arrival order."""
         batch: list[Workload] = []
-        while self._ready and len(batch) < limit:
-            _, _, wid = heapq.heappop(self._ready)
-            w = self._pending.get(wid)
-            # a workload queued twice counts once; one removed since is gone
-            if w is not None and wid not in self._waiting and wid not in self._taken:
-                self._taken[wid] = w
-                batch.append(w)
+        replicas = 0
+        tenants: list[tuple[int, int, int, str]] = []  # (-priority, served, arrival, tenant)
+        for tenant in list(self._ready):
+            self._queue_tenant(tenants, tenant)
+        while tenants and len(batch) < limit:
+            if max_replicas is not None and batch and replicas >= max_replicas:
+                break
+            _, _, _, tenant = heapq.heappop(tenants)
+            heap = self._ready[tenant]
+            w = self._pending[heapq.heappop(heap)[2]]  # a live head: _queue_tenant saw to it
+            self._taken[w.id] = w
+            batch.append(w)
+            replicas += w.spec.replica_count
+            self._served[tenant] += w.spec.replica_count
+            self._queue_tenant(tenants, tenant)
         return batch
 
     def requeue(self, batch: Iterable[Workload]) -> None:
@@ -89,6 +108,30 @@ class WorkQueue:
         self.requeue(lost)
         return len(lost)
 
+    def _live(self, entry: Entry) -> bool:
+        wid = entry[2]
+        # a workload queued twice counts once; one removed since is gone
+        return wid in self._pending and wid not in self._waiting and wid not in self._taken
+
+    def _queue_tenant(self, tenants: list[tuple[int, int, int, str]], tenant: str) -> None:
+        """Drop the stale entries at the head of ``tenant``'s heap; queue the tenant for the
+        batch by its head, or forget it when it has no ready work left."""
+        heap = self._ready[tenant]
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        if not heap:
+            del self._ready[tenant]
+            del self._served[tenant]
+            return
+        priority, arrival, _ = heap[0]
+        heapq.heappush(tenants, (priority, self._served[tenant], arrival, tenant))
+
     def _push(self, w: Workload) -> None:
-        heapq.heappush(self._ready, (-w.spec.priority, self._arrivals, w.id))
+        tenant = w.spec.tenant
+        heap = self._ready.get(tenant)
+        if heap is None:
+            # starts level with the least served tenant: waiting earned no credit
+            heap = self._ready[tenant] = []
+            self._served[tenant] = min(self._served.values(), default=0)
+        heapq.heappush(heap, (-w.spec.priority, self._arrivals, w.id))
         self._arrivals += 1

@@ -118,6 +118,7 @@ class SchedulingLoop:
         self._warm = threading.Event()  # the solver has solved once (imports, process start)
         self._rest_until = 0.0  # monotonic time before which no cycle starts (rest_ratio)
         self._last_batch = 0  # workloads in the last cycle's batch
+        self._stopping = False  # stop() was called: no new batch is solved
         self.cycles = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -130,7 +131,11 @@ class SchedulingLoop:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop thread within about ``timeout`` seconds: a solve in progress is
+        abandoned (its batch stays PENDING in the store, for the next start)."""
+        self._stopping = True
         self._mailbox.close()
+        self._solver.abandon()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -261,6 +266,8 @@ class SchedulingLoop:
         # the batch the solver process has solved meanwhile, applied to a copy of the cluster
         # (not committed yet: the next batch is sent first, to be solved on that copy)
         decided = self._collect() if self._solving is not None else None
+        if self._stopping:
+            return  # what was taken stays PENDING in the store
         if freed:
             self._queue.wake()
         batch = self._take_batch()
@@ -332,7 +339,9 @@ class SchedulingLoop:
         return bool(done)
 
     def _take_batch(self) -> list[Workload]:
-        batch = self._queue.take(self._batch_limit or self.config.max_batch_workloads)
+        batch = self._queue.take(
+            self._batch_limit or self.config.max_batch_workloads, self.config.max_batch_replicas
+        )
         self._last_batch = len(batch)
         if not self._queue.has_ready:
             self._batch_limit = None  # the backlog that made a solve fail is gone

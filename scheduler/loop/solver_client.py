@@ -183,6 +183,11 @@ class SolverProcess:
         result: PlacementResult = answer
         return result
 
+    def kill(self) -> None:
+        """End the child now, whatever it is solving (from any thread): a ``receive`` waiting
+        for it raises ``SolverProcessError``."""
+        self._process.kill()
+
     def close(self, timeout: float = 5.0) -> None:
         """Ask the child to stop, and end it if it does not within ``timeout`` seconds."""
         if not self._conn.closed:
@@ -215,6 +220,7 @@ class SolverClient:
         self._solve_fn = solve_fn
         self._process: SolverProcess | None = None
         self._restart_at = 0.0  # monotonic time from which a died child may be started again
+        self._abandoned = False  # the loop is stopping: nothing more is solved
 
     def start(self) -> None:
         """Start the child process, if one is wanted."""
@@ -224,6 +230,15 @@ class SolverClient:
     def close(self) -> None:
         if self._process is not None:
             self._process.close()
+
+    def abandon(self) -> None:
+        """Stop solving at once (from any thread; the loop is stopping): the child is killed
+        mid-solve, a ``receive`` waiting for it raises ``SolverProcessError``, and ``solve``
+        and ``send`` take nothing more. Its batch is lost to nobody: the store has it PENDING.
+        A solve in this process cannot be interrupted; it ends by its deadline."""
+        self._abandoned = True
+        if self._process is not None:
+            self._process.kill()
 
     @property
     def can_send(self) -> bool:
@@ -242,6 +257,8 @@ class SolverClient:
 
     def solve(self, problem: Problem, params: SolverParams, deadline: float) -> PlacementResult:
         """``problem`` solved, in the child if it is up; raises what the solver raised."""
+        if self._abandoned:
+            raise SolverProcessError("the solver is stopping")
         child = self._child()
         if child is not None:
             try:
@@ -286,6 +303,8 @@ class SolverClient:
 
     def _child(self) -> SolverProcess | None:
         """The child process if it is up, started again first if it died and may restart."""
+        if self._abandoned:
+            return None
         child = self._process
         if child is not None and not child.alive and time.monotonic() >= self._restart_at:
             log.warning("starting the solver process again")
@@ -294,5 +313,8 @@ class SolverClient:
         return child if child is not None and child.alive else None
 
     def _died(self, message: str) -> None:
+        if self._abandoned:
+            log.info("solver process stopped mid-solve: the loop is stopping")
+            return
         log.exception(message)
         self._restart_at = time.monotonic() + RESTART_AFTER_S

@@ -3,6 +3,12 @@ the server factory ``create_server``."""
 
 from __future__ import annotations
 
-from scheduler.service.server import SERVICE_NAMES, ServerConfig, ValleyServer, create_server
+from scheduler.service.server import (
+    SERVICE_NAMES,
+    ServerConfig,
+    ServerLimits,
+    ValleyServer,
+    create_server,
+)
 
-__all__ = ["SERVICE_NAMES", "ServerConfig", "ValleyServer", "create_server"]
+__all__ = ["SERVICE_NAMES", "ServerConfig", "ServerLimits", "ValleyServer", "create_server"]

@@ -13,8 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
-from scheduler.domain import ValidationError
+from scheduler.domain import ValidationError, shorten
 from scheduler.store import NotFoundError, PreconditionError, StoreError
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,14 @@ def check_deadline(context: grpc.ServicerContext) -> None:
         )
 
 
+# an UNAVAILABLE the server sends itself says so (google.rpc.ErrorInfo), so that a client
+# tells "server up, store down" from "server unreachable"
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+ERROR_DOMAIN = "valley.v1"
+# no error message may come near the metadata limit of gRPC clients (~8 KB with every trailer)
+MAX_MESSAGE = 1000
+
+
 def status_of(e: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(e, RpcFailure):
         return e.code, e.message
@@ -72,7 +84,34 @@ def status_of(e: BaseException) -> tuple[grpc.StatusCode, str]:
 
 def _reject_unparsed(request: Any) -> None:
     if isinstance(request, BadRequest):
-        raise ValidationError("request", f"cannot be parsed: {request.error}")
+        raise ValidationError("request", f"cannot be parsed: {shorten(request.error)}")
+
+
+def bad_request(e: ValidationError) -> error_details_pb2.BadRequest:
+    """The ``google.rpc.BadRequest`` detail of ``e``: every violation it gathered (or itself)."""
+    detail = error_details_pb2.BadRequest()
+    for v in getattr(e, "violations", (e,)):
+        detail.field_violations.add(field=v.field, description=v.message)
+    return detail
+
+
+def rich_status(e: BaseException) -> grpc.Status:
+    """What the RPC answers for ``e``: its code, its message (cut to ``MAX_MESSAGE``) and, for
+    INVALID_ARGUMENT, a ``google.rpc.BadRequest`` listing every field violation."""
+    code, message = status_of(e)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=shorten(message, MAX_MESSAGE)
+    )
+    detail: Message | None = None
+    if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(e, ValidationError):
+        detail = bad_request(e)
+    elif code == grpc.StatusCode.UNAVAILABLE and isinstance(e, StoreError):
+        detail = error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN)
+    if detail is not None:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return rpc_status.to_status(status)
 
 
 def unary(
@@ -84,8 +123,8 @@ def unary(
             _reject_unparsed(request)
             return fn(self, request, context)
         except Exception as e:
-            code, message = status_of(e)
-        context.abort(code, message)
+            status = rich_status(e)
+        context.abort_with_status(status)
         raise AssertionError("unreachable: abort raises")
 
     return handler
@@ -101,7 +140,7 @@ def streaming(
             yield from fn(self, request, context)
             return
         except Exception as e:
-            code, message = status_of(e)
-        context.abort(code, message)
+            status = rich_status(e)
+        context.abort_with_status(status)
 
     return handler

@@ -13,6 +13,9 @@ from scheduler.domain import ValidationError, WorkloadState
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# positions are BIGINT in every store: a token beyond it was not issued here (and would overflow
+# the database driver's integer)
+MAX_POSITION = 2**63 - 1
 
 
 def page_size(requested: int) -> int:
@@ -44,7 +47,7 @@ def decode(token: str, tenant: str, states: Sequence[WorkloadState]) -> int:
         filters = data["f"]
     except (binascii.Error, ValueError, TypeError, KeyError):
         raise ValidationError("page_token", "not a page token this server issued") from None
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_POSITION:
         raise ValidationError("page_token", "not a page token this server issued")
     if filters != _filters(tenant, states):
         raise ValidationError(

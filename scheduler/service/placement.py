@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
-from scheduler.domain import Scenario, Workload
+from scheduler.domain import Scenario, ValidationError, Workload, WorkloadSpec
 from scheduler.service import convert, paging, validation
 from scheduler.service.errors import RpcFailure, check_deadline, streaming, unary
 from scheduler.service.explaining import explain_workload
@@ -28,8 +28,49 @@ def _possible_id(workload_id: str) -> bool:
     return 0 < len(workload_id) <= MAX_ID and "\x00" not in workload_id
 
 
+def request_tenant(specs: Sequence[WorkloadSpec]) -> str:
+    """The tenant a request's ``request_id`` belongs to: its first spec's (a request that mixes
+    tenants is its first tenant's; one without specs is the empty tenant's). request_ids are
+    scoped per tenant, so another tenant reusing one makes a new request."""
+    return specs[0].tenant if specs else ""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class WatchSlots:
+    """Open watch streams, at most ``total`` and at most ``per_tenant`` per tenant (the watch's
+    tenant filter: all tenants count as the tenant ""); beyond them RESOURCE_EXHAUSTED."""
+
+    def __init__(self, total: int, per_tenant: int) -> None:
+        self._total = total
+        self._per_tenant = per_tenant
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def acquire(self, tenant: str) -> None:
+        with self._lock:
+            mine = self._open.get(tenant, 0)
+            if mine >= self._per_tenant:
+                raise RpcFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"at most {self._per_tenant} watch streams per tenant at once; retry later",
+                )
+            if sum(self._open.values()) >= self._total:
+                raise RpcFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"at most {self._total} watch streams at once; retry later",
+                )
+            self._open[tenant] = mine + 1
+
+    def release(self, tenant: str) -> None:
+        with self._lock:
+            left = self._open[tenant] - 1
+            if left:
+                self._open[tenant] = left
+            else:
+                del self._open[tenant]
 
 
 class PlacementServicer:
@@ -40,14 +81,14 @@ class PlacementServicer:
         scenario: Scenario,
         *,
         max_watchers: int = 16,
+        max_watchers_per_tenant: int = 8,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._store = store
         self._scheduling = scheduling
         self._scenario = scenario
         self._clock = clock
-        self._watchers = threading.BoundedSemaphore(max_watchers)
-        self._max_watchers = max_watchers
+        self._watchers = WatchSlots(max_watchers, max_watchers_per_tenant)
         # every watcher sends every event: the parts events share are encoded once
         self._events = convert.EventEncoder()
 
@@ -62,22 +103,36 @@ class PlacementServicer:
         self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
     ) -> pb.SubmitWorkloadsResponse:
         check_deadline(context)
-        validation.check_request_id(request.request_id)
-        validation.check_count(len(request.workloads))
-        specs = [
-            validation.check_spec(
-                convert.spec_from_proto(m, f"workloads[{i}]"), self._scenario, f"workloads[{i}]"
-            )
-            for i, m in enumerate(request.workloads)
-        ]
+        specs = self._valid_specs(request)
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
         self._events.requested(specs, request.workloads)  # the watchers' events carry them
-        submitted = self._store.submit(request.request_id, digest, specs, self._clock())
+        submitted = self._store.submit(
+            request.request_id, digest, specs, self._clock(), tenant=request_tenant(specs)
+        )
         if not submitted.created:
             return convert.submit_response(submitted.workloads)
         self._scheduling.submitted(submitted.workloads)
         return convert.accepted_response(request, submitted.workloads)
+
+    def _valid_specs(self, request: pb.SubmitWorkloadsRequest) -> list[WorkloadSpec]:
+        """The request's specs; raises ``ValidationErrors`` listing every violation."""
+        found = validation.Violations()
+        found.add(validation.request_id_violations(request.request_id))
+        found.add(validation.count_violations(len(request.workloads)))
+        specs = []
+        # past the limit the request is refused anyway: its first specs' faults are enough
+        for i, m in enumerate(request.workloads[: validation.MAX_WORKLOADS_PER_REQUEST]):
+            field = f"workloads[{i}]"
+            try:
+                spec = convert.spec_from_proto(m, field)
+            except ValidationError as e:
+                found.add((e,))
+                continue
+            found.add(validation.spec_violations(spec, self._scenario, field))
+            specs.append(spec)
+        found.check()
+        return specs
 
     @unary
     def GetWorkload(
@@ -138,11 +193,7 @@ class PlacementServicer:
         subscription: everything published since the last group, up to 1,000 events."""
         tenant = request.tenant
         states = frozenset(convert.states_from_proto(request.states))
-        if not self._watchers.acquire(blocking=False):
-            raise RpcFailure(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"at most {self._max_watchers} watch streams at once; retry later",
-            )
+        self._watchers.acquire(tenant)
         try:
             with self._store.subscribe() as sub:
                 context.add_callback(sub.close)
@@ -172,7 +223,7 @@ class PlacementServicer:
                         # the bytes of convert.event_to_proto(event)
                         yield [encode(e) for e in events]
         finally:
-            self._watchers.release()
+            self._watchers.release(tenant)
 
     @unary
     def ExplainWorkload(

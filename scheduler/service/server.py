@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -39,21 +39,79 @@ SERVICE_NAMES = (PLACEMENT_SERVICE.full_name, CLUSTER_SERVICE.full_name)
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # 1,000 specs with labels fit easily
 
 
-@dataclass
-class ServerConfig:
-    store: Store
-    scheduling: Scheduling
-    scenario: Scenario
-    address: str = "127.0.0.1:0"
-    max_workers: int = 32
-    max_watchers: int = 16  # each open WatchWorkloads stream holds one worker thread
-    interceptors: Sequence[grpc.ServerInterceptor] = ()
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server takes on at once, and how long its connections live.
+
+    Each open watch stream holds a worker thread: ``max_watchers`` in all, at most
+    ``max_watchers_per_tenant`` for one tenant (the watch's tenant filter; all tenants count as
+    the tenant ""), so that one client cannot lock every other out. RPCs beyond
+    ``max_concurrent_rpcs`` (running or waiting for a thread) answer RESOURCE_EXHAUSTED.
+    Keepalive pings keep long watch streams open through NATs and load balancers and find dead
+    peers; ``max_connection_age_s`` closes a connection (after ``max_connection_age_grace_s``
+    for its calls to finish) so that clients reconnect and spread over the servers behind a
+    load balancer; 0 turns it off."""
+
+    max_workers: int = 64
+    max_watchers: int = 48
+    max_watchers_per_tenant: int = 8
+    max_concurrent_rpcs: int = 1000
+    keepalive_time_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
+    min_client_ping_interval_s: float = 10.0  # clients may ping this often, even without calls
+    max_connection_age_s: float = 3600.0
+    max_connection_age_grace_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_workers < 2:
             raise ValueError("max_workers must be >= 2")
         if not 0 <= self.max_watchers < self.max_workers:
             raise ValueError("max_watchers must be in 0..max_workers-1 (unary RPCs need a thread)")
+        if self.max_watchers_per_tenant < 0 or self.max_concurrent_rpcs < 1:
+            raise ValueError("max_watchers_per_tenant must be >= 0, max_concurrent_rpcs >= 1")
+        times = (
+            self.keepalive_time_s,
+            self.keepalive_timeout_s,
+            self.min_client_ping_interval_s,
+            self.max_connection_age_s,
+            self.max_connection_age_grace_s,
+        )
+        if min(times) < 0:
+            raise ValueError("keepalive and connection age times must be >= 0")
+
+    def options(self) -> list[tuple[str, int]]:
+        """The grpc server options for these limits (message sizes included)."""
+        ms = 1000
+        options = [
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", int(self.keepalive_time_s * ms)),
+            ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout_s * ms)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(self.keepalive_time_s * ms)),
+            (
+                "grpc.http2.min_recv_ping_interval_without_data_ms",
+                int(self.min_client_ping_interval_s * ms),
+            ),
+        ]
+        if self.max_connection_age_s > 0:
+            options += [
+                ("grpc.max_connection_age_ms", int(self.max_connection_age_s * ms)),
+                ("grpc.max_connection_age_grace_ms", int(self.max_connection_age_grace_s * ms)),
+            ]
+        return options
+
+
+@dataclass
+class ServerConfig:
+    store: Store
+    scheduling: Scheduling
+    scenario: Scenario
+    address: str = "127.0.0.1:0"
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    interceptors: Sequence[grpc.ServerInterceptor] = ()
 
 
 def _parser(message: type[Message]) -> Callable[[bytes], Any]:
@@ -143,17 +201,19 @@ class ValleyServer:
 
 def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
     """Build the server and bind ``config.address``; returns it (not started) and the port."""
+    limits = config.limits
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="valley-rpc"),
+        ThreadPoolExecutor(max_workers=limits.max_workers, thread_name_prefix="valley-rpc"),
         interceptors=list(config.interceptors),
-        options=[
-            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
+        options=limits.options(),
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
     placement = PlacementServicer(
-        config.store, config.scheduling, config.scenario, max_watchers=config.max_watchers
+        config.store,
+        config.scheduling,
+        config.scenario,
+        max_watchers=limits.max_watchers,
+        max_watchers_per_tenant=limits.max_watchers_per_tenant,
     )
     cluster = ClusterServicer(config.scheduling)
     server.add_generic_rpc_handlers(

@@ -1,9 +1,20 @@
-"""Request rules beyond one spec's own (``WorkloadSpec.validate``): request size, request_id,
-and values the domain accepts but no client means (absurd durations, priorities, labels)."""
+"""Request rules beyond one spec's own (``WorkloadSpec.violations``): request size, request_id,
+and values the domain accepts but no client means (absurd durations, priorities, labels).
+
+Every rule yields its violations rather than raising the first: a client learns all that is
+wrong with a request at once (``Violations`` gathers them into one ``ValidationErrors``)."""
 
 from __future__ import annotations
 
-from scheduler.domain import Scenario, ValidationError, WorkloadSpec
+from collections.abc import Iterable, Iterator
+
+from scheduler.domain import (
+    Scenario,
+    ValidationError,
+    ValidationErrors,
+    WorkloadSpec,
+    shorten,
+)
 
 MAX_WORKLOADS_PER_REQUEST = 1000
 MAX_REQUEST_ID = 253
@@ -11,54 +22,92 @@ MAX_DURATION_S = 10 * 366 * 24 * 3600  # ten years
 MAX_PRIORITY = 1_000_000
 MAX_LIST = 64  # allowed_sites and gpu_models entries
 MAX_ID = 253
+# violations listed in an error: enough to fix a request in one go, few enough that the error's
+# trailer stays far below the metadata limit (~8 KB) of gRPC clients
+MAX_VIOLATIONS = 100
+MAX_VIOLATION_BYTES = 4000
+
+
+class Violations:
+    """Gathers a request's violations: the first ``MAX_VIOLATIONS`` (and at most about
+    ``MAX_VIOLATION_BYTES`` of them) are kept, all are counted."""
+
+    def __init__(self) -> None:
+        self.kept: list[ValidationError] = []
+        self.total = 0
+        self._bytes = 0
+
+    def add(self, violations: Iterable[ValidationError]) -> bool:
+        """Gather ``violations``; whether there were any."""
+        before = self.total
+        for v in violations:
+            self.total += 1
+            size = len(v.field) + len(v.message)
+            if len(self.kept) < MAX_VIOLATIONS and self._bytes + size <= MAX_VIOLATION_BYTES:
+                self.kept.append(v)
+                self._bytes += size
+        return self.total > before
+
+    def check(self) -> None:
+        """Raise ``ValidationErrors`` when anything was gathered."""
+        if self.total:
+            raise ValidationErrors(self.kept or [ValidationError("", "invalid")], self.total)
+
+
+def text_violations(value: str, field: str) -> Iterator[ValidationError]:
+    """Text that every store can hold: PostgreSQL text cannot contain NUL characters."""
+    if "\x00" in value:
+        yield ValidationError(field, "must not contain NUL characters")
 
 
 def check_text(value: str, field: str) -> None:
-    """Text that every store can hold: PostgreSQL text cannot contain NUL characters."""
-    if "\x00" in value:
-        raise ValidationError(field, "must not contain NUL characters")
+    for violation in text_violations(value, field):
+        raise violation
 
 
-def check_request_id(request_id: str) -> None:
-    check_text(request_id, "request_id")
+def request_id_violations(request_id: str) -> Iterator[ValidationError]:
+    yield from text_violations(request_id, "request_id")
     if len(request_id) > MAX_REQUEST_ID:
-        raise ValidationError(
+        yield ValidationError(
             "request_id", f"must be at most {MAX_REQUEST_ID} characters (got {len(request_id)})"
         )
 
 
-def check_count(n: int) -> None:
+def count_violations(n: int) -> Iterator[ValidationError]:
     if n > MAX_WORKLOADS_PER_REQUEST:
-        raise ValidationError(
+        yield ValidationError(
             "workloads", f"at most {MAX_WORKLOADS_PER_REQUEST} workloads per request (got {n})"
         )
 
 
-def check_spec(spec: WorkloadSpec, scenario: Scenario, field: str) -> WorkloadSpec:
-    """Every rule of API.md for one spec; raises ValidationError naming the field."""
+def spec_violations(
+    spec: WorkloadSpec, scenario: Scenario, field: str
+) -> Iterator[ValidationError]:
+    """Every rule of API.md ``spec`` breaks, each naming its field under ``field``."""
     p = f"{field}." if field else ""
     for name in ("tenant", "name", "origin"):
-        check_text(getattr(spec, name), f"{p}{name}")
+        yield from text_violations(getattr(spec, name), f"{p}{name}")
     for name in ("allowed_sites", "gpu_models"):
         for i, v in enumerate(getattr(spec, name)):
-            check_text(v, f"{p}{name}[{i}]")
+            yield from text_violations(v, f"{p}{name}[{i}]")
     for k, v in spec.labels.items():
-        check_text(k + v, f"{p}labels[{k[:40]!r}]")
-    spec.validate(scenario, field)
+        yield from text_violations(k + v, f"{p}labels[{shorten(k, 40)!r}]")
+    yield from spec.violations(scenario, field)
     if spec.duration_s > MAX_DURATION_S:
-        raise ValidationError(
+        yield ValidationError(
             f"{p}duration_s", f"must be at most {MAX_DURATION_S} s (got {spec.duration_s})"
         )
     if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
-        raise ValidationError(
+        yield ValidationError(
             f"{p}priority", f"must be within +-{MAX_PRIORITY} (got {spec.priority})"
         )
     for name, values in (("allowed_sites", spec.allowed_sites), ("gpu_models", spec.gpu_models)):
         if len(values) > MAX_LIST:
-            raise ValidationError(f"{p}{name}", f"at most {MAX_LIST} entries (got {len(values)})")
+            yield ValidationError(f"{p}{name}", f"at most {MAX_LIST} entries (got {len(values)})")
+    seen: set[str] = set()
     for i, s in enumerate(spec.allowed_sites):
-        if s in spec.allowed_sites[:i]:
-            raise ValidationError(f"{p}allowed_sites[{i}]", f"duplicate site {s!r}")
+        if s in seen:
+            yield ValidationError(f"{p}allowed_sites[{i}]", f"duplicate site {shorten(s)!r}")
+        seen.add(s)
     if spec.origin and len(spec.origin) > MAX_ID:
-        raise ValidationError(f"{p}origin", "too long")
-    return spec
+        yield ValidationError(f"{p}origin", "too long")

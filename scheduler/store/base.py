@@ -113,11 +113,18 @@ class Store(Protocol):
     url: str
 
     def submit(
-        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+        self,
+        request_id: str,
+        request_hash: str,
+        specs: Sequence[WorkloadSpec],
+        now: datetime,
+        *,
+        tenant: str | None = None,
     ) -> Submitted:
-        """Record new PENDING workloads (committed when this returns). A known request_id with
-        the same hash replays the first call's workloads; with another hash it raises
-        ``ValidationError`` naming ``request_id``."""
+        """Record new PENDING workloads (committed when this returns). A request_id is the
+        ``tenant``'s (default: the first spec's tenant): one it already used with the same hash
+        replays the first call's workloads; with another hash it raises ``ValidationError``
+        naming ``request_id``. Another tenant's request_ids are unknown here."""
         ...
 
     def get(self, workload_id: str) -> Workload:

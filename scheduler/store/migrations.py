@@ -85,8 +85,38 @@ _V1 = _both(
     )""",
 )
 
+# request_ids scoped per tenant: the key becomes (tenant, request_id). A request recorded before
+# belongs to the tenant of its first workload (every request then had one tenant in practice;
+# one without workloads to the empty tenant). The first id is read from the JSON list per dialect.
+_V2_TABLE = """CREATE TABLE requests_v2 (
+        tenant TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        workload_ids TEXT NOT NULL,
+        created_at {REAL} NOT NULL,
+        PRIMARY KEY (tenant, request_id)
+    )"""
+_V2_COPY = """INSERT INTO requests_v2 (tenant, request_id, request_hash, workload_ids, created_at)
+    SELECT COALESCE((SELECT w.tenant FROM workloads w WHERE w.id = {FIRST_ID}), ''),
+        r.request_id, r.request_hash, r.workload_ids, r.created_at
+    FROM requests r"""
+_V2_SWAP = ("DROP TABLE requests", "ALTER TABLE requests_v2 RENAME TO requests")
+_V2 = (
+    (
+        _dialect(_V2_TABLE, _SQLITE),
+        _V2_COPY.replace("{FIRST_ID}", "json_extract(r.workload_ids, '$[0]')"),
+        *_V2_SWAP,
+    ),
+    (
+        _dialect(_V2_TABLE, _POSTGRESQL),
+        _V2_COPY.replace("{FIRST_ID}", "(r.workload_ids::json ->> 0)"),
+        *_V2_SWAP,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "workloads, placements, events, requests", _V1[0], _V1[1]),
+    Migration(2, "request_ids scoped per tenant", _V2[0], _V2[1]),
 )
 
 LATEST = MIGRATIONS[-1].version

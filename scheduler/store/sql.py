@@ -55,9 +55,17 @@ class SqlStore:
     # ------------------------------------------------------------------ the Store protocol
 
     def submit(
-        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+        self,
+        request_id: str,
+        request_hash: str,
+        specs: Sequence[WorkloadSpec],
+        now: datetime,
+        *,
+        tenant: str | None = None,
     ) -> Submitted:
-        return self._group.submit(Submission(request_id, request_hash, specs, now))
+        if tenant is None:
+            tenant = specs[0].tenant if specs else ""
+        return self._group.submit(Submission(tenant, request_id, request_hash, specs, now))
 
     def get(self, workload_id: str) -> Workload:
         with self._tx.read() as conn:

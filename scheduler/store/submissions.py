@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from scheduler.domain import ValidationError, Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import ValidationError, Workload, WorkloadSpec, WorkloadState, shorten
 from scheduler.store.base import StoreError, Submitted
 from scheduler.store.codec import epoch, spec_to_json
 from scheduler.store.rows import PENDING, load
 from scheduler.store.transactions import Transactions, Tx
 
-# request_ids written by one transaction: (hash, workloads)
-Written = dict[str, tuple[str, tuple[Workload, ...]]]
+# request_ids written by one transaction, by (tenant, request_id): (hash, workloads)
+Written = dict[tuple[str, str], tuple[str, tuple[Workload, ...]]]
 
 
 def new_workload_ids(n: int) -> list[str]:
@@ -47,12 +47,19 @@ class Submission:
         "request_hash",
         "request_id",
         "result",
+        "tenant",
         "wake",
     )
 
     def __init__(
-        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+        self,
+        tenant: str,
+        request_id: str,
+        request_hash: str,
+        specs: Sequence[WorkloadSpec],
+        now: datetime,
     ) -> None:
+        self.tenant = tenant  # whose request_id it is
         self.request_id = request_id
         self.request_hash = request_hash
         self.now = now
@@ -150,9 +157,10 @@ class GroupCommit:
             for w in created:
                 event(w, WorkloadState.UNSPECIFIED, job.now)
             if job.request_id:
-                written[job.request_id] = (job.request_hash, created)
+                written[job.tenant, job.request_id] = (job.request_hash, created)
                 request_rows.append(
                     (
+                        job.tenant,
                         job.request_id,
                         job.request_hash,
                         json.dumps([w.id for w in created]),
@@ -168,8 +176,8 @@ class GroupCommit:
             )
         if request_rows:
             tx.conn.executemany(
-                "INSERT INTO requests (request_id, request_hash, workload_ids, created_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO requests (tenant, request_id, request_hash, workload_ids, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 request_rows,
             )
         return results
@@ -178,13 +186,14 @@ class GroupCommit:
         self, tx: Tx, job: Submission, written: Written
     ) -> Submitted | ValidationError | None:
         """The answer to a known request_id (a replay, or the error of a reuse), or None."""
-        if job.request_id in written:
-            known_hash, workloads = written[job.request_id]
+        key = (job.tenant, job.request_id)
+        if key in written:
+            known_hash, workloads = written[key]
         else:
             known = tx.conn.query(
-                "SELECT request_hash, workload_ids FROM requests WHERE request_id = ?"
-                + self._for_update,
-                (job.request_id,),
+                "SELECT request_hash, workload_ids FROM requests "
+                "WHERE tenant = ? AND request_id = ?" + self._for_update,
+                key,
             )
             if not known:
                 return None
@@ -194,7 +203,8 @@ class GroupCommit:
             workloads = tuple(found[i] for i in ids if i in found)
         if known_hash != job.request_hash:
             return ValidationError(
-                "request_id", f"{job.request_id!r} was already used for a different request"
+                "request_id",
+                f"{shorten(job.request_id)!r} was already used for a different request",
             )
         return Submitted(workloads, created=False)
 
