@@ -29,6 +29,7 @@ from tests.test_service_support import (
 )
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Server:
@@ -66,7 +67,8 @@ def valley_serve(tmp_path: Path, store: str, *extra: str) -> Iterator[Server]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # this checkout's code, whatever the environment has installed
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)},
     )
     lines: queue.Queue[str] = queue.Queue()
     log: list[str] = []
