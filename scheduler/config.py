@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ import grpc
 
 from scheduler.domain import DEFAULT_SCENARIO, Scenario, load_scenario
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop
+from scheduler.replica import Replica
 from scheduler.service import ServerConfig, ServerLimits, ValleyServer, create_server
 from scheduler.solver import SolverParams
-from scheduler.store import Store, open_store
+from scheduler.store import StoreError, open_store
+from scheduler.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,13 @@ class ValleyConfig:
     limits: ServerLimits = field(default_factory=ServerLimits)
     grace_s: float = 10.0
     warm_up_timeout_s: float = 60.0
+    health_interval_s: float = 1.0  # how often health asks whether the store answers
 
 
 class Valley:
-    """A Valley server in this process: store, scheduling loop, gRPC server, metrics."""
+    """A Valley server in this process: store, scheduling loop (while it leads: ``Replica``),
+    gRPC server, metrics. Health is SERVING while the store answers, NOT_SERVING while it
+    does not (checked every ``health_interval_s``), without a restart either way."""
 
     def __init__(
         self,
@@ -68,32 +74,44 @@ class Valley:
         self.scenario = scenario or load_scenario(config.scenario)
         self._observers = list(observers)
         self._interceptors = list(interceptors)
-        self.store: Store | None = None
-        self.loop: SchedulingLoop | None = None
+        self.store: SqlStore | None = None
+        self.replica: Replica | None = None
         self.server: ValleyServer | None = None
         self.port = 0
         self.metrics_port: int | None = None
+        self._health_stop = threading.Event()
+        self._health: threading.Thread | None = None
+
+    @property
+    def loop(self) -> SchedulingLoop | None:
+        """The scheduling loop, while this server leads."""
+        return self.replica.loop if self.replica is not None else None
 
     def start(self) -> Valley:
         metrics: ModuleType | None = None
+        on_leadership = None
         if self.config.metrics_address is not None:
             metrics = importlib.import_module("scheduler.metrics")
             self._interceptors.insert(0, metrics.grpc_interceptor())
             self._observers.append(metrics.MetricsObserver())
-        self.store = open_store(self.config.store_url)
+            on_leadership = metrics.leadership_changed
+        store = open_store(self.config.store_url)
+        assert isinstance(store, SqlStore)
+        self.store = store
         try:
-            self.loop = SchedulingLoop(
-                self.store,
+            self.replica = Replica(
+                store,
                 self.scenario,
                 params=self.config.params,
                 observers=self._observers,
                 config=self.config.loop,
+                on_leadership=on_leadership,
             )
-            self.loop.start()
+            self.replica.start()
             self.server, self.port = create_server(
                 ServerConfig(
                     store=self.store,
-                    scheduling=self.loop,
+                    scheduling=self.replica,
                     scenario=self.scenario,
                     address=self.config.grpc_address,
                     limits=self.config.limits,
@@ -101,12 +119,16 @@ class Valley:
                 )
             )
             if metrics is not None and self.config.metrics_address is not None:
-                metrics.register_snapshot_source(self.loop.snapshot)
+                metrics.register_snapshot_source(self.replica.snapshot)
                 self.metrics_port = metrics.start_http_server(self.config.metrics_address)
             # SERVING once the solver is ready: the first submissions would wait for it
-            if not self.loop.wait_ready(self.config.warm_up_timeout_s):
+            if not self.replica.wait_ready(self.config.warm_up_timeout_s):
                 log.warning("the solver is not warm after %.0f s", self.config.warm_up_timeout_s)
             self.server.start()
+            self._health = threading.Thread(
+                target=self._watch_store, name="valley-health", daemon=True
+            )
+            self._health.start()
         except BaseException:
             self._shutdown(0.0)
             raise
@@ -119,19 +141,41 @@ class Valley:
         )
         return self
 
+    def _watch_store(self) -> None:
+        """Health follows the store: NOT_SERVING while it does not answer, SERVING again once
+        it does (a load balancer and the readiness probe stop sending work meanwhile)."""
+        serving = True
+        while not self._health_stop.wait(self.config.health_interval_s):
+            assert self.store is not None and self.server is not None
+            try:
+                self.store.ping()
+                ok = True
+            except StoreError as e:
+                ok = False
+                if serving:
+                    log.warning("store unreachable, health NOT_SERVING: %s", e)
+            if ok != serving and not self._health_stop.is_set():
+                self.server.set_serving(ok)
+                if ok:
+                    log.info("store reachable again, health SERVING")
+                serving = ok
+
     def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, watch streams ended, in-flight RPCs finish, loop stops."""
         self._shutdown(self.config.grace_s if grace is None else grace)
 
     def _shutdown(self, grace: float) -> None:
+        self._health_stop.set()
+        if self._health is not None:
+            self._health.join(5)
         if self.server is not None:
             self.server.drain(grace)
-        if self.loop is not None:
-            self.loop.stop()
+        if self.replica is not None:
+            self.replica.stop()
             if self.metrics_port is not None:
                 from scheduler import metrics
 
-                metrics.unregister_snapshot_source(self.loop.snapshot)
+                metrics.unregister_snapshot_source(self.replica.snapshot)
                 metrics.stop_http_server(self.metrics_port)
         if self.store is not None:
             self.store.close()

@@ -251,6 +251,24 @@ CYCLES = Counter(
     ("status",),
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "valley_leader",
+    "1 while this server leads (runs the scheduling loop), 0 while another one does.",
+    registry=REGISTRY,
+)
+LEADER_CHANGES = Counter(
+    "valley_leader_changes_total",
+    "Times this server took or lost the leadership.",
+    registry=REGISTRY,
+)
+
+
+def leadership_changed(leading: bool) -> None:
+    """Record that this server took (``leading``) or lost the leadership."""
+    LEADER.set(1 if leading else 0)
+    LEADER_CHANGES.inc()
+
+
 SOLVER_FALLBACKS = Counter(
     "valley_solver_fallbacks_total",
     "Cycles in which the solver found nothing in time and the greedy answer was used.",

@@ -49,6 +49,21 @@ def free_port() -> int:
 class PostgresServer:
     port: int
     directory: Path
+    bindir: Path | None = None
+    options: str = ""
+
+    def _ctl(self, *args: str) -> None:
+        assert self.bindir is not None
+        prefix, _ = _runner()
+        data = str(self.directory / "data")
+        _run(prefix, [str(self.bindir / "pg_ctl"), "-D", data, *args])
+
+    def stop(self) -> None:
+        """Stop the server at once (``-m immediate``: sessions cut as by a crash)."""
+        self._ctl("-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        self._ctl("-o", self.options, "-l", str(self.directory / "log"), "-w", "-t", "60", "start")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -138,7 +153,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(directory, ignore_errors=True)
         pytest.fail(f"cannot start PostgreSQL from {bindir}: {e.stderr}\n{log}")
     try:
-        yield PostgresServer(port, directory)
+        yield PostgresServer(port, directory, bindir, options)
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             _run(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])

@@ -125,7 +125,7 @@ class SchedulingLoop:
 
     def start(self) -> None:
         """Rebuild the state from the store, then start the loop thread."""
-        self._load()
+        self.load()
         self._solver.start()
         self._thread = threading.Thread(target=self._run, name="valley-loop", daemon=True)
         self._thread.start()
@@ -152,7 +152,9 @@ class SchedulingLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Rebuild the queue, the cluster and the counts from the store (``start`` does it; a
+        loop that is only loaded answers ``snapshot`` as of then)."""
         active = self.store.active_workloads()
         counts = self.store.counts()
         codes = self.store.pending_reason_codes()

@@ -21,6 +21,10 @@ class StoreError(RuntimeError):
     """The store cannot serve the request now (database unavailable, locked, corrupt)."""
 
 
+class NotLeaderError(StoreError):
+    """A placement commit named a leader term that is over: another server leads now."""
+
+
 class NotFoundError(LookupError):
     """No workload with that id."""
 

@@ -66,6 +66,12 @@ class Dialect:
     name: str
     for_update: str  # appended to SELECTs inside a write transaction
     errors: tuple[type[BaseException], ...]  # driver errors that mean "store unavailable"
+    # errors after which the same read may well succeed at once (a connection that broke)
+    transient: tuple[type[BaseException], ...] = ()
+    # several servers share the database: committed events reach this process's watchers
+    # through the database (``notify`` wakes them), not straight from the commit
+    shared: bool = False
+    notify: str = ""  # run in every transaction that writes events
 
 
 def in_lists(ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:

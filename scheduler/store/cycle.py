@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.domain import ReplicaPlacement, Workload, WorkloadState
-from scheduler.store.base import CycleCommit, CycleOutcome
+from scheduler.store.base import CycleCommit, CycleOutcome, NotLeaderError
 from scheduler.store.codec import epoch, gpus_to_text
+from scheduler.store.connection import Conn
 from scheduler.store.rows import PENDING, PLACED, PLACEMENT_COLUMNS, changed, states
 from scheduler.store.transactions import Transactions
 
@@ -20,15 +21,28 @@ from scheduler.store.transactions import Transactions
 Entry = tuple[Workload, tuple[Any, ...] | None, list[tuple[Any, ...]], bool]
 
 
-def commit_cycle(transactions: Transactions, for_update: str, cycle: CycleCommit) -> CycleOutcome:
+def check_term(conn: Conn, term: int | None) -> None:
+    """Fencing: raise ``NotLeaderError`` unless ``term`` (if given) is the database's leader
+    term. The UPDATE locks the leadership row until the commit, so a new leader's term cannot
+    begin between this check and the commit: it waits for it, then sees what it wrote."""
+    if term is None:
+        return
+    if conn.execute("UPDATE leadership SET term = term WHERE id = 1 AND term = ?", (term,)) != 1:
+        raise NotLeaderError(f"leader term {term} is over: another server leads now")
+
+
+def commit_cycle(
+    transactions: Transactions, for_update: str, cycle: CycleCommit, term: int | None = None
+) -> CycleOutcome:
     """Write ``cycle`` through ``transactions`` (``for_update``: the dialect's row lock); the
-    workloads no longer PENDING are skipped."""
+    workloads no longer PENDING are skipped. With a leader ``term``, fenced (``check_term``)."""
     ids = list(cycle.workloads)
     if not ids:
         return CycleOutcome()
     now = cycle.now
     entries = _entries(cycle, now)
     with transactions.write() as tx:
+        check_term(tx.conn, term)
         found = states(tx.conn, ids, for_update)
         skipped = {e[0].id for e in entries if found.get(e[0].id) != PENDING}
         if skipped:  # cancelled while the cycle solved: left as they are

@@ -25,11 +25,21 @@ class Subscription:
         self._max_backlog = max_backlog
         self.closed = False
         self.lagged = False
+        self.after = 0  # events numbered up to this one are not for this subscription
+
+    def skip_through(self, sequence: int) -> None:
+        """Leave out the events up to ``sequence`` (committed before the subscription)."""
+        with self._cond:
+            self.after = sequence
+            while self._queue and self._queue[0].sequence <= sequence:
+                self._queue.popleft()
 
     def _push(self, events: list[Any]) -> bool:
         with self._cond:
             if self.closed:
                 return False
+            if self.after and events[0].sequence <= self.after:
+                events = [e for e in events if e.sequence > self.after]
             if len(self._queue) + len(events) > self._max_backlog:
                 self.lagged = True
                 self.closed = True

@@ -114,9 +114,27 @@ _V2 = (
     ),
 )
 
+# Version 3: what several servers on one database share. ``event_sequence`` numbers the events
+# (a transaction takes its numbers with an UPDATE of this one row just before it commits, so the
+# row lock orders the commits that write events: sequence order is commit order, without gaps);
+# ``leadership`` holds the term of the server that runs the scheduling loop, which its placement
+# commits check (a deposed leader's late commit names an old term and is refused).
+_V3 = _both(
+    "CREATE TABLE event_sequence (id INTEGER PRIMARY KEY, last BIGINT NOT NULL)",
+    "INSERT INTO event_sequence (id, last) SELECT 1, COALESCE(MAX(seq), 0) FROM events",
+    """CREATE TABLE leadership (
+        id INTEGER PRIMARY KEY,
+        term BIGINT NOT NULL,
+        holder TEXT NOT NULL,
+        since {REAL} NOT NULL
+    )""",
+    "INSERT INTO leadership (id, term, holder, since) VALUES (1, 0, '', 0)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "workloads, placements, events, requests", _V1[0], _V1[1]),
     Migration(2, "request_ids scoped per tenant", _V2[0], _V2[1]),
+    Migration(3, "event sequence and leadership term in the database", _V3[0], _V3[1]),
 )
 
 LATEST = MIGRATIONS[-1].version

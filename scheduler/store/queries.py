@@ -66,3 +66,8 @@ def pending_reason_codes(conn: Conn) -> dict[str, str]:
         (int(WorkloadState.PENDING),),
     )
     return {r[0]: r[1] for r in rows}
+
+
+def last_sequence(conn: Conn) -> int:
+    """The sequence number of the last event committed."""
+    return int(conn.query("SELECT last FROM event_sequence WHERE id = 1")[0][0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from scheduler.domain import Workload, WorkloadSpec, WorkloadState
 from scheduler.store import queries
@@ -24,12 +25,15 @@ from scheduler.store.base import (
 )
 from scheduler.store.codec import epoch
 from scheduler.store.connection import Conn, Dialect, Row, ThreadReaders
-from scheduler.store.cycle import commit_cycle
+from scheduler.store.cycle import check_term, commit_cycle
 from scheduler.store.events import Subscription
 from scheduler.store.migrations import migrate
 from scheduler.store.rows import PLACED, changed, load, states
 from scheduler.store.submissions import GroupCommit, Submission
 from scheduler.store.transactions import Transactions
+
+if TYPE_CHECKING:
+    from scheduler.store.leadership import Lease
 
 # the names the SQLite and PostgreSQL stores build on
 __all__ = ["Conn", "Dialect", "Row", "SqlStore", "ThreadReaders", "migrate"]
@@ -68,8 +72,7 @@ class SqlStore:
         return self._group.submit(Submission(tenant, request_id, request_hash, specs, now))
 
     def get(self, workload_id: str) -> Workload:
-        with self._tx.read() as conn:
-            found = load(conn, [workload_id])
+        found = self._tx.reading(lambda conn: load(conn, [workload_id]))
         if workload_id not in found:
             raise NotFoundError(workload_id)
         return found[workload_id]
@@ -77,8 +80,7 @@ class SqlStore:
     def list_workloads(
         self, tenant: str, states: Sequence[WorkloadState], after: int, limit: int
     ) -> Page:
-        with self._tx.read() as conn:
-            return queries.page(conn, tenant, states, after, limit)
+        return self._tx.reading(lambda conn: queries.page(conn, tenant, states, after, limit))
 
     def cancel(self, workload_id: str, now: datetime) -> StateChange:
         with self._tx.write() as tx:
@@ -101,14 +103,20 @@ class SqlStore:
             tx.event(after, w.state, now)
         return StateChange(after, w.state)
 
-    def commit_cycle(self, cycle: CycleCommit) -> CycleOutcome:
-        return commit_cycle(self._tx, self._dialect.for_update, cycle)
+    def commit_cycle(self, cycle: CycleCommit, term: int | None = None) -> CycleOutcome:
+        """See ``Store.commit_cycle``; with a leader ``term``, refused (``NotLeaderError``)
+        unless it is still the database's term."""
+        return commit_cycle(self._tx, self._dialect.for_update, cycle, term)
 
-    def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
+    def complete(
+        self, workloads: Sequence[Workload], now: datetime, term: int | None = None
+    ) -> tuple[StateChange, ...]:
+        """See ``Store.complete``; ``term`` as for ``commit_cycle``."""
         if not workloads:
             return ()
         out: list[StateChange] = []
         with self._tx.write() as tx:
+            check_term(tx.conn, term)
             found = states(tx.conn, [w.id for w in workloads], self._dialect.for_update)
             rows = []
             for w in workloads:
@@ -125,16 +133,35 @@ class SqlStore:
         return tuple(out)
 
     def active_workloads(self) -> tuple[Workload, ...]:
-        with self._tx.read() as conn:
-            return queries.active(conn)
+        return self._tx.reading(queries.active)
+
+    def active_as_of(self) -> tuple[tuple[Workload, ...], int]:
+        """``active_workloads`` and the sequence number of the last event they reflect (read
+        in one transaction): a loop that loads them takes the events after it."""
+
+        def read(conn: Conn) -> tuple[tuple[Workload, ...], int]:
+            return queries.active(conn), queries.last_sequence(conn)
+
+        return self._tx.reading(read)
 
     def counts(self) -> StateCounts:
-        with self._tx.read() as conn:
-            return queries.counts(conn)
+        return self._tx.reading(queries.counts)
 
     def pending_reason_codes(self) -> dict[str, str]:
-        with self._tx.read() as conn:
-            return queries.pending_reason_codes(conn)
+        return self._tx.reading(queries.pending_reason_codes)
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` unless the database answers now (once, no retries)."""
+        self._tx.reading(lambda conn: conn.query("SELECT 1"), attempts=1)
+
+    def leader_lease(self, holder: str) -> Lease:
+        """What makes this server the one that runs the scheduling loop (``leadership``)."""
+        raise NotImplementedError
+
+    @property
+    def shared(self) -> bool:
+        """Several servers may use this database at once (PostgreSQL)."""
+        return self._dialect.shared
 
     def subscribe(self) -> Subscription:
         return self._tx.hub.subscribe()

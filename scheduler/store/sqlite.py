@@ -5,11 +5,15 @@ per thread: WAL readers never wait for the writer."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scheduler.store.base import StoreError
+from scheduler.store.leadership import Lease
 from scheduler.store.sql import Dialect, Row, SqlStore, ThreadReaders, migrate
 
 DIALECT = Dialect("sqlite", for_update="", errors=(sqlite3.Error,))
@@ -77,10 +81,57 @@ class SqliteStore(SqlStore):
         migrate(writer, "sqlite")
         self._readers = ThreadReaders(lambda: _SqliteConn(path), _close_quietly)
         super().__init__(url, writer, self._readers, DIALECT)
+        self._lease: FileLease | None = None
+
+    def leader_lease(self, holder: str) -> Lease:
+        """The lock file beside the database: SQLite serves one server process, and a second
+        one that opens the same file is told so (``FileLease``)."""
+        if self._lease is None:
+            self._lease = FileLease(self.path + ".lock", holder)
+        return self._lease
 
     def _close_connections(self) -> None:
         super()._close_connections()
         self._readers.close_all()
+        if self._lease is not None:
+            self._lease.release()
+
+
+class FileLease:
+    """A ``Lease`` for a database one process serves: an exclusive ``flock`` on ``path``, held
+    until released or the process ends. There is no fencing to do (term 0): no other server
+    can run. ``try_acquire`` raises ``StoreError`` naming the holder if another has it."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self._holder = holder
+        self._fd: int | None = None
+
+    def try_acquire(self) -> int | None:
+        if self._fd is not None:
+            return 0
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(
+                f"another Valley server ({other}) has the SQLite store {self.path[:-5]} open: "
+                "SQLite serves one server process; run several replicas on PostgreSQL"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, self._holder.encode())
+        self._fd = fd
+        return 0
+
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # frees the lock
 
 
 def _close_quietly(conn: _SqliteConn) -> None:

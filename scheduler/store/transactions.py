@@ -1,18 +1,22 @@
 """Transactions of the SQL store, and the events they commit.
 
 Writes are serialised by one in-process lock (SQLite allows one writer anyway) and run in one
-transaction each. Events get their sequence numbers under that lock and are published after the
-commit, still under the lock, so watchers see them in commit order.
+transaction each. Events get their sequence numbers from the database (the ``event_sequence``
+row, updated just before the commit: its row lock orders the commits of every process that writes
+events, so sequence order is commit order and a rolled-back transaction leaves no gap). A store
+used by one process publishes them after the commit, still under the lock; a shared one leaves
+that to its tail of the ``events`` table (``postgres_tail``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from scheduler.domain import Workload, WorkloadState
 from scheduler.store.base import StoreError, WorkloadEvent
@@ -21,36 +25,48 @@ from scheduler.store.connection import Conn, Dialect
 from scheduler.store.events import EventHub
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Tx:
-    """One write transaction: its connection plus the events to publish after commit."""
+    """One write transaction: its connection plus the events it commits."""
 
-    def __init__(self, conn: Conn, owner: Transactions) -> None:
+    def __init__(self, conn: Conn, notify: str = "") -> None:
         self.conn = conn
-        self._owner = owner
-        self.events: list[WorkloadEvent] = []
-        self._rows: list[tuple[Any, ...]] = []
+        self._notify = notify
+        self.events: list[WorkloadEvent] = []  # numbered by write_events
+        self._changes: list[tuple[Workload, WorkloadState, datetime, float | None]] = []
         self._time: datetime | None = None  # the events of one write mostly share one time
         self._epoch: float | None = None
 
     def event(self, w: Workload, previous: WorkloadState, now: datetime) -> None:
-        """Record that ``w`` changed from ``previous`` at ``now``: the next sequence number, an
-        event to publish and an ``events`` row to write."""
-        seq = self._owner.seq + 1
-        self._owner.seq = seq
-        self.events.append(WorkloadEvent(seq, w, previous, now))
+        """Record that ``w`` changed from ``previous`` at ``now``: an event to number, write and
+        publish when the transaction ends."""
         if now is not self._time:
             self._time, self._epoch = now, epoch(now)
-        self._rows.append((seq, w.id, w.spec.tenant, int(w.state), int(previous), self._epoch))
+        self._changes.append((w, previous, now, self._epoch))
 
     def write_events(self) -> None:
-        if self._rows:
-            self.conn.executemany(
-                "INSERT INTO events (seq, workload_id, tenant, state, previous_state, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                self._rows,
-            )
+        """Number the recorded events (the database's next sequence numbers) and write them;
+        the last statements before the commit, as the sequence row stays locked until then."""
+        n = len(self._changes)
+        if not n:
+            return
+        rows = self.conn.query(
+            "UPDATE event_sequence SET last = last + ? WHERE id = 1 RETURNING last", (n,)
+        )
+        first = int(rows[0][0]) - n + 1
+        out = []
+        for seq, (w, previous, now, t) in enumerate(self._changes, first):
+            self.events.append(WorkloadEvent(seq, w, previous, now))
+            out.append((seq, w.id, w.spec.tenant, int(w.state), int(previous), t))
+        self.conn.executemany(
+            "INSERT INTO events (seq, workload_id, tenant, state, previous_state, time) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            out,
+        )
+        if self._notify:
+            self.conn.execute(self._notify)
 
 
 class Transactions:
@@ -72,29 +88,26 @@ class Transactions:
         self.lock = threading.RLock()  # the write lock
         self.hub = EventHub()
         self.closed = False
-        rows = writer.query("SELECT COALESCE(MAX(seq), 0) FROM events")
-        self.seq = int(rows[0][0])  # of the last event written
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """One write transaction: committed with its events when the block ends, rolled back
-        (and the sequence numbers it took given back) when it raises."""
+        (and the sequence numbers it took with it) when it raises."""
         with self.lock:
             if self.closed:
                 raise StoreError("store is closed")
-            tx = Tx(self._writer, self)
-            seq_before = self.seq
+            tx = Tx(self._writer, self._dialect.notify)
             try:
                 self._writer.begin_write()
                 yield tx
                 tx.write_events()
                 self._writer.commit()
             except BaseException as e:
-                self.seq = seq_before
                 self._rollback(self._writer)
                 self._raise_driver_error(e)
                 raise
-            self.hub.publish(tx.events)
+            if not self._dialect.shared:
+                self.hub.publish(tx.events)
 
     @contextmanager
     def read(self) -> Iterator[Conn]:
@@ -113,6 +126,22 @@ class Transactions:
         finally:
             if self._release_reader is not None:
                 self._release_reader(conn)
+
+    def reading(self, fn: Callable[[Conn], T], attempts: int = 3) -> T:
+        """``fn`` in one read transaction. A read can be repeated: when the connection broke
+        under it (the dialect's ``transient`` errors), it is tried again after 0.1 s, then
+        0.4 s (``attempts`` in all)."""
+        for attempt in range(attempts):
+            try:
+                with self.read() as conn:
+                    return fn(conn)
+            except StoreError as e:
+                transient = isinstance(e.__cause__, self._dialect.transient)
+                if not transient or attempt + 1 >= attempts:
+                    raise
+                log.warning("read failed (%s); trying again", e)
+                time.sleep(0.1 * 4**attempt)
+        raise AssertionError("unreachable")
 
     def close(self, close_connections: Callable[[], None]) -> None:
         """Refuse further transactions, end every subscription and ``close_connections``
