@@ -20,6 +20,7 @@ from scheduler.solver import PendingWorkload, Problem, SolverParams, SolveStatus
 from scheduler.solver.filters import eligibility_of
 from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.objective import evaluate
+from scheduler.solver.valley.linear import LinearModel, Relaxation
 from scheduler.solver.valley.model import build_model
 from scheduler.solver.valley.packing import pack
 from scheduler.solver.valley.state import PackingState
@@ -396,3 +397,24 @@ def test_a_replica_that_overflows_its_pool_wakes_the_cheapest_pool_not_the_first
     nodes = [rp.node for reps in state.placements().values() for rp in reps]
     assert len(nodes) == 3 and sum(n.startswith("near/cpu-") for n in nodes) == 2
     assert not any(n.startswith("near/fat-") for n in nodes), nodes
+
+
+def test_an_lp_out_of_time_leaves_a_greedy_decision_of_the_model_packed(tiny, monkeypatch):
+    # GLOP stopped by its time limit (as at 50k replicas on a busy machine): the decision comes
+    # from the same model greedily, cheapest pools first, and is packed and repaired; GANG and
+    # SPREAD work is placed by the repairs
+    monkeypatch.setattr(LinearModel, "solve_lp", lambda self, seconds: Relaxation("NOT_SOLVED"))
+    specs = (
+        service(1, slo=5, replicas=3),
+        service(2, slo=2),
+        service(1, slo=5, replicas=2, topology=Topology.GANG),
+        service(1, slo=5, replicas=2, topology=Topology.SPREAD, min_sites=2),
+    )
+    p = problem(tiny, *specs)
+    r = solve(p)
+    assert r.stats.fallback and r.stats.lp_status == "NOT_SOLVED"
+    assert set(r.placements) == {"w0", "w1", "w2", "w3"}
+    assert sites_of(r, "w0") == {"green"}  # the cheaper site its SLO allows
+    assert sites_of(r, "w1") == {"near"}  # the only one
+    assert len(sites_of(r, "w2")) == 1 and len(sites_of(r, "w3")) == 2
+    assert r.objective == pytest.approx(evaluate(p, r.placements, SolverParams()).objective)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from scheduler.domain import Topology
-from scheduler.solver.valley.model import Model, WorkloadClass
+from scheduler.solver.valley.model import Model, WorkloadClass, amounts
 
 
 def round_solution(model: Model, lp_x: Sequence[float]) -> list[int]:
@@ -29,6 +29,53 @@ def round_solution(model: Model, lp_x: Sequence[float]) -> list[int]:
         if p.wake >= 0:
             hint[p.wake] = min(p.empty_nodes, math.ceil(lp_x[p.wake] - 1e-6))
     return hint
+
+
+def greedy_solution(model: Model) -> list[float]:
+    """A decision when the LP ran out of time: classes by penalty per replica (priority first),
+    each class's workloads into its cheapest pools while their totals have room, waking nodes
+    as needed. GANG and SPREAD workloads are left to the repairs (few, and placed whole there).
+    Feasible for the pool totals, like the LP's; ``round_solution`` makes it whole."""
+    lm = model.lm
+    x = [0.0] * lm.size
+    free = {p.index: dict(p.free_awake) for p in model.pools}
+    spare = {p.index: p.empty_nodes for p in model.pools}
+    cap = {p.index: p.node_cap for p in model.pools}
+    woken = dict.fromkeys(free, 0)
+
+    def room(p: int, need: dict[str, int]) -> int:
+        return max(0, min((free[p][r] + spare[p] * cap[p][r]) // a for r, a in need.items()))
+
+    for c in sorted(model.classes, key=lambda c: -c.penalty / c.spec.replica_count):
+        if c.spec.topology in (Topology.GANG, Topology.SPREAD):
+            continue
+        need = {r: a for r, a in amounts(c.spec.resources).items() if a}
+        n = c.spec.replica_count
+        pools = sorted(c.x, key=lambda p: lm.cost[c.x[p]])
+        k = min(len(c.members), sum(room(p, need) for p in pools) // n)
+        x[c.k] = k
+        left = k * n
+        for p in pools:
+            take = min(left, room(p, need))
+            if not take:
+                continue
+            x[c.x[p]] += take
+            left -= take
+            for r, a in need.items():
+                free[p][r] -= take * a
+            wake = max(
+                (math.ceil(-free[p][r] / cap[p][r]) for r in need if free[p][r] < 0), default=0
+            )
+            spare[p] -= wake
+            woken[p] += wake
+            for r in free[p]:
+                free[p][r] += wake * cap[p][r]
+            if not left:
+                break
+    for ps in model.pools:
+        if ps.wake >= 0:
+            x[ps.wake] = woken[ps.index]
+    return x
 
 
 def _round_gang(c: WorkloadClass, hint: list[int], lp_x: Sequence[float], k: int, n: int) -> None:

@@ -48,16 +48,19 @@ class Displace:
         )
         changed = False
         work = [w for w in state.open_workloads() if not w.spec.resources.wants_gpu]
+        before = self._objective(state, never)  # then after each change kept
         for w in sorted(work, key=lambda w: -w.spec.priority):
             if self.moves >= MAX_MOVES or budget.expired(grace=True):
                 break
-            before = self._objective(state, never)
             with state.transaction() as tx:
-                if self._place(state, w.id, scorer, order) and (
-                    self._objective(state, never) < before - 1e-9
-                ):
-                    changed = True
+                moves = self.moves
+                if not self._place(state, w.id, scorer, order):
+                    continue  # (``_place`` took back what it tried)
+                after = self._objective(state, never)
+                if after < before - 1e-9:
+                    before, changed = after, True
                 else:
+                    self.moves = moves
                     tx.rollback()
         return changed
 
