@@ -418,3 +418,17 @@ def test_an_lp_out_of_time_leaves_a_greedy_decision_of_the_model_packed(tiny, mo
     assert sites_of(r, "w1") == {"near"}  # the only one
     assert len(sites_of(r, "w2")) == 1 and len(sites_of(r, "w3")) == 2
     assert r.objective == pytest.approx(evaluate(p, r.placements, SolverParams()).objective)
+
+
+def test_gpu_shares_that_do_not_tile_a_gpu_are_seen_by_the_bound(tiny):
+    # green's GPU node has 2 GPUs: two 0.85 shares and a 0.25 share ask for 1.95 GPUs in sum
+    # and two shares above half a GPU, which the millis and slot rows allow; on the GPUs, the
+    # 0.25 share fits beside neither 0.85. The share cuts count each 0.85 as a whole GPU, so
+    # the bound leaves one workload out, as the placement must
+    def share(millis: int) -> WorkloadSpec:
+        return WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=millis))
+
+    r = solve(problem(tiny, share(850), share(850), share(250)), NO_CPSAT)
+    assert len(r.placements) == 2
+    assert r.bound is not None and r.bound <= r.objective + 1e-9
+    assert r.gap is not None and r.gap < 0.01

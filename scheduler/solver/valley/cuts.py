@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from scheduler.domain import Cluster, Resources
+import numpy as np
+
+from scheduler.domain import GPU_MILLIS, Cluster, Resources
 from scheduler.solver.filters.eligibility import replicas_per_node
 from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.valley.linear import LinearModel
@@ -65,4 +67,61 @@ def add_node_fit_cuts(
             continue
         lm.row([*xs, ps.wake], [1] * len(xs) + [-fit_empty], hi=fit_awake)
         added += 1
+    return added
+
+
+# thresholds of the GPU share cuts below (millis of one GPU)
+SHARE_THRESHOLDS = (100, 200, 300, 400)
+
+
+def share_weight(r: Resources, eps: int) -> int:
+    """A request's GPU demand under the dual-feasible function u_eps of one GPU (Fekete and
+    Schepers): a share above ``1000 - eps`` counts as the whole GPU, one below ``eps`` as
+    nothing, any other as itself; whole GPUs count 1000 each."""
+    s = r.gpu_millis
+    if s > GPU_MILLIS - eps:
+        s = GPU_MILLIS
+    elif s < eps:
+        s = 0
+    return r.gpus * GPU_MILLIS + s
+
+
+def add_gpu_share_cuts(
+    lm: LinearModel,
+    cluster: Cluster,
+    index: NodeIndex,
+    classes: list[WorkloadClass],
+    pools: list[PoolState],
+) -> int:
+    """GPU shares do not tile GPUs: two 0.81 shares need two GPUs, which the summed millis
+    (and the count of shares above half a GPU) miss when a pool's GPUs are nearly all asked
+    for. Per GPU pool and threshold ``eps``, the demand weighed by ``share_weight`` is at most
+    what its GPUs can hold under the same weights: a GPU with ``g`` millis free holds at most
+    ``g`` if ``g <= 1000 - eps`` (no share counted whole fits it), else 1000; a woken node its
+    GPUs x 1000. Valid for every node-level placement (the weights are dual feasible), so the
+    bound stays a bound; the relaxation's decision then asks no more of a pool than its GPUs
+    can take. Returns how many rows were added."""
+    state = {ps.index: ps for ps in pools}
+    users: dict[int, list[tuple[int, Resources]]] = defaultdict(list)
+    for c in classes:
+        if c.spec.resources.gpu_millis:
+            for p, v in c.x.items():
+                users[p].append((v, c.spec.resources))
+    added = 0
+    for p, shares in users.items():
+        ps = state[p]
+        if ps.wake < 0:
+            continue
+        gpus_all = [(v, c.spec.resources) for c in classes for q, v in c.x.items() if q == p]
+        nodes = index.by_pool[p]
+        g = cluster.gpu_free[nodes[cluster.replicas_on[nodes] > 0]].ravel()
+        per_node = cluster.pools[p].node.gpus * GPU_MILLIS
+        for eps in SHARE_THRESHOLDS:
+            cap = int(np.where(g > GPU_MILLIS - eps, GPU_MILLIS, np.maximum(g, 0)).sum())
+            idx = [v for v, r in gpus_all if share_weight(r, eps)]
+            coef = [share_weight(r, eps) for v, r in gpus_all if share_weight(r, eps)]
+            if not any(share_weight(r, eps) != r.gpu_demand_millis for _, r in shares):
+                continue  # the same row as the summed millis
+            lm.row([*idx, ps.wake], [*coef, -per_node], hi=cap)
+            added += 1
     return added

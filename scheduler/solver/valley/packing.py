@@ -7,6 +7,7 @@ workload that still does not fit whole is left out, for the repairs to try again
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -28,18 +29,19 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
     got: dict[str, list[Slot]] = defaultdict(list)
     short: dict[str, int] = defaultdict(int)
     cluster = state.cluster
+    # a powered-down node of a pool the model did not wake costs its idle power: replicas
+    # that overflow their pool wake the cheapest pool's nodes first, and in a full pool the
+    # replicas whose other pools cost most to wake are packed first
+    wake_cost = {ps.index: model.lm.cost[ps.wake] for ps in model.pools if ps.wake >= 0}
     for p in sorted(demand, key=lambda p: (cluster.pools[p].node.gpus == 0, p)):
         # a pool with nodes to spare packs all its replicas together (tighter); a full one
         # packs group by group, so that a shortfall hits what costs least
         full = spare.get(p, 0) <= max(2, len(state.index.by_pool[p]) // 20)
-        groups: dict[tuple[bool, int], list[str]] = defaultdict(list)
+        groups: dict[tuple[float, int], list[str]] = defaultdict(list)
         for wid in demand[p]:
-            groups[_group(state, wid) if full else (False, 0)].append(wid)
+            groups[_group(state, wid, p, wake_cost) if full else (0.0, 0)].append(wid)
         for key in sorted(groups):
             _pack_group(state, p, groups[key], demand[p], got, short)
-    # a powered-down node of a pool the model did not wake costs its idle power: replicas
-    # that overflow their pool wake the cheapest pool's nodes first
-    wake_cost = {ps.index: model.lm.cost[ps.wake] for ps in model.pools if ps.wake >= 0}
     for wid in plan:
         _complete(state, wid, got[wid], short.get(wid, 0), wake_cost)
 
@@ -64,13 +66,17 @@ def _plan(model: Model, counts: Sequence[int]) -> dict[str, list[int]]:
     return plan
 
 
-def _group(state: PackingState, wid: str) -> tuple[bool, int]:
-    """Packing order in a full pool: replicas with no other pool to go to before those that
-    could move (to another site, or another pool of theirs in the site), higher priority
-    first."""
+def _group(
+    state: PackingState, wid: str, pool: int, wake_cost: dict[int, float]
+) -> tuple[float, int]:
+    """Packing order in a full pool: replicas with no other pool to go to first, then those
+    whose other pools cost most to wake (an A800-only pod before one that may use an H800
+    node too), higher priority first. GANG and SPREAD replicas count as having nowhere else."""
     spec = state.specs[wid]
-    pinned = len(state.elig[wid].pools) == 1 or spec.topology in (Topology.GANG, Topology.SPREAD)
-    return (not pinned, -spec.priority)
+    others = [q for q in state.elig[wid].pools if q != pool]
+    if not others or spec.topology in (Topology.GANG, Topology.SPREAD):
+        return (-math.inf, -spec.priority)
+    return (-round(min(wake_cost.get(q, math.inf) for q in others), 6), -spec.priority)
 
 
 def _pack_group(

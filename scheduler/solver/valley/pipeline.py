@@ -30,7 +30,7 @@ from scheduler.solver.problem import (
 )
 from scheduler.solver.result import build_result
 from scheduler.solver.valley.bound import MipBound
-from scheduler.solver.valley.cuts import add_node_fit_cuts
+from scheduler.solver.valley.cuts import add_gpu_share_cuts, add_node_fit_cuts
 from scheduler.solver.valley.linear import Relaxation
 from scheduler.solver.valley.model import Model, build_model, counts_of
 from scheduler.solver.valley.packing import pack
@@ -121,6 +121,7 @@ class _Run:
         base = evaluate(no_work, {}, self.params).objective
         model = build_model(p, self.params, self.elig, self.index, base)
         cuts = add_node_fit_cuts(model.lm, p.cluster, self.index, model.classes, model.pools)
+        cuts += add_gpu_share_cuts(model.lm, p.cluster, self.index, model.classes, model.pools)
         self.stats.update(
             node_fit_cuts=cuts,
             model_variables=model.lm.size,
