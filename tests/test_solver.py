@@ -432,3 +432,81 @@ def test_gpu_shares_that_do_not_tile_a_gpu_are_seen_by_the_bound(tiny):
     assert len(r.placements) == 2
     assert r.bound is not None and r.bound <= r.objective + 1e-9
     assert r.gap is not None and r.gap < 0.01
+
+
+GPU_MODELS = """
+name = "gpu-models"
+origins = ["city"]
+
+[sites.near]
+pue = 1.5
+price_cny_per_kwh = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0,
+    2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+carbon_kg_per_kwh = [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6,
+    0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+latency_ms = { city = 1.0 }
+[[sites.near.pools]]
+name = "a800"
+count = 1
+cpu_millis = 16000
+memory_mib = 65536
+gpus = 2
+gpu_model = "A800"
+idle_watts = 1500.0
+max_watts = 2000.0
+gpu_watts = 700.0
+
+[sites.far]
+pue = 1.1
+price_cny_per_kwh = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,
+    0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+carbon_kg_per_kwh = [0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3,
+    0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+latency_ms = { city = 5.0 }
+[[sites.far.pools]]
+name = "a800"
+count = 1
+cpu_millis = 16000
+memory_mib = 65536
+gpus = 2
+gpu_model = "A800"
+idle_watts = 1500.0
+max_watts = 2000.0
+gpu_watts = 700.0
+[[sites.far.pools]]
+name = "h800"
+count = 1
+cpu_millis = 16000
+memory_mib = 65536
+gpus = 2
+gpu_model = "H800"
+idle_watts = 1500.0
+max_watts = 2000.0
+gpu_watts = 700.0
+"""
+
+
+def test_a_full_pool_keeps_the_replicas_that_have_only_dear_pools_elsewhere():
+    # the decision puts three 1-GPU pods on far/a800 (two GPUs): one must go elsewhere. The
+    # A800-only pod's other pool is near's (dear); the other pods may also use far/h800. So
+    # the A800-only pod stays on far/a800 and an unconstrained one moves to far/h800
+    scenario = parse_scenario(GPU_MODELS, "gpu-models.toml")
+    r = Resources(1000, 1024, gpus=1)
+    any_gpu = WorkloadSpec(tenant="t", resources=r)
+    a800 = WorkloadSpec(tenant="t", resources=r, gpu_models=("A800",))
+    p = problem(scenario, any_gpu, any_gpu, a800)
+    params = SolverParams()
+    elig = eligibility_of(scenario, p.cluster, ((w.id, w.spec) for w in p.workloads), params)
+    index = NodeIndex(p.cluster)
+    model = build_model(p, params, elig, index, 0.0)
+    far_a800 = next(i for i, pool in enumerate(p.cluster.pools) if pool.key == "far/a800")
+    counts = [0] * model.lm.size
+    for c in model.classes:
+        counts[c.k] = len(c.members)
+        counts[c.x[far_a800]] = len(c.members)
+    counts[model.pools[far_a800].wake] = 1
+    state = PackingState(p, params, elig, index=index)
+    pack(state, model, counts)
+    nodes = {wid: rp.node for wid, reps in state.placements().items() for rp in reps}
+    assert nodes["w2"].startswith("far/a800")
+    assert not any(n.startswith("near/") for n in nodes.values()), nodes
