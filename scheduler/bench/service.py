@@ -499,15 +499,15 @@ def command(
     if only in ("both", "noop"):
         targets.append(("noop", None))
     with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
-        for name, store in progress(targets, total=len(targets), desc="service"):
+        for name, on in progress(targets, total=len(targets), desc="service"):
             cm = (
-                valley_server(tmp, scenario, policy, solve_budget_ms, store or "sqlite")
+                valley_server(tmp, scenario, policy, solve_budget_ms, on or "sqlite")
                 if name == "valley"
                 else noop_server(tmp)
             )
             with cm as target:
                 result = drive(target.address, batches, rate, channels, drain, watch)
-                kind = None if store is None else _store_kind(store)
+                kind = None if on is None else _store_kind(on)
                 rows.append(row(name, kind, result, target.peak_rss_mib()))
     params = {
         "rate": rate,
