@@ -14,6 +14,7 @@ SUITES = {
     "openb": "scheduler.bench.openb",
     "vbp": "scheduler.bench.vbp",
     "service": "scheduler.bench.service",
+    "loop": "scheduler.bench.loop",
 }
 
 

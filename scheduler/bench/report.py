@@ -132,3 +132,28 @@ plot_option = click.option(
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="random seed (printed with the results)"
 )
+
+
+def store_kind(store: str) -> str:
+    """``sqlite`` or ``postgresql``: what a row says of its store (never the URL, which may
+    hold a password)."""
+    return "sqlite" if store.startswith("sqlite") else "postgresql"
+
+
+def _check_stores(ctx: click.Context, param: click.Parameter, stores: tuple[str, ...]) -> Any:
+    for store in stores:
+        if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
+            raise click.BadParameter(f"{store!r}: sqlite or a postgresql:// URL")
+    return stores
+
+
+stores_option = click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    default=("sqlite",),
+    show_default=True,
+    callback=_check_stores,
+    help="Valley's store, repeatable (a row each): sqlite (a temporary file) or the "
+    "postgresql:// URL of an empty database",
+)

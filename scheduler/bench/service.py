@@ -45,7 +45,15 @@ import numpy as np
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
-from scheduler.bench.report import emit, output_option, plot_option, progress, save_plot
+from scheduler.bench.report import (
+    emit,
+    output_option,
+    plot_option,
+    progress,
+    save_plot,
+    store_kind,
+    stores_option,
+)
 
 COLUMNS = (
     "policy",
@@ -385,10 +393,6 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     save_plot(fig, path)
 
 
-def _store_kind(store: str) -> str:
-    return "sqlite" if store == "sqlite" else "postgresql"
-
-
 @click.command("service")
 @click.option(
     "--rate",
@@ -441,15 +445,7 @@ def _store_kind(store: str) -> str:
 @click.option(
     "--only", type=click.Choice(["both", "valley", "noop"]), default="both", show_default=True
 )
-@click.option(
-    "--store",
-    "stores",
-    multiple=True,
-    default=("sqlite",),
-    show_default=True,
-    help="Valley's store, repeatable (a row each): sqlite (a temporary file) or the "
-    "postgresql:// URL of an empty database",
-)
+@stores_option
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="random seed of the workload mix"
 )
@@ -480,11 +476,6 @@ def command(
 ) -> None:
     """The service under load (on SQLite or PostgreSQL) against a no-op server of the same
     proto."""
-    for store in stores:
-        if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
-            raise click.BadParameter(
-                f"{store!r}: sqlite or a postgresql:// URL", param_hint="--store"
-            )
     total = int(rate * duration)
     if total > MAX_WORKLOADS:
         raise click.BadParameter(f"rate x duration = {total} > {MAX_WORKLOADS} workloads")
@@ -507,7 +498,7 @@ def command(
             )
             with cm as target:
                 result = drive(target.address, batches, rate, channels, drain, watch)
-                kind = None if on is None else _store_kind(on)
+                kind = None if on is None else store_kind(on)
                 rows.append(row(name, kind, result, target.peak_rss_mib()))
     params = {
         "rate": rate,
@@ -520,7 +511,7 @@ def command(
         "solve_budget_ms": solve_budget_ms,
         "seed": seed,
         "watch": watch,
-        "stores": [_store_kind(store) for store in stores],  # never a URL: it may hold a password
+        "stores": [store_kind(store) for store in stores],  # never a URL: it may hold a password
     }
     emit("service", params, rows, output, COLUMNS)
     if plot_path:
