@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything Valley needs on a fresh Debian machine: a virtualenv with the package and
-# its dev tools, generated gRPC code, and (with --system) the servers the tests use.
+# its dev tools and benchmark extras, generated gRPC code, and (with --system) the servers the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -28,7 +28,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
 if [ -f scripts/gen_proto.sh ]; then
   bash scripts/gen_proto.sh "$VENV/bin/python"
 fi

@@ -40,10 +40,8 @@ needs_promtool = pytest.mark.skipif(
 )
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "valley_alert_tests_generate", PROM / "tests" / "generate.py"
-    )
+def load_generator(path: Path = PROM / "tests" / "generate.py") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"valley_deploy_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while being built
@@ -139,6 +137,22 @@ def test_alert_has_severity_summary_and_runbook_description(rule: dict[str, Any]
     assert annotations["summary"].strip() and "\n" not in annotations["summary"]
     for section in ("Impact:", "Check:", "Fix:"):
         assert section in annotations["description"], f"{rule['alert']}: no {section!r}"
+
+
+@pytest.mark.parametrize("rule", alerts(), ids=lambda r: r["alert"])
+def test_alert_runbook_url_points_at_its_section_of_the_runbooks(rule: dict[str, Any]) -> None:
+    runbooks = load_generator(PROM / "runbooks.py")
+    url = rule["annotations"].get("runbook_url")
+    assert url == runbooks.runbook_url(rule["alert"])
+    path, anchor = url.split("#")
+    headings = (ROOT / path).read_text(encoding="utf-8").splitlines()
+    assert f"## {rule['alert']}" in headings and anchor == rule["alert"].lower()
+
+
+def test_committed_runbooks_equal_the_generator_output() -> None:
+    runbooks = load_generator(PROM / "runbooks.py")
+    committed = (PROM / "runbooks.md").read_text(encoding="utf-8")
+    assert committed == runbooks.render(), "run python deploy/prometheus/runbooks.py"
 
 
 def test_recording_rules_follow_the_level_metric_operations_convention() -> None:

@@ -8,6 +8,8 @@ from click.testing import CliRunner
 
 from scheduler.bench.service import COLUMNS, command
 
+pytest_plugins = ["tests.pg"]
+
 
 def test_bench_service_reports_valley_and_noop_rows() -> None:
     result = CliRunner().invoke(
@@ -25,3 +27,24 @@ def test_bench_service_reports_valley_and_noop_rows() -> None:
         assert r["errors"] == 0
         assert r["accepted_per_second"] > 0 and r["placed_per_second"] > 0
         assert r["rss_mib"] > 0
+
+
+def test_bench_service_reports_a_row_per_store_when_given_postgresql(postgres_url: str) -> None:
+    result = CliRunner().invoke(
+        command,
+        [
+            *("--rate", "200", "--duration", "1", "--batch", "20", "--drain", "10"),
+            *("--only", "valley", "--store", "sqlite", "--store", postgres_url, "--output", "json"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["params"]["stores"] == ["sqlite", "postgresql"]  # no URL: it may hold a password
+    rows = report["rows"]
+    assert [(r["policy"], r["store"]) for r in rows] == [
+        ("valley", "sqlite"),
+        ("valley", "postgresql"),
+    ]
+    for r in rows:
+        assert r["errors"] == 0 and r["placed_per_second"] > 0

@@ -6,12 +6,15 @@ import importlib
 
 import click
 
+from scheduler.bench.report import require_bench_extra
+
 # suite name -> module that defines a click command named ``command``
 SUITES = {
     "scenario": "scheduler.bench.scenario",
     "openb": "scheduler.bench.openb",
     "vbp": "scheduler.bench.vbp",
     "service": "scheduler.bench.service",
+    "loop": "scheduler.bench.loop",
 }
 
 
@@ -40,4 +43,6 @@ class _Suites(click.Group):
 
 @click.group(cls=_Suites)
 def bench() -> None:
-    """Run a benchmark suite against peers, published results or ceilings."""
+    """Run a benchmark suite against peers, published results or ceilings (needs the bench
+    extra: pip install 'valley-scheduler[bench]')."""
+    require_bench_extra()

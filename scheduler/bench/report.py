@@ -1,10 +1,14 @@
 """What every suite shares: the JSON envelope, the table, the progress bar and the plot.
 
+tqdm and matplotlib come with the ``bench`` extra (the server image leaves them out): they are
+imported when a suite runs, and ``require_bench_extra`` says how to install them.
+
 JSON: ``{"suite": NAME, "params": {...}, "rows": [...]}``, one row per policy (and size).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -16,9 +20,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from tqdm import tqdm
 
 T = TypeVar("T")
+
+BENCH_PACKAGES = ("tqdm", "matplotlib")
+
+
+def require_bench_extra() -> None:
+    """Raise a ``click.ClickException`` naming the install command when a package of the
+    ``bench`` extra is missing (a server installed without it still serves)."""
+    missing = []
+    for name in BENCH_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise click.ClickException(
+            f"valley bench needs {', '.join(missing)}, which come with the bench extra: "
+            "pip install 'valley-scheduler[bench]'"
+        )
 
 
 def machine() -> dict[str, Any]:
@@ -42,6 +63,9 @@ def envelope(
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
     """A progress bar on a terminal (stderr), silent in CI or when piped."""
+    require_bench_extra()
+    from tqdm import tqdm
+
     quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
     yield from tqdm(items, total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr)
 
@@ -107,4 +131,29 @@ plot_option = click.option(
 )
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="random seed (printed with the results)"
+)
+
+
+def store_kind(store: str) -> str:
+    """``sqlite`` or ``postgresql``: what a row says of its store (never the URL, which may
+    hold a password)."""
+    return "sqlite" if store.startswith("sqlite") else "postgresql"
+
+
+def _check_stores(ctx: click.Context, param: click.Parameter, stores: tuple[str, ...]) -> Any:
+    for store in stores:
+        if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
+            raise click.BadParameter(f"{store!r}: sqlite or a postgresql:// URL")
+    return stores
+
+
+stores_option = click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    default=("sqlite",),
+    show_default=True,
+    callback=_check_stores,
+    help="Valley's store, repeatable (a row each): sqlite (a temporary file) or the "
+    "postgresql:// URL of an empty database",
 )

@@ -7,7 +7,9 @@ implements the same proto and returns at once. One load generator drives both th
 second (open loop: batch k is due at k x batch / rate) for ``--duration`` seconds, while a
 watch stream of PLACED events only timestamps every placement (``--watch batches``, the default:
 WatchWorkloadBatches, several events per message; ``events``: WatchWorkloads, one per message).
-Rows (``policy`` = valley | noop):
+``--store`` (repeatable) names Valley's store: ``sqlite`` (a file in the temporary directory,
+the default) or a ``postgresql://`` URL of an empty database; each gives a row.
+Rows (``policy`` = valley | noop, ``store`` = sqlite | postgresql | - for noop):
 
 - accepted_per_second: workloads accepted / time from the first send to the last answer
 - placed_per_second: workloads placed / time from the first send to the last PLACED event
@@ -43,10 +45,19 @@ import numpy as np
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
-from scheduler.bench.report import emit, output_option, plot_option, progress, save_plot
+from scheduler.bench.report import (
+    emit,
+    output_option,
+    plot_option,
+    progress,
+    save_plot,
+    store_kind,
+    stores_option,
+)
 
 COLUMNS = (
     "policy",
+    "store",
     "accepted_per_second",
     "placed_per_second",
     "submit_to_placed_p50_ms",
@@ -151,8 +162,13 @@ def _start(name: str, args: list[str], cwd: str) -> Target:
 
 @contextlib.contextmanager
 def valley_server(
-    directory: str, scenario: str, policy: str, solve_budget_ms: float = 50.0
+    directory: str,
+    scenario: str,
+    policy: str,
+    solve_budget_ms: float = 50.0,
+    store: str = "sqlite",
 ) -> Iterator[Target]:
+    """``valley serve`` on ``store``: ``sqlite`` (a file in ``directory``) or a store URL."""
     target = _start(
         "valley",
         [
@@ -164,7 +180,7 @@ def valley_server(
             "--metrics-address",
             "",
             "--store",
-            f"sqlite:///{directory}/valley.db",
+            f"sqlite:///{directory}/valley.db" if store == "sqlite" else store,
             "--scenario",
             scenario,
             "--policy",
@@ -339,9 +355,10 @@ def drive(
     )
 
 
-def row(policy: str, r: RunResult, rss: float | None) -> dict[str, Any]:
+def row(policy: str, store: str | None, r: RunResult, rss: float | None) -> dict[str, Any]:
     return {
         "policy": policy,
+        "store": store,
         "accepted_per_second": r.accepted / r.send_span_s,
         "placed_per_second": r.placed / r.place_span_s,
         "submit_to_placed_p50_ms": _pct(r.submit_to_placed_s, 50),
@@ -359,7 +376,7 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["policy"] for r in rows]
+    names = [f"{r['policy']} ({r['store']})" if r["store"] else r["policy"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(len(rows))
     a.bar(x - 0.2, [r["accepted_per_second"] for r in rows], 0.4, label="accepted/s")
@@ -428,6 +445,7 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
 @click.option(
     "--only", type=click.Choice(["both", "valley", "noop"]), default="both", show_default=True
 )
+@stores_option
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="random seed of the workload mix"
 )
@@ -450,12 +468,14 @@ def command(
     policy: str,
     solve_budget_ms: float,
     only: str,
+    stores: tuple[str, ...],
     seed: int,
     watch: str,
     output: str,
     plot_path: str | None,
 ) -> None:
-    """The service under load (SQLite store) against a no-op server of the same proto."""
+    """The service under load (on SQLite or PostgreSQL) against a no-op server of the same
+    proto."""
     total = int(rate * duration)
     if total > MAX_WORKLOADS:
         raise click.BadParameter(f"rate x duration = {total} > {MAX_WORKLOADS} workloads")
@@ -463,17 +483,23 @@ def command(
     specs = workload_mix(random.Random(seed), n_batches * batch)
     batches = [specs[i * batch : (i + 1) * batch] for i in range(n_batches)]
     rows = []
-    targets = ["valley", "noop"] if only == "both" else [only]
+    # (row name, store): one Valley row per store, then the ceiling
+    targets: list[tuple[str, str | None]] = []
+    if only in ("both", "valley"):
+        targets += [("valley", store) for store in stores]
+    if only in ("both", "noop"):
+        targets.append(("noop", None))
     with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
-        for name in progress(targets, total=len(targets), desc="service"):
+        for name, on in progress(targets, total=len(targets), desc="service"):
             cm = (
-                valley_server(tmp, scenario, policy, solve_budget_ms)
+                valley_server(tmp, scenario, policy, solve_budget_ms, on or "sqlite")
                 if name == "valley"
                 else noop_server(tmp)
             )
             with cm as target:
                 result = drive(target.address, batches, rate, channels, drain, watch)
-                rows.append(row(name, result, target.peak_rss_mib()))
+                kind = None if on is None else store_kind(on)
+                rows.append(row(name, kind, result, target.peak_rss_mib()))
     params = {
         "rate": rate,
         "batch": batch,
@@ -485,6 +511,7 @@ def command(
         "solve_budget_ms": solve_budget_ms,
         "seed": seed,
         "watch": watch,
+        "stores": [store_kind(store) for store in stores],  # never a URL: it may hold a password
     }
     emit("service", params, rows, output, COLUMNS)
     if plot_path:

@@ -366,6 +366,7 @@ def build() -> dict[str, Any]:
                         "exp_annotations": {
                             "summary": summary,
                             "description": expected_description(rule, all_labels),
+                            "runbook_url": rule["annotations"]["runbook_url"],
                         },
                     }
                 )
