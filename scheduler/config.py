@@ -21,8 +21,10 @@ import grpc
 from scheduler.domain import DEFAULT_SCENARIO, Scenario, load_scenario
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop
 from scheduler.service import ServerConfig, ValleyServer, create_server
+from scheduler.service.auth import Auth
+from scheduler.service.tls import TlsFiles, is_loopback
 from scheduler.solver import SolverParams
-from scheduler.store import Store, open_store
+from scheduler.store import Store, open_store, redacted
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,25 @@ class ValleyConfig:
     max_watchers: int = 16
     grace_s: float = 10.0
     warm_up_timeout_s: float = 60.0
+    auth_file: str | None = None  # tokens, roles and quotas; None: every caller trusted
+    tls: TlsFiles | None = None
+    insecure: bool = False  # plaintext on a non-loopback address, knowingly
+
+    def check_exposure(self) -> None:
+        """Plaintext only on loopback, unless ``insecure`` (then a warning): anyone who can
+        reach the port could read tokens and workloads off the wire."""
+        if self.tls is not None or is_loopback(self.grpc_address):
+            return
+        if not self.insecure:
+            raise ValueError(
+                f"refusing to serve plaintext gRPC on {self.grpc_address}, which is not a "
+                "loopback address: give --tls-cert and --tls-key, or --insecure to accept it"
+            )
+        log.warning(
+            "serving plaintext gRPC on %s (--insecure): tokens and workloads cross the "
+            "network unencrypted",
+            self.grpc_address,
+        )
 
 
 class Valley:
@@ -74,8 +95,11 @@ class Valley:
         self.server: ValleyServer | None = None
         self.port = 0
         self.metrics_port: int | None = None
+        self.auth = Auth()
 
     def start(self) -> Valley:
+        self.config.check_exposure()
+        self.auth = Auth(self.config.auth_file)
         metrics: ModuleType | None = None
         if self.config.metrics_address is not None:
             metrics = importlib.import_module("scheduler.metrics")
@@ -100,6 +124,8 @@ class Valley:
                     max_workers=self.config.max_workers,
                     max_watchers=self.config.max_watchers,
                     interceptors=self._interceptors,
+                    auth=self.auth,
+                    tls=self.config.tls,
                 )
             )
             if metrics is not None and self.config.metrics_address is not None:
@@ -116,7 +142,7 @@ class Valley:
             "valley serving %s on port %d (store %s, scenario %s)",
             ", ".join(s.name for s in self.scenario.sites),
             self.port,
-            self.config.store_url,
+            redacted(self.config.store_url),
             self.scenario.name,
         )
         return self

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 from scheduler.domain import ValidationError
 from scheduler.store import NotFoundError, PreconditionError, StoreError
@@ -24,12 +28,16 @@ Resp = TypeVar("Resp")
 
 
 class RpcFailure(Exception):
-    """Fail the RPC with ``code`` and ``message``."""
+    """Fail the RPC with ``code`` and ``message``, and ``details`` (google.rpc messages such as
+    ``QuotaFailure``) in the status's details when given."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, details: Sequence[Message] = ()
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = tuple(details)
 
 
 class BadRequest:
@@ -52,6 +60,24 @@ def check_deadline(context: grpc.ServicerContext) -> None:
         raise RpcFailure(
             grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work began"
         )
+
+
+def code_of(e: BaseException) -> grpc.StatusCode:
+    """The status code ``e`` ends an RPC with (what ``status_of`` answers, without logging)."""
+    if isinstance(e, RpcFailure):
+        return e.code
+    for kind, code in _CODES:
+        if isinstance(e, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
+)
 
 
 def status_of(e: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -85,6 +111,7 @@ def unary(
             return fn(self, request, context)
         except Exception as e:
             code, message = status_of(e)
+            _abort_with_details(context, e, code, message)
         context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
 
@@ -102,6 +129,23 @@ def streaming(
             return
         except Exception as e:
             code, message = status_of(e)
+            _abort_with_details(context, e, code, message)
         context.abort(code, message)
 
     return handler
+
+
+def _abort_with_details(
+    context: grpc.ServicerContext, e: Exception, code: grpc.StatusCode, message: str
+) -> None:
+    """Abort with a rich status (``grpc-status-details-bin``) when ``e`` carries details."""
+    details = getattr(e, "details", ())
+    if not details:
+        return
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
+    context.abort_with_status(rpc_status.to_status(status))

@@ -12,9 +12,12 @@ import grpc
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.domain import Scenario, Workload
 from scheduler.service import convert, paging, validation
+from scheduler.service.audit import audited
+from scheduler.service.auth import Auth, Caller
 from scheduler.service.errors import RpcFailure, check_deadline, streaming, unary
 from scheduler.service.explaining import explain_workload
 from scheduler.service.ports import Scheduling
+from scheduler.service.quotas import admission
 from scheduler.store import NotFoundError, Store
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,10 @@ class PlacementServicer:
         *,
         max_watchers: int = 16,
         clock: Callable[[], datetime] = _utcnow,
+        auth: Auth | None = None,
     ) -> None:
         self._store = store
+        self._auth = auth or Auth()
         self._scheduling = scheduling
         self._scenario = scenario
         self._clock = clock
@@ -51,19 +56,35 @@ class PlacementServicer:
         # every watcher sends every event: the parts events share are encoded once
         self._events = convert.EventEncoder()
 
-    def _get(self, workload_id: str) -> Workload:
-        """The stored workload; NOT_FOUND for any id that does not exist (empty included)."""
+    def _get(self, workload_id: str, caller: Caller) -> Workload:
+        """The stored workload; NOT_FOUND for any id that does not exist (empty included) and,
+        exactly alike, for a workload the caller may not see."""
         if not _possible_id(workload_id):
             raise NotFoundError(workload_id[:64])
-        return self._store.get(workload_id)
+        w = self._store.get(workload_id)
+        if not caller.sees(w.spec.tenant):
+            raise NotFoundError(workload_id)
+        return w
 
     @unary
     def SubmitWorkloads(
         self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
     ) -> pb.SubmitWorkloadsResponse:
+        caller = self._auth.caller(context)
+        with audited(caller, "submit") as entry:
+            response = self._submit(request, context, caller)
+            entry.ids = [w.id for w in response.workloads]
+        return response
+
+    def _submit(
+        self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.SubmitWorkloadsResponse:
         check_deadline(context)
         validation.check_request_id(request.request_id)
         validation.check_count(len(request.workloads))
+        for i, m in enumerate(request.workloads):
+            # a tenant's spec without a tenant is its own (the request hash then covers it)
+            m.tenant = caller.scope(m.tenant, f"workloads[{i}].tenant")
         specs = [
             validation.check_spec(
                 convert.spec_from_proto(m, f"workloads[{i}]"), self._scenario, f"workloads[{i}]"
@@ -72,8 +93,14 @@ class PlacementServicer:
         ]
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
+        if self._auth.enabled:
+            for tenant in {s.tenant for s in specs}:
+                self._auth.take_rate(tenant, sum(s.tenant == tenant for s in specs))
+        admit = admission(specs, self._auth.quotas) if self._auth.enabled else None
         self._events.requested(specs, request.workloads)  # the watchers' events carry them
-        submitted = self._store.submit(request.request_id, digest, specs, self._clock())
+        submitted = self._store.submit(
+            request.request_id, digest, specs, self._clock(), admit=admit
+        )
         if not submitted.created:
             return convert.submit_response(submitted.workloads)
         self._scheduling.submitted(submitted.workloads)
@@ -83,7 +110,7 @@ class PlacementServicer:
     def GetWorkload(
         self, request: pb.GetWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Workload:
-        return convert.workload_to_proto(self._get(request.id))
+        return convert.workload_to_proto(self._get(request.id, self._auth.caller(context)))
 
     @unary
     def ListWorkloads(
@@ -91,15 +118,12 @@ class PlacementServicer:
     ) -> pb.ListWorkloadsResponse:
         check_deadline(context)
         validation.check_text(request.tenant, "tenant")
+        tenant = self._auth.caller(context).scope(request.tenant, "tenant")
         size = paging.page_size(request.page_size)
         states = convert.states_from_proto(request.states)
-        after = paging.decode(request.page_token, request.tenant, states)
-        page = self._store.list_workloads(request.tenant, states, after, size)
-        token = (
-            ""
-            if page.next_after is None
-            else paging.encode(page.next_after, request.tenant, states)
-        )
+        after = paging.decode(request.page_token, tenant, states)
+        page = self._store.list_workloads(tenant, states, after, size)
+        token = "" if page.next_after is None else paging.encode(page.next_after, tenant, states)
         return convert.list_response(page.workloads, token)
 
     @unary
@@ -107,9 +131,13 @@ class PlacementServicer:
         self, request: pb.CancelWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Workload:
         check_deadline(context)
-        if not _possible_id(request.id):
-            raise NotFoundError(request.id[:64])
-        change = self._store.cancel(request.id, self._clock())
+        caller = self._auth.caller(context)
+        with audited(caller, "cancel", [request.id[:MAX_ID]]):
+            if not caller.operator:
+                self._get(request.id, caller)  # NOT_FOUND, as for an unknown id, if not its own
+            elif not _possible_id(request.id):
+                raise NotFoundError(request.id[:64])
+            change = self._store.cancel(request.id, self._clock())
         if change.changed:
             self._scheduling.state_changed(change.workload, change.previous_state)
         return convert.workload_to_proto(change.workload)
@@ -136,7 +164,8 @@ class PlacementServicer:
         """The encoded events of a watch stream (as ``convert.event_to_proto`` would encode
         them) that ``request`` selects, in commit order, in the groups they are taken from the
         subscription: everything published since the last group, up to 1,000 events."""
-        tenant = request.tenant
+        validation.check_text(request.tenant, "tenant")
+        tenant = self._auth.caller(context).scope(request.tenant, "tenant")
         states = frozenset(convert.states_from_proto(request.states))
         if not self._watchers.acquire(blocking=False):
             raise RpcFailure(
@@ -179,6 +208,6 @@ class PlacementServicer:
         self, request: pb.ExplainWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Explanation:
         check_deadline(context)
-        w = self._get(request.id)
+        w = self._get(request.id, self._auth.caller(context))
         result, sites = explain_workload(w, self._scheduling.snapshot(), self._scheduling.params)
         return convert.explanation_to_proto(result, w.state, sites)

@@ -25,10 +25,12 @@ from grpc_reflection.v1alpha import reflection
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.domain import Scenario
+from scheduler.service.auth import Auth, AuthInterceptor
 from scheduler.service.cluster import ClusterServicer
 from scheduler.service.errors import BadRequest
 from scheduler.service.placement import PlacementServicer
 from scheduler.service.ports import Scheduling
+from scheduler.service.tls import TlsFiles, server_credentials
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class ServerConfig:
     max_workers: int = 32
     max_watchers: int = 16  # each open WatchWorkloads stream holds one worker thread
     interceptors: Sequence[grpc.ServerInterceptor] = ()
+    auth: Auth | None = None  # None: every caller trusted
+    tls: TlsFiles | None = None  # None: plaintext
 
     def __post_init__(self) -> None:
         if self.max_workers < 2:
@@ -143,9 +147,13 @@ class ValleyServer:
 
 def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
     """Build the server and bind ``config.address``; returns it (not started) and the port."""
+    auth = config.auth or Auth()
+    interceptors = list(config.interceptors)
+    if auth.enabled:
+        interceptors.append(AuthInterceptor(auth))  # inside the metrics: refusals are counted
     server = grpc.server(
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="valley-rpc"),
-        interceptors=list(config.interceptors),
+        interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -153,9 +161,13 @@ def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
         ],
     )
     placement = PlacementServicer(
-        config.store, config.scheduling, config.scenario, max_watchers=config.max_watchers
+        config.store,
+        config.scheduling,
+        config.scenario,
+        max_watchers=config.max_watchers,
+        auth=auth,
     )
-    cluster = ClusterServicer(config.scheduling)
+    cluster = ClusterServicer(config.scheduling, auth)
     server.add_generic_rpc_handlers(
         (_generic_handler(PLACEMENT_SERVICE, placement), _generic_handler(CLUSTER_SERVICE, cluster))
     )
@@ -167,7 +179,10 @@ def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(config.address)
+        if config.tls is None:
+            port = server.add_insecure_port(config.address)
+        else:
+            port = server.add_secure_port(config.address, server_credentials(config.tls))
     except RuntimeError as e:
         raise OSError(f"cannot listen on {config.address}: {e}") from e
     if port == 0:

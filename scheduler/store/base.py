@@ -8,13 +8,26 @@ subscribers of ``subscribe()`` once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from scheduler.domain import Cost, Reason, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import (
+    Cost,
+    Reason,
+    ReplicaPlacement,
+    Resources,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from scheduler.store.events import Subscription
+
+# Given what each tenant of a submission holds now (resources x replicas over its PENDING and
+# PLACED workloads, the submissions committed with it included), None to admit the submission
+# or the error to refuse it with: run inside the transaction that would insert it.
+Admit = Callable[[Mapping[str, Resources]], Exception | None]
 
 
 class StoreError(RuntimeError):
@@ -113,11 +126,17 @@ class Store(Protocol):
     url: str
 
     def submit(
-        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+        self,
+        request_id: str,
+        request_hash: str,
+        specs: Sequence[WorkloadSpec],
+        now: datetime,
+        admit: Admit | None = None,
     ) -> Submitted:
         """Record new PENDING workloads (committed when this returns). A known request_id with
         the same hash replays the first call's workloads; with another hash it raises
-        ``ValidationError`` naming ``request_id``."""
+        ``ValidationError`` naming ``request_id``. ``admit`` (not asked for a replay) may
+        refuse the submission: its error is raised and nothing is stored."""
         ...
 
     def get(self, workload_id: str) -> Workload:

@@ -13,6 +13,7 @@ from datetime import datetime
 from scheduler.domain import Workload, WorkloadSpec, WorkloadState
 from scheduler.store import queries
 from scheduler.store.base import (
+    Admit,
     CycleCommit,
     CycleOutcome,
     NotFoundError,
@@ -55,9 +56,14 @@ class SqlStore:
     # ------------------------------------------------------------------ the Store protocol
 
     def submit(
-        self, request_id: str, request_hash: str, specs: Sequence[WorkloadSpec], now: datetime
+        self,
+        request_id: str,
+        request_hash: str,
+        specs: Sequence[WorkloadSpec],
+        now: datetime,
+        admit: Admit | None = None,
     ) -> Submitted:
-        return self._group.submit(Submission(request_id, request_hash, specs, now))
+        return self._group.submit(Submission(request_id, request_hash, specs, now, admit))
 
     def get(self, workload_id: str) -> Workload:
         with self._tx.read() as conn:
