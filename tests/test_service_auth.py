@@ -227,10 +227,8 @@ def test_submit_and_cancel_are_audited_by_token_name_never_the_token(
         a.placement.CancelWorkload(pb.CancelWorkloadRequest(id=w.id), metadata=a.metadata)
     lines = [r.getMessage() for r in caplog.records if r.name == "valley.audit"]
     assert any(
-        "who=a-ci" in x and "action=submit" in x and w.id in x and "outcome=OK" in x
-        for x in lines
+        "who=a-ci" in x and "action=submit" in x and w.id in x and "outcome=OK" in x for x in lines
     )
     assert any("action=submit" in x and "outcome=PERMISSION_DENIED" in x for x in lines)
     assert any("action=cancel" in x and w.id in x and "outcome=OK" in x for x in lines)
     assert not any(TOKENS["a"] in x for x in caplog.text.splitlines())
-

@@ -114,7 +114,11 @@ def test_two_concurrent_batches_never_both_take_the_last_room(channel: grpc.Chan
         codes: list[grpc.StatusCode] = []
         start = threading.Barrier(2)
 
-        def one(ok: list[list[pb.Workload]] = ok, codes: list[grpc.StatusCode] = codes) -> None:
+        def one(
+            ok: list[list[pb.Workload]] = ok,
+            codes: list[grpc.StatusCode] = codes,
+            start: threading.Barrier = start,
+        ) -> None:
             start.wait()
             try:
                 ok.append(submit(a, [millicores(200)] * 2))

@@ -35,6 +35,11 @@ def redacted(url: str) -> str:
     return _SECRET_PARAM.sub(r"\1***", url)
 
 
+def _without(url: str, text: str) -> str:
+    """``text`` (an error's, which may quote the URL) with the URL redacted."""
+    return text.replace(url, redacted(url))
+
+
 def open_store(url: str) -> Store:
     """Open (creating and migrating as needed) the store at ``url``; raises ``StoreError``
     with the URL and the cause when it cannot."""
@@ -48,12 +53,10 @@ def open_store(url: str) -> Store:
             from scheduler.store.postgres import PostgresStore
 
             return PostgresStore(url)
-    except (OSError, ValueError) as e:
-        raise StoreError(f"cannot open store {redacted(url)}: {e}") from e
-    except StoreError:
-        raise
-    except Exception as e:  # driver errors (sqlite3.Error, psycopg.Error)
-        raise StoreError(f"cannot open store {redacted(url)}: {e}") from e
+    except StoreError as e:
+        raise StoreError(_without(url, str(e))) from e
+    except Exception as e:  # OSError, ValueError, driver errors (sqlite3.Error, psycopg.Error)
+        raise StoreError(f"cannot open store {redacted(url)}: {_without(url, str(e))}") from e
     raise StoreError(
         f"unsupported store URL {redacted(url)[:200]!r}: use sqlite:///relative.db, "
         "sqlite:////abs.db or postgresql://user@host/db"
