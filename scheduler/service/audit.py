@@ -54,6 +54,8 @@ def audited(caller: Caller, action: str, ids: Sequence[str] = ()) -> Iterator[En
     try:
         yield entry
     except Exception as e:
-        log.info(entry.line(code_of(e).name))
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s", entry.line(code_of(e).name))
         raise
-    log.info(entry.line(grpc.StatusCode.OK.name))
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s", entry.line(grpc.StatusCode.OK.name))

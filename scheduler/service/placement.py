@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -82,9 +83,14 @@ class PlacementServicer:
         check_deadline(context)
         validation.check_request_id(request.request_id)
         validation.check_count(len(request.workloads))
-        for i, m in enumerate(request.workloads):
-            # a tenant's spec without a tenant is its own (the request hash then covers it)
-            m.tenant = caller.scope(m.tenant, f"workloads[{i}].tenant")
+        if self._auth.enabled:
+            per_tenant: Counter[str] = Counter()
+            for i, m in enumerate(request.workloads):
+                # a tenant's spec without a tenant is its own (the request hash then covers it)
+                m.tenant = caller.scope(m.tenant, f"workloads[{i}].tenant")
+                per_tenant[m.tenant] += 1
+            for tenant, n in per_tenant.items():  # before validation: a flood costs little
+                self._auth.take_rate(tenant, n)
         specs = [
             validation.check_spec(
                 convert.spec_from_proto(m, f"workloads[{i}]"), self._scenario, f"workloads[{i}]"
@@ -93,9 +99,6 @@ class PlacementServicer:
         ]
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
-        if self._auth.enabled:
-            for tenant in {s.tenant for s in specs}:
-                self._auth.take_rate(tenant, sum(s.tenant == tenant for s in specs))
         admit = admission(specs, self._auth.quotas) if self._auth.enabled else None
         self._events.requested(specs, request.workloads)  # the watchers' events carry them
         submitted = self._store.submit(
