@@ -38,8 +38,10 @@ def test_bench_service_two_tenants_reports_the_quiet_tenant_alone_and_under_floo
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     result = CliRunner().invoke(
         command,
-        ["--two-tenants", "--duration", "1", "--quiet-rate", "10", "--flood-quota", "50"]
-        + ["--channels", "1", "--drain", "10", "--output", "json"],
+        [
+            *("--two-tenants", "--duration", "1", "--quiet-rate", "10", "--flood-quota", "50"),
+            *("--channels", "1", "--drain", "10", "--output", "json"),
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

@@ -4,7 +4,8 @@ A quiet tenant submits one-replica workloads, one per request, at ``quiet_rate``
 follows its own PLACED events; its submit-to-placed p99 is measured three times, each on a
 fresh ``valley serve --auth`` (SQLite): alone, while a flooding tenant sends batches as fast as
 ``flood_channels`` channels can with a ``submissions_per_second`` quota, and the same flood
-without a quota. Every phase is bounded by ``duration`` seconds and ``MAX_FLOOD_REQUESTS`` flood requests.
+without a quota. Every phase is bounded by ``duration`` seconds and ``MAX_FLOOD_REQUESTS``
+flood requests.
 Target: the flood with a rate quota raises the quiet p99 by at most 20%.
 """
 
