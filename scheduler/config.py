@@ -23,8 +23,10 @@ from scheduler.domain import DEFAULT_SCENARIO, Scenario, load_scenario
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop
 from scheduler.replica import Replica
 from scheduler.service import ServerConfig, ServerLimits, ValleyServer, create_server
+from scheduler.service.auth import Auth
+from scheduler.service.tls import TlsFiles, is_loopback
 from scheduler.solver import SolverParams
-from scheduler.store import StoreError, open_store
+from scheduler.store import StoreError, open_store, redacted
 from scheduler.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,25 @@ class ValleyConfig:
     grace_s: float = 10.0
     warm_up_timeout_s: float = 60.0
     health_interval_s: float = 1.0  # how often health asks whether the store answers
+    auth_file: str | None = None  # tokens, roles and quotas; None: every caller trusted
+    tls: TlsFiles | None = None
+    insecure: bool = False  # plaintext on a non-loopback address, knowingly
+
+    def check_exposure(self) -> None:
+        """Plaintext only on loopback, unless ``insecure`` (then a warning): anyone who can
+        reach the port could read tokens and workloads off the wire."""
+        if self.tls is not None or is_loopback(self.grpc_address):
+            return
+        if not self.insecure:
+            raise ValueError(
+                f"refusing to serve plaintext gRPC on {self.grpc_address}, which is not a "
+                "loopback address: give --tls-cert and --tls-key, or --insecure to accept it"
+            )
+        log.warning(
+            "serving plaintext gRPC on %s (--insecure): tokens and workloads cross the "
+            "network unencrypted",
+            self.grpc_address,
+        )
 
 
 class Valley:
@@ -81,6 +102,7 @@ class Valley:
         self.metrics_port: int | None = None
         self._health_stop = threading.Event()
         self._health: threading.Thread | None = None
+        self.auth = Auth()
 
     @property
     def loop(self) -> SchedulingLoop | None:
@@ -88,6 +110,8 @@ class Valley:
         return self.replica.loop if self.replica is not None else None
 
     def start(self) -> Valley:
+        self.config.check_exposure()
+        self.auth = Auth(self.config.auth_file)
         metrics: ModuleType | None = None
         on_leadership = None
         if self.config.metrics_address is not None:
@@ -116,6 +140,8 @@ class Valley:
                     address=self.config.grpc_address,
                     limits=self.config.limits,
                     interceptors=self._interceptors,
+                    auth=self.auth,
+                    tls=self.config.tls,
                 )
             )
             if metrics is not None and self.config.metrics_address is not None:
@@ -136,7 +162,7 @@ class Valley:
             "valley serving %s on port %d (store %s, scenario %s)",
             ", ".join(s.name for s in self.scenario.sites),
             self.port,
-            self.config.store_url,
+            redacted(self.config.store_url),
             self.scenario.name,
         )
         return self

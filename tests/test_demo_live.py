@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
-from scheduler.demo import demo
+from scheduler.cli.demo import demo
 
 if TYPE_CHECKING:
     from tests.prom import ValleyProcess

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from scheduler.bench.service import COLUMNS, command
+from scheduler.bench.tenants import COLUMNS as TENANT_COLUMNS
+from scheduler.bench.tenants import PHASES
 
 pytest_plugins = ["tests.pg"]
 
@@ -48,3 +52,29 @@ def test_bench_service_reports_a_row_per_store_when_given_postgresql(postgres_ur
     ]
     for r in rows:
         assert r["errors"] == 0 and r["placed_per_second"] > 0
+
+
+def test_bench_service_two_tenants_reports_the_quiet_tenant_alone_and_under_floods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the servers run this checkout's code, whichever one the environment installed
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    result = CliRunner().invoke(
+        command,
+        [
+            *("--two-tenants", "--duration", "1", "--quiet-rate", "10", "--flood-quota", "50"),
+            *("--channels", "1", "--drain", "10", "--output", "json"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["suite"] == "service-two-tenants"
+    rows = {r["phase"]: r for r in report["rows"]}
+    assert set(rows) == set(PHASES)
+    for r in rows.values():
+        assert set(r) == set(TENANT_COLUMNS)
+        assert r["quiet_placed"] == r["quiet_sent"] == 10
+    assert rows["alone"]["flood_accepted"] == 0
+    assert rows["flood-rate-quota"]["flood_refused"] > 0
+    assert rows["flood-no-quota"]["flood_refused"] == 0

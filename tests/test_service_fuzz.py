@@ -2,7 +2,8 @@
 across every RPC of PlacementService and ClusterService, as messages (every field, driven by
 the descriptors, so new fields are fuzzed too) and as raw bytes (malformed protobuf). Nothing
 may answer INTERNAL or UNKNOWN, the server stays healthy, and the store holds exactly the
-workloads the server said it accepted."""
+workloads the server said it accepted. A second run does the same against a server with
+``--auth``, each call with a tenant's token, the operator's, an unknown, malformed or no one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
 from scheduler.domain import Scenario
 from scheduler.service import paging
-from tests.test_service_support import Client, serve
+from tests.test_service_support import serve
+from tests.trust_support import OPERATOR_TOKEN, TOKENS, auth_toml, bearer, serve_auth
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +47,7 @@ INTS = {
 WORDS = ["", "acme", "t", "near", "green", "city", "far", "cpu", "gpu", "A800", "w-", "0"]
 _issued = paging.encode(0, "", [])
 ISSUED_FILTER = json.loads(base64.urlsafe_b64decode(_issued + "=" * (-len(_issued) % 4)))["f"]
+Metadata = tuple[tuple[str, str], ...]
 METHODS = [
     (service, method)
     for service in pb.DESCRIPTOR.services_by_name.values()
@@ -55,9 +59,12 @@ class Fuzzer:
     """Random values for every field type: mostly plausible, often at the edges, sometimes
     absurd (NUL, huge text, NaN, out-of-range enums and timestamps)."""
 
-    def __init__(self, seed: int, known_ids: list[str]) -> None:
+    def __init__(
+        self, seed: int, known_ids: list[str], tenants: Sequence[str] = ("acme", "zgc", "t")
+    ) -> None:
         self.rng = random.Random(seed)
         self.known_ids = known_ids
+        self.tenants = tenants
 
     def text(self) -> str:
         r = self.rng.random()
@@ -149,7 +156,7 @@ class Fuzzer:
         """A spec that is mostly valid on the tiny scenario, with one field gone wrong now and
         then: most are accepted."""
         spec = pb.WorkloadSpec(
-            tenant=self.rng.choice(["acme", "zgc", "t"]),
+            tenant=self.rng.choice(self.tenants),
             name=f"f{self.rng.randrange(100)}",
             resources=pb.Resources(
                 cpu_millis=self.rng.choice([100, 500, 1000]), memory_mib=self.rng.choice([64, 512])
@@ -188,11 +195,21 @@ class Fuzzer:
         return bytes(data) + self.rng.choice([b"\x0a\xff\xff\xff\x0f", b"\x0f", b"\xfa\xff\xff"])
 
 
-def exercise(client: Client, seed: int, n: int, accepted: set[str], codes: dict[Any, int]) -> None:
+def exercise(
+    channel: grpc.Channel,
+    seed: int,
+    n: int,
+    accepted: set[str],
+    codes: dict[Any, int],
+    callers: Sequence[Metadata] = ((),),
+    tenants: Sequence[str] = ("acme", "zgc", "t"),
+) -> None:
+    """``n`` random calls on ``channel``, each with metadata drawn from ``callers``."""
     known: list[str] = []
-    fz = Fuzzer(seed, known)
-    ch = client.channel
+    fz = Fuzzer(seed, known, tenants)
+    ch = channel
     for _ in range(n):
+        metadata = fz.rng.choice(callers)
         service, method = fz.rng.choice(METHODS)
         path = f"/{service.full_name}/{method.name}"
         request = fz.request(method)
@@ -214,11 +231,11 @@ def exercise(client: Client, seed: int, n: int, accepted: set[str], codes: dict[
         payload = fz.raw(request) if raw else request
         try:
             if method.server_streaming:
-                for _ in call(payload, timeout=0.05):
+                for _ in call(payload, timeout=0.05, metadata=metadata):
                     pass
                 code = grpc.StatusCode.OK
             else:
-                response = call(payload, timeout=10)
+                response = call(payload, timeout=10, metadata=metadata)
                 code = grpc.StatusCode.OK
                 if method.name == "SubmitWorkloads":
                     if raw:
@@ -232,31 +249,43 @@ def exercise(client: Client, seed: int, n: int, accepted: set[str], codes: dict[
         codes[method.name, code] = codes.get((method.name, code), 0) + 1
 
 
+def fuzz(
+    channel: grpc.Channel,
+    n: int,
+    accepted: set[str],
+    codes: dict[Any, int],
+    first_seed: int = 0,
+    **options: Any,
+) -> None:
+    """``n`` random calls (``exercise``) over ``THREADS`` threads; then the server is healthy."""
+    failures: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        try:
+            exercise(channel, seed, n // THREADS, accepted, codes, **options)
+        except BaseException as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=worker, args=(first_seed + s,)) for s in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    health = health_pb2_grpc.HealthStub(channel)
+    status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_thousands_of_random_and_malformed_requests_never_answer_internal_or_unknown(
     tiny: Scenario, tmp_path: Path
 ) -> None:
     accepted: set[str] = set()
     codes: dict[Any, int] = {}
-    failures: list[BaseException] = []
     started = time.monotonic()
     with serve(tiny, tmp_path) as (_, client):
-
-        def worker(seed: int) -> None:
-            try:
-                exercise(client, seed, REQUESTS // THREADS, accepted, codes)
-            except BaseException as e:
-                failures.append(e)
-
-        threads = [threading.Thread(target=worker, args=(s,)) for s in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if failures:
-            raise failures[0]
-        health = health_pb2_grpc.HealthStub(client.channel)
-        status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
-        assert status == health_pb2.HealthCheckResponse.SERVING
+        fuzz(client.channel, REQUESTS, accepted, codes)
         stored = {w.id for w in client.all_workloads()}
     assert sum(codes.values()) >= 10_000
     assert stored == accepted
@@ -264,3 +293,53 @@ def test_thousands_of_random_and_malformed_requests_never_answer_internal_or_unk
     assert {name for name, _ in codes} == {m.name for _, m in METHODS}
     assert accepted and codes.get(("SubmitWorkloads", grpc.StatusCode.INVALID_ARGUMENT))
     assert time.monotonic() - started < 120
+
+
+AUTH_REQUESTS = 2_400
+# tenant tokens and the operator's (most calls), and every way of not having one
+CALLERS: tuple[Metadata, ...] = (
+    *[bearer(TOKENS["a"])] * 4,
+    *[bearer(TOKENS["b"])] * 2,
+    *[bearer(OPERATOR_TOKEN)] * 2,
+    (),
+    bearer("not-a-token-anyone-has"),
+    bearer("x" * 5000),
+    (("authorization", "Basic " + TOKENS["a"]),),
+    (("authorization", "Bearer "),),
+)
+
+
+def test_random_requests_with_valid_and_invalid_tokens_never_answer_internal_or_unknown(
+    tiny: Scenario, tmp_path: Path
+) -> None:
+    accepted: set[str] = set()
+    codes: dict[Any, int] = {}
+    quotas = "[quotas.a]\ncpu_millis = 40000\nsubmissions_per_second = 300\n"
+    with serve_auth(tiny, tmp_path, auth_toml(quotas)) as valley:
+        channel = grpc.insecure_channel(f"127.0.0.1:{valley.port}")
+        tenants = ("", "a", "b", "acme")
+        fuzz(channel, AUTH_REQUESTS, accepted, codes, 100, callers=CALLERS, tenants=tenants)
+        stored = {w.id for w in _all_workloads(channel, bearer(OPERATOR_TOKEN))}
+        channel.close()
+    assert stored == accepted
+    assert accepted
+    seen = {code for _, code in codes}
+    assert {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    } <= seen
+
+
+def _all_workloads(channel: grpc.Channel, metadata: Metadata) -> list[pb.Workload]:
+    placement = pb_grpc.PlacementServiceStub(channel)
+    out: list[pb.Workload] = []
+    token = ""
+    while True:
+        page = placement.ListWorkloads(
+            pb.ListWorkloadsRequest(page_size=1000, page_token=token), timeout=30, metadata=metadata
+        )
+        out += page.workloads
+        token = page.next_page_token
+        if not token:
+            return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,6 +198,36 @@ def test_requests_recorded_before_version_2_stay_their_first_workloads_tenants(
         assert not store.submit("req-0", "h", [], T0, tenant="").created
     finally:
         store.close()
+
+
+def test_workloads_stored_before_version_4_count_what_they_hold_toward_a_quota(
+    store_url: str,
+) -> None:
+    _version_1_database(store_url)
+    store = open_store(store_url)
+    seen: dict[str, Resources] = {}
+
+    def admit(held: Mapping[str, Resources]) -> Exception | None:
+        seen.update(held)
+        return None
+
+    try:
+        store.submit("", "", [spec(tenant="old")], T0, admit=admit)
+    finally:
+        store.close()
+    assert seen == {"old": Resources(2000, 2048)}  # the two version-1 workloads
+
+
+def test_a_submission_its_admission_refuses_leaves_the_tenants_request_id_unused(
+    store: Store,
+) -> None:
+    refusal = ValueError("over quota")
+    a = [spec(tenant="a")]
+    with pytest.raises(ValueError, match="over quota"):
+        store.submit("req-1", "hash-a", a, T0, tenant="a", admit=lambda _: refusal)
+    assert store.list_workloads("", [], 0, 100).workloads == ()
+    again = store.submit("req-1", "hash-b", a, T0, tenant="a", admit=lambda _: None)
+    assert again.created and len(again.workloads) == 1
 
 
 def test_an_empty_request_id_never_deduplicates(store: Store) -> None:

@@ -39,7 +39,7 @@ def test_a_deposed_leaders_placement_is_refused_by_the_database_when_a_new_term_
         assert term_a is not None
         assert lease_b.try_acquire() is None  # one leader at a time
         (w,) = a.submit("", "", [spec()], T0).workloads
-        lease_a.release()  # as when a's connection dies
+        lease_a.release()  # gives the lease up, as a stopping leader does
         term_b = lease_b.try_acquire()
         assert term_b is not None and term_b > term_a
         with pytest.raises(NotLeaderError):

@@ -167,6 +167,7 @@ def valley_server(
     policy: str,
     solve_budget_ms: float = 50.0,
     store: str = "sqlite",
+    extra: Sequence[str] = (),
 ) -> Iterator[Target]:
     """``valley serve`` on ``store``: ``sqlite`` (a file in ``directory``) or a store URL."""
     target = _start(
@@ -189,6 +190,7 @@ def valley_server(
             str(solve_budget_ms),
             "--log-level",
             "warning",
+            *extra,
         ],
         directory,
     )
@@ -456,6 +458,26 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     show_default=True,
     help="follow placements with WatchWorkloadBatches or WatchWorkloads (one message per event)",
 )
+@click.option(
+    "--two-tenants",
+    is_flag=True,
+    help="instead: a quiet tenant's submit-to-placed p99 (--quiet-rate one-replica workloads "
+    "a second) alone, under another tenant's flood with a --flood-quota, and without one",
+)
+@click.option(
+    "--quiet-rate",
+    type=click.FloatRange(1, 1000),
+    default=20.0,
+    show_default=True,
+    help="--two-tenants: the quiet tenant's workloads per second",
+)
+@click.option(
+    "--flood-quota",
+    type=click.FloatRange(1, 100_000),
+    default=100.0,
+    show_default=True,
+    help="--two-tenants: the flooder's submissions_per_second quota",
+)
 @output_option
 @plot_option
 def command(
@@ -471,11 +493,28 @@ def command(
     stores: tuple[str, ...],
     seed: int,
     watch: str,
+    two_tenants: bool,
+    quiet_rate: float,
+    flood_quota: float,
     output: str,
     plot_path: str | None,
 ) -> None:
     """The service under load (on SQLite or PostgreSQL) against a no-op server of the same
-    proto."""
+    proto; ``--two-tenants``: does one tenant's flood delay another?"""
+    if two_tenants:
+        _two_tenants(
+            scenario,
+            policy,
+            solve_budget_ms,
+            batch,
+            channels,
+            duration,
+            drain,
+            quiet_rate,
+            flood_quota,
+            output,
+        )
+        return
     total = int(rate * duration)
     if total > MAX_WORKLOADS:
         raise click.BadParameter(f"rate x duration = {total} > {MAX_WORKLOADS} workloads")
@@ -516,3 +555,51 @@ def command(
     emit("service", params, rows, output, COLUMNS)
     if plot_path:
         _plot(rows, plot_path)
+
+
+def _two_tenants(
+    scenario: str,
+    policy: str,
+    solve_budget_ms: float,
+    batch: int,
+    channels: int,
+    duration: float,
+    drain: float,
+    quiet_rate: float,
+    flood_quota: float,
+    output: str,
+) -> None:
+    """``--two-tenants``: each phase of ``tenants.PHASES`` on a fresh server."""
+    from scheduler.bench import tenants
+
+    tokens = tenants.new_tokens()
+    phases: dict[str, tenants.Phase] = {}
+    for name in progress(tenants.PHASES, total=len(tenants.PHASES), desc="two tenants"):
+        quota = flood_quota if name == "flood-rate-quota" else None
+        with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
+            path = os.path.join(tmp, "auth.toml")
+            with open(path, "w") as f:
+                f.write(tenants.auth_file(tokens, quota))
+            extra = ("--auth", path)
+            with valley_server(tmp, scenario, policy, solve_budget_ms, extra=extra) as target:
+                phases[name] = tenants.run_phase(
+                    target.address,
+                    tokens,
+                    name != "alone",
+                    quiet_rate=quiet_rate,
+                    duration=duration,
+                    batch=batch,
+                    channels=channels,
+                    drain_s=drain,
+                )
+    params = {
+        "quiet_rate": quiet_rate,
+        "flood_quota": flood_quota,
+        "flood_batch": batch,
+        "flood_channels": channels,
+        "duration": duration,
+        "scenario": scenario,
+        "policy": policy,
+        "solve_budget_ms": solve_budget_ms,
+    }
+    emit("service-two-tenants", params, tenants.rows(phases), output, tenants.COLUMNS)

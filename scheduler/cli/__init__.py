@@ -1,7 +1,7 @@
 """The ``valley`` command: ``serve`` runs the service (``serve.py``); ``submit``, ``get``,
 ``list``, ``cancel``, ``explain``, ``sites`` and ``watch`` talk to one over gRPC
-(``commands.py``, on ``client.py`` and ``tables.py``); ``bench`` and ``demo`` come from their
-own packages, imported when named.
+(``commands.py``, on ``client.py`` and ``tables.py``); ``bench`` comes from its own package and
+``demo`` (``demo.py``, over the ``scheduler.demo`` mix) is imported when named.
 
 The client commands know only the protos (never the domain): they are a client like any other.
 """
@@ -21,7 +21,7 @@ __all__ = ["WorkloadFile", "WorkloadFileError", "cli", "load_workload_file", "ma
 
 @click.group(
     cls=LazyGroup,
-    lazy={"bench": "scheduler.bench.cli:bench", "demo": "scheduler.demo:demo"},
+    lazy={"bench": "scheduler.bench.cli:bench", "demo": "scheduler.cli.demo:demo"},
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="valley")

@@ -16,6 +16,7 @@ from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.cli.client import (
     Api,
     Shown,
+    Target,
     as_dict,
     client_command,
     connect,
@@ -202,7 +203,7 @@ def sites(api: Api, nodes: bool) -> Shown:
     default=0,
     help="stop after this many events (0: until Ctrl-C)",
 )
-def watch(tenant: str, states: tuple[str, ...], server: str, output: str, count: int) -> None:
+def watch(tenant: str, states: tuple[str, ...], server: Target, output: str, count: int) -> None:
     """Print every workload state change as it is committed, until Ctrl-C."""
     request = pb.WatchWorkloadsRequest(tenant=tenant, states=_states(states))
     # a stream has no deadline: it runs until --count events or Ctrl-C

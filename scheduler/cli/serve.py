@@ -27,7 +27,10 @@ import click
     "--store",
     "store_url",
     default=None,
+    envvar="VALLEY_STORE",
+    show_envvar=True,
     help="store URL: sqlite:///relative.db, sqlite:////abs.db or postgresql://user@host/db "
+    "(a password is best given through the environment) "
     "[default: sqlite:/// in $VALLEY_DATA_DIR or ./data]",
 )
 @click.option(
@@ -150,6 +153,44 @@ import click
     help="what calls of a connection closed for its age get to finish",
 )
 @click.option(
+    "--auth",
+    "auth_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="VALLEY_AUTH",
+    show_envvar=True,
+    help="tokens, roles and quotas (TOML; re-read on SIGHUP); without it every caller is trusted",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="VALLEY_TLS_CERT",
+    show_envvar=True,
+    help="the server's certificate chain (PEM); with --tls-key, gRPC is served over TLS",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="VALLEY_TLS_KEY",
+    show_envvar=True,
+    help="the server's private key (PEM)",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="VALLEY_TLS_CLIENT_CA",
+    show_envvar=True,
+    help="require client certificates signed by this CA (PEM): mutual TLS",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="allow plaintext gRPC on a non-loopback --grpc-address (logs a warning)",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -176,20 +217,31 @@ def serve(
     keepalive_timeout_s: float,
     max_connection_age_s: float,
     max_connection_age_grace_s: float,
+    auth_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+    insecure: bool,
     log_level: str,
 ) -> None:
     """Run the Valley service: gRPC API, scheduling loop, store and metrics.
 
     SIGTERM (or Ctrl-C) drains: health turns NOT_SERVING, watch streams end, in-flight RPCs get
-    --grace seconds, then the process exits 0."""
+    --grace seconds, then the process exits 0. SIGHUP re-reads the --auth file."""
     from dataclasses import replace
 
     from scheduler.config import Valley, ValleyConfig, default_store_url
     from scheduler.domain import ScenarioError, ValidationError
     from scheduler.loop import LoopConfig
     from scheduler.service import ServerLimits
+    from scheduler.service.tls import TlsFiles
     from scheduler.solver import SolverParams
-    from scheduler.store import StoreError
+    from scheduler.store import StoreError, redacted
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca and not tls_cert:
+        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
 
     logging.basicConfig(
         level=log_level.upper(),
@@ -223,17 +275,22 @@ def serve(
                 max_connection_age_s=max_connection_age_s,
                 max_connection_age_grace_s=max_connection_age_grace_s,
             ),
+            auth_file=auth_file,
+            tls=TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
+            insecure=insecure,
         )
         valley = Valley(config).start()
     except (StoreError, ScenarioError, ValidationError, OSError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     stop = threading.Event()
+    reload = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload.set())
     host = grpc_address.rpartition(":")[0] or "0.0.0.0"
     metrics = (
         f", metrics on http://{metrics_address.rpartition(':')[0]}:{valley.metrics_port}/metrics"
@@ -241,12 +298,15 @@ def serve(
         else ""
     )
     click.echo(
-        f"valley: serving gRPC on {host}:{valley.port}{metrics}; store {config.store_url}; "
+        f"valley: serving gRPC{' over TLS' if config.tls else ''} on {host}:{valley.port}"
+        f"{metrics}; store {redacted(config.store_url)}; "
         f"scenario {valley.scenario.name}; policy {params.policy}",
         err=True,
     )
     while not stop.wait(0.5):
-        pass
+        if reload.is_set():
+            reload.clear()
+            valley.auth.reload()
     click.echo("valley: draining", err=True)
     valley.stop(grace)
     click.echo("valley: stopped", err=True)

@@ -6,20 +6,24 @@ import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.service import convert
+from scheduler.service.auth import Auth
 from scheduler.service.errors import check_deadline, unary
 from scheduler.service.ports import Scheduling
 from scheduler.service.sites import summarize
 
 
 class ClusterServicer:
-    def __init__(self, scheduling: Scheduling) -> None:
+    def __init__(self, scheduling: Scheduling, auth: Auth | None = None) -> None:
         self._scheduling = scheduling
+        self._auth = auth or Auth()
 
     @unary
     def ListSites(
         self, request: pb.ListSitesRequest, context: grpc.ServicerContext
     ) -> pb.ListSitesResponse:
         check_deadline(context)
+        if request.include_nodes:
+            self._auth.caller(context).require_operator("include_nodes (node-level detail)")
         view = self._scheduling.snapshot()
         sites = summarize(view.cluster, view.hour, view.month, request.include_nodes)
         latency = {s.name: dict(s.latency_ms) for s in view.scenario.sites}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -28,12 +28,16 @@ Resp = TypeVar("Resp")
 
 
 class RpcFailure(Exception):
-    """Fail the RPC with ``code`` and ``message``."""
+    """Fail the RPC with ``code`` and ``message``, and ``details`` (google.rpc messages such as
+    ``QuotaFailure``) in the status's details when given."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, details: Sequence[Message] = ()
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = tuple(details)
 
 
 class BadRequest:
@@ -66,20 +70,36 @@ ERROR_DOMAIN = "valley.v1"
 MAX_MESSAGE = 1000
 
 
-def status_of(e: BaseException) -> tuple[grpc.StatusCode, str]:
+def code_of(e: BaseException) -> grpc.StatusCode:
+    """The status code ``e`` ends an RPC with (what ``status_of`` answers, without logging)."""
     if isinstance(e, RpcFailure):
-        return e.code, e.message
-    if isinstance(e, ValidationError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(e)
-    if isinstance(e, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND, str(e)
-    if isinstance(e, PreconditionError):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(e)
+        return e.code
+    for kind, code in _CODES:
+        if isinstance(e, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_of(e: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message ``e`` ends an RPC with; logs a store failure or a bug."""
+    code = code_of(e)
+    if isinstance(e, RpcFailure):
+        return code, e.message
     if isinstance(e, StoreError):
         log.error("store unavailable: %s", e)
-        return grpc.StatusCode.UNAVAILABLE, "the store is unavailable; retry later"
-    log.exception("unexpected error in an RPC handler", exc_info=e)
-    return grpc.StatusCode.INTERNAL, "internal error (logged on the server)"
+        return code, "the store is unavailable; retry later"
+    if code == grpc.StatusCode.INTERNAL:
+        log.exception("unexpected error in an RPC handler", exc_info=e)
+        return code, "internal error (logged on the server)"
+    return code, str(e)
 
 
 def _reject_unparsed(request: Any) -> None:
@@ -96,18 +116,20 @@ def bad_request(e: ValidationError) -> error_details_pb2.BadRequest:
 
 
 def rich_status(e: BaseException) -> grpc.Status:
-    """What the RPC answers for ``e``: its code, its message (cut to ``MAX_MESSAGE``) and, for
-    INVALID_ARGUMENT, a ``google.rpc.BadRequest`` listing every field violation."""
+    """What the RPC answers for ``e``: its code, its message (cut to ``MAX_MESSAGE``) and its
+    details: for INVALID_ARGUMENT a ``google.rpc.BadRequest`` listing every field violation, for
+    an unavailable store an ``ErrorInfo``, and those an ``RpcFailure`` carries (``QuotaFailure``).
+    """
     code, message = status_of(e)
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name), message=shorten(message, MAX_MESSAGE)
     )
-    detail: Message | None = None
-    if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(e, ValidationError):
-        detail = bad_request(e)
-    elif code == grpc.StatusCode.UNAVAILABLE and isinstance(e, StoreError):
-        detail = error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN)
-    if detail is not None:
+    details: list[Message] = list(e.details) if isinstance(e, RpcFailure) else []
+    if isinstance(e, ValidationError):
+        details.append(bad_request(e))
+    elif isinstance(e, StoreError):
+        details.append(error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN))
+    for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
         status.details.append(packed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
@@ -12,9 +13,12 @@ import grpc
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.domain import Scenario, ValidationError, Workload, WorkloadSpec
 from scheduler.service import convert, paging, validation
+from scheduler.service.audit import audited
+from scheduler.service.auth import Auth, Caller
 from scheduler.service.errors import RpcFailure, check_deadline, streaming, unary
 from scheduler.service.explaining import explain_workload
 from scheduler.service.ports import Scheduling
+from scheduler.service.quotas import admission
 from scheduler.store import NotFoundError, Store
 
 log = logging.getLogger(__name__)
@@ -83,8 +87,10 @@ class PlacementServicer:
         max_watchers: int = 16,
         max_watchers_per_tenant: int = 8,
         clock: Callable[[], datetime] = _utcnow,
+        auth: Auth | None = None,
     ) -> None:
         self._store = store
+        self._auth = auth or Auth()
         self._scheduling = scheduling
         self._scenario = scenario
         self._clock = clock
@@ -92,28 +98,64 @@ class PlacementServicer:
         # every watcher sends every event: the parts events share are encoded once
         self._events = convert.EventEncoder()
 
-    def _get(self, workload_id: str) -> Workload:
-        """The stored workload; NOT_FOUND for any id that does not exist (empty included)."""
+    def _get(self, workload_id: str, caller: Caller) -> Workload:
+        """The stored workload; NOT_FOUND for any id that does not exist (empty included) and,
+        exactly alike, for a workload the caller may not see."""
         if not _possible_id(workload_id):
             raise NotFoundError(workload_id[:64])
-        return self._store.get(workload_id)
+        w = self._store.get(workload_id)
+        if not caller.sees(w.spec.tenant):
+            raise NotFoundError(workload_id)
+        return w
 
     @unary
     def SubmitWorkloads(
         self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
     ) -> pb.SubmitWorkloadsResponse:
+        caller = self._auth.caller(context)
+        with audited(caller, "submit") as entry:
+            response = self._submit(request, context, caller)
+            entry.ids = [w.id for w in response.workloads]
+        return response
+
+    def _submit(
+        self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.SubmitWorkloadsResponse:
         check_deadline(context)
+        if self._auth.enabled:
+            self._scope(request, caller)
         specs = self._valid_specs(request)
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
+        admit = admission(specs, self._auth.quotas) if self._auth.enabled else None
         self._events.requested(specs, request.workloads)  # the watchers' events carry them
         submitted = self._store.submit(
-            request.request_id, digest, specs, self._clock(), tenant=request_tenant(specs)
+            request.request_id,
+            digest,
+            specs,
+            self._clock(),
+            # a tenant's request_ids are its own; the operator's (and anyone's without --auth)
+            # belong to the request's first tenant
+            tenant=request_tenant(specs) if caller.operator else caller.tenant,
+            admit=admit,
         )
         if not submitted.created:
             return convert.submit_response(submitted.workloads)
         self._scheduling.submitted(submitted.workloads)
         return convert.accepted_response(request, submitted.workloads)
+
+    def _scope(self, request: pb.SubmitWorkloadsRequest, caller: Caller) -> None:
+        """Give the caller's tenant to its specs without one (PERMISSION_DENIED for another
+        tenant's) and take the request from each tenant's submission rate."""
+        if len(request.workloads) > validation.MAX_WORKLOADS_PER_REQUEST:
+            return  # refused by validation anyway: not walked, and it takes no tokens
+        per_tenant: Counter[str] = Counter()
+        for i, m in enumerate(request.workloads):
+            # a tenant's spec without a tenant is its own (the request hash then covers it)
+            m.tenant = caller.scope(m.tenant, f"workloads[{i}].tenant")
+            per_tenant[m.tenant] += 1
+        for tenant, n in per_tenant.items():  # before validation: a flood costs little
+            self._auth.take_rate(tenant, n)
 
     def _valid_specs(self, request: pb.SubmitWorkloadsRequest) -> list[WorkloadSpec]:
         """The request's specs; raises ``ValidationErrors`` listing every violation."""
@@ -138,7 +180,7 @@ class PlacementServicer:
     def GetWorkload(
         self, request: pb.GetWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Workload:
-        return convert.workload_to_proto(self._get(request.id))
+        return convert.workload_to_proto(self._get(request.id, self._auth.caller(context)))
 
     @unary
     def ListWorkloads(
@@ -146,15 +188,12 @@ class PlacementServicer:
     ) -> pb.ListWorkloadsResponse:
         check_deadline(context)
         validation.check_text(request.tenant, "tenant")
+        tenant = self._auth.caller(context).scope(request.tenant, "tenant")
         size = paging.page_size(request.page_size)
         states = convert.states_from_proto(request.states)
-        after = paging.decode(request.page_token, request.tenant, states)
-        page = self._store.list_workloads(request.tenant, states, after, size)
-        token = (
-            ""
-            if page.next_after is None
-            else paging.encode(page.next_after, request.tenant, states)
-        )
+        after = paging.decode(request.page_token, tenant, states)
+        page = self._store.list_workloads(tenant, states, after, size)
+        token = "" if page.next_after is None else paging.encode(page.next_after, tenant, states)
         return convert.list_response(page.workloads, token)
 
     @unary
@@ -162,9 +201,13 @@ class PlacementServicer:
         self, request: pb.CancelWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Workload:
         check_deadline(context)
-        if not _possible_id(request.id):
-            raise NotFoundError(request.id[:64])
-        change = self._store.cancel(request.id, self._clock())
+        caller = self._auth.caller(context)
+        with audited(caller, "cancel", [request.id[:MAX_ID]]):
+            if not caller.operator:
+                self._get(request.id, caller)  # NOT_FOUND, as for an unknown id, if not its own
+            elif not _possible_id(request.id):
+                raise NotFoundError(request.id[:64])
+            change = self._store.cancel(request.id, self._clock())
         if change.changed:
             self._scheduling.state_changed(change.workload, change.previous_state)
         return convert.workload_to_proto(change.workload)
@@ -191,7 +234,8 @@ class PlacementServicer:
         """The encoded events of a watch stream (as ``convert.event_to_proto`` would encode
         them) that ``request`` selects, in commit order, in the groups they are taken from the
         subscription: everything published since the last group, up to 1,000 events."""
-        tenant = request.tenant
+        validation.check_text(request.tenant, "tenant")
+        tenant = self._auth.caller(context).scope(request.tenant, "tenant")
         states = frozenset(convert.states_from_proto(request.states))
         self._watchers.acquire(tenant)
         try:
@@ -230,6 +274,6 @@ class PlacementServicer:
         self, request: pb.ExplainWorkloadRequest, context: grpc.ServicerContext
     ) -> pb.Explanation:
         check_deadline(context)
-        w = self._get(request.id)
+        w = self._get(request.id, self._auth.caller(context))
         result, sites = explain_workload(w, self._scheduling.snapshot(), self._scheduling.params)
         return convert.explanation_to_proto(result, w.state, sites)

@@ -25,10 +25,12 @@ from grpc_reflection.v1alpha import reflection
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.domain import Scenario
+from scheduler.service.auth import Auth, AuthInterceptor
 from scheduler.service.cluster import ClusterServicer
 from scheduler.service.errors import BadRequest
 from scheduler.service.placement import PlacementServicer
 from scheduler.service.ports import Scheduling
+from scheduler.service.tls import TlsFiles, server_credentials
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,8 @@ class ServerConfig:
     address: str = "127.0.0.1:0"
     limits: ServerLimits = field(default_factory=ServerLimits)
     interceptors: Sequence[grpc.ServerInterceptor] = ()
+    auth: Auth | None = None  # None: every caller trusted
+    tls: TlsFiles | None = None  # None: plaintext
 
 
 def _parser(message: type[Message]) -> Callable[[bytes], Any]:
@@ -202,9 +206,13 @@ class ValleyServer:
 def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
     """Build the server and bind ``config.address``; returns it (not started) and the port."""
     limits = config.limits
+    auth = config.auth or Auth()
+    interceptors = list(config.interceptors)
+    if auth.enabled:
+        interceptors.append(AuthInterceptor(auth))  # inside the metrics: refusals are counted
     server = grpc.server(
         ThreadPoolExecutor(max_workers=limits.max_workers, thread_name_prefix="valley-rpc"),
-        interceptors=list(config.interceptors),
+        interceptors=interceptors,
         options=limits.options(),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
@@ -214,8 +222,9 @@ def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
         config.scenario,
         max_watchers=limits.max_watchers,
         max_watchers_per_tenant=limits.max_watchers_per_tenant,
+        auth=auth,
     )
-    cluster = ClusterServicer(config.scheduling)
+    cluster = ClusterServicer(config.scheduling, auth)
     server.add_generic_rpc_handlers(
         (_generic_handler(PLACEMENT_SERVICE, placement), _generic_handler(CLUSTER_SERVICE, cluster))
     )
@@ -227,7 +236,10 @@ def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(config.address)
+        if config.tls is None:
+            port = server.add_insecure_port(config.address)
+        else:
+            port = server.add_secure_port(config.address, server_credentials(config.tls))
     except RuntimeError as e:
         raise OSError(f"cannot listen on {config.address}: {e}") from e
     if port == 0:

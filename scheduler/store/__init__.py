@@ -4,7 +4,10 @@ URL (SQLAlchemy style): ``sqlite:///relative.db``, ``sqlite:////abs.db``,
 
 from __future__ import annotations
 
+import re
+
 from scheduler.store.base import (
+    Admit,
     CycleCommit,
     CycleOutcome,
     NotFoundError,
@@ -20,6 +23,22 @@ from scheduler.store.base import (
 )
 from scheduler.store.events import EventHub, Subscription
 
+_SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passwd|sslpassword)=)[^&;\s]*")
+_USERINFO_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*:)[^/@]*@")
+
+
+def redacted(url: str) -> str:
+    """``url`` as it may be shown (logs, errors, help, metrics): a password, in the user part
+    (``postgresql://valley:s3cret@db/valley``) or as a parameter (``?password=s3cret``), is
+    replaced by ``***``. The one place a store URL is made presentable."""
+    url = _USERINFO_PASSWORD.sub(r"\1***@", url)
+    return _SECRET_PARAM.sub(r"\1***", url)
+
+
+def _without(url: str, text: str) -> str:
+    """``text`` (an error's, which may quote the URL) with the URL redacted."""
+    return text.replace(url, redacted(url))
+
 
 def open_store(url: str) -> Store:
     """Open (creating and migrating as needed) the store at ``url``; raises ``StoreError``
@@ -34,19 +53,18 @@ def open_store(url: str) -> Store:
             from scheduler.store.postgres import PostgresStore
 
             return PostgresStore(url)
-    except (OSError, ValueError) as e:
-        raise StoreError(f"cannot open store {url}: {e}") from e
-    except StoreError:
-        raise
-    except Exception as e:  # driver errors (sqlite3.Error, psycopg.Error)
-        raise StoreError(f"cannot open store {url}: {e}") from e
+    except StoreError as e:
+        raise StoreError(_without(url, str(e))) from e
+    except Exception as e:  # OSError, ValueError, driver errors (sqlite3.Error, psycopg.Error)
+        raise StoreError(f"cannot open store {redacted(url)}: {_without(url, str(e))}") from e
     raise StoreError(
-        f"unsupported store URL {url!r}: use sqlite:///relative.db, sqlite:////abs.db or "
-        "postgresql://user@host/db"
+        f"unsupported store URL {redacted(url)[:200]!r}: use sqlite:///relative.db, "
+        "sqlite:////abs.db or postgresql://user@host/db"
     )
 
 
 __all__ = [
+    "Admit",
     "CycleCommit",
     "CycleOutcome",
     "EventHub",
@@ -62,4 +80,5 @@ __all__ = [
     "Unfit",
     "WorkloadEvent",
     "open_store",
+    "redacted",
 ]

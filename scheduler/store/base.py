@@ -8,13 +8,26 @@ subscribers of ``subscribe()`` once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from scheduler.domain import Cost, Reason, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import (
+    Cost,
+    Reason,
+    ReplicaPlacement,
+    Resources,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from scheduler.store.events import Subscription
+
+# Given what each tenant of a submission holds now (resources x replicas over its PENDING and
+# PLACED workloads, the submissions committed with it included), None to admit the submission
+# or the error to refuse it with: run inside the transaction that would insert it.
+Admit = Callable[[Mapping[str, Resources]], Exception | None]
 
 
 class StoreError(RuntimeError):
@@ -124,11 +137,14 @@ class Store(Protocol):
         now: datetime,
         *,
         tenant: str | None = None,
+        admit: Admit | None = None,
     ) -> Submitted:
         """Record new PENDING workloads (committed when this returns). A request_id is the
         ``tenant``'s (default: the first spec's tenant): one it already used with the same hash
         replays the first call's workloads; with another hash it raises ``ValidationError``
-        naming ``request_id``. Another tenant's request_ids are unknown here."""
+        naming ``request_id``. Another tenant's request_ids are unknown here. ``admit`` (not
+        asked for a replay) may refuse the submission: its error is raised and nothing is
+        stored."""
         ...
 
     def get(self, workload_id: str) -> Workload:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from scheduler.domain import Workload, WorkloadSpec, WorkloadState
 from scheduler.store.base import (
+    Admit,
     CycleCommit,
     CycleOutcome,
     Page,
@@ -62,8 +63,9 @@ class FencedStore:
         now: datetime,
         *,
         tenant: str | None = None,
+        admit: Admit | None = None,
     ) -> Submitted:
-        return self._store.submit(request_id, request_hash, specs, now, tenant=tenant)
+        return self._store.submit(request_id, request_hash, specs, now, tenant=tenant, admit=admit)
 
     def get(self, workload_id: str) -> Workload:
         return self._store.get(workload_id)

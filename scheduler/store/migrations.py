@@ -131,10 +131,35 @@ _V3 = _both(
     "INSERT INTO leadership (id, term, holder, since) VALUES (1, 0, '', 0)",
 )
 
+# Version 4: what each workload holds (resources x replicas; a whole GPU counts 1000 GPU
+# millis), so that a tenant's quota is summed from an index instead of from every spec's JSON.
+_HELD = ("held_cpu_millis", "held_memory_mib", "held_gpu_millis")
+_V4_INDEX = "CREATE INDEX workloads_by_tenant_state ON workloads (tenant, state)"
+
+
+def _v4(resource: str, replicas: str) -> tuple[str, ...]:
+    """The version-4 DDL with ``resource`` ({i}: the index into the spec's resources array)
+    and ``replicas`` spelled in the dialect's JSON functions."""
+    r = [resource.format(i=i) for i in range(4)]
+    return (
+        *(f"ALTER TABLE workloads ADD COLUMN {c} BIGINT NOT NULL DEFAULT 0" for c in _HELD),
+        f"UPDATE workloads SET held_cpu_millis = {r[0]} * {replicas}, "
+        f"held_memory_mib = {r[1]} * {replicas}, "
+        f"held_gpu_millis = ({r[2]} * 1000 + {r[3]}) * {replicas}",
+        _V4_INDEX,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "workloads, placements, events, requests", _V1[0], _V1[1]),
     Migration(2, "request_ids scoped per tenant", _V2[0], _V2[1]),
     Migration(3, "event sequence and leadership term in the database", _V3[0], _V3[1]),
+    Migration(
+        4,
+        "resources held per workload, for quotas",
+        _v4("json_extract(spec, '$.resources[{i}]')", "json_extract(spec, '$.replicas')"),
+        _v4("((spec::jsonb)->'resources'->>{i})::bigint", "((spec::jsonb)->>'replicas')::bigint"),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -73,10 +73,19 @@ class AdvisoryLease:
             return False
 
     def release(self) -> None:
-        """Close the lease's connection: the server frees the lock with the session."""
-        self._held = False
+        """Unlock (when the connection still works) and close the lease's connection; the
+        server would free the lock with the session too, but only once it has seen the session
+        end, and another server trying just after the close could still find it taken."""
+        held, self._held = self._held, False
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        try:
+            if held and not conn.closed and not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
+        except psycopg.Error:
+            log.debug("unlocking the leader lease failed", exc_info=True)
+        finally:
             try:
                 conn.close()
             except psycopg.Error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scheduler.domain import Workload, WorkloadState
+from scheduler.domain import Resources, Workload, WorkloadState
 from scheduler.store.base import Page, StateCounts
 from scheduler.store.connection import Conn
 from scheduler.store.rows import COLUMNS, workloads
@@ -71,3 +71,15 @@ def pending_reason_codes(conn: Conn) -> dict[str, str]:
 def last_sequence(conn: Conn) -> int:
     """The sequence number of the last event committed."""
     return int(conn.query("SELECT last FROM event_sequence WHERE id = 1")[0][0])
+
+
+def held(conn: Conn, tenant: str) -> Resources:
+    """What ``tenant``'s PENDING and PLACED workloads hold (resources x replicas); whole GPUs
+    come as ``gpu_millis``, 1000 each."""
+    rows = conn.query(
+        "SELECT COALESCE(SUM(held_cpu_millis), 0), COALESCE(SUM(held_memory_mib), 0), "
+        "COALESCE(SUM(held_gpu_millis), 0) FROM workloads WHERE tenant = ? AND state IN (?, ?)",
+        (tenant, int(WorkloadState.PENDING), int(WorkloadState.PLACED)),
+    )
+    cpu, mem, gpu = rows[0]
+    return Resources(int(cpu), int(mem), 0, int(gpu))

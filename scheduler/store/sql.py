@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from scheduler.domain import Workload, WorkloadSpec, WorkloadState
 from scheduler.store import queries
 from scheduler.store.base import (
+    Admit,
     CycleCommit,
     CycleOutcome,
     NotFoundError,
@@ -66,10 +67,11 @@ class SqlStore:
         now: datetime,
         *,
         tenant: str | None = None,
+        admit: Admit | None = None,
     ) -> Submitted:
         if tenant is None:
             tenant = specs[0].tenant if specs else ""
-        return self._group.submit(Submission(tenant, request_id, request_hash, specs, now))
+        return self._group.submit(Submission(tenant, request_id, request_hash, specs, now, admit))
 
     def get(self, workload_id: str) -> Workload:
         found = self._tx.reading(lambda conn: load(conn, [workload_id]))

@@ -16,9 +16,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from scheduler.domain import ValidationError, Workload, WorkloadSpec, WorkloadState, shorten
-from scheduler.store.base import StoreError, Submitted
+from scheduler.domain import (
+    Resources,
+    ValidationError,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+    shorten,
+)
+from scheduler.store.base import Admit, StoreError, Submitted
 from scheduler.store.codec import epoch, spec_to_json
+from scheduler.store.queries import held
 from scheduler.store.rows import PENDING, load
 from scheduler.store.transactions import Transactions, Tx
 
@@ -40,6 +48,7 @@ class Submission:
     """One ``submit`` call waiting for the group commit that writes it."""
 
     __slots__ = (
+        "admit",
         "error",
         "finished",
         "now",
@@ -58,8 +67,10 @@ class Submission:
         request_hash: str,
         specs: Sequence[WorkloadSpec],
         now: datetime,
+        admit: Admit | None = None,
     ) -> None:
         self.tenant = tenant  # whose request_id it is
+        self.admit = admit
         self.request_id = request_id
         self.request_hash = request_hash
         self.now = now
@@ -78,9 +89,10 @@ def _prepare(
     t = epoch(now)
     out = []
     for wid, s in zip(new_workload_ids(len(specs)), specs, strict=True):
-        out.append(
-            (Workload(wid, s, pending, (), "", now), (wid, s.tenant, PENDING, spec_to_json(s), t))
-        )
+        r, k = s.resources, s.replicas
+        row = (wid, s.tenant, PENDING, spec_to_json(s), t)
+        held = (r.cpu_millis * k, r.memory_mib * k, r.gpu_demand_millis * k)
+        out.append((Workload(wid, s, pending, (), "", now), row + held))
     return out
 
 
@@ -127,7 +139,7 @@ class GroupCommit:
             with self._transactions.write() as tx:
                 results = self._insert(tx, batch)
             for job, result in zip(batch, results, strict=True):
-                if isinstance(result, ValidationError):
+                if isinstance(result, Exception):
                     job.error = result
                 else:
                     job.result = result
@@ -140,17 +152,23 @@ class GroupCommit:
                 job.finished = True
                 job.wake.set()
 
-    def _insert(self, tx: Tx, batch: Sequence[Submission]) -> list[Submitted | ValidationError]:
-        results: list[Submitted | ValidationError] = []
+    def _insert(self, tx: Tx, batch: Sequence[Submission]) -> list[Submitted | Exception]:
+        results: list[Submitted | Exception] = []
         rows: list[tuple[Any, ...]] = []
         request_rows: list[tuple[Any, ...]] = []
         written: Written = {}
         event = tx.event
+        holdings = _Holdings(tx) if any(job.admit for job in batch) else None
         for job in batch:
             if job.request_id:
                 replay = self._replay(tx, job, written)
                 if replay is not None:
                     results.append(replay)
+                    continue
+            if holdings is not None:
+                refused = holdings.admit(job)
+                if refused is not None:
+                    results.append(refused)
                     continue
             created = tuple(w for w, _ in job.prepared)
             rows.extend(row for _, row in job.prepared)
@@ -170,8 +188,9 @@ class GroupCommit:
             results.append(Submitted(created, created=True))
         if rows:
             tx.conn.executemany(
-                "INSERT INTO workloads (id, tenant, state, spec, reason, reason_code, created_at) "
-                "VALUES (?, ?, ?, ?, '', '', ?)",
+                "INSERT INTO workloads (id, tenant, state, spec, reason, reason_code, created_at, "
+                "held_cpu_millis, held_memory_mib, held_gpu_millis) "
+                "VALUES (?, ?, ?, ?, '', '', ?, ?, ?, ?)",
                 rows,
             )
         if request_rows:
@@ -207,6 +226,34 @@ class GroupCommit:
                 f"{shorten(job.request_id)!r} was already used for a different request",
             )
         return Submitted(workloads, created=False)
+
+
+class _Holdings:
+    """What tenants hold in one group commit's transaction: the committed PENDING and PLACED
+    workloads (read once per tenant) plus the submissions admitted before in the same
+    transaction, whose rows are not inserted yet."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self._held: dict[str, Resources] = {}
+
+    def admit(self, job: Submission) -> Exception | None:
+        """``job.admit``'s answer; an admitted job's resources count for the jobs after it."""
+        added: dict[str, Resources] = {}
+        for w, _ in job.prepared:
+            total = w.spec.resources.scaled(w.spec.replicas)
+            t = w.spec.tenant
+            added[t] = added[t] + total if t in added else total
+        for t in added:
+            if t not in self._held:
+                self._held[t] = held(self._tx.conn, t)
+        if job.admit is not None:
+            refused = job.admit({t: self._held[t] for t in added})
+            if refused is not None:
+                return refused
+        for t, r in added.items():
+            self._held[t] = self._held[t] + r
+        return None
 
 
 def _shared_error(e: BaseException) -> BaseException:

@@ -1,0 +1,222 @@
+"""``valley bench service --two-tenants``: does one tenant's flood delay another tenant?
+
+A quiet tenant submits one-replica workloads, one per request, at ``quiet_rate`` a second and
+follows its own PLACED events; its submit-to-placed p99 is measured three times, each on a
+fresh ``valley serve --auth`` (SQLite): alone, while a flooding tenant sends batches as fast as
+``flood_channels`` channels can with a ``submissions_per_second`` quota, and the same flood
+without a quota. Every phase is bounded by ``duration`` seconds and ``MAX_FLOOD_REQUESTS``
+flood requests.
+Target: the flood with a rate quota raises the quiet p99 by at most 20%.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+
+from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+
+COLUMNS = (
+    "phase",
+    "quiet_sent",
+    "quiet_placed",
+    "quiet_p50_ms",
+    "quiet_p99_ms",
+    "quiet_p99_vs_alone",
+    "flood_accepted",
+    "flood_refused",
+)
+MAX_FLOOD_REQUESTS = 200_000  # requests one phase's flood may send, accepted or not
+PHASES = ("alone", "flood-rate-quota", "flood-no-quota")
+
+
+@dataclass(frozen=True)
+class Tokens:
+    quiet: str
+    flood: str
+
+
+def auth_file(tokens: Tokens, flood_quota: float | None) -> str:
+    """The auth file of a phase: a token per tenant; the flooder's rate quota when given."""
+
+    def entry(name: str, token: str) -> str:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return f'[[tokens]]\nname = "{name}"\nsha256 = "{digest}"\ntenant = "{name}"\n'
+
+    text = entry("quiet", tokens.quiet) + entry("flood", tokens.flood)
+    if flood_quota is not None:
+        text += f"\n[quotas.flood]\nsubmissions_per_second = {flood_quota}\n"
+    return text
+
+
+def new_tokens() -> Tokens:
+    return Tokens(os.urandom(16).hex(), os.urandom(16).hex())
+
+
+def _spec(name: str, cpu_millis: int) -> pb.WorkloadSpec:
+    # short batch jobs: a flood that gets in completes and frees its room again
+    return pb.WorkloadSpec(
+        name=name,
+        resources=pb.Resources(cpu_millis=cpu_millis, memory_mib=256),
+        kind=pb.WORKLOAD_KIND_BATCH,
+        duration_s=2,
+    )
+
+
+@dataclass
+class Phase:
+    quiet_latencies_s: list[float]
+    quiet_sent: int
+    flood_accepted: int
+    flood_refused: int
+
+
+def _quiet(
+    address: str, token: str, rate: float, duration: float, drain_s: float
+) -> tuple[int, list[float]]:
+    """One-replica workloads at ``rate`` a second for ``duration``; their submit-to-placed
+    latencies, seen on the tenant's own watch stream."""
+    md = (("authorization", f"Bearer {token}"),)
+    placed_at: dict[str, float] = {}
+    with grpc.insecure_channel(address) as ch:
+        stub = pb_grpc.PlacementServiceStub(ch)
+        stream: Any = stub.WatchWorkloadBatches(
+            pb.WatchWorkloadsRequest(states=[pb.WORKLOAD_STATE_PLACED]), metadata=md
+        )
+        stream.initial_metadata()
+
+        def follow() -> None:
+            try:
+                for message in stream:
+                    now = time.monotonic()
+                    for e in message.events:
+                        placed_at[e.workload.id] = now
+            except grpc.RpcError:
+                pass
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        sent_at: dict[str, float] = {}
+        t0 = time.monotonic()
+        for k in range(int(rate * duration)):
+            delay = t0 + k / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            start = time.monotonic()
+            try:
+                resp = stub.SubmitWorkloads(
+                    pb.SubmitWorkloadsRequest(workloads=[_spec(f"quiet-{k}", 100)]),
+                    metadata=md,
+                    timeout=30,
+                )
+            except grpc.RpcError:
+                continue
+            sent_at[resp.workloads[0].id] = start
+        end = time.monotonic() + drain_s
+        while time.monotonic() < end and not sent_at.keys() <= placed_at.keys():
+            time.sleep(0.05)
+        stream.cancel()
+        watcher.join(5)
+    return len(sent_at), [placed_at[i] - sent_at[i] for i in sent_at if i in placed_at]
+
+
+def _flood(
+    address: str, token: str, batch: int, channels: int, stop: threading.Event
+) -> tuple[int, int]:
+    """Batches as fast as ``channels`` channels go until ``stop``: (accepted, refused)."""
+    md = (("authorization", f"Bearer {token}"),)
+    counts = [0, 0]
+    lock = threading.Lock()
+    budget = [MAX_FLOOD_REQUESTS]
+    specs = [_spec(f"flood-{i}", 250) for i in range(batch)]
+
+    def send() -> None:
+        with grpc.insecure_channel(address) as ch:
+            stub = pb_grpc.PlacementServiceStub(ch)
+            while not stop.is_set():
+                with lock:
+                    if budget[0] <= 0:
+                        return
+                    budget[0] -= 1
+                try:
+                    stub.SubmitWorkloads(
+                        pb.SubmitWorkloadsRequest(workloads=specs), metadata=md, timeout=30
+                    )
+                    ok = True
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        stop.wait(0.05)  # a server in trouble: do not spin on it
+                    ok = False
+                with lock:
+                    counts[0 if ok else 1] += batch
+
+    threads = [threading.Thread(target=send, daemon=True) for _ in range(channels)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts[0], counts[1]
+
+
+def run_phase(
+    address: str,
+    tokens: Tokens,
+    flood: bool,
+    *,
+    quiet_rate: float,
+    duration: float,
+    batch: int,
+    channels: int,
+    drain_s: float,
+) -> Phase:
+    stop = threading.Event()
+    flooded: list[tuple[int, int]] = []
+    flooder = threading.Thread(
+        target=lambda: flooded.append(_flood(address, tokens.flood, batch, channels, stop)),
+        daemon=True,
+    )
+    if flood:
+        flooder.start()
+        time.sleep(0.5)  # the flood is on before the quiet tenant starts
+    try:
+        sent, latencies = _quiet(address, tokens.quiet, quiet_rate, duration, drain_s)
+    finally:
+        stop.set()
+        if flood:
+            flooder.join(60)
+    accepted, refused = flooded[0] if flooded else (0, 0)
+    return Phase(latencies, sent, accepted, refused)
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) * 1000.0 if values else None
+
+
+def rows(phases: dict[str, Phase]) -> list[dict[str, Any]]:
+    """A row per phase; ``quiet_p99_vs_alone`` is the phase's quiet p99 over the alone one."""
+    alone = _pct(phases["alone"].quiet_latencies_s, 99) if "alone" in phases else None
+    out = []
+    for name, p in phases.items():
+        p99 = _pct(p.quiet_latencies_s, 99)
+        out.append(
+            {
+                "phase": name,
+                "quiet_sent": p.quiet_sent,
+                "quiet_placed": len(p.quiet_latencies_s),
+                "quiet_p50_ms": _pct(p.quiet_latencies_s, 50),
+                "quiet_p99_ms": p99,
+                "quiet_p99_vs_alone": p99 / alone if p99 is not None and alone else None,
+                "flood_accepted": p.flood_accepted,
+                "flood_refused": p.flood_refused,
+            }
+        )
+    return out
