@@ -30,6 +30,9 @@ PAIR_POOL = 200
 SWAP_COLUMNS = 15
 SWAP_ROUNDS = 4
 
+# cells (work units, see ``work``) per item of one greedy step besides its sizes: masks, scores
+EXTEND_CELLS_PER_ITEM = 6
+
 # a priced column: (the sum of its items' duals, its items sorted)
 Column = tuple[float, tuple[int, ...]]
 
@@ -56,7 +59,7 @@ class Pricing:
         avail = pi > EPS
         avail[chosen] = False
         while True:
-            self.work.cells(a.size)
+            self.work.cells(a.size + EXTEND_CELLS_PER_ITEM * len(a))
             rem = c - load
             ok = avail & (a <= rem).all(axis=1)
             if not ok.any():

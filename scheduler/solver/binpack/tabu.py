@@ -20,7 +20,7 @@ MAX_DELTA = 0.05
 
 # Python-level steps (work units, see ``work``) of trying one out item as it is and in swaps
 PLACE_STEPS = 15
-SWAP_STEPS = 60
+SWAP_STEPS = 100
 
 # (item in, its bin, the items that leave the bin)
 Swap = tuple[int, int, tuple[int, ...]]
