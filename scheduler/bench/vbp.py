@@ -41,7 +41,7 @@ DEFAULT_REFERENCES = (DATA / "Panigrahy_summary_known.csv", DATA / "Triplet_summ
 POLICIES = ("valley", "ffd")
 # the default wall-clock cap per instance, in multiples of the work limit: loose enough that the
 # work limit, not the load, ends the search on a busy machine
-WALL_FACTOR = 5.0
+WALL_FACTOR = 10.0
 
 
 class VbpFormatError(ValueError):
@@ -442,7 +442,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     "wall_limit_s",
     type=click.FloatRange(min=0.01),
     default=None,
-    help="wall-clock cap per instance in seconds (default: 5 x --time-limit); where it cuts in "
+    help="wall-clock cap per instance in seconds (default: 10 x --time-limit); where it cuts in "
     "before the work limit, the result depends on the load (share_wall_capped)",
 )
 @click.option(

@@ -1,6 +1,6 @@
 """The column-generation search: price at the root until the LP is solved as far as pricing
-can tell (or time runs out), then dive: fix the columns the LP chooses, price over the items
-left, and again, until few items are left for the greedies and the exact model.
+can tell (or its share of the work runs out), then dive: fix the columns the LP chooses, price
+over the items left, and again, until few items are left for the greedies and the exact model.
 
 Each dive of ``DIVES`` fixes the columns of LP value at least its threshold; once every dive has
 been tried, they repeat with the LP values shuffled by random factors.
@@ -126,7 +126,7 @@ def _dive(
 
 def _complete(cg: ColumnGeneration, until: float, seed: int) -> IntArray:
     """The fixed columns of a dive, and the items left packed by the greedies and, when few
-    enough and time is left, the exact model."""
+    enough and work is left, the exact model."""
     a, c = cg.a, cg.c
     out, b = cg.packing_of_fixed()
     rest = np.flatnonzero(~cg.fixed)

@@ -143,7 +143,7 @@ def triple_cover(
 ) -> IntArray | None:
     """When n = 3B and every dimension sums to exactly B bins, a packing into B bins fills
     every bin exactly; look for one made of triples (an exact cover) within ``units`` of
-    ``work``. None if not applicable or not found in time."""
+    ``work``. None if not applicable or not found within that work."""
     n = len(a)
     if n % 3 or not n:
         return None
