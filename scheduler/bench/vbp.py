@@ -537,6 +537,7 @@ def command(
             "dimension",
             "instances",
             "mean_ratio_to_opt",
+            "max_ratio_to_opt",
             "share_optimal",
             "reference_best_ratio",
             "seconds_per_instance",
