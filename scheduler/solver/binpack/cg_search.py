@@ -26,6 +26,8 @@ CG_EXACT_PRICING_UNITS = 0.3
 CG_EXACT_PRICING_MAX_UNITS = 1.5
 # the greedies' Python-level steps per item (a dozen greedies, a few numpy calls each)
 GREEDY_STEPS_PER_ITEM = 60
+# the share of column generation's work for pricing at the root (the rest for the dives)
+CG_ROOT_SHARE = 0.75
 # the residual of a dive is handed to the general search at this many items
 DIVE_RESIDUAL_ITEMS = 25
 # (fix columns with at least this LP value, pricing rounds between two fixings) per dive
@@ -47,7 +49,7 @@ def cg_search(
     rounded-up value when no column prices out any more, else 0)."""
     start = work.used
     cg = ColumnGeneration(a, c, x, seed, work, start + 0.1 * (until - start))
-    root_end = start + 0.75 * (until - start)
+    root_end = start + CG_ROOT_SHARE * (until - start)
     best = x
     lb, converged = _root(cg, bins_used(best), lb, root_end)
     cg.solve_lp()

@@ -22,6 +22,9 @@ from scheduler.solver.binpack.packing import (
 from scheduler.solver.binpack.tabu import tabu_reduce
 from scheduler.solver.binpack.work import Work
 
+# the share of the work left for column generation (the rest for the tabu search)
+CG_SHARE = 0.9
+
 
 def min_bins(
     items: npt.ArrayLike,
@@ -68,7 +71,7 @@ def min_bins(
         proven = optimal or bins_used(x) <= lb
         stats["full_model"] = 1
     if not proven and left() > CG_MIN_UNITS and bool((a >= 0).all()):
-        y, lb, lp_bins = cg_search(a, c, x, lb, work, work.until(0.9), seed, stats)
+        y, lb, lp_bins = cg_search(a, c, x, lb, work, work.until(CG_SHARE), seed, stats)
         if bins_used(y) < bins_used(x):
             x = y
             stats["cg_bins"] = bins_used(y)
