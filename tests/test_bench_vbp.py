@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -120,3 +121,29 @@ def test_a_malformed_instance_stops_the_cli_before_solving():
 def test_find_instances_rejects_a_missing_path(tmp_path):
     with pytest.raises(Exception, match="no such file"):
         find_instances([tmp_path / "nothing"])
+
+
+def test_two_runs_give_the_same_bins_instance_by_instance(tmp_path):
+    # a 40-item instance that no simple bound closes: the searches run on their work limit
+    rng = np.random.default_rng(0)
+    items = rng.integers(5, 60, size=(40, 3))
+    inst = tmp_path / "classR_40_3_0.vbp"
+    inst.write_text("3\n100 100 100\n40\n" + "".join(f"{a} {b} {c} 1\n" for a, b, c in items))
+    ref = tmp_path / "R_summary_known.csv"
+    ref.write_text("instance_name\tLB\tOPT\tbest_overall\nclassR_40_3_0\t13\t-1\t20\n")
+    details = []
+    for run in range(2):
+        path = tmp_path / f"details{run}.json"
+        args = [str(inst), "--reference", str(ref), "--time-limit", "0.5", "--output", "json"]
+        res = CliRunner().invoke(command, [*args, "--wall-limit", "30", "--details", str(path)])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.stdout)
+        assert doc["params"]["wall_limit_s"] == 30
+        assert all(r["share_wall_capped"] == 0.0 for r in doc["rows"])
+        details.append(json.loads(path.read_text()))
+    assert [(d["name"], d["policy"]) for d in details[0]] == [
+        ("classR_40_3_0", "valley"),
+        ("classR_40_3_0", "ffd"),
+    ]
+    assert [d["bins"] for d in details[0]] == [d["bins"] for d in details[1]]
+    assert [d["work"] for d in details[0]] == [d["work"] for d in details[1]]

@@ -8,17 +8,20 @@ bin count of about 300 published heuristics. Policies: ``valley`` (``scheduler.s
 
 Reported per benchmark, class and dimension: mean bins / OPT (or / LB where no optimum is
 known), the share solved to the optimum, the same ratio for the best published heuristic over
-the same instances, and seconds per instance.
+the same instances, and seconds per instance. Valley's limit is deterministic work (about
+seconds of one core; ``scheduler.solver.binpack.work``), so a run gives the same packings under
+any load unless the wall-clock cap cuts in first (``share_wall_capped``).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,9 @@ DATA = PROJECT.parent / "shared" / "data" / "vbp"
 DEFAULT_INSTANCES = (DATA / "panigrahy", DATA / "triplet")
 DEFAULT_REFERENCES = (DATA / "Panigrahy_summary_known.csv", DATA / "Triplet_summary_known.csv")
 POLICIES = ("valley", "ffd")
+# the default wall-clock cap per instance, in multiples of the work limit: loose enough that the
+# work limit, not the load, ends the search on a busy machine
+WALL_FACTOR = 10.0
 
 
 class VbpFormatError(ValueError):
@@ -241,14 +247,25 @@ class Outcome:
     lower_bound: int
     proven_optimal: bool
     seconds: float
+    work: float = 0.0  # deterministic work units used
+    wall_capped: bool = False  # the wall-clock limit, not the work limit, ended the search
 
 
-def solve_instance(path: str, time_limit_s: float, seed: int) -> list[Outcome]:
-    """Both policies on one instance (a process-pool task)."""
+def solve_instance(
+    path: str, time_limit_s: float, seed: int, wall_limit_s: float | None = None
+) -> list[Outcome]:
+    """Both policies on one instance (a process-pool task): valley gets ``time_limit_s`` units
+    of deterministic work (about seconds of one core) and at most ``wall_limit_s`` seconds."""
     inst = read_vbp(path)
     out = []
     started = time.perf_counter()
-    res = min_bins(inst.items, inst.capacity, time_limit_s=time_limit_s, seed=seed)
+    res = min_bins(
+        inst.items,
+        inst.capacity,
+        time_limit_s=wall_limit_s or time_limit_s,
+        work_limit=time_limit_s,
+        seed=seed,
+    )
     seconds = time.perf_counter() - started
     check_packing(inst.items, inst.capacity, res.assignment)
     out.append(
@@ -262,6 +279,8 @@ def solve_instance(path: str, time_limit_s: float, seed: int) -> list[Outcome]:
             res.lower_bound,
             res.optimal,
             seconds,
+            float(res.stats.get("work_used", 0.0)),
+            bool(res.stats.get("wall_capped", 0)),
         )
     )
     started = time.perf_counter()
@@ -282,6 +301,12 @@ def solve_instance(path: str, time_limit_s: float, seed: int) -> list[Outcome]:
         )
     )
     return out
+
+
+def write_details(outcomes: Sequence[Outcome], path: str) -> None:
+    """Every outcome as a JSON list (instance, policy, bins, work, seconds, ...)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump([asdict(o) for o in outcomes], handle, indent=1)
 
 
 def summarise(outcomes: Sequence[Outcome], refs: dict[str, Reference]) -> list[dict[str, Any]]:
@@ -326,6 +351,8 @@ def summarise(outcomes: Sequence[Outcome], refs: dict[str, Reference]) -> list[d
                 "share_optimal": float(np.mean(optimal)),
                 "share_proven_optimal": float(np.mean([o.proven_optimal for o in members])),
                 "seconds_per_instance": float(np.mean([o.seconds for o in members])),
+                "work_per_instance": float(np.mean([o.work for o in members])),
+                "share_wall_capped": float(np.mean([o.wall_capped for o in members])),
                 "reference_best_ratio": float(np.mean(ref_ratios)) if ref_ratios else None,
             }
         )
@@ -407,7 +434,23 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     type=click.FloatRange(min=0.01),
     default=1.0,
     show_default=True,
-    help="seconds per instance for valley",
+    help="work per instance for valley, in deterministic units of about one second of one core "
+    "(the same packing under any machine load)",
+)
+@click.option(
+    "--wall-limit",
+    "wall_limit_s",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="wall-clock cap per instance in seconds (default: 10 x --time-limit); where it cuts in "
+    "before the work limit, the result depends on the load (share_wall_capped)",
+)
+@click.option(
+    "--details",
+    "details_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="write every instance's outcome to this JSON file (to compare runs instance by instance)",
 )
 @click.option(
     "--jobs",
@@ -425,6 +468,8 @@ def command(
     references: tuple[str, ...],
     limit: int | None,
     time_limit_s: float,
+    wall_limit_s: float | None,
+    details_path: str | None,
     jobs: int,
     seed: int,
     output: str,
@@ -452,11 +497,12 @@ def command(
             read_vbp(f)
     except VbpFormatError as e:
         raise click.ClickException(str(e)) from None
+    wall = wall_limit_s or WALL_FACTOR * time_limit_s
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     if jobs == 1:
         for f in report.progress(files, total=len(files), desc="vbp"):
-            outcomes.extend(solve_instance(str(f), time_limit_s, seed))
+            outcomes.extend(solve_instance(str(f), time_limit_s, seed, wall))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = pool.map(
@@ -464,6 +510,7 @@ def command(
                 [str(f) for f in files],
                 [time_limit_s] * len(files),
                 [seed] * len(files),
+                [wall] * len(files),
             )
             for res in report.progress(futures, total=len(files), desc="vbp"):
                 outcomes.extend(res)
@@ -471,6 +518,7 @@ def command(
     params = {
         "instances": len(files),
         "time_limit_s": time_limit_s,
+        "wall_limit_s": wall,
         "seed": seed,
         "limit_per_class": limit,
         "jobs": jobs,
@@ -489,10 +537,14 @@ def command(
             "dimension",
             "instances",
             "mean_ratio_to_opt",
+            "max_ratio_to_opt",
             "share_optimal",
             "reference_best_ratio",
             "seconds_per_instance",
+            "share_wall_capped",
         ],
     )
+    if details_path:
+        write_details(outcomes, details_path)
     if plot_path:
         plot(rows, plot_path)

@@ -7,7 +7,9 @@ lets idle servers power down. ``min_bins`` (``solve``) combines
    and a clique of items no two of which share a bin;
 2. strong greedies for an upper bound (``greedy``): first-fit and best-fit decreasing by
    several size measures and bin-centric "fill one bin with the best-aligned item" rules;
-3. searches while the bound is not met, each within the time left: an exact cover by triples
+3. searches while the bound is not met, each with a share of the work left (``work``:
+   deterministic units of about a second of one core, so that the load on the machine does
+   not change the packing; the wall-clock limit stays as a cap): an exact cover by triples
    when every bin must be filled exactly (the Triplet instances, CP-SAT) and the full
    assignment model with symmetry breaking for small instances (CP-SAT; both ``exact``);
    column generation (``cg_search``): the set-covering LP over bin patterns (GLOP,

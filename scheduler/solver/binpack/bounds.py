@@ -1,5 +1,6 @@
 """Lower bounds on the number of bins: the sum per dimension, a clique of items no two of
-which share a bin, and the Martello–Toth L2 bound per dimension.
+which share a bin, the Martello–Toth L2 bound per dimension and, per dimension, dual-feasible
+functions (Fekete and Schepers' u^(k) after a threshold, as in Carlier, Clautiaux and Moukrim).
 
 The clique and L2 bounds assume sizes are not negative (some published instances have negative
 sizes); with a negative size they would be wrong, so only the sum is used then.
@@ -32,6 +33,38 @@ def _l2_one_dim(sizes: IntArray, cap: int) -> int:
     return best
 
 
+# dual-feasible functions u^(k) for k = 1..DFF_MAX_K, after at most DFF_THRESHOLDS thresholds
+DFF_MAX_K = 6
+DFF_THRESHOLDS = 48
+
+
+def _dff_one_dim(sizes: IntArray, cap: int) -> int:
+    """The best bound sum(u_k(f_t(x))) over thresholds t and k, for one dimension
+    (non-negative sizes), with x = size / cap.
+
+    f_t (t <= 1/2) counts an item above 1 - t as a whole bin, drops one below t and keeps the
+    rest; u_k(x) = x when (k+1)x is an integer, else floor((k+1)x) / k. Both are dual-feasible
+    (items that share a bin keep a sum <= 1), and so is their composition: the sum over all
+    items bounds the bins. Computed in integers scaled by k * cap.
+    """
+    s = sizes[sizes > 0].astype(np.int64)
+    if not len(s):
+        return 0
+    small = np.unique(s[2 * s <= cap])
+    if len(small) > DFF_THRESHOLDS:
+        small = small[np.linspace(0, len(small) - 1, DFF_THRESHOLDS).round().astype(np.int64)]
+    best = 0
+    for t in [0, *small.tolist()]:
+        whole = int((s > cap - t).sum())
+        kept = s[(s >= t) & (s <= cap - t)]
+        for k in range(1, DFF_MAX_K + 1):
+            up = (k + 1) * kept
+            scaled = np.where(up % cap == 0, k * kept, (up // cap) * cap)
+            total = whole * k * cap + int(scaled.sum())
+            best = max(best, -(-total // (k * cap)))
+    return best
+
+
 def conflict_clique(a: IntArray, c: IntArray) -> list[int]:
     """A set of items no two of which fit in one bin (greedy, largest first)."""
     norm = a / c
@@ -54,5 +87,5 @@ def lower_bound(items: npt.ArrayLike, capacity: npt.ArrayLike) -> int:
     if (a >= 0).all():
         lb = max(lb, len(conflict_clique(a, c)))
         for d in range(a.shape[1]):
-            lb = max(lb, _l2_one_dim(a[:, d], int(c[d])))
+            lb = max(lb, _l2_one_dim(a[:, d], int(c[d])), _dff_one_dim(a[:, d], int(c[d])))
     return lb

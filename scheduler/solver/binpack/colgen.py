@@ -9,13 +9,13 @@ left.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
 from scheduler.solver.binpack.packing import EPS, FloatArray, IntArray, bins_used
 from scheduler.solver.binpack.pricing import CG_COLUMNS_PER_ROUND, Pricing
+from scheduler.solver.binpack.work import LP_CELLS_PER_UNIT, LP_SOLVE_UNITS, Work
 
 # starting columns per bin of the incumbent
 INITIAL_COLUMNS_PER_BIN = 15
@@ -23,17 +23,19 @@ INITIAL_COLUMNS_PER_BIN = 15
 
 class ColumnGeneration:
     """The LP with its columns: the bins of the incumbent packing ``x`` and more bins filled
-    from random seed items (until ``init_deadline``), then what pricing rounds add."""
+    from random seed items (until ``work`` reaches ``init_until``), then what pricing rounds
+    add. The work done is charged to ``work``."""
 
     def __init__(
-        self, a: IntArray, c: IntArray, x: IntArray, seed: int, init_deadline: float
+        self, a: IntArray, c: IntArray, x: IntArray, seed: int, work: Work, init_until: float
     ) -> None:
         from ortools.linear_solver import pywraplp
 
         self.a, self.c = a, c
         self.n = len(a)
+        self.work = work
         self.rng = np.random.default_rng(seed)
-        self.pricing = Pricing(a, c, self.rng, seed)
+        self.pricing = Pricing(a, c, self.rng, seed, work)
         lp = pywraplp.Solver.CreateSolver("GLOP")
         assert lp is not None
         self.lp = lp
@@ -42,6 +44,7 @@ class ColumnGeneration:
         self.obj.SetMinimization()
         self.cols: list[tuple[int, ...]] = []
         self.vars: list[Any] = []
+        self.nonzeros = 0
         self.seen: set[tuple[int, ...]] = set()
         self.fixed = np.zeros(self.n, dtype=bool)  # items in a fixed column
         self.fixed_cols: list[int] = []
@@ -49,12 +52,12 @@ class ColumnGeneration:
         for b in range(bins_used(x)):
             self.add(tuple(np.flatnonzero(x == b).tolist()))
         self.initial = len(self.cols)
-        self._add_seeded_columns(INITIAL_COLUMNS_PER_BIN * bins_used(x), init_deadline)
+        self._add_seeded_columns(INITIAL_COLUMNS_PER_BIN * bins_used(x), init_until)
         self.value = math.inf
         self.duals = np.zeros(self.n)
         self.rounds = 0
 
-    def _add_seeded_columns(self, count: int, deadline: float) -> None:
+    def _add_seeded_columns(self, count: int, until: float) -> None:
         """Up to ``count`` bins filled from random seeds by each item's share of the bin volume
         (dimensions weighted by their total load): well filled and varied starting columns."""
         a, c = self.a, self.c
@@ -63,7 +66,7 @@ class ColumnGeneration:
         volume = w @ share + EPS
         seeds = self.rng.permutation(self.n)[:count]
         for i in seeds.tolist():
-            if time.monotonic() > deadline:
+            if self.work.past(until):
                 break
             noisy = volume * self.rng.uniform(0.8, 1.2, self.n)
             self.add(tuple(sorted(self.pricing.extend(noisy, [i], a[i].copy(), ratio=True))))
@@ -72,6 +75,8 @@ class ColumnGeneration:
         """Add the column of ``items`` unless it is known or holds a fixed item; whether added."""
         if items in self.seen or self.fixed[list(items)].any():
             return False
+        self.work.steps(len(items))
+        self.nonzeros += len(items)
         self.seen.add(items)
         self.cols.append(items)
         v = self.lp.NumVar(0, self.lp.infinity(), "")
@@ -84,6 +89,8 @@ class ColumnGeneration:
     def solve_lp(self) -> None:
         """Solve the LP: its value and the duals of the items not fixed (clipped at 0)."""
         self.lp.Solve()
+        cells = self.lp.iterations() * (self.n + self.nonzeros)
+        self.work.charge(LP_SOLVE_UNITS + cells / LP_CELLS_PER_UNIT)
         self.value = self.obj.Value()
         pi = np.asarray([r.dual_value() for r in self.rows], dtype=np.float64)
         pi[self.fixed] = 0.0
@@ -94,7 +101,7 @@ class ColumnGeneration:
         """The LP value of every column."""
         return np.asarray([v.solution_value() for v in self.vars], dtype=np.float64)
 
-    def price_round(self, exact_time_s: float) -> tuple[int, int | None]:
+    def price_round(self, exact_units: float) -> tuple[int, int | None]:
         """Solve the LP and add columns. Returns (columns added, a lower bound on the bins of
         the original problem when the round gives one)."""
         self.solve_lp()
@@ -102,14 +109,14 @@ class ColumnGeneration:
         found = sorted(pricing.heuristic(self.duals), reverse=True)
         found = pricing.improved(self.duals, found)
         added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
-        if added or exact_time_s <= 0 or self.fixed.any():
+        if added or exact_units <= 0 or self.fixed.any():
             return added, None
         # once more with other random seeds before the (slower) exact pricing
         found = sorted(pricing.heuristic(self.duals), reverse=True)
         added = sum(self.add(t) for _, t in found[:CG_COLUMNS_PER_ROUND])
         if added:
             return added, None
-        col, ub = pricing.exact(self.duals, exact_time_s)
+        col, ub = pricing.exact(self.duals, exact_units)
         bound = None
         if math.isfinite(ub):
             # Farley: sum(pi) / max(1, best column value) bounds the LP from below

@@ -3,11 +3,14 @@ triples (instances where every bin must be filled exactly, such as the Triplet o
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from ortools.sat.python import cp_model
 
 from scheduler.solver.binpack.bounds import conflict_clique
 from scheduler.solver.binpack.packing import IntArray, bins_used, relabel
+from scheduler.solver.binpack.work import CPSAT_DTIME_PER_UNIT, CPSAT_SOLVE_UNITS, Work
 
 # the full assignment model is built only up to this many item x bin booleans
 FULL_MODEL_MAX_VARS = 2_500
@@ -18,20 +21,39 @@ MAX_TRIPLES = 200_000
 Assignment = dict[tuple[int, int], cp_model.IntVar]
 
 
-def cp_solver(time_limit_s: float, seed: int, workers: int) -> cp_model.CpSolver:
-    """A CP-SAT solver with a time limit (at least 10 ms), a worker count and a seed."""
+def cp_solver(work: Work, units: float, seed: int, workers: int) -> cp_model.CpSolver:
+    """A CP-SAT solver limited to ``units`` of deterministic time (at least 0.01) and to the
+    wall-clock time ``work`` has left, with a worker count and a seed."""
     s = cp_model.CpSolver()
-    s.parameters.max_time_in_seconds = max(0.01, time_limit_s)
+    s.parameters.max_deterministic_time = max(0.01, units * CPSAT_DTIME_PER_UNIT)
+    s.parameters.max_time_in_seconds = max(0.01, work.wall_left())
     s.parameters.num_workers = workers
     s.parameters.random_seed = seed
     return s
 
 
+def cp_solve(solver: cp_model.CpSolver, model: cp_model.CpModel, work: Work) -> Any:
+    """Solve ``model`` and charge its deterministic time to ``work``; the status."""
+    status = solver.solve(model)
+    work.charge(CPSAT_SOLVE_UNITS + solver.deterministic_time / CPSAT_DTIME_PER_UNIT)
+    if solver.wall_time >= solver.parameters.max_time_in_seconds - 1e-3:
+        work.wall_capped = True
+    return status
+
+
 def full_model(
-    a: IntArray, c: IntArray, ub_x: IntArray, lb: int, time_limit_s: float, seed: int, workers: int
+    a: IntArray,
+    c: IntArray,
+    ub_x: IntArray,
+    lb: int,
+    work: Work,
+    units: float,
+    seed: int,
+    workers: int,
 ) -> tuple[IntArray | None, bool]:
-    """The assignment model over at most ub-1 bins: minimise the bins used. Returns (packing
-    better than ``ub_x`` or None, whether the best bin count is proven optimal)."""
+    """The assignment model over at most ub-1 bins: minimise the bins used, within ``units``
+    of ``work``. Returns (packing better than ``ub_x`` or None, whether the best bin count is
+    proven optimal)."""
     n = len(a)
     nb = bins_used(ub_x) - 1  # only a better packing is of interest
     nonneg = bool((a >= 0).all())
@@ -48,8 +70,8 @@ def full_model(
     hint = _relabel_for_order(ub_x, order)
     for (i, b), v in x.items():
         model.add_hint(v, int(hint[i] == b))
-    solver = cp_solver(time_limit_s, seed, workers)
-    status = solver.solve(model)
+    solver = cp_solver(work, units, seed, workers)
+    status = cp_solve(solver, model, work)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         out = np.full(n, -1, dtype=np.int64)
         for (i, b), v in x.items():
@@ -117,17 +139,18 @@ def _relabel_for_order(x: IntArray, order: list[int]) -> IntArray:
 
 
 def triple_cover(
-    a: IntArray, c: IntArray, time_limit_s: float, seed: int, workers: int
+    a: IntArray, c: IntArray, work: Work, units: float, seed: int, workers: int
 ) -> IntArray | None:
     """When n = 3B and every dimension sums to exactly B bins, a packing into B bins fills
-    every bin exactly; look for one made of triples (an exact cover). None if not applicable
-    or not found in time."""
+    every bin exactly; look for one made of triples (an exact cover) within ``units`` of
+    ``work``. None if not applicable or not found within that work."""
     n = len(a)
     if n % 3 or not n:
         return None
     if not (a.sum(axis=0) == n // 3 * c).all():
         return None
     triples = _exact_triples(a, c)
+    work.cells(n * n * a.shape[1])
     if not triples:
         return None
     covers: list[list[int]] = [[] for _ in range(n)]
@@ -140,11 +163,11 @@ def triple_cover(
     y = [model.new_bool_var(f"triple[{t}]") for t in range(len(triples))]
     for i in range(n):
         model.add_exactly_one([y[t] for t in covers[i]])  # every item in exactly one triple
-    solver = cp_solver(time_limit_s, seed, workers)
+    solver = cp_solver(work, units, seed, workers)
     # quick restarts find exact covers of 500 items in well under a second where the default
     # single-worker search can stall for many seconds
     solver.parameters.search_branching = cp_model.PORTFOLIO_WITH_QUICK_RESTART_SEARCH
-    status = solver.solve(model)
+    status = cp_solve(solver, model, work)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     out = np.full(n, -1, dtype=np.int64)

@@ -14,8 +14,9 @@ import math
 import numpy as np
 from ortools.sat.python import cp_model
 
-from scheduler.solver.binpack.exact import cp_solver
+from scheduler.solver.binpack.exact import cp_solve, cp_solver
 from scheduler.solver.binpack.packing import EPS, FloatArray, IntArray
+from scheduler.solver.binpack.work import Work
 
 # columns added per pricing round, and seeds of each pricing heuristic
 CG_COLUMNS_PER_ROUND = 60
@@ -29,16 +30,22 @@ PAIR_POOL = 200
 SWAP_COLUMNS = 15
 SWAP_ROUNDS = 4
 
+# cells (work units, see ``work``) per item of one greedy step besides its sizes: masks, scores
+EXTEND_CELLS_PER_ITEM = 6
+
 # a priced column: (the sum of its items' duals, its items sorted)
 Column = tuple[float, tuple[int, ...]]
 
 
 class Pricing:
     """Prices columns of the items ``a`` in bins of ``capacity`` ``c`` against duals ``pi``.
-    ``rng`` is shared with the column generation, so one seed fixes the whole search."""
+    ``rng`` is shared with the column generation, so one seed fixes the whole search; the work
+    done is charged to ``work``."""
 
-    def __init__(self, a: IntArray, c: IntArray, rng: np.random.Generator, seed: int) -> None:
-        self.a, self.c, self.rng, self.seed = a, c, rng, seed
+    def __init__(
+        self, a: IntArray, c: IntArray, rng: np.random.Generator, seed: int, work: Work
+    ) -> None:
+        self.a, self.c, self.rng, self.seed, self.work = a, c, rng, seed, work
         self.d = a.shape[1]
         # no bin holds more items than this (the smallest sizes of every dimension)
         low = np.cumsum(np.sort(np.clip(a, 0, None), axis=0), axis=0)
@@ -52,6 +59,7 @@ class Pricing:
         avail = pi > EPS
         avail[chosen] = False
         while True:
+            self.work.cells(a.size + EXTEND_CELLS_PER_ITEM * len(a))
             rem = c - load
             ok = avail & (a <= rem).all(axis=1)
             if not ok.any():
@@ -106,6 +114,7 @@ class Pricing:
             js = self.rng.choice(js, triple_pool, replace=False)
         if not len(js):
             return []
+        self.work.cells(len(js) * len(js) * self.d)
         r = c - a[i] - a[js]
         fit = (a[js][None, :, :] <= r[:, None, :]).all(axis=-1)
         np.fill_diagonal(fit, False)
@@ -127,6 +136,7 @@ class Pricing:
         a, c = self.a, self.c
         if len(top) < 2:
             return []
+        self.work.cells(len(top) * len(top) * self.d)
         pair_fit = ((a[top][:, None, :] + a[top][None, :, :]) <= c).all(axis=-1)
         v2 = np.where(pair_fit, pi[top][:, None] + pi[top][None, :], -1.0)
         v2[np.tril_indices(len(top))] = -1.0
@@ -159,6 +169,7 @@ class Pricing:
             outside = pi > EPS
             outside[chosen] = False
             best_gain, move = EPS, None
+            self.work.cells(len(chosen) * a.size)
             for pos, m in enumerate(chosen):
                 ok = outside & (a <= c - load + a[m]).all(axis=1)
                 if ok.any():
@@ -175,8 +186,9 @@ class Pricing:
             load = a[chosen].sum(axis=0)
         return chosen
 
-    def exact(self, pi: FloatArray, time_s: float) -> tuple[Column | None, float]:
-        """The best column (or None) and an upper bound on the best column's value."""
+    def exact(self, pi: FloatArray, units: float) -> tuple[Column | None, float]:
+        """The best column (or None) and an upper bound on the best column's value, within
+        ``units`` of work."""
         a, c = self.a, self.c
         cand = np.flatnonzero(pi > 0)
         if not len(cand):
@@ -190,8 +202,8 @@ class Pricing:
         # rounded up: the bound stays an upper bound on the true best value
         coef = np.ceil(pi[cand] * scale).astype(np.int64)
         model.maximize(cp_model.LinearExpr.weighted_sum(z, coef.tolist()))
-        solver = cp_solver(time_s, self.seed, 1)
-        status = solver.solve(model)
+        solver = cp_solver(self.work, units, self.seed, 1)
+        status = cp_solve(solver, model, self.work)
         self.exact_calls += 1
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None, math.inf

@@ -9,15 +9,18 @@ one bin, which becomes the last: one bin fewer.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from scheduler.solver.binpack.packing import FloatArray, IntArray, bins_used, relabel
+from scheduler.solver.binpack.work import Work
 
 # a swap may make the items left out heavier by at most this much (in bins: sizes are
 # normalised by the capacity and summed over dimensions)
 MAX_DELTA = 0.05
+
+# Python-level steps (work units, see ``work``) of trying one out item as it is and in swaps
+PLACE_STEPS = 15
+SWAP_STEPS = 100
 
 # (item in, its bin, the items that leave the bin)
 Swap = tuple[int, int, tuple[int, ...]]
@@ -28,18 +31,18 @@ def tabu_reduce(
     c: IntArray,
     x: IntArray,
     lb: int,
-    deadline: float,
+    work: Work,
     rng: np.random.Generator,
     stats: dict[str, float],
 ) -> IntArray:
     """Close bins of packing ``x`` one at a time until ``lb`` bins are left, an attempt fails
-    or the deadline passes. Returns the best packing found."""
+    or ``work`` runs out. Returns the best packing found."""
     weight = (np.clip(a, 0, None) / c).sum(axis=1) + 1e-6
     best = relabel(x)
     nb = bins_used(best)
     # an attempt empties two bins and refills one: it needs at least two
-    while nb > max(lb, 1) and time.monotonic() < deadline:
-        out = _Attempt(a, c, best, weight, rng).run(deadline, stats)
+    while nb > max(lb, 1) and not work.done():
+        out = _Attempt(a, c, best, weight, rng, work).run(stats)
         if out is None:
             break
         best = relabel(out)
@@ -59,9 +62,10 @@ class _Attempt:
         start: IntArray,
         weight: FloatArray,
         rng: np.random.Generator,
+        work: Work,
     ) -> None:
         n, d = a.shape
-        self.a, self.c, self.weight, self.rng = a, c, weight, rng
+        self.a, self.c, self.weight, self.rng, self.work = a, c, weight, rng, work
         nb = bins_used(start)
         self.m = nb - 2
         bin_weight = np.bincount(start, weights=weight, minlength=nb)
@@ -76,13 +80,13 @@ class _Attempt:
         # the iteration until which an item may not enter a bin
         self.tabu = np.zeros((n, max(self.m, 1)), dtype=np.int64)
 
-    def run(self, deadline: float, stats: dict[str, float]) -> IntArray | None:
-        """A packing with one bin fewer than ``start``, or None by the deadline."""
+    def run(self, stats: dict[str, float]) -> IntArray | None:
+        """A packing with one bin fewer than ``start``, or None when the work runs out."""
         a, c, x = self.a, self.c, self.x
         it = 0
         while True:
             it += 1
-            if it % 64 == 0 and time.monotonic() > deadline:
+            if it % 16 == 0 and self.work.done():
                 stats["tabu_iterations"] = stats.get("tabu_iterations", 0) + it
                 return None
             out_items = np.flatnonzero(x < 0)
@@ -110,6 +114,8 @@ class _Attempt:
         whether there was one."""
         a, c, loads = self.a, self.c, self.loads
         for i in out_items[np.argsort(-self.weight[out_items])]:
+            self.work.cells(loads.size)
+            self.work.steps(PLACE_STEPS)
             ok = ((loads + a[i]) <= c).all(axis=1) & (self.tabu[i] < it)
             if ok.any():
                 slack = ((c - loads - a[i]) / c).sum(axis=1)
@@ -129,7 +135,11 @@ class _Attempt:
         best_move: Swap | None = None
         bins_in = x[inside]
         pi, pj = _pairs_sharing_a_bin(x, inside, self.m)
+        d = a.shape[1]
+        self.work.steps(len(pi))
         for i in out_items:
+            self.work.cells(self.loads.size + (len(inside) + len(pi)) * d)
+            self.work.steps(SWAP_STEPS)
             excess = self.loads + a[i] - c  # per bin: what must leave for i to fit
             allowed = self.tabu[i] < it
             # one item out
