@@ -14,6 +14,11 @@ The node's expected fragmentation is F_n = sum_m p_m F_n(m). FGD places a replic
 (and GPU) whose F_n grows the least. ``FragmentationScorer`` is a ``greedy.NodeScorer``: it
 returns that growth for every candidate node (lower is better) and, with ``best_placement``,
 the GPUs that achieve it.
+
+FGD weighs types by how often they come, as if each could use any GPU. A type held to a GPU
+model puts all its demand on that model's GPUs: the Valley modes weigh it by its frequency over
+the share of the cluster's GPUs it may use, so GPUs that only a few constrained types can use
+are kept for them (the paper's FGD, mode "fgd", keeps plain frequencies).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 # "fgd": the paper's fragment F_n(m). "fill": the free GPU millis a node would still hold after
 # taking as many tasks of type m as its GPUs, CPU and memory allow (a smoother measure that also
-# sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum.
+# sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum. The two Valley modes
+# also weigh each type by the share of the cluster's GPUs it may use (``type_weights``).
 MODES = ("fgd", "fill", "fill+fgd")
 # distinct requests whose per-node scores are kept (least recently used dropped first)
 CACHED_REQUESTS = 256
@@ -149,6 +155,7 @@ class FragmentationScorer:
         self.models = [frozenset(t.gpu_models) for t in g]
         self._access_key: tuple[object, ...] | None = None
         self._access = np.zeros((0, 0), dtype=np.bool_)
+        self._weights = self.p
         # F of node states seen before: per node, the state it had and its F
         self._cache_key: int | None = None
         self._seen_cpu = np.zeros(0, dtype=np.int64)
@@ -172,7 +179,23 @@ class FragmentationScorer:
                     acc[pi, m] = not allowed or pool.gpu_model in allowed
             self._access = acc
             self._access_key = key
+            self._weights = self.type_weights(cluster, acc) if self.mode != "fgd" else self.p
         return self._access
+
+    def type_weights(self, cluster: Cluster, access: BoolArray | None = None) -> FloatArray:
+        """The weight of each GPU type in the Valley modes: its frequency divided by the share
+        of the cluster's GPUs whose model it accepts, rescaled to the same total. Types that
+        accept any model keep their frequency relative to each other; a type that may use a
+        tenth of the GPUs counts ten times as much for them, as its demand all lands there."""
+        acc = self._pool_access(cluster) if access is None else access
+        pool_gpus = np.zeros(len(cluster.pools))
+        np.add.at(pool_gpus, cluster.node_pool, cluster.n_gpus)
+        if not len(self.p) or pool_gpus.sum() <= 0:
+            return self.p
+        reach = (pool_gpus[:, None] * acc).sum(axis=0) / pool_gpus.sum()
+        # a type no GPU here accepts cannot land anywhere: it keeps its frequency
+        w = self.p / np.where(reach > 0, reach, 1.0)
+        return np.asarray(w / w.sum() * self.p.sum(), dtype=np.float64)
 
     def fragmentation(
         self, free_cpu: IntArray, free_mem: IntArray, gpu_free: IntArray, access: BoolArray
@@ -210,7 +233,7 @@ class FragmentationScorer:
             tasks = np.minimum(np.minimum(gpu_tasks, cpu_tasks), mem_tasks) * access
             used = np.minimum(tasks * (self.share * self.count)[None, :], total[:, None])
             frag += total[:, None] - used
-        return np.asarray(out + frag @ self.p, dtype=np.float64)
+        return np.asarray(out + frag @ self._weights, dtype=np.float64)
 
     def _states(
         self, cluster: Cluster, nodes: IntArray
