@@ -100,6 +100,34 @@ def test_fill_mode_sees_gpus_that_cpu_would_strand():
     assert FragmentationScorer(t, mode="fill+fgd").node_fragmentation(c)[0] == 1000
 
 
+def test_valley_modes_weigh_a_type_by_the_share_of_gpus_its_model_allows():
+    # 8 A100 GPUs and 2 T4 GPUs: a T4-only type reaches a fifth of them, so its frequency
+    # counts five times as much as that of a type that accepts any model (total kept)
+    c = cluster_of(("a", 4, 3000, 2, "A100"), ("t", 1, 8000, 2, "T4"))
+    t = [RequestType(Resources(2000, 1024, gpus=1), 0.85), RequestType(WHOLE_1, 0.15, ("T4",))]
+    w = FragmentationScorer(t, mode="fill+fgd").type_weights(c)
+    assert w.tolist() == pytest.approx([0.85 / 1.6, 0.75 / 1.6])
+
+
+def test_unconstrained_work_leaves_gpus_to_the_types_held_to_their_model_when_valley_scores():
+    # A100 nodes: 2 GPUs, 3 cores; T4 node: 2 GPUs, 8 cores. Types: a whole GPU with 2 cores
+    # (any model, p=.85) and a whole GPU on T4 only (p=.15): T4-only demand is 15% of the pods
+    # but all of it lands on the T4 node, a fifth of the GPUs.
+    # A100 node, plain frequencies: F before .85*(0 + 1000) + .15*(2000 + 2000) = 1450, after
+    # the pod (1 GPU, 1 core left) .85*2000 + .15*2000 = 2000: +550; the T4 node stays at 0, so
+    # the pod would take a T4 GPU. Weighted (.531, .469): 2406 -> 2000, -406: an A100 node.
+    c = cluster_of(("a", 4, 3000, 2, "A100"), ("t", 1, 8000, 2, "T4"))
+    pod = Resources(2000, 1024, gpus=1)
+    t = [RequestType(pod, 0.85), RequestType(WHOLE_1, 0.15, ("T4",))]
+    nodes = np.arange(len(c))
+    valley = FragmentationScorer(t, mode="fill+fgd")(c, nodes, pod)
+    assert c.pool_of(int(nodes[np.argmin(valley)])).gpu_model == "A100"
+    assert valley[0] == pytest.approx(2000 - (0.85 * 1000 + 0.75 * 4000) / 1.6)
+    # the paper's FGD keeps plain frequencies
+    fgd = FragmentationScorer(t, mode="fgd")
+    assert fgd(c, nodes, pod)[0] == pytest.approx(0.85 * 1000 + 0.15 * 1000 - 0.15 * 2000)
+
+
 def test_whole_gpu_tasks_take_fully_free_gpus():
     c = cluster_of(("g", 1, 8000, 4, "T4"))
     set_gpus(c, 0, [400, 1000, 1000, 1000])
