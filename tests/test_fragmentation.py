@@ -53,6 +53,15 @@ def test_all_free_gpu_is_fragment_for_a_task_short_of_cpu_or_of_its_gpu_model():
     assert FragmentationScorer(t4).node_fragmentation(c)[0] == 0
 
 
+def test_types_of_one_shape_count_apart_when_only_some_accept_the_nodes_model():
+    # GPUs free 1000 and 300; a half GPU on any model (p=.5): 300 below its share; the same
+    # half GPU on A100 only (p=.5) cannot use this T4 node: all 1300. F = .5*300 + .5*1300
+    c = cluster_of(("g", 1, 8000, 2, "T4"))
+    set_gpus(c, 0, [1000, 300])
+    target = [RequestType(SHARE_500, 0.5), RequestType(SHARE_500, 0.5, ("A100",))]
+    assert FragmentationScorer(target).node_fragmentation(c)[0] == pytest.approx(800.0)
+
+
 def test_fgd_picks_the_placement_that_fragments_least():
     # types: 600 millis (p=.5), one whole GPU (p=.5). Node 0 free [1000, 600], node 1 empty.
     # node 0 before: 600-type fits everywhere (0); whole-GPU type: partly used GPU -> 600. F=300

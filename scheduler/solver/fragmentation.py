@@ -143,13 +143,26 @@ class FragmentationScorer:
         self.cpu_only_weight = float(p[~gpu].sum())
         g = [t for t, w in zip(target, gpu, strict=True) if w]
         self.p = p[gpu]
-        self.cpu = np.asarray([t.resources.cpu_millis for t in g], dtype=np.int64)
-        self.mem = np.asarray([t.resources.memory_mib for t in g], dtype=np.int64)
-        # per GPU type: the share needed on each GPU it uses, and how many GPUs
-        self.share = np.asarray(
-            [GPU_MILLIS if t.resources.gpus else t.resources.gpu_millis for t in g], dtype=np.int64
-        )
-        self.count = np.asarray([t.resources.gpus or 1 for t in g], dtype=np.int64)
+        # per shape of GPU request (cores, memory, the share needed on each GPU it uses, how many
+        # GPUs): types that differ only in the GPU models they accept share one shape, whose
+        # fragment is computed once and weighed by those of its types that may use the node
+        shape = [
+            (
+                t.resources.cpu_millis,
+                t.resources.memory_mib,
+                GPU_MILLIS if t.resources.gpus else t.resources.gpu_millis,
+                t.resources.gpus or 1,
+            )
+            for t in g
+        ]
+        shapes = sorted(set(shape))
+        number = {k: i for i, k in enumerate(shapes)}
+        shape_of = np.asarray([number[k] for k in shape], dtype=np.int64)
+        # types in shape order, and where each shape's run starts (for np.add.reduceat)
+        self._by_shape = np.argsort(shape_of, kind="stable")
+        self._shape_starts = np.flatnonzero(np.diff(shape_of[self._by_shape], prepend=-1))
+        cols = np.asarray(shapes, dtype=np.int64).reshape(-1, 4)
+        self.cpu, self.mem, self.share, self.count = cols.T
         self.shares, self.share_index = np.unique(self.share, return_inverse=True)
         self.whole = self.share >= GPU_MILLIS
         self.models = [frozenset(t.gpu_models) for t in g]
@@ -208,21 +221,26 @@ class FragmentationScorer:
         if not len(self.p) or not len(total):
             return out
         u = self.share_index
-        frag = np.zeros((len(total), len(self.p)))
+        # per state and shape: the weight of the shape's types whose GPU model the node has;
+        # a type without it sees every free milli as a fragment, in each term
+        w = access * self._weights[None, :]
+        reach = np.add.reduceat(w[:, self._by_shape], self._shape_starts, axis=1)  # S x K
+        frag = np.zeros((len(total), len(self.cpu)))
+        terms = 0
         if self.mode in ("fgd", "fill+fgd"):
             # per distinct share: GPUs with at least that much free, and the free millis below
             ge = g[:, :, None] >= self.shares[None, None, :]  # S x G x U
             count_ge = ge.sum(axis=1)
             below = (g[:, :, None] * ~ge).sum(axis=1)
             usable = (
-                access
-                & (free_cpu[:, None] >= self.cpu[None, :])
+                (free_cpu[:, None] >= self.cpu[None, :])
                 & (free_mem[:, None] >= self.mem[None, :])
                 & (count_ge[:, u] >= self.count[None, :])
             )
             frag += np.where(usable, below[:, u], total[:, None])
+            terms += 1
         if self.mode in ("fill", "fill+fgd"):
-            # tasks of type m the node could still take: GPU slots, CPU and memory alike
+            # tasks of a shape the node could still take: GPU slots, CPU and memory alike
             slots = np.floor(g[:, :, None] / self.shares[None, None, :]).sum(axis=1)  # S x U
             whole_free = (g >= GPU_MILLIS).sum(axis=1)
             gpu_tasks = np.where(
@@ -230,10 +248,13 @@ class FragmentationScorer:
             )
             cpu_tasks = np.floor(free_cpu[:, None] / np.maximum(self.cpu, 1)[None, :])
             mem_tasks = np.floor(free_mem[:, None] / np.maximum(self.mem, 1)[None, :])
-            tasks = np.minimum(np.minimum(gpu_tasks, cpu_tasks), mem_tasks) * access
+            tasks = np.minimum(np.minimum(gpu_tasks, cpu_tasks), mem_tasks)
             used = np.minimum(tasks * (self.share * self.count)[None, :], total[:, None])
             frag += total[:, None] - used
-        return np.asarray(out + frag @ self._weights, dtype=np.float64)
+            terms += 1
+        # sum over types of weight x fragment, where a type without access has terms x total
+        held = ((frag - terms * total[:, None]) * reach).sum(axis=1)
+        return np.asarray(out + held + terms * total * self._weights.sum(), dtype=np.float64)
 
     def _states(
         self, cluster: Cluster, nodes: IntArray
