@@ -201,6 +201,7 @@ def test_toy_run_through_the_cli_reports_consistent_numbers(tmp_path):
     for r in rows.values():
         assert r["pods_placed"] <= r["pods_arrived"]
         assert r["gpu_unallocated_at_full_demand"] == pytest.approx(capacity - r["gpus_allocated"])
+        assert r["gpu_unallocated_at_full_demand"] <= r["gpu_unallocated_worst"] + 1e-9
         assert 0 <= r["gpus_allocated"] <= capacity
         assert r["seconds_per_pod"] > 0
     assert plot.stat().st_size > 0

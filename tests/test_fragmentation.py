@@ -53,6 +53,15 @@ def test_all_free_gpu_is_fragment_for_a_task_short_of_cpu_or_of_its_gpu_model():
     assert FragmentationScorer(t4).node_fragmentation(c)[0] == 0
 
 
+def test_types_of_one_shape_count_apart_when_only_some_accept_the_nodes_model():
+    # GPUs free 1000 and 300; a half GPU on any model (p=.5): 300 below its share; the same
+    # half GPU on A100 only (p=.5) cannot use this T4 node: all 1300. F = .5*300 + .5*1300
+    c = cluster_of(("g", 1, 8000, 2, "T4"))
+    set_gpus(c, 0, [1000, 300])
+    target = [RequestType(SHARE_500, 0.5), RequestType(SHARE_500, 0.5, ("A100",))]
+    assert FragmentationScorer(target).node_fragmentation(c)[0] == pytest.approx(800.0)
+
+
 def test_fgd_picks_the_placement_that_fragments_least():
     # types: 600 millis (p=.5), one whole GPU (p=.5). Node 0 free [1000, 600], node 1 empty.
     # node 0 before: 600-type fits everywhere (0); whole-GPU type: partly used GPU -> 600. F=300
@@ -98,6 +107,34 @@ def test_fill_mode_sees_gpus_that_cpu_would_strand():
     assert FragmentationScorer(t, mode="fgd").node_fragmentation(c)[0] == 0
     assert FragmentationScorer(t, mode="fill").node_fragmentation(c)[0] == 1000
     assert FragmentationScorer(t, mode="fill+fgd").node_fragmentation(c)[0] == 1000
+
+
+def test_valley_modes_weigh_a_type_by_the_share_of_gpus_its_model_allows():
+    # 8 A100 GPUs and 2 T4 GPUs: a T4-only type reaches a fifth of them, so its frequency
+    # counts five times as much as that of a type that accepts any model (total kept)
+    c = cluster_of(("a", 4, 3000, 2, "A100"), ("t", 1, 8000, 2, "T4"))
+    t = [RequestType(Resources(2000, 1024, gpus=1), 0.85), RequestType(WHOLE_1, 0.15, ("T4",))]
+    w = FragmentationScorer(t, mode="fill+fgd").type_weights(c)
+    assert w.tolist() == pytest.approx([0.85 / 1.6, 0.75 / 1.6])
+
+
+def test_unconstrained_work_leaves_gpus_to_the_types_held_to_their_model_when_valley_scores():
+    # A100 nodes: 2 GPUs, 3 cores; T4 node: 2 GPUs, 8 cores. Types: a whole GPU with 2 cores
+    # (any model, p=.85) and a whole GPU on T4 only (p=.15): T4-only demand is 15% of the pods
+    # but all of it lands on the T4 node, a fifth of the GPUs.
+    # A100 node, plain frequencies: F before .85*(0 + 1000) + .15*(2000 + 2000) = 1450, after
+    # the pod (1 GPU, 1 core left) .85*2000 + .15*2000 = 2000: +550; the T4 node stays at 0, so
+    # the pod would take a T4 GPU. Weighted (.531, .469): 2406 -> 2000, -406: an A100 node.
+    c = cluster_of(("a", 4, 3000, 2, "A100"), ("t", 1, 8000, 2, "T4"))
+    pod = Resources(2000, 1024, gpus=1)
+    t = [RequestType(pod, 0.85), RequestType(WHOLE_1, 0.15, ("T4",))]
+    nodes = np.arange(len(c))
+    valley = FragmentationScorer(t, mode="fill+fgd")(c, nodes, pod)
+    assert c.pool_of(int(nodes[np.argmin(valley)])).gpu_model == "A100"
+    assert valley[0] == pytest.approx(2000 - (0.85 * 1000 + 0.75 * 4000) / 1.6)
+    # the paper's FGD keeps plain frequencies
+    fgd = FragmentationScorer(t, mode="fgd")
+    assert fgd(c, nodes, pod)[0] == pytest.approx(0.85 * 1000 + 0.15 * 1000 - 0.15 * 2000)
 
 
 def test_whole_gpu_tasks_take_fully_free_gpus():

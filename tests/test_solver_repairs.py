@@ -11,8 +11,9 @@ from scheduler.domain import Cluster, Resources, Topology, WorkloadSpec, parse_s
 from scheduler.solver import REPAIRS, PendingWorkload, Problem, SolverParams
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.filters import eligibility_of
-from scheduler.solver.fragmentation import RequestType
+from scheduler.solver.fragmentation import FragmentationScorer, RequestType
 from scheduler.solver.valley.repairs import REGISTRY, run_repairs
+from scheduler.solver.valley.repairs.fgd_refit import refit
 from scheduler.solver.valley.state import PackingState
 from tests.conftest import TINY
 
@@ -44,6 +45,15 @@ def holds_exactly_what_it_says(state: PackingState) -> bool:
         for node, gpus in state.slots(wid):
             cluster.release(node, state.specs[wid].resources, gpus)
     return bool((cluster.replicas_on == 0).all() and (cluster.free_cpu == cluster.cap_cpu).all())
+
+
+def holds_exactly_what_it_says_over(state: PackingState, before: Cluster) -> bool:
+    """Releasing every recorded replica gives back the cluster as it was before the cycle."""
+    cluster = state.cluster.copy()
+    for wid in state.placed():
+        for node, gpus in state.slots(wid):
+            cluster.release(node, state.specs[wid].resources, gpus)
+    return bool((cluster.gpu_free == before.gpu_free).all())
 
 
 def gpu(millis: int = 0, gpus: int = 0) -> WorkloadSpec:
@@ -176,6 +186,31 @@ def test_fgd_refit_out_of_time_leaves_the_placement_as_it_was(tiny):
     assert not apply("fgd-refit", state, spent)
     assert state.placements()["w"][0].gpu_indices == (0,)
     assert state.cluster.gpu_free[node][:2].tolist() == [300, 1000]
+
+
+def test_fgd_refit_stopped_part_way_keeps_what_it_placed_and_puts_the_rest_back(tiny):
+    # GPU 0 holds 300 millis of earlier work. This cycle: a (300) on GPU 0, b (200) on GPU 1.
+    # Placed again for 500-millis requests: a goes to GPU 1 ([700, 700]: a 500 still fits on
+    # both), then b would go to GPU 0 ([500, 700]). Stopped after a, b goes back to GPU 1.
+    cluster = Cluster(tiny)
+    node = cluster.index["green/gpu-0000"]
+    cluster.allocate(node, Resources(1000, 1024, gpu_millis=300), (0,))
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    scorer = FragmentationScorer(target, mode="fill+fgd")
+
+    def placed(stop_after: int) -> list[tuple[int, ...]]:
+        state = state_of(tiny, {"a": gpu(300), "b": gpu(200)}, cluster.copy(), gpu_target=target)
+        state.place_on("a", ["green/gpu-0000"], [(0,)])
+        state.place_on("b", ["green/gpu-0000"], [(1,)])
+        asked = iter(range(10))
+        with state.transaction():
+            assert refit(state, scorer, lambda: next(asked) >= stop_after) == (stop_after > 0)
+        assert holds_exactly_what_it_says_over(state, cluster)
+        return [state.placements()[w][0].gpu_indices for w in ("a", "b")]
+
+    assert placed(stop_after=2) == [(1,), (0,)]
+    assert placed(stop_after=1) == [(1,), (1,)]
+    assert placed(stop_after=0) == [(0,), (1,)]
 
 
 def test_a_rolled_back_transaction_leaves_cluster_and_records_as_they_were(tiny):

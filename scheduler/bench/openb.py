@@ -379,7 +379,8 @@ class Simulation:
 
 
 def summarise(runs: Sequence[Run], capacity_millis: int) -> list[dict[str, Any]]:
-    """One row per policy: means over seeds (and the standard deviation where it varies)."""
+    """One row per policy: means over seeds (and the standard deviation and the worst seed's
+    unallocated GPUs where it varies)."""
     rows = []
     for policy in dict.fromkeys(r.policy for r in runs):
         mine = [r for r in runs if r.policy == policy]
@@ -393,6 +394,7 @@ def summarise(runs: Sequence[Run], capacity_millis: int) -> list[dict[str, Any]]
                 "gpus_allocated": float(alloc.mean()),
                 "gpu_unallocated_at_full_demand": float(unalloc.mean()),
                 "gpu_unallocated_std": float(unalloc.std()),
+                "gpu_unallocated_worst": float(unalloc.max()),
                 "gpu_unallocated_share": float(unalloc.mean() / (capacity_millis / GPU_MILLIS)),
                 "fragmented_gpus": float(frag.mean()),
                 "pods_arrived": float(np.mean([r.full_arrived for r in mine])),

@@ -14,6 +14,11 @@ The node's expected fragmentation is F_n = sum_m p_m F_n(m). FGD places a replic
 (and GPU) whose F_n grows the least. ``FragmentationScorer`` is a ``greedy.NodeScorer``: it
 returns that growth for every candidate node (lower is better) and, with ``best_placement``,
 the GPUs that achieve it.
+
+FGD weighs types by how often they come, as if each could use any GPU. A type held to a GPU
+model puts all its demand on that model's GPUs: the Valley modes weigh it by its frequency over
+the share of the cluster's GPUs it may use, so GPUs that only a few constrained types can use
+are kept for them (the paper's FGD, mode "fgd", keeps plain frequencies).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 # "fgd": the paper's fragment F_n(m). "fill": the free GPU millis a node would still hold after
 # taking as many tasks of type m as its GPUs, CPU and memory allow (a smoother measure that also
-# sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum.
+# sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum. The two Valley modes
+# also weigh each type by the share of the cluster's GPUs it may use (``type_weights``).
 MODES = ("fgd", "fill", "fill+fgd")
 # distinct requests whose per-node scores are kept (least recently used dropped first)
 CACHED_REQUESTS = 256
@@ -137,18 +143,32 @@ class FragmentationScorer:
         self.cpu_only_weight = float(p[~gpu].sum())
         g = [t for t, w in zip(target, gpu, strict=True) if w]
         self.p = p[gpu]
-        self.cpu = np.asarray([t.resources.cpu_millis for t in g], dtype=np.int64)
-        self.mem = np.asarray([t.resources.memory_mib for t in g], dtype=np.int64)
-        # per GPU type: the share needed on each GPU it uses, and how many GPUs
-        self.share = np.asarray(
-            [GPU_MILLIS if t.resources.gpus else t.resources.gpu_millis for t in g], dtype=np.int64
-        )
-        self.count = np.asarray([t.resources.gpus or 1 for t in g], dtype=np.int64)
+        # per shape of GPU request (cores, memory, the share needed on each GPU it uses, how many
+        # GPUs): types that differ only in the GPU models they accept share one shape, whose
+        # fragment is computed once and weighed by those of its types that may use the node
+        shape = [
+            (
+                t.resources.cpu_millis,
+                t.resources.memory_mib,
+                GPU_MILLIS if t.resources.gpus else t.resources.gpu_millis,
+                t.resources.gpus or 1,
+            )
+            for t in g
+        ]
+        shapes = sorted(set(shape))
+        number = {k: i for i, k in enumerate(shapes)}
+        shape_of = np.asarray([number[k] for k in shape], dtype=np.int64)
+        # types in shape order, and where each shape's run starts (for np.add.reduceat)
+        self._by_shape = np.argsort(shape_of, kind="stable")
+        self._shape_starts = np.flatnonzero(np.diff(shape_of[self._by_shape], prepend=-1))
+        cols = np.asarray(shapes, dtype=np.int64).reshape(-1, 4)
+        self.cpu, self.mem, self.share, self.count = cols.T
         self.shares, self.share_index = np.unique(self.share, return_inverse=True)
         self.whole = self.share >= GPU_MILLIS
         self.models = [frozenset(t.gpu_models) for t in g]
         self._access_key: tuple[object, ...] | None = None
         self._access = np.zeros((0, 0), dtype=np.bool_)
+        self._weights = self.p
         # F of node states seen before: per node, the state it had and its F
         self._cache_key: int | None = None
         self._seen_cpu = np.zeros(0, dtype=np.int64)
@@ -172,7 +192,23 @@ class FragmentationScorer:
                     acc[pi, m] = not allowed or pool.gpu_model in allowed
             self._access = acc
             self._access_key = key
+            self._weights = self.type_weights(cluster, acc) if self.mode != "fgd" else self.p
         return self._access
+
+    def type_weights(self, cluster: Cluster, access: BoolArray | None = None) -> FloatArray:
+        """The weight of each GPU type in the Valley modes: its frequency divided by the share
+        of the cluster's GPUs whose model it accepts, rescaled to the same total. Types that
+        accept any model keep their frequency relative to each other; a type that may use a
+        tenth of the GPUs counts ten times as much for them, as its demand all lands there."""
+        acc = self._pool_access(cluster) if access is None else access
+        pool_gpus = np.zeros(len(cluster.pools))
+        np.add.at(pool_gpus, cluster.node_pool, cluster.n_gpus)
+        if not len(self.p) or pool_gpus.sum() <= 0:
+            return self.p
+        reach = (pool_gpus[:, None] * acc).sum(axis=0) / pool_gpus.sum()
+        # a type no GPU here accepts cannot land anywhere: it keeps its frequency
+        w = self.p / np.where(reach > 0, reach, 1.0)
+        return np.asarray(w / w.sum() * self.p.sum(), dtype=np.float64)
 
     def fragmentation(
         self, free_cpu: IntArray, free_mem: IntArray, gpu_free: IntArray, access: BoolArray
@@ -185,21 +221,26 @@ class FragmentationScorer:
         if not len(self.p) or not len(total):
             return out
         u = self.share_index
-        frag = np.zeros((len(total), len(self.p)))
+        # per state and shape: the weight of the shape's types whose GPU model the node has;
+        # a type without it sees every free milli as a fragment, in each term
+        w = access * self._weights[None, :]
+        reach = np.add.reduceat(w[:, self._by_shape], self._shape_starts, axis=1)  # S x K
+        frag = np.zeros((len(total), len(self.cpu)))
+        terms = 0
         if self.mode in ("fgd", "fill+fgd"):
             # per distinct share: GPUs with at least that much free, and the free millis below
             ge = g[:, :, None] >= self.shares[None, None, :]  # S x G x U
             count_ge = ge.sum(axis=1)
             below = (g[:, :, None] * ~ge).sum(axis=1)
             usable = (
-                access
-                & (free_cpu[:, None] >= self.cpu[None, :])
+                (free_cpu[:, None] >= self.cpu[None, :])
                 & (free_mem[:, None] >= self.mem[None, :])
                 & (count_ge[:, u] >= self.count[None, :])
             )
             frag += np.where(usable, below[:, u], total[:, None])
+            terms += 1
         if self.mode in ("fill", "fill+fgd"):
-            # tasks of type m the node could still take: GPU slots, CPU and memory alike
+            # tasks of a shape the node could still take: GPU slots, CPU and memory alike
             slots = np.floor(g[:, :, None] / self.shares[None, None, :]).sum(axis=1)  # S x U
             whole_free = (g >= GPU_MILLIS).sum(axis=1)
             gpu_tasks = np.where(
@@ -207,10 +248,13 @@ class FragmentationScorer:
             )
             cpu_tasks = np.floor(free_cpu[:, None] / np.maximum(self.cpu, 1)[None, :])
             mem_tasks = np.floor(free_mem[:, None] / np.maximum(self.mem, 1)[None, :])
-            tasks = np.minimum(np.minimum(gpu_tasks, cpu_tasks), mem_tasks) * access
+            tasks = np.minimum(np.minimum(gpu_tasks, cpu_tasks), mem_tasks)
             used = np.minimum(tasks * (self.share * self.count)[None, :], total[:, None])
             frag += total[:, None] - used
-        return np.asarray(out + frag @ self.p, dtype=np.float64)
+            terms += 1
+        # sum over types of weight x fragment, where a type without access has terms x total
+        held = ((frag - terms * total[:, None]) * reach).sum(axis=1)
+        return np.asarray(out + held + terms * total * self._weights.sum(), dtype=np.float64)
 
     def _states(
         self, cluster: Cluster, nodes: IntArray

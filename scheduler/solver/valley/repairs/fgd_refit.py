@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 
+from scheduler.domain import GPU_MILLIS
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.fragmentation import FragmentationScorer, RequestType
-from scheduler.solver.valley.state import PackingState
+from scheduler.solver.valley.state import PackingState, ReplicaRef, Slot
 
 # scorers by target workload: a scorer keeps per-node results between solves
 _SCORERS: dict[tuple[RequestType, ...], FragmentationScorer] = {}
@@ -39,11 +41,74 @@ def _refit_work(state: PackingState) -> list[str]:
     ]
 
 
+def _fits_slot(state: PackingState, wid: str, slot: Slot) -> bool:
+    """Whether replica of ``wid`` fits ``slot`` (a node and the very GPUs) as the cluster is."""
+    cluster = state.cluster
+    node, gpus = slot
+    r = state.specs[wid].resources
+    share = GPU_MILLIS if r.gpus else r.gpu_millis
+    return (
+        cluster.free_cpu[node] >= r.cpu_millis
+        and cluster.free_mem[node] >= r.memory_mib
+        and all(cluster.gpu_free[node, g] >= share for g in gpus)
+    )
+
+
+def _place_by_score(state: PackingState, scorer: FragmentationScorer, wid: str, i: int) -> bool:
+    """Put lifted replica ``i`` of ``wid`` on the node (and GPU) of its site where the
+    fragmentation grows least; False if no node of the site has room."""
+    cluster = state.cluster
+    r = state.specs[wid].resources
+    site = cluster.site_of(state.slots(wid)[i][0])
+    nodes = state.index.nodes(state.elig[wid].pools_by_site[site])
+    nodes = nodes[cluster.fit_mask(r, nodes)]
+    if not len(nodes):
+        return False
+    growth, share_gpu = scorer.best_placement(cluster, nodes, r)
+    if not r.wants_gpu:
+        # where fragmentation does not decide, a powered node before waking one
+        growth = growth + 1e-9 * (cluster.replicas_on[nodes] == 0)
+    k = int(np.argmin(growth))
+    target = int(nodes[k])
+    state.put(wid, i, target, scorer.gpus_for(cluster, target, r, int(share_gpu[k])))
+    return True
+
+
+def refit(state: PackingState, scorer: FragmentationScorer, stop: Callable[[], bool]) -> bool:
+    """Place this cycle's GPU work (and CPU-only work on GPU nodes) again by ``scorer``, replica
+    by replica in arrival order, asking ``stop`` before each. Once it says stop, the replicas
+    placed again so far keep their new places and the rest go back where they were (or, where
+    a new place took theirs, by the same score). If a replica finds no room, the placement stays
+    as it was. True if any replica was placed again."""
+    refs: list[ReplicaRef] = []
+    for wid in _refit_work(state):
+        slots = state.slots(wid)
+        refs += [(wid, i) for i in sorted(range(len(slots)), key=lambda i: slots[i])]
+    with state.transaction() as tx:
+        for wid, i in refs:
+            state.lift(wid, i)
+        done = 0
+        for wid, i in refs:
+            if stop():
+                break
+            if not _place_by_score(state, scorer, wid, i):
+                tx.rollback()
+                return False
+            done += 1
+        for wid, i in refs[done:]:
+            old = state.slots(wid)[i]  # a lifted replica keeps its old slot until put
+            if _fits_slot(state, wid, old):
+                state.put(wid, i, *old)
+            elif not _place_by_score(state, scorer, wid, i):
+                tx.rollback()
+                return False
+    return done > 0
+
+
 class FgdRefit:
-    """Replica by replica in arrival order, each on the node (and GPU) of its site where the
-    expected fragmentation of the GPUs grows least, for the problem's target workload (the GPU
-    requests to expect). Sites stay as decided, so SLOs, GANG and SPREAD hold. If any replica
-    finds no room, or the budget (with its grace) runs out, the placement stays as it was."""
+    """``refit`` for the problem's target workload (the GPU requests to expect), within the
+    budget and its grace. Sites stay as decided, so SLOs, GANG and SPREAD hold. On a loaded
+    machine a cycle keeps the part of the refit it could pay for instead of none."""
 
     name: ClassVar[str] = "fgd-refit"
 
@@ -51,33 +116,7 @@ class FgdRefit:
         return bool(state.problem.gpu_target) and bool(_refit_work(state))
 
     def apply(self, state: PackingState, budget: TimeBudget) -> bool:
-        cluster = state.cluster
-        work = _refit_work(state)
+        if budget.expired(grace=True):
+            return False
         scorer = _scorer(state.problem.gpu_target)
-        with state.transaction() as tx:
-            for wid in work:
-                for i in range(len(state.slots(wid))):
-                    state.lift(wid, i)
-            for wid in work:
-                r = state.specs[wid].resources
-                slots = state.slots(wid)
-                for i in sorted(range(len(slots)), key=lambda i: slots[i]):  # node order
-                    if budget.expired(grace=True):
-                        tx.rollback()
-                        return False
-                    site = cluster.site_of(slots[i][0])
-                    nodes = state.index.nodes(state.elig[wid].pools_by_site[site])
-                    nodes = nodes[cluster.fit_mask(r, nodes)]
-                    if not len(nodes):
-                        tx.rollback()
-                        return False
-                    growth, share_gpu = scorer.best_placement(cluster, nodes, r)
-                    if not r.wants_gpu:
-                        # where fragmentation does not decide, a powered node before waking one
-                        growth = growth + 1e-9 * (cluster.replicas_on[nodes] == 0)
-                    k = int(np.argmin(growth))
-                    target = int(nodes[k])
-                    state.put(
-                        wid, i, target, scorer.gpus_for(cluster, target, r, int(share_gpu[k]))
-                    )
-        return True
+        return refit(state, scorer, lambda: budget.expired(grace=True))
