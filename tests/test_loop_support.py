@@ -15,7 +15,7 @@ import pytest
 
 from scheduler.domain import Cluster, Resources, Scenario, Workload, WorkloadSpec, WorkloadState
 from scheduler.loop import CycleReport, LoopConfig, LoopObserver, SchedulingLoop, SolveFunction
-from scheduler.solver import solve
+from scheduler.solver import SolverParams, solve
 from scheduler.store import Store, open_store
 
 S = WorkloadState
@@ -81,10 +81,14 @@ def running(
     solve_fn: SolveFunction = solve,
     **config: Any,
 ) -> Iterator[SchedulingLoop]:
-    """A started loop with ``LoopConfig(**config)``, stopped on leaving."""
+    """A started loop with ``LoopConfig(**config)``, stopped on leaving. Its solves use one
+    CP-SAT worker: an in-process loop's solver shares pytest's process, and multi-worker
+    CP-SAT has known rare aborts (OR-Tools CHECK failures) that would take the whole run down;
+    the server solves in a solver process of its own."""
     lp = SchedulingLoop(
         store,
         scenario,
+        params=SolverParams(num_workers=1),
         observers=observers,
         config=LoopConfig(**config),
         clock=clock,

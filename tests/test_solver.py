@@ -208,9 +208,9 @@ def test_raw_cpsat_parameters_keep_the_time_limit_and_workers():
     sp = cpsat_parameters(SolverParams(solver_parameters="log_search_progress: true"), 3, 0.7, 10.0)
     assert sp.log_search_progress
     assert sp.max_time_in_seconds == pytest.approx(0.7)
-    assert sp.num_workers == 2 and sp.random_seed == 3
-    sp = cpsat_parameters(SolverParams(solver_parameters="num_workers: 1"), 3, 0.7, 10.0)
-    assert sp.num_workers == 1
+    assert sp.num_workers == SolverParams().num_workers and sp.random_seed == 3
+    sp = cpsat_parameters(SolverParams(solver_parameters="num_workers: 2"), 3, 0.7, 10.0)
+    assert sp.num_workers == 2
 
 
 def test_rounding_keeps_a_replica_the_lp_gives_almost_wholly():

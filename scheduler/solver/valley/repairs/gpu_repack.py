@@ -19,9 +19,12 @@ from scheduler.solver.binpack import min_bins
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.valley.state import PackingState, ReplicaRef
 
-# at most this many items per group of pools, at most this long per bin packing
+# at most this many items per group of pools; per bin packing, this much deterministic work
+# (``binpack.work`` units, about seconds of one core: the same packing on any machine), and
+# the wall clock as a safety cap (also the budget's grace)
 MAX_ITEMS = 1500
-TIME_S = 0.1
+WORK = 0.1
+WALL_CAP_S = 0.3
 
 
 @dataclass
@@ -188,10 +191,10 @@ class GpuRepack:
             items = Items.of(pinned[p], state, capacity)
             if not items.vectors:
                 continue
-            limit = min(TIME_S, budget.left(grace=True))
+            limit = min(WALL_CAP_S, budget.left(grace=True))
             if limit <= 0.005:
                 return None
-            res = min_bins(items.array(), cap, time_limit_s=limit)
+            res = min_bins(items.array(), cap, time_limit_s=limit, work_limit=WORK)
             start = len(bins)
             bins.extend((p, []) for _ in range(res.bins))
             for k, b in enumerate(res.assignment.tolist()):
@@ -219,10 +222,10 @@ class GpuRepack:
             else:
                 rest.append(k)
         if rest:
-            limit = min(TIME_S, budget.left(grace=True))
+            limit = min(WALL_CAP_S, budget.left(grace=True))
             if limit <= 0.005:
                 return None
-            res = min_bins(items.array(rest), cap, time_limit_s=limit)
+            res = min_bins(items.array(rest), cap, time_limit_s=limit, work_limit=WORK)
             start = len(bins)
             bins.extend((-1, []) for _ in range(res.bins))
             for k, b in zip(rest, res.assignment.tolist(), strict=True):
