@@ -69,7 +69,7 @@ import click
 @click.option(
     "--max-batch-replicas",
     type=click.IntRange(1, 100_000_000),
-    default=10_000,
+    default=2_500,
     show_default=True,
     help="replicas a cycle takes at most (at least one workload): the rest, fairly across "
     "tenants, in later cycles, so that a cycle stays near its budget",

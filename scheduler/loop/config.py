@@ -11,9 +11,9 @@ class LoopConfig:
     max_batch_workloads: int = 3000  # the rest waits for the next cycle
     # and at most this many replicas (but at least one workload, however large): the solver's
     # time grows with the replicas it places (10,000 take it ~0.2-0.4 s against a 50 ms budget,
-    # 10 million 91 s), so a huge request is placed over many cycles, other tenants' work
-    # taken in between (WorkQueue is fair across tenants)
-    max_batch_replicas: int = 10_000
+    # 10 million 91 s), so a huge request is placed over many cycles of about the budget,
+    # other tenants' work taken in between (WorkQueue is fair across tenants)
+    max_batch_replicas: int = 2_500
     solve_budget_s: float = 0.05  # deadline handed to solve(): bounds submit-to-placed latency
     retry_after_error_s: float = 0.5  # pause after a store error before trying again
     # Under sustained load (a batch of at least rest_from_batch workloads, and new work
