@@ -42,3 +42,18 @@ def test_copy_is_independent(tiny):
     d = c.copy()
     d.allocate(0, Resources(1000, 1000))
     assert c.free_cpu[0] == 4000 and d.free_cpu[0] == 3000
+
+
+def test_allocate_many_takes_all_or_nothing_and_undo_gives_it_back(tiny):
+    c = Cluster(tiny)
+    node = c.index["near/cpu-0000"]  # 4 cores, 8 GiB
+    mark = c.mark()
+    c.allocate_many(node, Resources(1000, 1024), 3)
+    assert (int(c.free_cpu[node]), int(c.replicas_on[node])) == (1000, 3)
+    with pytest.raises(CapacityError):
+        c.allocate_many(node, Resources(1000, 1024), 2)  # one fits, two do not: none taken
+    assert (int(c.free_cpu[node]), int(c.replicas_on[node])) == (1000, 3)
+    with pytest.raises(ValueError):
+        c.allocate_many(node, Resources(100, 64, gpu_millis=100), 1)
+    c.undo_to(mark)
+    assert (int(c.free_cpu[node]), int(c.replicas_on[node])) == (4000, 0)

@@ -165,6 +165,19 @@ class Cluster:
             self._journal.append((True, node, r, gpus))
         return gpus
 
+    def allocate_many(self, node: int, r: Resources, count: int) -> None:
+        """Take ``count`` replicas of a request without GPUs on ``node`` at once (packing places
+        a shape several times per step); all or nothing."""
+        if r.wants_gpu:
+            raise ValueError("allocate_many takes requests without GPUs")
+        if count <= 0:
+            return
+        if self.free_cpu[node] < count * r.cpu_millis or self.free_mem[node] < count * r.memory_mib:
+            raise CapacityError(f"{self.node_names[node]}: not enough cpu or memory free")
+        self._take(node, r, (), count)
+        if self._journal is not None:
+            self._journal.extend([(True, node, r, ())] * count)
+
     def release(self, node: int, r: Resources, gpu_indices: Iterable[int]) -> None:
         """Give back what ``allocate`` took."""
         gpus = tuple(gpu_indices)

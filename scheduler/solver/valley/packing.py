@@ -214,16 +214,27 @@ def pack_pool(
                 int(cluster.free_cpu[node]) // max(r.cpu_millis, 1),
                 int(cluster.free_mem[node]) // max(r.memory_mib, 1),
             )
-            placed = 0
-            for _ in range(max(1, min(int(packer.left[t]), fits // 2))):
-                if not cluster.fits(node, r):
-                    break
-                out[t].append((node, cluster.allocate(node, r)))
-                placed += 1
+            want = max(1, min(int(packer.left[t]), fits // 2))
+            if r.wants_gpu:
+                placed = _put_gpu_work(cluster, node, r, want, out[t])
+            else:  # choose() checked that one fits, and ``fits`` counts how many do
+                placed = want
+                cluster.allocate_many(node, r, placed)
+                out[t].extend([(node, ())] * placed)
             packer.placed(t, placed)
         if not packer.left.sum():
             break
     return out
+
+
+def _put_gpu_work(cluster: Cluster, node: int, r: Resources, want: int, out: list[Slot]) -> int:
+    """Up to ``want`` replicas of a GPU request on ``node``, one at a time (each takes its
+    own GPUs); how many were placed."""
+    for placed in range(want):
+        if not cluster.fits(node, r):
+            return placed
+        out.append((node, cluster.allocate(node, r)))
+    return want
 
 
 class _PoolPacker:
@@ -253,39 +264,40 @@ class _PoolPacker:
         )
         self.size = self.norm.max(axis=1)
         self.norm_sq = self.norm * self.norm
-        # the demand still to place, per dimension (kept up to date as replicas are placed)
+        # per dimension, as flat arrays: choose() runs once per step of packing (20k times at
+        # 50k replicas), so it avoids 2-D temporaries
+        self.d_cpu, self.d_mem = d[:, 0].copy(), d[:, 1].copy()
+        self.d_gpus, self.d_share = d[:, 2].copy(), d[:, 3].copy()
+        self.n_cpu, self.n_mem, self.n_gpu = (self.norm[:, k].copy() for k in range(3))
+        # the demand still to place, per dimension (kept up to date as replicas are placed),
+        # and what follows from it until the next placement
         self.remaining = (self.norm * self.left[:, None]).sum(axis=0)
-        self.avail = np.zeros(4, dtype=np.int64)
+        self._reweigh()
+
+    def _reweigh(self) -> None:
+        self.weight = self.remaining / max(float(self.remaining.sum()), 1e-12)
+        self.base = 1e-9 * self.size - self.norm_sq @ self.weight
 
     def choose(self, node: int) -> int:
         """The shape to place next on ``node``, or -1 if none that is left fits."""
-        cluster, cap = self.cluster, self.cap
+        cluster, cap, w = self.cluster, self.cap, self.weight
         free_cpu = int(cluster.free_cpu[node])
         free_mem = int(cluster.free_mem[node])
-        self.avail[0], self.avail[1] = free_cpu, free_mem
-        gpu_free_share = 0.0
-        if cap.gpus:
-            g = cluster.gpu_free[node]
-            self.avail[2] = int((g == GPU_MILLIS).sum())
-            self.avail[3] = int(g.max())
-            gpu_free_share = float(g[g > 0].sum()) / self.gpu_total
-        fit = (self.left > 0) & (self.demand <= self.avail).all(axis=1)
-        if not fit.any():
-            return -1
+        fit = (self.left > 0) & (self.d_cpu <= free_cpu) & (self.d_mem <= free_mem)
         # weight each dimension by the demand still to place in it, and prefer the shape that
         # leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
-        weight = self.remaining / max(float(self.remaining.sum()), 1e-12)
-        free_w = np.array(
-            [
-                2.0 * free_cpu / cap.cpu_millis * weight[0],
-                2.0 * free_mem / cap.memory_mib * weight[1],
-                2.0 * gpu_free_share * weight[2],
-            ]
-        )
-        score = self.norm @ free_w - self.norm_sq @ weight + 1e-9 * self.size
-        score[~fit] = -np.inf
-        return int(np.argmax(score))
+        score = self.base + self.n_cpu * (2.0 * free_cpu / cap.cpu_millis * w[0])
+        score += self.n_mem * (2.0 * free_mem / cap.memory_mib * w[1])
+        if cap.gpus:
+            g = cluster.gpu_free[node]
+            fit &= (self.d_gpus <= int((g == GPU_MILLIS).sum())) & (self.d_share <= int(g.max()))
+            share = float(g[g > 0].sum()) / self.gpu_total
+            score += self.n_gpu * (2.0 * share * w[2])
+        if not fit.any():
+            return -1
+        return int(np.argmax(np.where(fit, score, -np.inf)))
 
     def placed(self, t: int, n: int) -> None:
         self.left[t] -= n
         self.remaining -= n * self.norm[t]
+        self._reweigh()
