@@ -30,7 +30,6 @@ from scheduler.domain.workload import (
     WorkloadKind,
     WorkloadSpec,
     WorkloadState,
-    per_node_limit,
     primary_reason_code,
 )
 
@@ -63,7 +62,6 @@ __all__ = [
     "load_scenario",
     "node_it_watts",
     "parse_scenario",
-    "per_node_limit",
     "primary_reason_code",
     "shorten",
     "site_costs",
