@@ -340,17 +340,39 @@ def test_a_workload_that_fits_only_in_part_counts_whole_in_the_bound(tiny):
     assert r.gap is not None and r.gap < 0.01
 
 
-OVERFLOW = """
+def packed_on_one_pool(scenario, pool_key: str, wake: int, *specs: WorkloadSpec):
+    """Pack the decision that puts every workload of ``specs`` wholly on the pool named
+    ``pool_key``, waking ``wake`` of its nodes; the placements packing makes of it."""
+    p = problem(scenario, *specs)
+    params = SolverParams()
+    elig = eligibility_of(scenario, p.cluster, ((w.id, w.spec) for w in p.workloads), params)
+    index = NodeIndex(p.cluster)
+    model = build_model(p, params, elig, index, 0.0)
+    pool = next(i for i, pl in enumerate(p.cluster.pools) if pl.key == pool_key)
+    counts = [0] * model.lm.size
+    for c in model.classes:
+        counts[c.k] = len(c.members)
+        counts[c.x[pool]] = c.spec.replica_count * len(c.members)
+    counts[model.pools[pool].wake] = wake
+    state = PackingState(p, params, elig, index=index)
+    pack(state, model, counts)
+    return state.placements()
+
+
+def hourly(value: float) -> str:
+    """A scenario's 24 hourly values, all ``value`` (TOML)."""
+    return "[" + ", ".join([str(value)] * 24) + "]"
+
+
+OVERFLOW = f"""
 name = "overflow"
 origins = ["city"]
 
 [sites.near]
 pue = 1.5
-price_cny_per_kwh = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
-    1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-carbon_kg_per_kwh = [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6,
-    0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
-latency_ms = { city = 1.0 }
+price_cny_per_kwh = {hourly(1.0)}
+carbon_kg_per_kwh = {hourly(0.6)}
+latency_ms = {{ city = 1.0 }}
 [[sites.near.pools]]
 name = "cpu"
 count = 2
@@ -382,19 +404,8 @@ def test_a_replica_that_overflows_its_pool_wakes_the_cheapest_pool_not_the_first
     scenario = parse_scenario(OVERFLOW, "overflow.toml")
     big = WorkloadSpec(tenant="t", resources=Resources(3000, 1024))
     mid = WorkloadSpec(tenant="t", resources=Resources(2500, 1024), replicas=2)
-    p = problem(scenario, big, mid)
-    params = SolverParams()
-    elig = eligibility_of(scenario, p.cluster, ((w.id, w.spec) for w in p.workloads), params)
-    index = NodeIndex(p.cluster)
-    model = build_model(p, params, elig, index, 0.0)
-    counts = [0] * model.lm.size
-    for c in model.classes:
-        counts[c.k] = len(c.members)
-        counts[c.x[0]] = c.spec.replica_count * len(c.members)  # pool 0: near/cpu
-    counts[model.pools[0].wake] = 2
-    state = PackingState(p, params, elig, index=index)
-    pack(state, model, counts)
-    nodes = [rp.node for reps in state.placements().values() for rp in reps]
+    placed = packed_on_one_pool(scenario, "near/cpu", 2, big, mid)
+    nodes = [rp.node for reps in placed.values() for rp in reps]
     assert len(nodes) == 3 and sum(n.startswith("near/cpu-") for n in nodes) == 2
     assert not any(n.startswith("near/fat-") for n in nodes), nodes
 
@@ -434,17 +445,15 @@ def test_gpu_shares_that_do_not_tile_a_gpu_are_seen_by_the_bound(tiny):
     assert r.gap is not None and r.gap < 0.01
 
 
-GPU_MODELS = """
+GPU_MODELS = f"""
 name = "gpu-models"
 origins = ["city"]
 
 [sites.near]
 pue = 1.5
-price_cny_per_kwh = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0,
-    2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
-carbon_kg_per_kwh = [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6,
-    0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
-latency_ms = { city = 1.0 }
+price_cny_per_kwh = {hourly(2.0)}
+carbon_kg_per_kwh = {hourly(0.6)}
+latency_ms = {{ city = 1.0 }}
 [[sites.near.pools]]
 name = "a800"
 count = 1
@@ -458,11 +467,9 @@ gpu_watts = 700.0
 
 [sites.far]
 pue = 1.1
-price_cny_per_kwh = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,
-    0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
-carbon_kg_per_kwh = [0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3,
-    0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
-latency_ms = { city = 5.0 }
+price_cny_per_kwh = {hourly(0.5)}
+carbon_kg_per_kwh = {hourly(0.3)}
+latency_ms = {{ city = 5.0 }}
 [[sites.far.pools]]
 name = "a800"
 count = 1
@@ -494,19 +501,7 @@ def test_a_full_pool_keeps_the_replicas_that_have_only_dear_pools_elsewhere():
     r = Resources(1000, 1024, gpus=1)
     any_gpu = WorkloadSpec(tenant="t", resources=r)
     a800 = WorkloadSpec(tenant="t", resources=r, gpu_models=("A800",))
-    p = problem(scenario, any_gpu, any_gpu, a800)
-    params = SolverParams()
-    elig = eligibility_of(scenario, p.cluster, ((w.id, w.spec) for w in p.workloads), params)
-    index = NodeIndex(p.cluster)
-    model = build_model(p, params, elig, index, 0.0)
-    far_a800 = next(i for i, pool in enumerate(p.cluster.pools) if pool.key == "far/a800")
-    counts = [0] * model.lm.size
-    for c in model.classes:
-        counts[c.k] = len(c.members)
-        counts[c.x[far_a800]] = len(c.members)
-    counts[model.pools[far_a800].wake] = 1
-    state = PackingState(p, params, elig, index=index)
-    pack(state, model, counts)
-    nodes = {wid: rp.node for wid, reps in state.placements().items() for rp in reps}
+    placed = packed_on_one_pool(scenario, "far/a800", 1, any_gpu, any_gpu, a800)
+    nodes = {wid: rp.node for wid, reps in placed.items() for rp in reps}
     assert nodes["w2"].startswith("far/a800")
     assert not any(n.startswith("near/") for n in nodes.values()), nodes

@@ -102,26 +102,26 @@ def add_gpu_share_cuts(
     bound stays a bound; the relaxation's decision then asks no more of a pool than its GPUs
     can take. Returns how many rows were added."""
     state = {ps.index: ps for ps in pools}
+    # per pool, the model variable and the request of every class asking it for GPUs
     users: dict[int, list[tuple[int, Resources]]] = defaultdict(list)
     for c in classes:
-        if c.spec.resources.gpu_millis:
+        if c.spec.resources.wants_gpu:
             for p, v in c.x.items():
                 users[p].append((v, c.spec.resources))
     added = 0
-    for p, shares in users.items():
+    for p, asking in users.items():
         ps = state[p]
-        if ps.wake < 0:
+        if ps.wake < 0 or not any(r.gpu_millis for _, r in asking):
             continue
-        gpus_all = [(v, c.spec.resources) for c in classes for q, v in c.x.items() if q == p]
         nodes = index.by_pool[p]
         g = cluster.gpu_free[nodes[cluster.replicas_on[nodes] > 0]].ravel()
         per_node = cluster.pools[p].node.gpus * GPU_MILLIS
         for eps in SHARE_THRESHOLDS:
-            cap = int(np.where(g > GPU_MILLIS - eps, GPU_MILLIS, np.maximum(g, 0)).sum())
-            idx = [v for v, r in gpus_all if share_weight(r, eps)]
-            coef = [share_weight(r, eps) for v, r in gpus_all if share_weight(r, eps)]
-            if not any(share_weight(r, eps) != r.gpu_demand_millis for _, r in shares):
+            weights = [share_weight(r, eps) for _, r in asking]
+            if all(w == r.gpu_demand_millis for w, (_, r) in zip(weights, asking, strict=True)):
                 continue  # the same row as the summed millis
-            lm.row([*idx, ps.wake], [*coef, -per_node], hi=cap)
+            row = [(v, w) for (v, _), w in zip(asking, weights, strict=True) if w]
+            cap = int(np.where(g > GPU_MILLIS - eps, GPU_MILLIS, np.maximum(g, 0)).sum())
+            lm.row([v for v, _ in row] + [ps.wake], [w for _, w in row] + [-per_node], hi=cap)
             added += 1
     return added
