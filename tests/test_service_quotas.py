@@ -5,6 +5,7 @@ refused batch stored, two concurrent batches never both past the limit, the rate
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from grpc_status import rpc_status
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.config import Valley
 from scheduler.domain import Scenario
-from scheduler.service.quotas import RateLimiter
+from scheduler.service.quotas import RateLimiter, RefusalHolds
 from tests.test_service_support import cpu_spec
 from tests.trust_support import OPERATOR_TOKEN, TOKENS, Stubs, auth_toml, serve_auth
 
@@ -71,7 +72,7 @@ def millicores(m: int, replicas: int = 1, tenant: str = "") -> pb.WorkloadSpec:
 def quota_failure(e: grpc.RpcError) -> error_details_pb2.QuotaFailure:
     status = rpc_status.from_call(e)  # type: ignore[arg-type]
     assert status is not None
-    (detail,) = status.details
+    (detail,) = [d for d in status.details if d.Is(error_details_pb2.QuotaFailure.DESCRIPTOR)]
     out = error_details_pb2.QuotaFailure()
     assert detail.Unpack(out)
     return out
@@ -166,3 +167,89 @@ def test_the_rate_limiter_refills_at_its_rate_up_to_one_seconds_worth() -> None:
     now[0] = 100.0  # idle for long: still at most one second's worth
     assert not limiter.take("t", 10, 11)
     assert limiter.take("t", 10, 10)
+
+
+def retry_info(e: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
+    status = rpc_status.from_call(e)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def test_a_refusal_over_the_rate_is_held_until_the_tokens_would_be_back(
+    channel: grpc.Channel,
+) -> None:
+    b = Stubs.over(channel, TOKENS["b"])
+    assert len(submit(b, [millicores(10)] * 5)) == 5  # the bucket (5 a second) is empty now
+    started = time.monotonic()
+    e = refused(b, [millicores(10)] * 3)  # 3 tokens come back in 0.6 s
+    held = time.monotonic() - started
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert held >= 0.5, held  # a client retrying at once cannot spin the server
+    info = retry_info(e)
+    assert info is not None and info.retry_delay.ToTimedelta().total_seconds() < 0.2
+    assert len(submit(b, [millicores(10)] * 3)) == 3  # and the retry gets in
+
+
+def test_a_held_refusal_answers_before_the_callers_deadline(channel: grpc.Channel) -> None:
+    b = Stubs.over(channel, TOKENS["b"])
+    submit(b, [millicores(10)] * 5)
+    with pytest.raises(grpc.RpcError) as info:
+        b.placement.SubmitWorkloads(  # 5 tokens are 1 s away: the hold stops at the deadline
+            pb.SubmitWorkloadsRequest(workloads=[millicores(10)] * 5),
+            metadata=b.metadata,
+            timeout=0.5,
+        )
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    delay = retry_info(info.value)
+    assert delay is not None and delay.retry_delay.ToTimedelta().total_seconds() > 0.3
+
+
+def test_a_request_larger_than_a_seconds_worth_is_told_no_retry_helps(
+    channel: grpc.Channel,
+) -> None:
+    b = Stubs.over(channel, TOKENS["b"])
+    e = refused(b, [millicores(10)] * 6)  # never fits a bucket of 5
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "asked 6" in (e.details() or "")
+    info = retry_info(e)
+    assert info is not None and info.retry_delay.ToTimedelta().total_seconds() >= 3600
+
+
+def test_refusals_held_at_once_are_capped_per_tenant_and_in_all() -> None:
+    holds = RefusalHolds(per_tenant=1, total=2)
+    started = threading.Barrier(3)
+    done: list[float] = []
+
+    def wait(tenant: str) -> None:
+        started.wait()
+        t = time.monotonic()
+        holds.wait(tenant, 0.5)
+        done.append(time.monotonic() - t)
+
+    threads = [threading.Thread(target=wait, args=(t,)) for t in ("x", "y")]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.1)  # both holds are taken now
+    t = time.monotonic()
+    holds.wait("x", 0.5)  # x's one hold is taken: answered at once
+    holds.wait("z", 0.5)  # every hold is taken: answered at once
+    assert time.monotonic() - t < 0.3
+    for th in threads:
+        th.join()
+    assert min(done) >= 0.45
+
+
+def test_the_refill_time_counts_the_tokens_held_now() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert limiter.take("t", 10, 10)
+    assert limiter.refill_s("t", 10, 4) == pytest.approx(0.4)
+    now[0] = 0.3
+    assert limiter.refill_s("t", 10, 4) == pytest.approx(0.1)
+    assert limiter.refill_s("t", 10, 11) == float("inf")

@@ -478,6 +478,14 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     show_default=True,
     help="--two-tenants: the flooder's submissions_per_second quota",
 )
+@click.option(
+    "--flood-cpus",
+    type=click.IntRange(0, 1024),
+    default=1,
+    show_default=True,
+    help="--two-tenants: CPUs of the flooder's own (as another firm's machine), the server and "
+    "the quiet tenant on the rest, in every phase; 0: all share every CPU",
+)
 @output_option
 @plot_option
 def command(
@@ -496,24 +504,28 @@ def command(
     two_tenants: bool,
     quiet_rate: float,
     flood_quota: float,
+    flood_cpus: int,
     output: str,
     plot_path: str | None,
 ) -> None:
     """The service under load (on SQLite or PostgreSQL) against a no-op server of the same
     proto; ``--two-tenants``: does one tenant's flood delay another?"""
     if two_tenants:
-        _two_tenants(
-            scenario,
-            policy,
-            solve_budget_ms,
-            batch,
-            channels,
-            duration,
-            drain,
-            quiet_rate,
-            flood_quota,
-            output,
+        from scheduler.bench.tenants import Settings
+
+        settings = Settings(
+            scenario=scenario,
+            policy=policy,
+            solve_budget_ms=solve_budget_ms,
+            batch=batch,
+            channels=channels,
+            duration=duration,
+            drain_s=drain,
+            quiet_rate=quiet_rate,
+            flood_quota=flood_quota,
+            flood_cpus=flood_cpus,
         )
+        _two_tenants(settings, output)
         return
     total = int(rate * duration)
     if total > MAX_WORKLOADS:
@@ -557,49 +569,9 @@ def command(
         _plot(rows, plot_path)
 
 
-def _two_tenants(
-    scenario: str,
-    policy: str,
-    solve_budget_ms: float,
-    batch: int,
-    channels: int,
-    duration: float,
-    drain: float,
-    quiet_rate: float,
-    flood_quota: float,
-    output: str,
-) -> None:
+def _two_tenants(settings: Any, output: str) -> None:
     """``--two-tenants``: each phase of ``tenants.PHASES`` on a fresh server."""
     from scheduler.bench import tenants
 
-    tokens = tenants.new_tokens()
-    phases: dict[str, tenants.Phase] = {}
-    for name in progress(tenants.PHASES, total=len(tenants.PHASES), desc="two tenants"):
-        quota = flood_quota if name == "flood-rate-quota" else None
-        with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
-            path = os.path.join(tmp, "auth.toml")
-            with open(path, "w") as f:
-                f.write(tenants.auth_file(tokens, quota))
-            extra = ("--auth", path)
-            with valley_server(tmp, scenario, policy, solve_budget_ms, extra=extra) as target:
-                phases[name] = tenants.run_phase(
-                    target.address,
-                    tokens,
-                    name != "alone",
-                    quiet_rate=quiet_rate,
-                    duration=duration,
-                    batch=batch,
-                    channels=channels,
-                    drain_s=drain,
-                )
-    params = {
-        "quiet_rate": quiet_rate,
-        "flood_quota": flood_quota,
-        "flood_batch": batch,
-        "flood_channels": channels,
-        "duration": duration,
-        "scenario": scenario,
-        "policy": policy,
-        "solve_budget_ms": solve_budget_ms,
-    }
+    phases, params = tenants.run(settings, valley_server)
     emit("service-two-tenants", params, tenants.rows(phases), output, tenants.COLUMNS)

@@ -6,16 +6,25 @@ fresh ``valley serve --auth`` (SQLite): alone, while a flooding tenant sends bat
 ``flood_channels`` channels can with a ``submissions_per_second`` quota, and the same flood
 without a quota. Every phase is bounded by ``duration`` seconds and ``MAX_FLOOD_REQUESTS``
 flood requests.
+
+The flooder is another firm's machine: it runs in a process of its own (its threads never hold
+the quiet client's interpreter lock), and with ``flood_cpus`` on CPUs of its own, the server and
+the quiet client on the others - in every phase, so the server has the same CPUs alone and
+flooded and only the flood's traffic differs.
 Target: the flood with a rate quota raises the quiet p99 by at most 20%.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import multiprocessing
 import os
+import queue
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +33,7 @@ import numpy as np
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+from scheduler.bench.report import progress
 
 COLUMNS = (
     "phase",
@@ -129,10 +139,9 @@ def _quiet(
     return len(sent_at), [placed_at[i] - sent_at[i] for i in sent_at if i in placed_at]
 
 
-def _flood(
-    address: str, token: str, batch: int, channels: int, stop: threading.Event
-) -> tuple[int, int]:
-    """Batches as fast as ``channels`` channels go until ``stop``: (accepted, refused)."""
+def _flood(address: str, token: str, batch: int, channels: int, stop: Any) -> tuple[int, int]:
+    """Batches as fast as ``channels`` channels go until ``stop`` (an event): (accepted,
+    refused)."""
     md = (("authorization", f"Bearer {token}"),)
     counts = [0, 0]
     lock = threading.Lock()
@@ -167,33 +176,127 @@ def _flood(
     return counts[0], counts[1]
 
 
+def _flooder_main(
+    address: str,
+    token: str,
+    batch: int,
+    channels: int,
+    cpus: frozenset[int] | None,
+    stop: Any,
+    results: Any,
+) -> None:
+    """The flooding tenant's process: on ``cpus`` when given; its counts go to ``results``."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    results.put(_flood(address, token, batch, channels, stop))
+
+
+def split_cpus(flood_cpus: int) -> tuple[frozenset[int], frozenset[int]] | None:
+    """(server's, flooder's) CPUs: the last ``flood_cpus`` of the CPUs this process may use go
+    to the flooder; None when ``flood_cpus`` is 0 or leaves the server none."""
+    mine = sorted(os.sched_getaffinity(0))
+    if flood_cpus <= 0 or flood_cpus >= len(mine):
+        return None
+    return frozenset(mine[:-flood_cpus]), frozenset(mine[-flood_cpus:])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One ``--two-tenants`` run: the server's, the quiet tenant's and the flooder's."""
+
+    scenario: str
+    policy: str
+    solve_budget_ms: float
+    batch: int
+    channels: int
+    duration: float
+    drain_s: float
+    quiet_rate: float
+    flood_quota: float
+    flood_cpus: int
+
+    def params(self, split: tuple[frozenset[int], frozenset[int]] | None) -> dict[str, Any]:
+        return {
+            "quiet_rate": self.quiet_rate,
+            "flood_quota": self.flood_quota,
+            "flood_batch": self.batch,
+            "flood_channels": self.channels,
+            "flood_cpus": sorted(split[1]) if split else None,
+            "server_cpus": sorted(split[0]) if split else None,
+            "duration": self.duration,
+            "scenario": self.scenario,
+            "policy": self.policy,
+            "solve_budget_ms": self.solve_budget_ms,
+        }
+
+
+def run(settings: Settings, server: Callable[..., Any]) -> tuple[dict[str, Phase], dict[str, Any]]:
+    """Every phase of ``PHASES`` on a fresh server (``server(directory, scenario, policy,
+    solve_budget_ms, extra=...)``, a context manager giving its address); the phases and the
+    run's parameters. With ``flood_cpus``, the servers (started from this process, so they
+    inherit) and the quiet client run on CPUs the flooder does not use."""
+    tokens = new_tokens()
+    phases: dict[str, Phase] = {}
+    split = split_cpus(settings.flood_cpus)
+    everywhere = os.sched_getaffinity(0)
+    if split:
+        os.sched_setaffinity(0, split[0])
+    try:
+        for name in progress(PHASES, total=len(PHASES), desc="two tenants"):
+            quota = settings.flood_quota if name == "flood-rate-quota" else None
+            with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
+                path = os.path.join(tmp, "auth.toml")
+                with open(path, "w") as f:
+                    f.write(auth_file(tokens, quota))
+                with server(
+                    tmp,
+                    settings.scenario,
+                    settings.policy,
+                    settings.solve_budget_ms,
+                    extra=("--auth", path),
+                ) as target:
+                    phases[name] = run_phase(
+                        target.address,
+                        tokens,
+                        name != "alone",
+                        settings,
+                        split[1] if split else None,
+                    )
+    finally:
+        os.sched_setaffinity(0, everywhere)
+    return phases, settings.params(split)
+
+
 def run_phase(
     address: str,
     tokens: Tokens,
     flood: bool,
-    *,
-    quiet_rate: float,
-    duration: float,
-    batch: int,
-    channels: int,
-    drain_s: float,
+    settings: Settings,
+    flood_cpus: frozenset[int] | None = None,
 ) -> Phase:
-    stop = threading.Event()
-    flooded: list[tuple[int, int]] = []
-    flooder = threading.Thread(
-        target=lambda: flooded.append(_flood(address, tokens.flood, batch, channels, stop)),
-        daemon=True,
-    )
+    """One phase on a running server: the quiet tenant, with the flooder's process when
+    ``flood``."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    results = ctx.Queue()
+    args = (address, tokens.flood, settings.batch, settings.channels, flood_cpus, stop, results)
+    flooder = ctx.Process(target=_flooder_main, args=args, daemon=True)
     if flood:
         flooder.start()
-        time.sleep(0.5)  # the flood is on before the quiet tenant starts
+        time.sleep(1.0)  # the flood is on before the quiet tenant starts
+    accepted = refused = 0
     try:
-        sent, latencies = _quiet(address, tokens.quiet, quiet_rate, duration, drain_s)
+        sent, latencies = _quiet(
+            address, tokens.quiet, settings.quiet_rate, settings.duration, settings.drain_s
+        )
     finally:
         stop.set()
         if flood:
-            flooder.join(60)
-    accepted, refused = flooded[0] if flooded else (0, 0)
+            with contextlib.suppress(queue.Empty):
+                accepted, refused = results.get(timeout=60)
+            flooder.join(10)
+            if flooder.is_alive():
+                flooder.kill()
     return Phase(latencies, sent, accepted, refused)
 
 

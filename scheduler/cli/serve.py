@@ -119,7 +119,7 @@ import click
 @click.option(
     "--max-workers",
     type=click.IntRange(2, 10_000),
-    default=64,
+    default=128,
     show_default=True,
     help="RPC worker threads",
 )

@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from scheduler.service.errors import RpcFailure, rich_status
-from scheduler.service.quotas import Quota, RateLimiter, rate_failure
+from scheduler.service.quotas import MAX_HOLD_S, Quota, RateLimiter, RefusalHolds, rate_failure
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,7 @@ class Auth:
         self._config = load_auth(path) if path else AuthConfig()
         self._lock = threading.Lock()
         self.rates = RateLimiter()
+        self.holds = RefusalHolds()
 
     @property
     def enabled(self) -> bool:
@@ -247,13 +248,22 @@ class Auth:
             return ANONYMOUS
         return self.identify(context.invocation_metadata())
 
-    def take_rate(self, tenant: str, n: int) -> None:
-        """Count ``n`` submissions against ``tenant``'s rate; RESOURCE_EXHAUSTED over it."""
+    def take_rate(self, tenant: str, n: int, time_left_s: float | None = None) -> None:
+        """Count ``n`` submissions against ``tenant``'s rate; RESOURCE_EXHAUSTED over it, held
+        until the tokens would be back (at most ``MAX_HOLD_S``, and never past the call's
+        ``time_left_s``) so that retrying at once cannot flood the server."""
         quota = self._config.quotas.get(tenant)
         if quota is None or quota.submissions_per_second is None:
             return
-        if not self.rates.take(tenant, quota.submissions_per_second, n):
-            raise rate_failure(tenant, quota.submissions_per_second, n)
+        rate = quota.submissions_per_second
+        if self.rates.take(tenant, rate, n):
+            return
+        wait = self.rates.refill_s(tenant, rate, n)
+        hold = min(wait, MAX_HOLD_S)
+        if time_left_s is not None:
+            hold = min(hold, max(0.0, time_left_s - 0.05))  # the answer still reaches it
+        self.holds.wait(tenant, hold)
+        raise rate_failure(tenant, rate, n, max(0.0, wait - hold))
 
 
 def _unauthenticated(message: str) -> RpcFailure:

@@ -123,7 +123,7 @@ class PlacementServicer:
     ) -> pb.SubmitWorkloadsResponse:
         check_deadline(context)
         if self._auth.enabled:
-            self._scope(request, caller)
+            self._scope(request, caller, context.time_remaining())
         specs = self._valid_specs(request)
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
@@ -144,7 +144,9 @@ class PlacementServicer:
         self._scheduling.submitted(submitted.workloads)
         return convert.accepted_response(request, submitted.workloads)
 
-    def _scope(self, request: pb.SubmitWorkloadsRequest, caller: Caller) -> None:
+    def _scope(
+        self, request: pb.SubmitWorkloadsRequest, caller: Caller, time_left_s: float | None
+    ) -> None:
         """Give the caller's tenant to its specs without one (PERMISSION_DENIED for another
         tenant's) and take the request from each tenant's submission rate."""
         if len(request.workloads) > validation.MAX_WORKLOADS_PER_REQUEST:
@@ -155,7 +157,7 @@ class PlacementServicer:
             m.tenant = caller.scope(m.tenant, f"workloads[{i}].tenant")
             per_tenant[m.tenant] += 1
         for tenant, n in per_tenant.items():  # before validation: a flood costs little
-            self._auth.take_rate(tenant, n)
+            self._auth.take_rate(tenant, n, time_left_s)
 
     def _valid_specs(self, request: pb.SubmitWorkloadsRequest) -> list[WorkloadSpec]:
         """The request's specs; raises ``ValidationErrors`` listing every violation."""

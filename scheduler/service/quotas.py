@@ -5,10 +5,19 @@ GPU counting 1000 GPU millis. ``admission`` turns a request's specs into the che
 runs inside the transaction that would insert them (so two concurrent batches cannot both pass
 on the same room). ``RateLimiter`` is a token bucket per tenant: ``submissions_per_second``
 workloads a second, bursts up to one second's worth.
+
+A refusal over the rate is not answered at once: it is held until the tenant's tokens for the
+request would have come back (at most ``MAX_HOLD_S``). A client that retries as soon as it is
+refused then costs the server a request per refill instead of thousands a second - in Python
+gRPC, receiving a request costs the server about as much as refusing it, so a fast refusal loop
+takes the CPU the other tenants' submissions need. A bounded number of holds at once, per
+tenant and in all (``ServerLimits``), keeps the held threads a share of the server's; past them
+a refusal is answered at once.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +31,7 @@ from scheduler.service.errors import RpcFailure
 from scheduler.store import Admit
 
 RESOURCE_KEYS = ("cpu_millis", "memory_mib", "gpu_millis")
+MAX_HOLD_S = 1.0  # the longest a refusal over the rate is held
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +111,13 @@ def quota_failure(tenant: str, key: str, limit: int, held: int, asked: int) -> R
     )
 
 
-def rate_failure(tenant: str, rate: float, asked: int) -> RpcFailure:
+def rate_failure(tenant: str, rate: float, asked: int, retry_in_s: float) -> RpcFailure:
+    """RESOURCE_EXHAUSTED over the submission rate, with a ``google.rpc.QuotaFailure`` and a
+    ``google.rpc.RetryInfo`` saying when the request's tokens are back (never, for a request
+    larger than one second's worth: then the delay is one day)."""
     description = f"submissions_per_second: quota {rate:g} workloads a second, asked {asked}"
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromNanoseconds(int(min(retry_in_s, 86_400.0) * 1e9))
     detail = error_details_pb2.QuotaFailure(
         violations=[
             error_details_pb2.QuotaFailure.Violation(
@@ -116,7 +131,7 @@ def rate_failure(tenant: str, rate: float, asked: int) -> RpcFailure:
     return RpcFailure(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         f"submission rate exceeded for tenant {tenant!r}: {description}; retry later",
-        details=(detail,),
+        details=(detail, retry),
     )
 
 
@@ -142,3 +157,38 @@ class RateLimiter:
                 tokens -= n
             self._buckets[tenant] = (rate, tokens, now)
             return ok
+
+    def refill_s(self, tenant: str, rate: float, n: int) -> float:
+        """Seconds until ``tenant``'s bucket holds ``n`` tokens (inf: more than it ever holds)."""
+        if n > rate:
+            return math.inf
+        now = self._clock()
+        with self._lock:
+            _, tokens, at = self._buckets.get(tenant, (rate, rate, now))
+            return max(0.0, (n - min(rate, tokens + (now - at) * rate)) / rate)
+
+
+class RefusalHolds:
+    """Counts the refusals held now, per tenant and in all."""
+
+    def __init__(self, per_tenant: int = 16, total: int = 32) -> None:
+        self._per_tenant = per_tenant
+        self._total = total
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    def wait(self, tenant: str, seconds: float) -> None:
+        """Wait ``seconds`` before the caller answers, when a hold is free (else not at all)."""
+        with self._lock:
+            if seconds <= 0 or self._held.get(tenant, 0) >= self._per_tenant:
+                return
+            if sum(self._held.values()) >= self._total:
+                return
+            self._held[tenant] = self._held.get(tenant, 0) + 1
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self._held[tenant] -= 1
+                if not self._held[tenant]:
+                    del self._held[tenant]

@@ -30,6 +30,7 @@ from scheduler.service.cluster import ClusterServicer
 from scheduler.service.errors import BadRequest
 from scheduler.service.placement import PlacementServicer
 from scheduler.service.ports import Scheduling
+from scheduler.service.quotas import RefusalHolds
 from scheduler.service.tls import TlsFiles, server_credentials
 from scheduler.store import Store
 
@@ -47,16 +48,21 @@ class ServerLimits:
 
     Each open watch stream holds a worker thread: ``max_watchers`` in all, at most
     ``max_watchers_per_tenant`` for one tenant (the watch's tenant filter; all tenants count as
-    the tenant ""), so that one client cannot lock every other out. RPCs beyond
+    the tenant ""), so that one client cannot lock every other out. A refusal over a tenant's
+    submission rate is held a while (``scheduler.service.quotas``), each hold a thread: at most
+    ``max_held_refusals`` (and half the threads watchers leave) in all, and
+    ``max_held_refusals_per_tenant`` of one tenant. RPCs beyond
     ``max_concurrent_rpcs`` (running or waiting for a thread) answer RESOURCE_EXHAUSTED.
     Keepalive pings keep long watch streams open through NATs and load balancers and find dead
     peers; ``max_connection_age_s`` closes a connection (after ``max_connection_age_grace_s``
     for its calls to finish) so that clients reconnect and spread over the servers behind a
     load balancer; 0 turns it off."""
 
-    max_workers: int = 64
+    max_workers: int = 128
     max_watchers: int = 48
     max_watchers_per_tenant: int = 8
+    max_held_refusals: int = 32
+    max_held_refusals_per_tenant: int = 16
     max_concurrent_rpcs: int = 1000
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
@@ -71,6 +77,8 @@ class ServerLimits:
             raise ValueError("max_watchers must be in 0..max_workers-1 (unary RPCs need a thread)")
         if self.max_watchers_per_tenant < 0 or self.max_concurrent_rpcs < 1:
             raise ValueError("max_watchers_per_tenant must be >= 0, max_concurrent_rpcs >= 1")
+        if self.max_held_refusals < 0 or self.max_held_refusals_per_tenant < 0:
+            raise ValueError("max_held_refusals and max_held_refusals_per_tenant must be >= 0")
         times = (
             self.keepalive_time_s,
             self.keepalive_timeout_s,
@@ -210,6 +218,9 @@ def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
     interceptors = list(config.interceptors)
     if auth.enabled:
         interceptors.append(AuthInterceptor(auth))  # inside the metrics: refusals are counted
+    # held refusals never take more than half the threads watch streams leave to unary calls
+    held = min(limits.max_held_refusals, (limits.max_workers - limits.max_watchers) // 2)
+    auth.holds = RefusalHolds(min(limits.max_held_refusals_per_tenant, held), held)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=limits.max_workers, thread_name_prefix="valley-rpc"),
         interceptors=interceptors,
