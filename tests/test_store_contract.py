@@ -532,3 +532,42 @@ def test_a_database_from_a_newer_valley_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer"):
         open_store(url)
+
+
+def _race(stores: list[Store], tenant: str) -> list[str]:
+    """Each store submits 2,000 millicores of ``tenant`` at once, with a slow quota check of
+    3,000 (the other server's transaction runs meanwhile); what each got."""
+
+    def check(held: Mapping[str, Resources]) -> Exception | None:
+        time.sleep(0.05)
+        return ValueError("over quota") if held[tenant].cpu_millis + 2000 > 3000 else None
+
+    start = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def submit(s: Store) -> None:
+        start.wait()
+        try:
+            s.submit("", "", [spec(tenant=tenant, cpu=2000)], T0, admit=check)
+            outcomes.append("accepted")
+        except ValueError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return sorted(outcomes)
+
+
+def test_two_servers_on_one_database_never_both_admit_a_tenants_last_room(
+    store_url: str,
+) -> None:
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        for round_ in range(4):
+            assert _race(stores, f"t{round_}") == ["accepted", "refused"], round_
+    finally:
+        for s in stores:
+            s.close()

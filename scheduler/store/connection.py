@@ -72,6 +72,9 @@ class Dialect:
     # through the database (``notify`` wakes them), not straight from the commit
     shared: bool = False
     notify: str = ""  # run in every transaction that writes events
+    # run with a tenant (one placeholder) before the tenant's holdings are read for a quota
+    # check, so that servers sharing the database admit one tenant's submissions in turn
+    tenant_lock: str = ""
 
 
 def in_lists(ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:

@@ -32,6 +32,8 @@ DIALECT = Dialect(
     transient=(psycopg.OperationalError,),
     shared=True,
     notify=f"SELECT pg_notify('{CHANNEL}', '')",
+    # (key "VALLEY" cut to 32 bits, the tenant's hash): held to the end of the transaction
+    tenant_lock="SELECT pg_advisory_xact_lock(86657676, hashtext(?))",
 )
 # pg_advisory_xact_lock key: "VALLEY" in ASCII, so that servers migrating at once take turns
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(86657676698)"

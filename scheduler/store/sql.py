@@ -55,7 +55,7 @@ class SqlStore:
         self._writer = writer
         self._dialect = dialect
         self._tx = Transactions(writer, reader, dialect, release_reader)
-        self._group = GroupCommit(self._tx, dialect.for_update)
+        self._group = GroupCommit(self._tx, dialect.for_update, dialect.tenant_lock)
 
     # ------------------------------------------------------------------ the Store protocol
 

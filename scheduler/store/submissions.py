@@ -98,11 +98,12 @@ def _prepare(
 
 class GroupCommit:
     """Writes submissions through ``transactions``, those that wait for a write together;
-    ``for_update`` is the dialect's row lock."""
+    ``for_update`` is the dialect's row lock, ``tenant_lock`` its lock of a tenant's quota."""
 
-    def __init__(self, transactions: Transactions, for_update: str) -> None:
+    def __init__(self, transactions: Transactions, for_update: str, tenant_lock: str = "") -> None:
         self._transactions = transactions
         self._for_update = for_update
+        self._tenant_lock = tenant_lock
         self._lock = threading.Lock()
         self._queue: list[Submission] = []
         self._leading = False
@@ -158,7 +159,8 @@ class GroupCommit:
         request_rows: list[tuple[Any, ...]] = []
         written: Written = {}
         event = tx.event
-        holdings = _Holdings(tx) if any(job.admit for job in batch) else None
+        checked = [job for job in batch if job.admit is not None]
+        holdings = _Holdings(tx, self._tenant_lock, checked) if checked else None
         for job in batch:
             if job.request_id:
                 replay = self._replay(tx, job, written)
@@ -231,11 +233,17 @@ class GroupCommit:
 class _Holdings:
     """What tenants hold in one group commit's transaction: the committed PENDING and PLACED
     workloads (read once per tenant) plus the submissions admitted before in the same
-    transaction, whose rows are not inserted yet."""
+    transaction, whose rows are not inserted yet. With a ``tenant_lock``, the tenants of the
+    ``checked`` jobs are locked first, all at once in one order (no two servers wait on each
+    other's), before any holding is read."""
 
-    def __init__(self, tx: Tx) -> None:
+    def __init__(self, tx: Tx, tenant_lock: str, checked: Sequence[Submission]) -> None:
         self._tx = tx
         self._held: dict[str, Resources] = {}
+        if tenant_lock:
+            tenants = {w.spec.tenant for job in checked for w, _ in job.prepared}
+            for tenant in sorted(tenants):
+                tx.conn.query(tenant_lock, (tenant,))
 
     def admit(self, job: Submission) -> Exception | None:
         """``job.admit``'s answer; an admitted job's resources count for the jobs after it."""
