@@ -62,8 +62,8 @@ def test_bench_service_two_tenants_reports_the_quiet_tenant_alone_and_under_floo
     result = CliRunner().invoke(
         command,
         [
-            *("--two-tenants", "--duration", "1", "--quiet-rate", "10", "--flood-quota", "50"),
-            *("--channels", "1", "--drain", "10", "--output", "json"),
+            *("--two-tenants", "--duration", "0.5", "--quiet-rate", "10", "--flood-quota", "50"),
+            *("--rounds", "2", "--channels", "1", "--drain", "10", "--output", "json"),
         ],
         catch_exceptions=False,
     )
@@ -78,3 +78,5 @@ def test_bench_service_two_tenants_reports_the_quiet_tenant_alone_and_under_floo
     assert rows["alone"]["flood_accepted"] == 0
     assert rows["flood-rate-quota"]["flood_refused"] > 0
     assert rows["flood-no-quota"]["flood_refused"] == 0
+    assert rows["flood-no-quota"]["flood_accepted"] > 0  # the flooder's process reported back
+    assert report["params"]["rounds"] == 2  # two rounds of 5 quiet workloads pooled per phase

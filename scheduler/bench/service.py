@@ -479,6 +479,13 @@ def _plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     help="--two-tenants: the flooder's submissions_per_second quota",
 )
 @click.option(
+    "--rounds",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="--two-tenants: run the phases this many times in turn, pooling each phase's latencies",
+)
+@click.option(
     "--flood-cpus",
     type=click.IntRange(0, 1024),
     default=1,
@@ -505,6 +512,7 @@ def command(
     quiet_rate: float,
     flood_quota: float,
     flood_cpus: int,
+    rounds: int,
     output: str,
     plot_path: str | None,
 ) -> None:
@@ -524,6 +532,7 @@ def command(
             quiet_rate=quiet_rate,
             flood_quota=flood_quota,
             flood_cpus=flood_cpus,
+            rounds=rounds,
         )
         _two_tenants(settings, output)
         return

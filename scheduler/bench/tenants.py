@@ -89,6 +89,15 @@ class Phase:
     flood_accepted: int
     flood_refused: int
 
+    def plus(self, other: Phase) -> Phase:
+        """This phase and another round of it, pooled."""
+        return Phase(
+            self.quiet_latencies_s + other.quiet_latencies_s,
+            self.quiet_sent + other.quiet_sent,
+            self.flood_accepted + other.flood_accepted,
+            self.flood_refused + other.flood_refused,
+        )
+
 
 def _quiet(
     address: str, token: str, rate: float, duration: float, drain_s: float
@@ -214,6 +223,7 @@ class Settings:
     quiet_rate: float
     flood_quota: float
     flood_cpus: int
+    rounds: int = 1
 
     def params(self, split: tuple[frozenset[int], frozenset[int]] | None) -> dict[str, Any]:
         return {
@@ -227,6 +237,7 @@ class Settings:
             "scenario": self.scenario,
             "policy": self.policy,
             "solve_budget_ms": self.solve_budget_ms,
+            "rounds": self.rounds,
         }
 
 
@@ -234,7 +245,9 @@ def run(settings: Settings, server: Callable[..., Any]) -> tuple[dict[str, Phase
     """Every phase of ``PHASES`` on a fresh server (``server(directory, scenario, policy,
     solve_budget_ms, extra=...)``, a context manager giving its address); the phases and the
     run's parameters. With ``flood_cpus``, the servers (started from this process, so they
-    inherit) and the quiet client run on CPUs the flooder does not use."""
+    inherit) and the quiet client run on CPUs the flooder does not use. ``rounds`` > 1 runs the
+    phases that many times in turn and pools each phase's latencies: the machine's own noise
+    then falls on every phase alike."""
     tokens = new_tokens()
     phases: dict[str, Phase] = {}
     split = split_cpus(settings.flood_cpus)
@@ -242,7 +255,8 @@ def run(settings: Settings, server: Callable[..., Any]) -> tuple[dict[str, Phase
     if split:
         os.sched_setaffinity(0, split[0])
     try:
-        for name in progress(PHASES, total=len(PHASES), desc="two tenants"):
+        order = [name for _ in range(settings.rounds) for name in PHASES]
+        for name in progress(order, total=len(order), desc="two tenants"):
             quota = settings.flood_quota if name == "flood-rate-quota" else None
             with tempfile.TemporaryDirectory(prefix="valley-bench-") as tmp:
                 path = os.path.join(tmp, "auth.toml")
@@ -255,13 +269,14 @@ def run(settings: Settings, server: Callable[..., Any]) -> tuple[dict[str, Phase
                     settings.solve_budget_ms,
                     extra=("--auth", path),
                 ) as target:
-                    phases[name] = run_phase(
+                    phase = run_phase(
                         target.address,
                         tokens,
                         name != "alone",
                         settings,
                         split[1] if split else None,
                     )
+            phases[name] = phases[name].plus(phase) if name in phases else phase
     finally:
         os.sched_setaffinity(0, everywhere)
     return phases, settings.params(split)
