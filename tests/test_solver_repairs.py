@@ -312,3 +312,36 @@ def test_displace_moves_a_spread_replica_its_site_can_spare(tiny):
     assert nodes_of(state, "pinned")[0].startswith("near/")
     assert sorted(n.split("/")[0] for n in nodes_of(state, "s")) == ["green", "green", "near"]
     assert holds_exactly_what_it_says(state)
+
+
+def _full_near(gang_priority: int, others_priority: int) -> PackingState:
+    # near's two 4-core nodes each hold a 2-core job pinned to near: the 2 x 3-core GANG pinned
+    # to near fits only if both jobs make way, and no node of near has room for them
+    near = ("near",)
+    specs = {
+        "gang": job(
+            3, 2, replicas=2, topology=Topology.GANG, allowed_sites=near, priority=gang_priority
+        ),
+        "a": job(2, 1, allowed_sites=near, priority=others_priority),
+        "b": job(2, 1, allowed_sites=near, priority=others_priority),
+    }
+    state = state_of(parse_scenario(TINY), specs)
+    state.place_on("a", ["near/cpu-0000"])
+    state.place_on("b", ["near/cpu-0001"])
+    return state
+
+
+def test_displace_takes_out_cheaper_work_when_moving_cannot_make_room():
+    # the gang's two replicas at priority 1 are worth 2 x 4 = 8 replicas of priority 0
+    state = _full_near(gang_priority=1, others_priority=0)
+    assert apply("displace", state)
+    assert sorted(nodes_of(state, "gang")) == ["near/cpu-0000", "near/cpu-0001"]
+    assert "a" not in state and "b" not in state
+    assert holds_exactly_what_it_says(state)
+
+
+def test_displace_never_takes_out_work_worth_as_much_as_what_it_would_place():
+    state = _full_near(gang_priority=0, others_priority=1)
+    assert not apply("displace", state)
+    assert "gang" not in state
+    assert nodes_of(state, "a") == ["near/cpu-0000"] and nodes_of(state, "b") == ["near/cpu-0001"]

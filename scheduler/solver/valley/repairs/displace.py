@@ -7,6 +7,11 @@ repair moves them anywhere their own rules allow - another pool, another site (a
 keeps its ``min_sites``, a GANG workload its site) - and then places the stranded workload. The
 moves change costs (another site's energy and latency, a node woken), so each workload's moves
 are kept only if the objective improves with it placed.
+
+Where moving is not enough (a pool full of work that may be nowhere else), a second try may
+also take out whole workloads whose unplaced penalties sum to less than the stranded one's -
+a 38-replica GANG waits less well than one 16-core replica does - and the objective decides
+again.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from scheduler.domain import Resources, Topology
 from scheduler.solver import greedy
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.greedy import IntArray
-from scheduler.solver.objective import cheapest_site_order, evaluate_state
+from scheduler.solver.objective import cheapest_site_order, evaluate_state, unplaced_penalties
 from scheduler.solver.valley.state import PackingState, ReplicaRef, Slot
 
 # replica moves per solve, and nodes tried per replica of a stranded workload
@@ -36,6 +41,9 @@ class Displace:
 
     def __init__(self) -> None:
         self.moves = 0
+        # the second try's: unplaced penalty per workload, and what it may still take out
+        self._penalties: dict[str, float] = {}
+        self._evict_budget = 0.0
 
     def supports(self, state: PackingState) -> bool:
         return any(not w.spec.resources.wants_gpu for w in state.open_workloads())
@@ -49,13 +57,17 @@ class Displace:
         changed = False
         work = [w for w in state.open_workloads() if not w.spec.resources.wants_gpu]
         before = self._objective(state, never)  # then after each change kept
+        self._penalties = unplaced_penalties(state.problem, state.params)
         for w in sorted(work, key=lambda w: -w.spec.priority):
             if self.moves >= MAX_MOVES or budget.expired(grace=True):
                 break
             with state.transaction() as tx:
                 moves = self.moves
-                if not self._place(state, w.id, scorer, order):
-                    continue  # (``_place`` took back what it tried)
+                if not (
+                    self._place(state, w.id, scorer, order)
+                    or self._place_evicting(state, w.id, scorer, order)
+                ):
+                    continue  # (each try took back what it tried)
                 after = self._objective(state, never)
                 if after < before - 1e-9:
                     before, changed = after, True
@@ -84,6 +96,17 @@ class Displace:
                 return False
             state.place(wid, slots)
             return True
+
+    def _place_evicting(
+        self, state: PackingState, wid: str, scorer: greedy.NodeScorer, order: Sequence[str]
+    ) -> bool:
+        """``_place``, where emptying a node may also take out workloads whose penalties sum
+        to less than ``wid``'s."""
+        self._evict_budget = self._penalties.get(wid, 0.0)
+        try:
+            return self._place(state, wid, scorer, order)
+        finally:
+            self._evict_budget = 0.0
 
     def _slots(
         self, state: PackingState, wid: str, sites: Sequence[str], scorer: greedy.NodeScorer
@@ -147,8 +170,15 @@ class Displace:
         cluster = state.cluster
         short_cpu = np.maximum(0, r.cpu_millis - cluster.free_cpu[nodes])
         short_mem = np.maximum(0, r.memory_mib - cluster.free_mem[nodes])
+        # what each node's replicas could take out of these pools: in a full pool the replicas
+        # that stay in it find no room, so the nodes whose leavers cover the shortfall go first
+        out_cpu, out_mem = _leavers(state, nodes, pools)
+        rest = (
+            np.maximum(0, short_cpu - out_cpu) / cluster.cap_cpu[nodes]
+            + np.maximum(0, short_mem - out_mem) / cluster.cap_mem[nodes]
+        )
         need = short_cpu / cluster.cap_cpu[nodes] + short_mem / cluster.cap_mem[nodes]
-        for k in np.argsort(need, kind="stable")[:CANDIDATES].tolist():
+        for k in np.lexsort((need, rest))[:CANDIDATES].tolist():
             a = int(nodes[k])
             if self._empty_for(state, a, r, int(short_cpu[k]), int(short_mem[k]), pools):
                 return a
@@ -180,11 +210,46 @@ class Displace:
                 moved += 1
                 short_cpu -= x.cpu_millis
                 short_mem -= x.memory_mib
+            if short_cpu > 0 or short_mem > 0:
+                short_cpu, short_mem = self._evict(state, a, short_cpu, short_mem)
             if short_cpu > 0 or short_mem > 0 or not state.cluster.fits(a, r):
                 tx.rollback()
                 return False
         self.moves += moved
         return True
+
+    def _evict(
+        self, state: PackingState, a: int, short_cpu: int, short_mem: int
+    ) -> tuple[int, int]:
+        """Take whole workloads with replicas on node ``a`` out (within the eviction budget,
+        the least penalty per room freed first) until the shortfall is covered; what is still
+        short."""
+        if self._evict_budget <= 0:
+            return short_cpu, short_mem
+        on_a: dict[str, int] = {}
+        for wid, _ in state.on_node(a):
+            if not state.specs[wid].resources.wants_gpu:
+                on_a[wid] = on_a.get(wid, 0) + 1
+
+        def price(wid: str) -> float:
+            return self._penalties.get(wid, 0.0) / (
+                on_a[wid] * _size(state.specs[wid].resources, state, a)
+            )
+
+        for wid in sorted(on_a, key=price):
+            if short_cpu <= 0 and short_mem <= 0:
+                break
+            penalty = self._penalties.get(wid, 0.0)
+            x = state.specs[wid].resources
+            if penalty >= self._evict_budget or not (
+                (short_cpu > 0 and x.cpu_millis) or (short_mem > 0 and x.memory_mib)
+            ):
+                continue
+            state.remove(wid)
+            self._evict_budget -= penalty
+            short_cpu -= on_a[wid] * x.cpu_millis
+            short_mem -= on_a[wid] * x.memory_mib
+        return short_cpu, short_mem
 
     @staticmethod
     def _move_away(state: PackingState, ref: ReplicaRef, a: int, avoid: Sequence[int]) -> bool:
@@ -212,6 +277,39 @@ class Displace:
                 state.move(wid, i, int(fit[int(np.argmin(score))]))
                 return True
         return False
+
+
+def _leavers(
+    state: PackingState, nodes: IntArray, pools: Sequence[int]
+) -> tuple[IntArray, IntArray]:
+    """Per node of ``nodes``: the CPU and memory of its replicas (of this cycle, without GPUs)
+    that may go to a pool outside ``pools`` (``_move_away``'s rules: a GANG replica keeps its
+    site, a SPREAD one its site when the site is one of too few)."""
+    inside = set(pools)
+    cpu = np.zeros(len(nodes), dtype=np.int64)
+    mem = np.zeros(len(nodes), dtype=np.int64)
+    may: dict[str, bool] = {}
+    for k, a in enumerate(nodes.tolist()):
+        for wid, _ in state.on_node(a):
+            if wid not in may:
+                may[wid] = _may_leave(state, wid, inside)
+            if may[wid]:
+                cpu[k] += state.specs[wid].resources.cpu_millis
+                mem[k] += state.specs[wid].resources.memory_mib
+    return cpu, mem
+
+
+def _may_leave(state: PackingState, wid: str, inside: set[int]) -> bool:
+    spec = state.specs[wid]
+    if spec.resources.wants_gpu or spec.topology == Topology.GANG:
+        return False
+    if not any(p not in inside for p in state.elig[wid].pools):
+        return False
+    if spec.topology == Topology.SPREAD:
+        sites = [state.cluster.site_of(n) for n, _ in state.slots(wid)]
+        # a site with two of its replicas can spare one; else the spread needs spare sites
+        return len(set(sites)) > spec.min_sites or len(set(sites)) < len(sites)
+    return True
 
 
 def _size(x: Resources, state: PackingState, node: int) -> float:
