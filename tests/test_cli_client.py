@@ -275,3 +275,15 @@ def test_workload_files_accept_a_list_one_spec_or_a_mapping_with_request_id(tmp_
     wrapped.write_text("request_id: r-7\nworkloads:\n  - tenant: a\n    topology: gang\n")
     wf = load_workload_file(str(wrapped))
     assert wf.request_id == "r-7" and wf.specs[0].topology == 1
+
+
+def test_a_dry_run_shows_where_workloads_would_go_and_stores_nothing(
+    server: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "dry.yaml"
+    path.write_text("tenant: dry-run-only\nresources: {cpu_millis: 500, memory_mib: 256}\n")
+    result = run("submit", str(path), "--server", server, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run, nothing stored: 1 of 1 workloads would be placed now" in result.stderr
+    assert "PLACED" in result.stdout
+    assert "dry-run-only" not in ok("list", "--server", server, "--tenant", "dry-run-only")

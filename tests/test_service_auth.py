@@ -62,6 +62,9 @@ def every_rpc(s: Stubs) -> dict[str, Callable[[], Any]]:
         "valley.v1.PlacementService.SubmitWorkloads": lambda: p.SubmitWorkloads(
             pb.SubmitWorkloadsRequest(workloads=[cpu_spec(0.1, tenant="")]), metadata=md
         ),
+        "valley.v1.PlacementService.PlanWorkloads": lambda: p.PlanWorkloads(
+            pb.SubmitWorkloadsRequest(workloads=[cpu_spec(0.1, tenant="")]), metadata=md
+        ),
         "valley.v1.PlacementService.GetWorkload": lambda: p.GetWorkload(
             pb.GetWorkloadRequest(id="w-x"), metadata=md
         ),
@@ -161,6 +164,14 @@ def test_tenant_a_reaches_no_workload_of_tenant_b_through_any_rpc(
     assert (e.details() or "").startswith("workloads[0].tenant")
     mine = _submit(a, "", "a-last")
     assert mine.spec.tenant == "a"
+    e = failure(
+        lambda: p.PlanWorkloads(
+            pb.SubmitWorkloadsRequest(workloads=[cpu_spec(0.1, tenant="b")]), metadata=md
+        )
+    )
+    rpc("PlacementService.PlanWorkloads")
+    assert e.code() == Code.PERMISSION_DENIED
+    assert (e.details() or "").startswith("workloads[0].tenant")
 
     unknown = theirs.id[:-4] + ("0000" if not theirs.id.endswith("0000") else "1111")
     for method, request in (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -45,11 +45,18 @@ MAX_PER_REQUEST = 1000  # the API's limit per SubmitWorkloads call
     default="",
     help="makes resubmitting the same file safe: the server creates nothing new",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="show where the workloads would go now, what they would cost or why not; "
+    "nothing is stored",
+)
 @client_command
-def submit(api: Api, file: str, request_id: str) -> Shown:
+def submit(api: Api, file: str, request_id: str, dry_run: bool) -> Shown:
     """Submit the workload specs in FILE (YAML or JSON, the API's field names)."""
     wf = load_workload_file(file)
     rid = request_id or wf.request_id
+    rpc = api.placement.PlanWorkloads if dry_run else api.placement.SubmitWorkloads
     accepted: list[pb.Workload] = []
     for start in range(0, len(wf.specs), MAX_PER_REQUEST):
         chunk = wf.specs[start : start + MAX_PER_REQUEST]
@@ -57,16 +64,26 @@ def submit(api: Api, file: str, request_id: str) -> Shown:
             f"{rid}#{start // MAX_PER_REQUEST}" if rid and len(wf.specs) > MAX_PER_REQUEST else rid
         )
         try:
-            resp = api.call(
-                api.placement.SubmitWorkloads,
-                pb.SubmitWorkloadsRequest(request_id=part, workloads=chunk),
-            )
+            resp = api.call(rpc, pb.SubmitWorkloadsRequest(request_id=part, workloads=chunk))
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise _located(wf, e, start) from None
             raise
         accepted += resp.workloads
+    if dry_run:
+        return Shown(accepted, workload_rows, planned_note(accepted))
     return Shown(accepted, workload_rows, submitted_note(len(accepted), rid))
+
+
+def planned_note(planned: Sequence[pb.Workload]) -> str:
+    """What a dry run found: how many would be placed now, and their cost per hour."""
+    placed = [w for w in planned if w.state == pb.WORKLOAD_STATE_PLACED]
+    cny = sum(w.cost.energy_cny_per_hour for w in placed)
+    kg = sum(w.cost.carbon_kg_per_hour for w in placed)
+    return (
+        f"dry run, nothing stored: {len(placed)} of {len(planned)} workloads would be placed "
+        f"now, {cny:.2f} CNY and {kg:.2f} kg CO2 per hour"
+    )
 
 
 def submitted_note(n: int, request_id: str) -> str:

@@ -17,6 +17,7 @@ from scheduler.service.audit import audited
 from scheduler.service.auth import Auth, Caller
 from scheduler.service.errors import RpcFailure, check_deadline, streaming, unary
 from scheduler.service.explaining import explain_workload
+from scheduler.service.planning import Planner
 from scheduler.service.ports import Scheduling
 from scheduler.service.quotas import admission
 from scheduler.store import NotFoundError, Store
@@ -97,6 +98,7 @@ class PlacementServicer:
         self._watchers = WatchSlots(max_watchers, max_watchers_per_tenant)
         # every watcher sends every event: the parts events share are encoded once
         self._events = convert.EventEncoder()
+        self._planner = Planner(scheduling)
 
     def _get(self, workload_id: str, caller: Caller) -> Workload:
         """The stored workload; NOT_FOUND for any id that does not exist (empty included) and,
@@ -143,6 +145,20 @@ class PlacementServicer:
             return convert.submit_response(submitted.workloads)
         self._scheduling.submitted(submitted.workloads)
         return convert.accepted_response(request, submitted.workloads)
+
+    @unary
+    def PlanWorkloads(
+        self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitWorkloadsResponse:
+        """A dry run of ``SubmitWorkloads`` (``scheduler.service.planning``): validated, scoped
+        to the caller's tenant and counted against its rate as a submission; nothing stored."""
+        check_deadline(context)
+        caller = self._auth.caller(context)
+        if self._auth.enabled:
+            self._scope(request, caller, context.time_remaining())
+        specs = self._valid_specs(request)
+        check_deadline(context)
+        return convert.submit_response(self._planner.plan(specs, context.time_remaining()))
 
     def _scope(
         self, request: pb.SubmitWorkloadsRequest, caller: Caller, time_left_s: float | None

@@ -70,6 +70,11 @@ class PlacementServiceStub:
                 request_serializer=valley_dot_v1_dot_placement__pb2.ExplainWorkloadRequest.SerializeToString,
                 response_deserializer=valley_dot_v1_dot_placement__pb2.Explanation.FromString,
                 _registered_method=True)
+        self.PlanWorkloads = channel.unary_unary(
+                '/valley.v1.PlacementService/PlanWorkloads',
+                request_serializer=valley_dot_v1_dot_placement__pb2.SubmitWorkloadsRequest.SerializeToString,
+                response_deserializer=valley_dot_v1_dot_placement__pb2.SubmitWorkloadsResponse.FromString,
+                _registered_method=True)
 
 
 class PlacementServiceServicer:
@@ -128,6 +133,15 @@ class PlacementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanWorkloads(self, request, context):
+        """A dry run of SubmitWorkloads: the workloads as they would be placed now on the cluster as
+        it is (placements, cost, or reason; state as they would end this cycle; id empty). Nothing
+        is stored or reserved. Validated, scoped and rate-counted as a submission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlacementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +179,11 @@ def add_PlacementServiceServicer_to_server(servicer, server):
                     servicer.ExplainWorkload,
                     request_deserializer=valley_dot_v1_dot_placement__pb2.ExplainWorkloadRequest.FromString,
                     response_serializer=valley_dot_v1_dot_placement__pb2.Explanation.SerializeToString,
+            ),
+            'PlanWorkloads': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanWorkloads,
+                    request_deserializer=valley_dot_v1_dot_placement__pb2.SubmitWorkloadsRequest.FromString,
+                    response_serializer=valley_dot_v1_dot_placement__pb2.SubmitWorkloadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +376,33 @@ class PlacementService:
             '/valley.v1.PlacementService/ExplainWorkload',
             valley_dot_v1_dot_placement__pb2.ExplainWorkloadRequest.SerializeToString,
             valley_dot_v1_dot_placement__pb2.Explanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanWorkloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/valley.v1.PlacementService/PlanWorkloads',
+            valley_dot_v1_dot_placement__pb2.SubmitWorkloadsRequest.SerializeToString,
+            valley_dot_v1_dot_placement__pb2.SubmitWorkloadsResponse.FromString,
             options,
             channel_credentials,
             insecure,
