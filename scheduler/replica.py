@@ -125,6 +125,13 @@ class Replica:
         if loop is not None and not self._shared:
             loop.state_changed(workload, old)
 
+    def capacity_changed(self) -> None:
+        """Here, to this server's loop; a leader elsewhere sees it when it reads the cordons
+        at its next cycle."""
+        loop = self._loop
+        if loop is not None:
+            loop.capacity_changed()
+
     def snapshot(self) -> Snapshot:
         """The leader's loop's snapshot; on a follower, the store as last loaded."""
         view = self._loop or self._view

@@ -287,3 +287,19 @@ def test_a_dry_run_shows_where_workloads_would_go_and_stores_nothing(
     assert "dry run, nothing stored: 1 of 1 workloads would be placed now" in result.stderr
     assert "PLACED" in result.stdout
     assert "dry-run-only" not in ok("list", "--server", server, "--tenant", "dry-run-only")
+
+
+def test_cordon_and_uncordon_show_the_nodes_and_sites_marks_them(server: str) -> None:
+    node = "etown/cpu-0000"
+    result = run("cordon", node, "--server", server)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == "1 node cordoned"
+    assert node in result.stdout and "cordoned" in result.stdout
+    line = next(x for x in ok("sites", "--nodes", "--server", server).splitlines() if node in x)
+    assert line.rstrip().endswith("cordoned")
+    result = run("uncordon", node, "--server", server)
+    assert result.exit_code == 0 and result.stderr.strip() == "1 node uncordoned"
+    line = next(x for x in ok("sites", "--nodes", "--server", server).splitlines() if node in x)
+    assert not line.rstrip().endswith("cordoned")
+    bad = run("cordon", "etown/nope", "--server", server)
+    assert bad.exit_code != 0 and "nodes[0]" in bad.output

@@ -19,12 +19,13 @@ from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.cli.demo import demo
 from scheduler.config import Valley
 from scheduler.domain import Scenario
-from scheduler.service.server import CLUSTER_SERVICE, PLACEMENT_SERVICE
+from scheduler.service.server import CLUSTER_SERVICE, OPERATOR_SERVICE, PLACEMENT_SERVICE
 from tests.test_service_support import cpu_spec
 from tests.trust_support import OPERATOR_TOKEN, TOKENS, Stubs, auth_toml, serve_auth
 
 Code = grpc.StatusCode
-EVERY_RPC = {m.full_name for s in (PLACEMENT_SERVICE, CLUSTER_SERVICE) for m in s.methods}
+SERVICES = (PLACEMENT_SERVICE, CLUSTER_SERVICE, OPERATOR_SERVICE)
+EVERY_RPC = {m.full_name for s in SERVICES for m in s.methods}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,9 @@ def every_rpc(s: Stubs) -> dict[str, Callable[[], Any]]:
         ),
         "valley.v1.ClusterService.ListSites": lambda: c.ListSites(
             pb.ListSitesRequest(), metadata=md
+        ),
+        "valley.v1.OperatorService.CordonNodes": lambda: s.operator.CordonNodes(
+            pb.CordonNodesRequest(nodes=["near/cpu-0000"], cordoned=False), metadata=md
         ),
     }
 
@@ -201,6 +205,9 @@ def test_tenant_a_reaches_no_workload_of_tenant_b_through_any_rpc(
     assert sites.sites and not any(s.nodes for s in sites.sites)
     e = failure(lambda: a.cluster.ListSites(pb.ListSitesRequest(include_nodes=True), metadata=md))
     assert e.code() == Code.PERMISSION_DENIED
+    e = failure(lambda: a.operator.CordonNodes(pb.CordonNodesRequest(site="near"), metadata=md))
+    rpc("OperatorService.CordonNodes")
+    assert e.code() == Code.PERMISSION_DENIED
 
     for t in threads:
         t.join(30)
@@ -228,6 +235,11 @@ def test_the_operator_sees_and_does_everything(channel: grpc.Channel) -> None:
         pb.CancelWorkloadRequest(id=theirs.id), metadata=ops.metadata
     )
     assert done.state == pb.WORKLOAD_STATE_CANCELLED
+    req = pb.CordonNodesRequest(nodes=["green/cpu-0002"], cordoned=True)
+    cordoned = ops.operator.CordonNodes(req, metadata=ops.metadata)
+    assert [n.name for n in cordoned.nodes if n.cordoned] == ["green/cpu-0002"]
+    req.cordoned = False
+    assert not ops.operator.CordonNodes(req, metadata=ops.metadata).nodes[0].cordoned
 
 
 def test_submit_and_cancel_are_audited_by_token_name_never_the_token(

@@ -39,11 +39,12 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass
 class Stubs:
-    """The two services over one channel, every call made with ``token`` (None: without)."""
+    """The three services over one channel, every call made with ``token`` (None: without)."""
 
     channel: grpc.Channel
     placement: pb_grpc.PlacementServiceStub
     cluster: pb_grpc.ClusterServiceStub
+    operator: pb_grpc.OperatorServiceStub
     metadata: tuple[tuple[str, str], ...]
 
     @classmethod
@@ -52,6 +53,7 @@ class Stubs:
             channel,
             pb_grpc.PlacementServiceStub(channel),
             pb_grpc.ClusterServiceStub(channel),
+            pb_grpc.OperatorServiceStub(channel),
             bearer(token) if token else (),
         )
 

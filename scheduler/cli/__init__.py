@@ -1,5 +1,6 @@
 """The ``valley`` command: ``serve`` runs the service (``serve.py``); ``submit``, ``get``,
-``list``, ``cancel``, ``explain``, ``sites`` and ``watch`` talk to one over gRPC
+``list``, ``cancel``, ``explain``, ``sites``, ``watch``, ``cordon`` and ``uncordon`` talk to
+one over gRPC
 (``commands.py``, on ``client.py`` and ``tables.py``); ``bench`` comes from its own package and
 ``demo`` (``demo.py``, over the ``scheduler.demo`` mix) is imported when named.
 
@@ -11,7 +12,17 @@ from __future__ import annotations
 import click
 
 from scheduler import __version__
-from scheduler.cli.commands import cancel, explain, get, list_workloads, sites, submit, watch
+from scheduler.cli.commands import (
+    cancel,
+    cordon,
+    explain,
+    get,
+    list_workloads,
+    sites,
+    submit,
+    uncordon,
+    watch,
+)
 from scheduler.cli.lazy import LazyGroup
 from scheduler.cli.serve import serve
 from scheduler.cli.workload_files import WorkloadFile, WorkloadFileError, load_workload_file
@@ -29,7 +40,18 @@ def cli() -> None:
     """Valley: workload placement for the Beijing-Hebei Cloud Computing Valley."""
 
 
-for _command in (serve, submit, get, list_workloads, cancel, explain, sites, watch):
+for _command in (
+    serve,
+    submit,
+    get,
+    list_workloads,
+    cancel,
+    explain,
+    sites,
+    watch,
+    cordon,
+    uncordon,
+):
     cli.add_command(_command)
 
 

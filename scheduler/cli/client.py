@@ -128,11 +128,12 @@ def open_channel(target: Target | str) -> grpc.Channel:
 
 
 class Api:
-    """The server's placement and cluster services over one channel."""
+    """The server's placement, cluster and operator services over one channel."""
 
     def __init__(self, channel: grpc.Channel, timeout: float | None) -> None:
         self.placement = pb_grpc.PlacementServiceStub(channel)
         self.cluster = pb_grpc.ClusterServiceStub(channel)
+        self.operator = pb_grpc.OperatorServiceStub(channel)
         self.timeout = timeout
 
     def call(self, method: Callable[..., R], request: Message) -> R:

@@ -27,6 +27,7 @@ from scheduler.cli.client import (
 from scheduler.cli.tables import (
     event_line,
     explanation,
+    node_table,
     site_tables,
     state_name,
     workload_detail,
@@ -207,6 +208,37 @@ def sites(api: Api, nodes: bool) -> Shown:
     """Every site: capacity, allocation, and energy, price and carbon now."""
     resp = api.call(api.cluster.ListSites, pb.ListSitesRequest(include_nodes=nodes))
     return Shown(resp, functools.partial(site_tables, nodes=nodes))
+
+
+def _cordon_command(cordoned: bool) -> click.Command:
+    verb = "cordon" if cordoned else "uncordon"
+
+    @click.command(name=verb)
+    @click.argument("nodes", nargs=-1)
+    @click.option("--site", default="", help="every node of this site")
+    @client_command
+    def command(api: Api, nodes: tuple[str, ...], site: str) -> Shown:
+        if not nodes and not site:
+            raise click.UsageError("name nodes, --site, or both")
+        resp = api.call(
+            api.operator.CordonNodes,
+            pb.CordonNodesRequest(nodes=list(nodes), site=site, cordoned=cordoned),
+        )
+        n = len(resp.nodes)
+        return Shown(
+            resp, lambda r: node_table(r.nodes), f"{n} node{'' if n == 1 else 's'} {verb}ed"
+        )
+
+    command.help = (
+        "Cordon NODES (and --site's): they take no new replicas; what they hold stays."
+        if cordoned
+        else "Uncordon NODES (and --site's): they take new replicas again."
+    )
+    return command
+
+
+cordon = _cordon_command(True)
+uncordon = _cordon_command(False)
 
 
 @click.command()

@@ -197,22 +197,27 @@ def site_tables(resp: pb.ListSitesResponse, nodes: bool) -> str:
     )
     out = [f"local time {resp.hour:02d}:00, month {resp.month}", table(rows, header)]
     if nodes:
-        node_rows = [
-            (
-                n.name,
-                n.pool,
-                n.gpu_model,
-                f"{cores(n.allocated.cpu_millis)}/{cores(n.capacity.cpu_millis)}",
-                f"{n.allocated.memory_mib}/{n.capacity.memory_mib}",
-                f"{n.allocated.gpus}/{n.capacity.gpus}" if n.capacity.gpus else "",
-                f"{n.allocated.gpu_millis}/{n.capacity.gpu_millis}" if n.capacity.gpus else "",
-            )
-            for s in resp.sites
-            for n in s.nodes
-        ]
-        node_header = ("NODE", "POOL", "GPU MODEL", "CORES", "MEMORY MIB", "GPUS", "GPU MILLIS")
-        out += ["", table(node_rows, node_header)]
+        out += ["", node_table([n for s in resp.sites for n in s.nodes])]
     return "\n".join(out)
+
+
+def node_table(nodes: Sequence[pb.Node]) -> str:
+    """A line per node: pool, allocation over capacity, and whether it is cordoned."""
+    rows = [
+        (
+            n.name,
+            n.pool,
+            n.gpu_model,
+            f"{cores(n.allocated.cpu_millis)}/{cores(n.capacity.cpu_millis)}",
+            f"{n.allocated.memory_mib}/{n.capacity.memory_mib}",
+            f"{n.allocated.gpus}/{n.capacity.gpus}" if n.capacity.gpus else "",
+            f"{n.allocated.gpu_millis}/{n.capacity.gpu_millis}" if n.capacity.gpus else "",
+            "cordoned" if n.cordoned else "",
+        )
+        for n in nodes
+    ]
+    header = ("NODE", "POOL", "GPU MODEL", "CORES", "MEMORY MIB", "GPUS", "GPU MILLIS", "STATE")
+    return table(rows, header)
 
 
 def event_line(e: pb.WorkloadEvent) -> str:

@@ -6,7 +6,7 @@ Arrays are numpy so filters over thousands of nodes are vectorised; every change
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,19 @@ class Cluster:
         for name in ("free_cpu", "free_mem", "gpu_free", "replicas_on"):
             setattr(other, name, getattr(self, name).copy())
         other._journal = None
+        return other
+
+    def without_room_on(self, names: Collection[str]) -> Cluster:
+        """A copy in which the named nodes (those the cluster has) take nothing more: their
+        free capacity is none. What they hold stays, and counts as drawn (a cordoned node's
+        spare capacity is not the cluster's to use)."""
+        nodes = [self.index[n] for n in names if n in self.index]
+        other = self.copy()
+        if nodes:
+            other.free_cpu[nodes] = 0
+            other.free_mem[nodes] = 0
+            gpus = other.gpu_free[nodes]
+            other.gpu_free[nodes] = np.minimum(gpus, 0)  # -1 marks a GPU the node does not have
         return other
 
     def pool_of(self, node: int) -> Pool:

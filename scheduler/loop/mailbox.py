@@ -27,6 +27,7 @@ class Mailbox:
         self._changes: list[Change] = []
         self._first_post: float | None = None  # monotonic time of the oldest post not taken
         self._closed = False
+        self._nudged = False  # a cycle is wanted although nothing was posted
         self._idle = threading.Event()  # the loop thread waits with nothing to do
 
     def post(self, workloads: Sequence[Workload] = (), changes: Sequence[Change] = ()) -> None:
@@ -48,6 +49,13 @@ class Mailbox:
     def wake(self) -> None:
         """Make a waiting ``take`` look at its conditions again now."""
         with self._cond:
+            self._cond.notify_all()
+
+    def nudge(self) -> None:
+        """Make the next ``take`` return without anything posted (a cycle is wanted)."""
+        with self._cond:
+            self._nudged = True
+            self._idle.clear()
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -73,7 +81,7 @@ class Mailbox:
         no batching window) or ``next_due()`` (epoch seconds) has come by ``now()``, and not
         before ``not_before`` (monotonic); then take what was posted. None once closed."""
         with self._cond:
-            while not self._closed and not (self._inbox or self._changes or busy()):
+            while not self._closed and not (self._inbox or self._changes or self._nudged or busy()):
                 due, t = next_due(), now()
                 if due is not None and due <= t:
                     break
@@ -89,6 +97,7 @@ class Mailbox:
             inbox, self._inbox = self._inbox, []
             changes, self._changes = self._changes, []
             self._first_post = None
+            self._nudged = False
         return inbox, changes
 
     def wait_idle(self, timeout: float) -> bool:

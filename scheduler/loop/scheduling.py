@@ -119,6 +119,8 @@ class SchedulingLoop:
         self._rest_until = 0.0  # monotonic time before which no cycle starts (rest_ratio)
         self._last_batch = 0  # workloads in the last cycle's batch
         self._stopping = False  # stop() was called: no new batch is solved
+        self._capacity_news = threading.Event()  # capacity came back outside the loop
+        self._cordoned: frozenset[str] = frozenset()  # as the last cycle read them
         self.cycles = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,6 +191,12 @@ class SchedulingLoop:
     def wake(self) -> None:
         """Look at the clock again now (completions); for clocks that jump (tests)."""
         self._mailbox.wake()
+
+    def capacity_changed(self) -> None:
+        """Capacity came back outside the loop (nodes uncordoned): the waiting workloads are
+        tried again in a cycle soon."""
+        self._capacity_news.set()
+        self._mailbox.nudge()
 
     def snapshot(self) -> Snapshot:
         hour, month = self.local_hour_month()
@@ -265,6 +273,9 @@ class SchedulingLoop:
         t0 = time.perf_counter()
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
+        if self._capacity_news.is_set():
+            self._capacity_news.clear()
+            freed = True
         # the batch the solver process has solved meanwhile, applied to a copy of the cluster
         # (not committed yet: the next batch is sent first, to be solved on that copy)
         decided = self._collect() if self._solving is not None else None
@@ -353,9 +364,13 @@ class SchedulingLoop:
         self, batch: list[Workload], cluster: Cluster, started_at: datetime
     ) -> tuple[Problem, SolverParams]:
         hour, month = self.local_hour_month(started_at)
+        cordoned = self.store.cordoned_nodes()  # any server may have cordoned one just now
+        if self._cordoned - cordoned:
+            self._queue.wake()  # uncordoned (on any server): what waits may fit next cycle
+        self._cordoned = cordoned
         problem = Problem(
             scenario=self.scenario,
-            cluster=cluster,
+            cluster=cluster.without_room_on(cordoned) if cordoned else cluster,
             workloads=tuple(PendingWorkload(w.id, w.spec) for w in batch),
             hour=hour,
             month=month,

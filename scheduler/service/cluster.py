@@ -10,12 +10,16 @@ from scheduler.service.auth import Auth
 from scheduler.service.errors import check_deadline, unary
 from scheduler.service.ports import Scheduling
 from scheduler.service.sites import summarize
+from scheduler.store import Store
 
 
 class ClusterServicer:
-    def __init__(self, scheduling: Scheduling, auth: Auth | None = None) -> None:
+    def __init__(
+        self, scheduling: Scheduling, auth: Auth | None = None, store: Store | None = None
+    ) -> None:
         self._scheduling = scheduling
         self._auth = auth or Auth()
+        self._store = store  # the cordoned nodes, when node detail is asked for
 
     @unary
     def ListSites(
@@ -25,6 +29,11 @@ class ClusterServicer:
         if request.include_nodes:
             self._auth.caller(context).require_operator("include_nodes (node-level detail)")
         view = self._scheduling.snapshot()
-        sites = summarize(view.cluster, view.hour, view.month, request.include_nodes)
+        cordoned = (
+            self._store.cordoned_nodes()
+            if request.include_nodes and self._store is not None
+            else frozenset()
+        )
+        sites = summarize(view.cluster, view.hour, view.month, request.include_nodes, cordoned)
         latency = {s.name: dict(s.latency_ms) for s in view.scenario.sites}
         return convert.sites_response(sites, view.hour, view.month, latency)

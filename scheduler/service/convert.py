@@ -430,12 +430,13 @@ def explanation_to_proto(
     return out
 
 
-def _node_to_proto(n: NodeSummary, out: pb.Node) -> None:
+def node_to_proto(n: NodeSummary, out: pb.Node) -> None:
     out.name = n.name
     out.pool = n.pool
     resources_to_proto(n.capacity, out.capacity)
     resources_to_proto(n.allocated, out.allocated)
     out.gpu_model = n.gpu_model
+    out.cordoned = n.cordoned
 
 
 def sites_response(
@@ -455,5 +456,5 @@ def sites_response(
         m.energy_cny_per_hour = s.cost.energy_cny_per_hour
         m.carbon_kg_per_hour = s.cost.carbon_kg_per_hour
         for n in s.nodes:
-            _node_to_proto(n, m.nodes.add())
+            node_to_proto(n, m.nodes.add())
     return out

@@ -98,7 +98,7 @@ class PlacementServicer:
         self._watchers = WatchSlots(max_watchers, max_watchers_per_tenant)
         # every watcher sends every event: the parts events share are encoded once
         self._events = convert.EventEncoder()
-        self._planner = Planner(scheduling)
+        self._planner = Planner(scheduling, store)
 
     def _get(self, workload_id: str, caller: Caller) -> Workload:
         """The stored workload; NOT_FOUND for any id that does not exist (empty included) and,

@@ -21,6 +21,7 @@ from scheduler.domain import Cost, ValidationError, Workload, WorkloadSpec, Work
 from scheduler.service.errors import RpcFailure
 from scheduler.service.ports import Scheduling
 from scheduler.solver import PendingWorkload, Problem, solve
+from scheduler.store import Store
 
 PLAN_TIME_LIMIT_S = 1.0
 MAX_PLAN_REPLICAS = 10_000
@@ -30,8 +31,9 @@ PLAN_WAIT_S = 5.0
 class Planner:
     """Plans one request at a time against the loop's latest cluster."""
 
-    def __init__(self, scheduling: Scheduling) -> None:
+    def __init__(self, scheduling: Scheduling, store: Store) -> None:
         self._scheduling = scheduling
+        self._store = store
         self._turn = threading.Lock()
 
     def plan(self, specs: Sequence[WorkloadSpec], time_left_s: float | None) -> list[Workload]:
@@ -57,9 +59,10 @@ class Planner:
     def _plan(self, specs: Sequence[WorkloadSpec], time_left_s: float | None) -> list[Workload]:
         view = self._scheduling.snapshot()
         ids = [f"plan-{i}" for i in range(len(specs))]
+        cordoned = self._store.cordoned_nodes()
         problem = Problem(
             scenario=view.scenario,
-            cluster=view.cluster,
+            cluster=view.cluster.without_room_on(cordoned) if cordoned else view.cluster,
             workloads=tuple(PendingWorkload(i, s) for i, s in zip(ids, specs, strict=True)),
             hour=view.hour,
             month=view.month,

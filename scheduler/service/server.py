@@ -28,6 +28,7 @@ from scheduler.domain import Scenario
 from scheduler.service.auth import Auth, AuthInterceptor
 from scheduler.service.cluster import ClusterServicer
 from scheduler.service.errors import BadRequest
+from scheduler.service.operator import OperatorServicer
 from scheduler.service.placement import PlacementServicer
 from scheduler.service.ports import Scheduling
 from scheduler.service.quotas import RefusalHolds
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 PLACEMENT_SERVICE = pb.DESCRIPTOR.services_by_name["PlacementService"]
 CLUSTER_SERVICE = pb.DESCRIPTOR.services_by_name["ClusterService"]
-SERVICE_NAMES = (PLACEMENT_SERVICE.full_name, CLUSTER_SERVICE.full_name)
+OPERATOR_SERVICE = pb.DESCRIPTOR.services_by_name["OperatorService"]
+SERVICE_NAMES = (PLACEMENT_SERVICE.full_name, CLUSTER_SERVICE.full_name, OPERATOR_SERVICE.full_name)
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # 1,000 specs with labels fit easily
 
 
@@ -235,9 +237,14 @@ def create_server(config: ServerConfig) -> tuple[ValleyServer, int]:
         max_watchers_per_tenant=limits.max_watchers_per_tenant,
         auth=auth,
     )
-    cluster = ClusterServicer(config.scheduling, auth)
+    cluster = ClusterServicer(config.scheduling, auth, config.store)
+    operator = OperatorServicer(config.store, config.scheduling, auth)
     server.add_generic_rpc_handlers(
-        (_generic_handler(PLACEMENT_SERVICE, placement), _generic_handler(CLUSTER_SERVICE, cluster))
+        (
+            _generic_handler(PLACEMENT_SERVICE, placement),
+            _generic_handler(CLUSTER_SERVICE, cluster),
+            _generic_handler(OPERATOR_SERVICE, operator),
+        )
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -7,6 +7,7 @@ in an allocation ``gpu_millis`` sums every share and ``gpus`` counts GPUs holdin
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ class NodeSummary:
     capacity: Resources
     allocated: Resources
     gpu_model: str
+    cordoned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,13 @@ class SiteSummary:
     nodes: tuple[NodeSummary, ...] = ()
 
 
-def summarize(cluster: Cluster, hour: int, month: int, include_nodes: bool) -> list[SiteSummary]:
+def summarize(
+    cluster: Cluster,
+    hour: int,
+    month: int,
+    include_nodes: bool,
+    cordoned: Collection[str] = (),
+) -> list[SiteSummary]:
     valid = cluster.gpu_free >= 0
     gpu_used = np.where(valid, GPU_MILLIS - cluster.gpu_free, 0)
     gpus_busy = (valid & (cluster.gpu_free < GPU_MILLIS)).sum(axis=1)
@@ -73,6 +81,7 @@ def summarize(cluster: Cluster, hour: int, month: int, include_nodes: bool) -> l
                         int(gpu_millis_used[i]),
                     ),
                     gpu_model=cluster.pool_of(i).gpu_model,
+                    cordoned=cluster.node_names[i] in cordoned,
                 )
                 for i in (int(j) for j in idx)
             )

@@ -183,4 +183,13 @@ class Store(Protocol):
         """Events committed from now on, in commit order."""
         ...
 
+    def set_cordoned(self, nodes: Sequence[str], cordoned: bool, now: datetime) -> None:
+        """Cordon ``nodes`` (they take no new replicas) or, with ``cordoned`` False, uncordon
+        them; durable like every commit."""
+        ...
+
+    def cordoned_nodes(self) -> frozenset[str]:
+        """The nodes cordoned now."""
+        ...
+
     def close(self) -> None: ...

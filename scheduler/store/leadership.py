@@ -97,5 +97,11 @@ class FencedStore:
     def subscribe(self) -> Subscription:
         return self._store.subscribe()
 
+    def set_cordoned(self, nodes: Sequence[str], cordoned: bool, now: datetime) -> None:
+        self._store.set_cordoned(nodes, cordoned, now)
+
+    def cordoned_nodes(self) -> frozenset[str]:
+        return self._store.cordoned_nodes()
+
     def close(self) -> None:
         """The store is the server's, not the term's: left open."""

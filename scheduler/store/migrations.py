@@ -150,6 +150,9 @@ def _v4(resource: str, replicas: str) -> tuple[str, ...]:
     )
 
 
+# Version 5: nodes an operator cordoned (they take no new replicas), by name.
+_V5 = _both("CREATE TABLE cordons (node TEXT PRIMARY KEY, since {REAL} NOT NULL)")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "workloads, placements, events, requests", _V1[0], _V1[1]),
     Migration(2, "request_ids scoped per tenant", _V2[0], _V2[1]),
@@ -160,6 +163,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v4("json_extract(spec, '$.resources[{i}]')", "json_extract(spec, '$.replicas')"),
         _v4("((spec::jsonb)->'resources'->>{i})::bigint", "((spec::jsonb)->>'replicas')::bigint"),
     ),
+    Migration(5, "cordoned nodes", _V5[0], _V5[1]),
 )
 
 LATEST = MIGRATIONS[-1].version

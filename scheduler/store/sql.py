@@ -105,6 +105,20 @@ class SqlStore:
             tx.event(after, w.state, now)
         return StateChange(after, w.state)
 
+    def set_cordoned(self, nodes: Sequence[str], cordoned: bool, now: datetime) -> None:
+        with self._tx.write() as tx:
+            if cordoned:
+                tx.conn.executemany(
+                    "INSERT INTO cordons (node, since) VALUES (?, ?) ON CONFLICT (node) DO NOTHING",
+                    [(n, epoch(now)) for n in nodes],
+                )
+            else:
+                tx.conn.executemany("DELETE FROM cordons WHERE node = ?", [(n,) for n in nodes])
+
+    def cordoned_nodes(self) -> frozenset[str]:
+        rows = self._tx.reading(lambda conn: conn.query("SELECT node FROM cordons"))
+        return frozenset(str(r[0]) for r in rows)
+
     def commit_cycle(self, cycle: CycleCommit, term: int | None = None) -> CycleOutcome:
         """See ``Store.commit_cycle``; with a leader ``term``, refused (``NotLeaderError``)
         unless it is still the database's term."""

@@ -267,18 +267,20 @@ class ListSitesRequest(_message.Message):
     def __init__(self, include_nodes: _Optional[bool] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "pool", "capacity", "allocated", "gpu_model")
+    __slots__ = ("name", "pool", "capacity", "allocated", "gpu_model", "cordoned")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CORDONED_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     capacity: Resources
     allocated: Resources
     gpu_model: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ...) -> None: ...
+    cordoned: bool
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ..., cordoned: _Optional[bool] = ...) -> None: ...
 
 class Site(_message.Message):
     __slots__ = ("name", "pue", "latency_ms", "capacity", "allocated", "price_cny_per_kwh", "carbon_kg_per_kwh", "power_watts", "nodes", "energy_cny_per_hour", "carbon_kg_per_hour")
@@ -312,6 +314,22 @@ class Site(_message.Message):
     energy_cny_per_hour: float
     carbon_kg_per_hour: float
     def __init__(self, name: _Optional[str] = ..., pue: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., price_cny_per_kwh: _Optional[float] = ..., carbon_kg_per_kwh: _Optional[float] = ..., power_watts: _Optional[float] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., energy_cny_per_hour: _Optional[float] = ..., carbon_kg_per_hour: _Optional[float] = ...) -> None: ...
+
+class CordonNodesRequest(_message.Message):
+    __slots__ = ("nodes", "site", "cordoned")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    CORDONED_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    site: str
+    cordoned: bool
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., site: _Optional[str] = ..., cordoned: _Optional[bool] = ...) -> None: ...
+
+class CordonNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class ListSitesResponse(_message.Message):
     __slots__ = ("sites", "hour", "month")

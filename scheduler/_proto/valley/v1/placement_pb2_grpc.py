@@ -487,3 +487,80 @@ class ClusterService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class OperatorServiceStub:
+    """What operators do to the cluster. Every RPC needs the operator role when --auth is on.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CordonNodes = channel.unary_unary(
+                '/valley.v1.OperatorService/CordonNodes',
+                request_serializer=valley_dot_v1_dot_placement__pb2.CordonNodesRequest.SerializeToString,
+                response_deserializer=valley_dot_v1_dot_placement__pb2.CordonNodesResponse.FromString,
+                _registered_method=True)
+
+
+class OperatorServiceServicer:
+    """What operators do to the cluster. Every RPC needs the operator role when --auth is on.
+    """
+
+    def CordonNodes(self, request, context):
+        """A cordoned node takes no new replicas (those on it stay); `site` names all of a site's
+        nodes; cordoned = false uncordons. Survives restarts. Returns the nodes named, as they are now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OperatorServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CordonNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.CordonNodes,
+                    request_deserializer=valley_dot_v1_dot_placement__pb2.CordonNodesRequest.FromString,
+                    response_serializer=valley_dot_v1_dot_placement__pb2.CordonNodesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'valley.v1.OperatorService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('valley.v1.OperatorService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OperatorService:
+    """What operators do to the cluster. Every RPC needs the operator role when --auth is on.
+    """
+
+    @staticmethod
+    def CordonNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/valley.v1.OperatorService/CordonNodes',
+            valley_dot_v1_dot_placement__pb2.CordonNodesRequest.SerializeToString,
+            valley_dot_v1_dot_placement__pb2.CordonNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,95 @@
+"""``valley.v1.OperatorService``: what operators do to the cluster (API.md, "service
+OperatorService"). Every RPC needs the operator role when ``--auth`` is on, and is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import grpc
+
+from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.domain import ValidationError, shorten
+from scheduler.service import convert
+from scheduler.service.audit import audited
+from scheduler.service.auth import Auth
+from scheduler.service.errors import check_deadline, unary
+from scheduler.service.ports import Scheduling
+from scheduler.service.sites import summarize
+from scheduler.service.validation import Violations
+from scheduler.store import Store
+
+MAX_NODES = 10_000  # nodes one request may name
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OperatorServicer:
+    def __init__(
+        self,
+        store: Store,
+        scheduling: Scheduling,
+        auth: Auth | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._store = store
+        self._scheduling = scheduling
+        self._auth = auth or Auth()
+        self._clock = clock
+
+    @unary
+    def CordonNodes(
+        self, request: pb.CordonNodesRequest, context: grpc.ServicerContext
+    ) -> pb.CordonNodesResponse:
+        check_deadline(context)
+        caller = self._auth.caller(context)
+        caller.require_operator("CordonNodes")
+        with audited(caller, "cordon" if request.cordoned else "uncordon") as entry:
+            names = self._named(request.nodes, request.site)
+            entry.ids = names
+            self._store.set_cordoned(names, request.cordoned, self._clock())
+            if not request.cordoned:
+                self._scheduling.capacity_changed()
+            return self._nodes_response(names)
+
+    def _named(self, nodes: Iterable[str], site: str) -> list[str]:
+        """The nodes a request names (its list, then the site's), each once, in that order;
+        INVALID_ARGUMENT naming each unknown node and an unknown site."""
+        listed = list(nodes)
+        view = self._scheduling.snapshot()
+        cluster = view.cluster
+        found = Violations()
+        if len(listed) > MAX_NODES:
+            found.add((ValidationError("nodes", f"at most {MAX_NODES} nodes (got {len(listed)})"),))
+            found.check()
+        for i, name in enumerate(listed):
+            if name not in cluster.index:
+                found.add((ValidationError(f"nodes[{i}]", f"no node {shorten(name)!r}"),))
+        sites = [s.name for s in view.scenario.sites]
+        if site and site not in sites:
+            found.add((ValidationError("site", f"no site {shorten(site)!r} (sites: {sites})"),))
+        if not listed and not site:
+            found.add((ValidationError("nodes", "name nodes, a site, or both"),))
+        found.check()
+        names = dict.fromkeys(listed)
+        if site:
+            si = sites.index(site)
+            names.update(
+                dict.fromkeys(
+                    n for i, n in enumerate(cluster.node_names) if int(cluster.node_site[i]) == si
+                )
+            )
+        return list(names)
+
+    def _nodes_response(self, names: list[str]) -> pb.CordonNodesResponse:
+        view = self._scheduling.snapshot()
+        wanted = set(names)
+        cordoned = self._store.cordoned_nodes()
+        out = pb.CordonNodesResponse()
+        summaries = summarize(view.cluster, view.hour, view.month, True, cordoned)
+        by_name = {n.name: n for s in summaries for n in s.nodes if n.name in wanted}
+        for name in names:
+            convert.node_to_proto(by_name[name], out.nodes.add())
+        return out
