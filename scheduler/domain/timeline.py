@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,17 +61,41 @@ class Timeline:
         self.mem = np.zeros((n, horizon), dtype=np.int64)
         self.holds: dict[str, Hold] = {}
         self.reserved = 0  # holds that have not started
+        # cores those hold per site and hour (sites x horizon), kept as they change
+        self.reserved_site = np.zeros((self.n_sites, horizon))
 
     def copy(self) -> Timeline:
         other = object.__new__(Timeline)
         other.__dict__.update(self.__dict__)
-        for name in ("forever_cpu", "forever_mem", "cpu", "mem"):
+        for name in ("forever_cpu", "forever_mem", "cpu", "mem", "reserved_site"):
             setattr(other, name, getattr(self, name).copy())
         other.holds = dict(self.holds)
         return other
 
     def __len__(self) -> int:
         return len(self.holds)
+
+    def state(self) -> tuple[Any, ...]:
+        """What a solver needs of this timeline (not the holds), for ``from_state``."""
+        return (
+            self.base,
+            self.horizon,
+            self.forever_cpu,
+            self.forever_mem,
+            self.cpu,
+            self.mem,
+            self.reserved,
+        )
+
+    @classmethod
+    def from_state(cls, cluster: Cluster, state: tuple[Any, ...]) -> Timeline:
+        """A timeline of ``cluster``'s nodes as ``state`` describes it (without its holds: it
+        answers queries; ``advance`` would lose the hours its holds reach beyond)."""
+        base, horizon, fc, fm, cpu, mem, reserved = state
+        out = cls(cluster, int(base), int(horizon))
+        out.forever_cpu, out.forever_mem, out.cpu, out.mem = fc, fm, cpu, mem
+        out.reserved = int(reserved)
+        return out
 
     @property
     def end(self) -> int:
@@ -102,13 +127,7 @@ class Timeline:
 
     def reserved_cores(self) -> npt.NDArray[np.float64]:
         """Cores reserved (not started) per site and hour of the horizon (sites x horizon)."""
-        out = np.zeros((self.n_sites, self.horizon))
-        for h in self.holds.values():
-            if not h.reserved:
-                continue
-            a, b = self._columns(h.first, h.end)
-            np.add.at(out[:, a:b], self.node_site[h.nodes], h.cpu_millis / 1000.0)
-        return out
+        return self.reserved_site.copy()
 
     # ------------------------------------------------------------------ changes
 
@@ -145,6 +164,7 @@ class Timeline:
         """A reservation has started: it holds the same, no longer as a reservation."""
         h = self.holds.get(key)
         if h is not None and h.reserved:
+            self._add_reserved(h, *self._columns(h.first, h.end), -1)
             self.holds[key] = Hold(h.nodes, h.cpu_millis, h.memory_mib, h.first, h.end)
             self.reserved -= 1
 
@@ -157,14 +177,12 @@ class Timeline:
         # the first hour no column held before
         fill_from = self.end if shift < self.horizon else now_hour
         self.base = now_hour
-        if shift >= self.horizon:
-            self.cpu[:] = 0
-            self.mem[:] = 0
-        else:
-            self.cpu[:, :-shift] = self.cpu[:, shift:]
-            self.mem[:, :-shift] = self.mem[:, shift:]
-            self.cpu[:, -shift:] = 0
-            self.mem[:, -shift:] = 0
+        for arr in (self.cpu, self.mem, self.reserved_site):
+            if shift >= self.horizon:
+                arr[:] = 0
+            else:
+                arr[:, :-shift] = arr[:, shift:]
+                arr[:, -shift:] = 0
         for h in self.holds.values():
             # holds without an end are in ``forever``; those ending within the old horizon
             # had every hour they reach there already
@@ -190,6 +208,13 @@ class Timeline:
             return
         np.add.at(self.cpu[:, a:b], h.nodes, sign * h.cpu_millis)
         np.add.at(self.mem[:, a:b], h.nodes, sign * h.memory_mib)
+        if h.reserved:
+            self._add_reserved(h, a, b, sign)
+
+    def _add_reserved(self, h: Hold, a: int, b: int, sign: int) -> None:
+        if b > a:
+            sites = self.node_site[h.nodes]
+            np.add.at(self.reserved_site[:, a:b], sites, sign * h.cpu_millis / 1000.0)
 
 
 def hours_covering(start_s: float, duration_s: int | None) -> tuple[int, int | None]:

@@ -25,6 +25,9 @@ class ClusterServicer:
         if request.include_nodes:
             self._auth.caller(context).require_operator("include_nodes (node-level detail)")
         view = self._scheduling.snapshot()
-        sites = summarize(view.cluster, view.hour, view.month, request.include_nodes)
+        reserved = getattr(view, "reserved_cores", None)
+        sites = summarize(view.cluster, view.hour, view.month, request.include_nodes, reserved)
         latency = {s.name: dict(s.latency_ms) for s in view.scenario.sites}
-        return convert.sites_response(sites, view.hour, view.month, latency)
+        return convert.sites_response(
+            sites, view.hour, view.month, latency, getattr(view, "reserved_from", None)
+        )

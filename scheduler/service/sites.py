@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from scheduler.domain import GPU_MILLIS, Cluster, Cost, Resources, site_costs
 
@@ -33,9 +34,19 @@ class SiteSummary:
     carbon_kg_per_kwh: float
     cost: Cost  # of the current allocation, per hour
     nodes: tuple[NodeSummary, ...] = ()
+    # cores reserved by work that starts later, per hour from the current one
+    reserved_cores_by_hour: tuple[float, ...] = ()
 
 
-def summarize(cluster: Cluster, hour: int, month: int, include_nodes: bool) -> list[SiteSummary]:
+def summarize(
+    cluster: Cluster,
+    hour: int,
+    month: int,
+    include_nodes: bool,
+    reserved_cores: npt.NDArray[np.float64] | None = None,
+) -> list[SiteSummary]:
+    """Every site's figures; ``reserved_cores`` (sites x hours ahead) as the loop's snapshot
+    has them."""
     valid = cluster.gpu_free >= 0
     gpu_used = np.where(valid, GPU_MILLIS - cluster.gpu_free, 0)
     gpus_busy = (valid & (cluster.gpu_free < GPU_MILLIS)).sum(axis=1)
@@ -86,6 +97,9 @@ def summarize(cluster: Cluster, hour: int, month: int, include_nodes: bool) -> l
                 carbon_kg_per_kwh=site.carbon_at(hour),
                 cost=costs[site.name],
                 nodes=nodes,
+                reserved_cores_by_hour=(
+                    () if reserved_cores is None else tuple(float(v) for v in reserved_cores[si])
+                ),
             )
         )
     return out

@@ -120,12 +120,10 @@ def solve_in_time(
     deadline = max(budget.end, time.monotonic() + REST_LEAST_S)
     result = solve_rest(sub, replace(params, time_shifting=False), deadline)
     bound = lp.bound
-    if mip is not None and (outcome := mip.result(budget)) is not None:
-        if outcome.bound is not None and bound is not None and outcome.bound > bound:
-            bound = outcome.bound
-    return _join(
-        problem, params, elig, result, later, starts, rates, bound, budget.start, lp_stats
-    )
+    outcome = None if mip is None else mip.result(budget)
+    if outcome is not None and outcome.bound is not None and bound is not None:
+        bound = max(bound, outcome.bound)
+    return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, lp_stats)
 
 
 def time_model(
