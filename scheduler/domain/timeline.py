@@ -118,11 +118,13 @@ class Timeline:
             mem = mem - self.mem[sel, a:b].max(axis=1)
         return cpu, mem
 
-    def hourly_free(self) -> tuple[IntArray, IntArray]:
-        """Free CPU and memory per node and hour of the horizon: (nodes x horizon) arrays."""
+    def hourly_free(self, hours: int | None = None) -> tuple[IntArray, IntArray]:
+        """Free CPU and memory per node and hour of the horizon (or of its first ``hours``):
+        (nodes x hours) arrays, the caller's to change."""
+        n = self.horizon if hours is None else min(hours, self.horizon)
         return (
-            (self.cap_cpu - self.forever_cpu)[:, None] - self.cpu,
-            (self.cap_mem - self.forever_mem)[:, None] - self.mem,
+            (self.cap_cpu - self.forever_cpu)[:, None] - self.cpu[:, :n],
+            (self.cap_mem - self.forever_mem)[:, None] - self.mem[:, :n],
         )
 
     def reserved_cores(self) -> npt.NDArray[np.float64]:

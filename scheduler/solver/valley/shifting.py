@@ -88,7 +88,7 @@ def solve_in_time(
         problem = replace(problem, timeline=timeline)
     index = NodeIndex(problem.cluster)
     rates = RunRates(problem, params, timeline.end)
-    free_cpu, free_mem = timeline.hourly_free()
+    free_cpu, free_mem = timeline.hourly_free(_columns_needed(problem, starts))
     t_lp = time.monotonic()
     model, tclasses = time_model(problem, params, elig, index, starts, rates, free_cpu, free_mem)
     lp = model.lm.solve_lp(budget.share(TIME_LP_SHARE, TIME_LP_LEAST_S))
@@ -118,12 +118,31 @@ def solve_in_time(
     # the rest gets a little time even when the joint model took the budget: its greedy
     # fallback is much worse than a short solve
     deadline = max(budget.end, time.monotonic() + REST_LEAST_S)
-    result = solve_rest(sub, replace(params, time_shifting=False), deadline)
+    # the rest's own bound is not reported (the joint model's is): no MIP bound for it
+    result = solve_rest(sub, replace(params, time_shifting=False, mip_bound=False), deadline)
     bound = lp.bound
     outcome = None if mip is None else mip.result(budget)
     if outcome is not None and outcome.bound is not None and bound is not None:
         bound = max(bound, outcome.bound)
     return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, lp_stats)
+
+
+def _columns_needed(problem: Problem, starts: Mapping[str, tuple[int, ...]]) -> int:
+    """Hours of the timeline a solve looks at: to the end of the latest run that may start
+    later, and to the end of what runs from now (the horizon for work without an end)."""
+    assert problem.now is not None and problem.timeline is not None
+    tl = problem.timeline
+    last = 2
+    specs = {w.id: w.spec for w in problem.workloads}
+    for wid, hours in starts.items():
+        _, end = hours_covering(hours[-1] * HOUR_S, specs[wid].duration_s)
+        last = max(last, (tl.end if end is None else end) - tl.base)
+    for w in problem.workloads:
+        _, end = hours_covering(problem.now.timestamp(), w.spec.duration_s)
+        if end is None:
+            return tl.horizon
+        last = max(last, end - tl.base)
+    return min(tl.horizon, last)
 
 
 def time_model(
@@ -262,6 +281,7 @@ def _pack_later(
     base = problem.timeline.base
     cluster = problem.cluster
     specs = {w.id: w.spec for w in problem.workloads}
+    windows = _WindowFree(index, free_cpu, free_mem)
     out: dict[str, tuple[int, tuple[ReplicaPlacement, ...]]] = {}
     for wid, hours in chosen.items():
         spec = specs[wid]
@@ -274,22 +294,12 @@ def _pack_later(
                 elig[wid].pools,
                 key=lambda p: rates.cost(cluster.pools[p].site, h * HOUR_S, spec.duration_s).money,
             )
-            taken = _fit_replicas(
-                index,
-                pools,
-                spec.replica_count,
-                r.cpu_millis,
-                r.memory_mib,
-                free_cpu[:, a:b],
-                free_mem[:, a:b],
-            )
+            taken = windows.fit(pools, a, b, spec.replica_count, r.cpu_millis, r.memory_mib)
             if taken is None:
                 continue
             start = hour_start(h)
             reps = []
             for i, node in enumerate(sorted(taken)):
-                free_cpu[node, a:b] -= r.cpu_millis
-                free_mem[node, a:b] -= r.memory_mib
                 site = cluster.site_of(node)
                 rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
                 reps.append(ReplicaPlacement(i, site, cluster.node_names[node], rtt, (), start))
@@ -298,30 +308,58 @@ def _pack_later(
     return out
 
 
-def _fit_replicas(
-    index: NodeIndex,
-    pools: list[int],
-    replicas: int,
-    cpu: int,
-    mem: int,
-    free_cpu: np.ndarray,
-    free_mem: np.ndarray,
-) -> list[int] | None:
-    """Nodes for ``replicas`` replicas (a node may take several) from ``pools`` in order, each
-    pool's fullest nodes that fit first; None if they do not all fit."""
-    taken: list[int] = []
-    for p in pools:
-        nodes = index.by_pool[p]
-        fc = free_cpu[nodes].min(axis=1)
-        fm = free_mem[nodes].min(axis=1)
-        room = np.minimum(fc // max(cpu, 1), fm // max(mem, 1))
-        ok = np.flatnonzero(room > 0)
-        for j in ok[np.argsort(fc[ok], kind="stable")]:
-            k = min(int(room[j]), replicas - len(taken))
-            taken.extend([int(nodes[j])] * k)
-            if len(taken) == replicas:
-                return taken
-    return None
+class _WindowFree:
+    """Free CPU and memory of each pool's nodes over hour windows [a, b) of ``free_cpu`` and
+    ``free_mem`` (nodes x hours): the least over the window, kept per (pool, window) and
+    patched as replicas are taken, so packing a workload costs a look at one pool's nodes."""
+
+    def __init__(self, index: NodeIndex, free_cpu: np.ndarray, free_mem: np.ndarray) -> None:
+        self.index, self.free_cpu, self.free_mem = index, free_cpu, free_mem
+        self._cache: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _window(self, pool: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        got = self._cache.get((pool, a, b))
+        if got is None:
+            nodes = self.index.by_pool[pool]
+            got = (
+                nodes,
+                self.free_cpu[nodes, a:b].min(axis=1),
+                self.free_mem[nodes, a:b].min(axis=1),
+            )
+            self._cache[(pool, a, b)] = got
+        return got
+
+    def fit(
+        self, pools: list[int], a: int, b: int, replicas: int, cpu: int, mem: int
+    ) -> list[int] | None:
+        """Nodes for ``replicas`` replicas (a node may take several) from ``pools`` in order,
+        each pool's fullest nodes that fit first, taken; None (nothing taken) if they do not
+        all fit."""
+        plan: list[tuple[int, int, int]] = []  # (pool, node, replicas)
+        left = replicas
+        for p in pools:
+            nodes, fc, fm = self._window(p, a, b)
+            room = np.minimum(fc // max(cpu, 1), fm // max(mem, 1))
+            ok = np.flatnonzero(room > 0)
+            for j in ok[np.argsort(fc[ok], kind="stable")]:
+                k = min(int(room[j]), left)
+                plan.append((p, int(nodes[j]), k))
+                left -= k
+                if not left:
+                    break
+            if not left:
+                break
+        if left:
+            return None
+        for p, node, k in plan:
+            self.free_cpu[node, a:b] -= k * cpu
+            self.free_mem[node, a:b] -= k * mem
+            for (q, a2, b2), (nodes, fc, fm) in self._cache.items():
+                if q == p and a2 < b and a < b2:
+                    j = int(np.searchsorted(nodes, node))
+                    fc[j] = self.free_cpu[node, a2:b2].min()
+                    fm[j] = self.free_mem[node, a2:b2].min()
+        return [node for _, node, k in plan for _ in range(k)]
 
 
 def blocked_cluster(
