@@ -39,7 +39,7 @@ from scheduler.solver.valley.repairs.leftovers import place_greedily
 from scheduler.solver.valley.rounding import greedy_solution, round_solution
 from scheduler.solver.valley.run_rates import shifting_applies, start_hours
 from scheduler.solver.valley.search import improve
-from scheduler.solver.valley.shifting import Solve, solve_in_time
+from scheduler.solver.valley.shifting import Solve, solve_in_time, without_reserved
 from scheduler.solver.valley.state import PackingState
 
 # shares of the time left: the LP may take half (at least 50 ms); the MIP bound 70% of what
@@ -64,9 +64,11 @@ def solve_valley(
         problem.scenario, problem.cluster, ((w.id, w.spec) for w in problem.workloads), params
     )
     starts = start_hours(problem, params, elig)
-    if starts or (shifting_applies(problem, params) and _has_reservations(problem)):
-        # deferrable work, or reservations placements now must leave room for: in time
+    if starts:  # deferrable work: the time decision too
         return solve_in_time(problem, params, elig, starts, budget, _solve_rest(seed))
+    if shifting_applies(problem, params) and _has_reservations(problem):
+        # work placed now leaves the capacity reservations hold
+        problem = without_reserved(problem)
     if budget.limit <= 0 or not any(not e.final_reason for e in elig.values()):
         # no time for the solver (or nothing it could place): the greedy answer
         return _greedy_answer(problem, params, elig, index, budget)

@@ -53,7 +53,7 @@ from scheduler.solver.valley.model import Model, WorkloadClass, build_model
 from scheduler.solver.valley.run_rates import RunRates
 
 # share of the budget the joint LP may take (at least this many seconds), and its MIP bound
-TIME_LP_SHARE, TIME_LP_LEAST_S = 0.3, 0.02
+TIME_LP_SHARE, TIME_LP_LEAST_S = 0.3, 0.05
 MIP_SHARE, MIP_LEAST_S, MIP_GAP_SHARE = 0.7, 0.02, 0.0005
 REST_LEAST_S = 0.02
 RESOURCES = ("cpu_millis", "memory_mib")
@@ -125,6 +125,22 @@ def solve_in_time(
     if outcome is not None and outcome.bound is not None and bound is not None:
         bound = max(bound, outcome.bound)
     return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, lp_stats)
+
+
+def without_reserved(problem: Problem) -> Problem:
+    """``problem`` on a copy of its cluster with the capacity reservations need in the hours
+    its work may run taken out (``blocked_cluster``): a batch without deferrable work while
+    reservations exist. Its objective then counts that capacity on powered nodes as drawn
+    (the bound is of the same objective, so the gap stays true)."""
+    assert problem.now is not None and problem.timeline is not None
+    timeline = problem.timeline
+    if timeline.base < hour_of(problem.now):
+        timeline = timeline.copy()
+        timeline.advance(hour_of(problem.now))
+        problem = replace(problem, timeline=timeline)
+    free_cpu, free_mem = timeline.hourly_free(_columns_needed(problem, {}))
+    cluster = blocked_cluster(problem, problem.workloads, free_cpu, free_mem)
+    return replace(problem, cluster=cluster, timeline=None)
 
 
 def _columns_needed(problem: Problem, starts: Mapping[str, tuple[int, ...]]) -> int:
