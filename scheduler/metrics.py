@@ -467,12 +467,13 @@ RESERVED_HOURS_AHEAD = 24
 
 
 def _reserved_family(snap: Snapshot) -> GaugeMetricFamily:
-    """Core-hours reserved by work placed to start later, per site and hour ahead (0: the
-    current hour): the planned load of the next day."""
+    """Cores reserved by work placed to start later, per site and hour ahead (0: the current
+    hour), i.e. the core-hours reserved in that hour: the planned load of the next day. (Named
+    in cores: promtool wants time in seconds, and one hour's cores are its core-hours.)"""
     family = GaugeMetricFamily(
-        "valley_reserved_core_hours",
-        "Core-hours reserved by work placed to start later, by site and hour ahead "
-        "(0 = the current hour, up to 23).",
+        "valley_reserved_cores",
+        "Cores reserved by work placed to start later (core-hours of that hour), by site and "
+        "hour ahead (0 = the current hour, up to 23).",
         labels=("site", "hours_ahead"),
     )
     reserved = snap.reserved_cores

@@ -611,7 +611,7 @@ def overview() -> dict[str, Any]:
                 "Planned load, next 24 h",
                 [
                     q(
-                        f"sum by (hours_ahead) (valley_reserved_core_hours{{{SITE}}})",
+                        f"sum by (hours_ahead) (valley_reserved_cores{{{SITE}}})",
                         "+{{hours_ahead}} h",
                         instant=True,
                     )

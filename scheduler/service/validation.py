@@ -84,8 +84,8 @@ def count_violations(n: int) -> Iterator[ValidationError]:
 def deadline_violations(spec: WorkloadSpec, now: datetime, field: str) -> Iterator[ValidationError]:
     """API.md "Time": a deadline that cannot be met (``now + duration_s > deadline``, ``now``
     being when the workload is created) is refused."""
-    if spec.deadline is None:
-        return
+    if spec.deadline is None or not 0 <= spec.duration_s <= MAX_DURATION_S:
+        return  # an absurd duration is refused as such (spec_violations)
     if now + timedelta(seconds=spec.duration_s) > spec.deadline:
         p = f"{field}." if field else ""
         yield ValidationError(
