@@ -99,9 +99,7 @@ def test_reserved_core_hours_are_exported_per_site_and_hour_ahead(
 
     submit(store, loop, sim, job(4, 1, deadline_in_h=10))
     loop.run_cycle()
-    (family,) = [
-        f for f in snapshot_families(loop.snapshot()) if f.name == "valley_reserved_cores"
-    ]
+    (family,) = [f for f in snapshot_families(loop.snapshot()) if f.name == "valley_reserved_cores"]
     values = {s.labels["hours_ahead"]: s.value for s in family.samples}
     ahead = hour_of(MIDNIGHT) - hour_of(NOW)
     assert values[str(ahead)] == 4.0
