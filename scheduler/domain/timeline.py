@@ -57,8 +57,9 @@ class Timeline:
         self.n_sites = len(cluster.site_names)
         self.forever_cpu = np.zeros(n, dtype=np.int64)
         self.forever_mem = np.zeros(n, dtype=np.int64)
-        self.cpu = np.zeros((n, horizon), dtype=np.int64)
-        self.mem = np.zeros((n, horizon), dtype=np.int64)
+        # int32: a node's millicores and MiB fit, and the loop copies these every cycle
+        self.cpu = np.zeros((n, horizon), dtype=np.int32)
+        self.mem = np.zeros((n, horizon), dtype=np.int32)
         self.holds: dict[str, Hold] = {}
         self.reserved = 0  # holds that have not started
         # cores those hold per site and hour (sites x horizon), kept as they change
