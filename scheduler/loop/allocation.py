@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from scheduler.domain import CapacityError, Cluster, ReplicaPlacement, Scenario, Workload
+from scheduler.domain import (
+    CapacityError,
+    Cluster,
+    Cost,
+    ReplicaPlacement,
+    Scenario,
+    Workload,
+    WorkloadSpec,
+)
 from scheduler.domain.forecast import hour_of
 from scheduler.domain.timeline import DEFAULT_HORIZON_HOURS, Timeline, hours_covering
-from scheduler.loop.apply import allocate_replicas, release_replicas
+from scheduler.loop.apply import allocate_replicas, release_replicas, starts_later
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +42,32 @@ def hold_in_time(
     timeline: Timeline,
     cluster: Cluster,
     wid: str,
-    w_spec_duration_s: int,
-    cpu_millis: int,
-    memory_mib: int,
+    spec: WorkloadSpec,
     placements: Sequence[ReplicaPlacement],
     start_s: float,
     reserved: bool,
 ) -> None:
     """Hold a workload's placements in ``timeline`` from ``start_s`` for its duration."""
-    first, end = hours_covering(start_s, w_spec_duration_s)
+    first, end = hours_covering(start_s, spec.duration_s)
     nodes = [cluster.index[p.node] for p in placements if p.node in cluster.index]
-    timeline.hold(wid, nodes, cpu_millis, memory_mib, first, end, reserved)
+    r = spec.resources
+    timeline.hold(wid, nodes, r.cpu_millis, r.memory_mib, first, end, reserved)
+
+
+def hold_placed(
+    timeline: Timeline,
+    cluster: Cluster,
+    batch: Sequence[Workload],
+    placed: Mapping[str, tuple[tuple[ReplicaPlacement, ...], Cost]],
+    now: datetime,
+) -> None:
+    """Hold a cycle's placements of ``batch`` in ``timeline``: from ``now``, or from their
+    start for those that start later."""
+    specs = {w.id: w.spec for w in batch}
+    for wid, (reps, _) in placed.items():
+        later = starts_later(reps)
+        start = reps[0].start_time if later and reps[0].start_time else now
+        hold_in_time(timeline, cluster, wid, specs[wid], reps, start.timestamp(), later)
 
 
 class Allocation:
@@ -183,35 +206,13 @@ class Allocation:
 
     def _hold_running(self, w: Workload) -> None:
         start = start_of(w)
-        r = w.spec.resources
         t = start.timestamp() if start is not None else 0.0
-        hold_in_time(
-            self.timeline,
-            self.cluster,
-            w.id,
-            w.spec.duration_s,
-            r.cpu_millis,
-            r.memory_mib,
-            w.placements,
-            t,
-            False,
-        )
+        hold_in_time(self.timeline, self.cluster, w.id, w.spec, w.placements, t, False)
         self._holders[w.id] = w
         self._schedule(w)
 
     def _reserve(self, w: Workload, start_s: float) -> None:
-        r = w.spec.resources
-        hold_in_time(
-            self.timeline,
-            self.cluster,
-            w.id,
-            w.spec.duration_s,
-            r.cpu_millis,
-            r.memory_mib,
-            w.placements,
-            start_s,
-            True,
-        )
+        hold_in_time(self.timeline, self.cluster, w.id, w.spec, w.placements, start_s, True)
         self._holders[w.id] = w
         self._waiting[w.id] = start_s
         heapq.heappush(self._starts, (start_s, w.id))

@@ -22,16 +22,14 @@ import numpy.typing as npt
 
 from scheduler.domain import (
     Cluster,
-    Cost,
     ReasonCode,
-    ReplicaPlacement,
     Scenario,
     Workload,
     WorkloadState,
 )
 from scheduler.domain.forecast import Forecast, hour_start, scenario_zone
 from scheduler.domain.timeline import Timeline
-from scheduler.loop.allocation import Allocation, hold_in_time
+from scheduler.loop.allocation import Allocation, hold_placed
 from scheduler.loop.apply import Decisions, apply_result, release_replicas, starts_later
 from scheduler.loop.config import LoopConfig
 from scheduler.loop.counters import StateCounters
@@ -47,15 +45,6 @@ from scheduler.store import CycleCommit, CycleOutcome, Store, StoreError, Unfit
 log = logging.getLogger(__name__)
 
 S = WorkloadState
-
-
-# a reservation planned again moves only for at least this saving (CNY per hour of its run)
-REPLAN_SAVING_CNY_PER_HOUR = 1e-6
-
-
-def money(cost: Cost, carbon_price_cny_per_tonne: float) -> float:
-    """Energy and priced carbon of a cost, CNY per hour."""
-    return cost.energy_cny_per_hour + cost.carbon_kg_per_hour * carbon_price_cny_per_tonne / 1000
 
 
 def _utcnow() -> datetime:
@@ -513,22 +502,7 @@ class SchedulingLoop:
         cluster = self._allocation.cluster.copy()
         decisions = apply_result(batch, result, cluster)
         timeline = self._allocation.timeline.copy()
-        specs = {w.id: w.spec for w in batch}
-        for wid, (reps, _) in decisions.placed.items():
-            later = starts_later(reps)
-            start = reps[0].start_time if later and reps[0].start_time else started_at
-            r = specs[wid].resources
-            hold_in_time(
-                timeline,
-                cluster,
-                wid,
-                specs[wid].duration_s,
-                r.cpu_millis,
-                r.memory_mib,
-                reps,
-                start.timestamp(),
-                later,
-            )
+        hold_placed(timeline, cluster, batch, decisions.placed, started_at)
         return _Decided(batch, result, decisions, cluster, timeline, started_at, t0, solve_seconds)
 
     def _commit(self, d: _Decided) -> None:
@@ -553,44 +527,16 @@ class SchedulingLoop:
         self._settle(d, commit, outcome)
 
     def _replan(self, now: datetime) -> None:
-        """Plan a few reservations again (``Replanner``): each is solved alone against the
-        timeline without it, and takes the new plan if it starts later still and costs less;
-        otherwise it keeps the one it has (which the timeline kept free for it)."""
-        candidates = self._replanner.take(self._allocation, now)
-        if not candidates:
-            return
-        timeline = self._allocation.timeline.copy()
-        for w in candidates:
-            timeline.release(w.id)
-        problem, params = self._problem(candidates, self._allocation.cluster, now, timeline)
-        try:
-            result = self._solver.solve(problem, params, self._deadline())
-        except Exception:
-            log.exception("planning %d reservations again failed", len(candidates))
-            return
-        cprice = self._carbon_price()
-        changes: dict[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]] = {}
-        for w in candidates:
-            reps = result.placements.get(w.id)
-            cost = result.costs.get(w.id)
-            if not reps or cost is None or not starts_later(reps):
-                continue
-            if money(cost, cprice) < money(w.cost, cprice) - REPLAN_SAVING_CNY_PER_HOUR:
-                changes[w.id] = (w, reps, cost)
-        if not changes:
-            return
-        try:
-            done = self.store.replan(changes)
-        except StoreError:
-            log.exception("cannot store %d reservations planned again", len(changes))
-            return
-        for w in done:
-            self._allocation.replace(w)
-        self._publish()
+        """Plan a few reservations again (``Replanner.replan``)."""
 
-    def _carbon_price(self) -> float:
+        def solve_them(batch: list[Workload], timeline: Timeline) -> PlacementResult:
+            problem, params = self._problem(batch, self._allocation.cluster, now, timeline)
+            return self._solver.solve(problem, params, self._deadline())
+
         price = self.params.carbon_price_cny_per_tonne
-        return self.scenario.carbon_price_cny_per_tonne if price is None else price
+        cprice = self.scenario.carbon_price_cny_per_tonne if price is None else price
+        if self._replanner.replan(self._allocation, self.store, solve_them, now, cprice):
+            self._publish()
 
     def _settle(self, d: _Decided, commit: CycleCommit, outcome: CycleOutcome) -> None:
         """Make the loop's memory follow a committed cycle, and tell the observers."""
