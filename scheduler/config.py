@@ -12,14 +12,15 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import grpc
 
-from scheduler.domain import DEFAULT_SCENARIO, Scenario, load_scenario
+from scheduler.domain import DEFAULT_SCENARIO, Scenario, ValidationError, load_scenario
+from scheduler.domain.forecast import Forecast, load_forecast
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop
 from scheduler.replica import Replica
 from scheduler.service import ServerConfig, ServerLimits, ValleyServer, create_server
@@ -60,6 +61,9 @@ class ValleyConfig:
     auth_file: str | None = None  # tokens, roles and quotas; None: every caller trusted
     tls: TlsFiles | None = None
     insecure: bool = False  # plaintext on a non-loopback address, knowingly
+    # hourly price and carbon per site replacing the scenario's (``domain.forecast``),
+    # read again when the file changes; None: the scenario's
+    forecast_file: str | None = None
 
     def check_exposure(self) -> None:
         """Plaintext only on loopback, unless ``insecure`` (then a warning): anyone who can
@@ -76,6 +80,51 @@ class ValleyConfig:
             "network unencrypted",
             self.grpc_address,
         )
+
+
+class ForecastWatch:
+    """A forecast file (``domain.forecast``) read at start and again whenever it changes (its
+    modification time or size, looked at every ``interval_s``). A change that does not parse
+    is logged with the file and field, and the forecast before it is kept."""
+
+    def __init__(self, path: str, scenario: Scenario, interval_s: float = 2.0) -> None:
+        self.path, self.scenario, self.interval_s = path, scenario, interval_s
+        self._stamp: tuple[float, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def load(self) -> Forecast:
+        """Read the file now; raises ``ValidationError`` naming the file and field."""
+        self._stamp = self._stat()
+        return load_forecast(self.path, self.scenario)
+
+    def start(self, apply: Callable[[Forecast], None]) -> None:
+        def watch() -> None:
+            while not self._stop.wait(self.interval_s):
+                if self._stat() == self._stamp:
+                    continue
+                try:
+                    forecast = self.load()
+                except ValidationError as e:
+                    log.error("forecast not reloaded, the last one stays: %s", e)
+                    continue
+                log.info("forecast reloaded from %s", self.path)
+                apply(forecast)
+
+        self._thread = threading.Thread(target=watch, name="valley-forecast", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _stat(self) -> tuple[float, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
 
 
 class Valley:
@@ -103,6 +152,7 @@ class Valley:
         self._health_stop = threading.Event()
         self._health: threading.Thread | None = None
         self.auth = Auth()
+        self._forecast_watch: ForecastWatch | None = None
 
     @property
     def loop(self) -> SchedulingLoop | None:
@@ -119,6 +169,10 @@ class Valley:
             self._interceptors.insert(0, metrics.grpc_interceptor())
             self._observers.append(metrics.MetricsObserver())
             on_leadership = metrics.leadership_changed
+        forecast = None
+        if self.config.forecast_file is not None:
+            self._forecast_watch = ForecastWatch(self.config.forecast_file, self.scenario)
+            forecast = self._forecast_watch.load()  # a bad file stops the start, with why
         store = open_store(self.config.store_url)
         assert isinstance(store, SqlStore)
         self.store = store
@@ -130,8 +184,11 @@ class Valley:
                 observers=self._observers,
                 config=self.config.loop,
                 on_leadership=on_leadership,
+                forecast=forecast,
             )
             self.replica.start()
+            if self._forecast_watch is not None:
+                self._forecast_watch.start(self.replica.set_forecast)
             self.server, self.port = create_server(
                 ServerConfig(
                     store=self.store,
@@ -192,6 +249,8 @@ class Valley:
 
     def _shutdown(self, grace: float) -> None:
         self._health_stop.set()
+        if self._forecast_watch is not None:
+            self._forecast_watch.stop()
         if self._health is not None:
             self._health.join(5)
         if self.server is not None:

@@ -459,6 +459,31 @@ def snapshot_families(snap: Snapshot) -> Iterable[Metric]:
         snap.unschedulable_by_reason,
     )
     yield from _site_families(snap)
+    yield _reserved_family(snap)
+
+
+# hours ahead the reserved capacity gauge covers (its ``hours_ahead`` label: 0..23)
+RESERVED_HOURS_AHEAD = 24
+
+
+def _reserved_family(snap: Snapshot) -> GaugeMetricFamily:
+    """Cores reserved by work placed to start later, per site and hour ahead (0: the current
+    hour), i.e. the core-hours reserved in that hour: the planned load of the next day. (Named
+    in cores: promtool wants time in seconds, and one hour's cores are its core-hours.)"""
+    family = GaugeMetricFamily(
+        "valley_reserved_cores",
+        "Cores reserved by work placed to start later (core-hours of that hour), by site and "
+        "hour ahead (0 = the current hour, up to 23).",
+        labels=("site", "hours_ahead"),
+    )
+    reserved = snap.reserved_cores
+    for si, site in enumerate(snap.scenario.site_names):
+        for h in range(RESERVED_HOURS_AHEAD):
+            value = 0.0
+            if reserved is not None and si < reserved.shape[0] and h < reserved.shape[1]:
+                value = float(reserved[si, h])
+            family.add_metric((site, str(h)), value)
+    return family
 
 
 def _by_reason(name: str, help_text: str, counts: Mapping[str, int]) -> GaugeMetricFamily:

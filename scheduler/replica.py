@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from scheduler.domain import Scenario, Workload, WorkloadState
+from scheduler.domain.forecast import Forecast
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop, Snapshot
 from scheduler.solver import SolverParams
 from scheduler.store import StoreError, Subscription
@@ -53,6 +54,7 @@ class Replica:
         config: LoopConfig | None = None,
         on_leadership: Callable[[bool], None] | None = None,
         poll_s: float = POLL_S,
+        forecast: Forecast | None = None,
     ) -> None:
         self._store = store
         self._shared = store.shared
@@ -72,6 +74,7 @@ class Replica:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.term: int | None = None
+        self._forecast = forecast  # None: the scenario's day profile
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,6 +161,13 @@ class Replica:
             except Exception:
                 log.exception("leadership failed; trying again")
 
+    def set_forecast(self, forecast: Forecast) -> None:
+        """Plan with ``forecast`` (any thread): the loop leading now, and those to come."""
+        self._forecast = forecast
+        loop = self._loop
+        if loop is not None:
+            loop.set_forecast(forecast)
+
     def _new_loop(self, store: FencedStore | SqlStore) -> SchedulingLoop:
         return SchedulingLoop(
             store,
@@ -165,6 +175,7 @@ class Replica:
             params=self._params,
             observers=self._observers,
             config=self._config,
+            forecast=self._forecast,
         )
 
     def _lead(self, term: int) -> None:

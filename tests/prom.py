@@ -223,7 +223,9 @@ class ValleyProcess:
             f"--store=sqlite:///{directory}/valley.db",
             f"--scenario={scenario}",
         ]
-        env = {**os.environ, "VALLEY_DATA_DIR": str(directory)}
+        # this checkout's code, not the one the venv installs
+        checkout = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "VALLEY_DATA_DIR": str(directory), "PYTHONPATH": checkout}
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=directory

@@ -109,6 +109,7 @@ CASES: list[tuple[str, Spoil, str]] = [
     ("absurd priority", spec(priority=2**31 - 1), W + "priority"),
     ("bad deadline nanos", deadline(nanos=-1), W + "deadline"),
     ("deadline out of range", deadline(seconds=2**62), W + "deadline"),
+    ("deadline already past", deadline(seconds=1_000_000_000), W + "deadline"),
     ("bad fourth of five", more_workloads(4, bad=3), "workloads[3].resources.memory_mib"),
     ("over 1,000 workloads", more_workloads(1000), "workloads"),
     ("oversize request_id", request_id("r" * 254), "request_id"),

@@ -606,6 +606,23 @@ def overview() -> dict[str, Any]:
                 unit="short",
                 min=0,
             ),
+            Panel(
+                "bargauge",
+                "Planned load, next 24 h",
+                [
+                    q(
+                        f"sum by (hours_ahead) (valley_reserved_cores{{{SITE}}})",
+                        "+{{hours_ahead}} h",
+                        instant=True,
+                    )
+                ],
+                unit="short",
+                min=0,
+                width=24,
+                description="Cores reserved by deferrable work placed to start later, per hour "
+                "ahead (+0 h: the current hour): the load Valley has planned for the cheaper "
+                "and greener hours of the next day.",
+            ),
         ],
     )
     return dashboard(

@@ -191,6 +191,14 @@ import click
     help="allow plaintext gRPC on a non-loopback --grpc-address (logs a warning)",
 )
 @click.option(
+    "--forecast",
+    "forecast_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="hourly price and carbon per site replacing the scenario's (TOML, or JSON for a "
+    ".json name; see scheduler/domain/forecast.py); read again when it changes",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -222,6 +230,7 @@ def serve(
     tls_key: str | None,
     tls_client_ca: str | None,
     insecure: bool,
+    forecast_file: str | None,
     log_level: str,
 ) -> None:
     """Run the Valley service: gRPC API, scheduling loop, store and metrics.
@@ -278,6 +287,7 @@ def serve(
             auth_file=auth_file,
             tls=TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
             insecure=insecure,
+            forecast_file=forecast_file,
         )
         valley = Valley(config).start()
     except (StoreError, ScenarioError, ValidationError, OSError, ValueError) as e:

@@ -121,6 +121,15 @@ def workload_detail(w: pb.Workload) -> str:
         f"created:     {timestamp(w.created_at)}",
         f"placed:      {timestamp(w.placed_at)}",
     ]
+    start = w.placements[0].start_time if w.placements else None
+    if start is not None and (start.seconds, start.nanos) != (
+        w.placed_at.seconds,
+        w.placed_at.nanos,
+    ):
+        # placed to start later (time shifting): when it starts, and ends
+        lines.append(f"starts:      {timestamp(start)}")
+    if s.HasField("deadline"):
+        lines.append(f"deadline:    {timestamp(s.deadline)}")
     if s.origin:
         slo = f", SLO {s.max_latency_ms:g} ms" if s.max_latency_ms else ""
         lines.append(f"origin:      {s.origin}{slo}")
@@ -196,6 +205,8 @@ def site_tables(resp: pb.ListSitesResponse, nodes: bool) -> str:
         "CNY/H",
     )
     out = [f"local time {resp.hour:02d}:00, month {resp.month}", table(rows, header)]
+    if any(s.reserved_cores_by_hour for s in resp.sites):
+        out += ["", reserved_table(resp)]
     if nodes:
         out += ["", node_table([n for s in resp.sites for n in s.nodes])]
     return "\n".join(out)
@@ -218,6 +229,24 @@ def node_table(nodes: Sequence[pb.Node]) -> str:
     ]
     header = ("NODE", "POOL", "GPU MODEL", "CORES", "MEMORY MIB", "GPUS", "GPU MILLIS", "STATE")
     return table(rows, header)
+
+
+def reserved_table(resp: pb.ListSitesResponse, hours: int = 24) -> str:
+    """Cores reserved by work that starts later: a column per site, a line per hour ahead
+    (from the start of the current hour, in UTC) that has any."""
+    start = resp.reserved_from.seconds
+    rows = []
+    for h in range(hours):
+        values = [
+            s.reserved_cores_by_hour[h] if h < len(s.reserved_cores_by_hour) else 0.0
+            for s in resp.sites
+        ]
+        if any(values):
+            when = datetime.fromtimestamp(start + h * 3600, UTC).strftime("%m-%d %H:00Z")
+            rows.append((when, *(f"{v:.1f}" for v in values)))
+    if not rows:
+        return "reserved: none in the next 24 h"
+    return table(rows, ("RESERVED CORES", *(s.name.upper() for s in resp.sites)))
 
 
 def event_line(e: pb.WorkloadEvent) -> str:

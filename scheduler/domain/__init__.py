@@ -9,6 +9,7 @@ from scheduler.domain.energy import (
     site_costs,
 )
 from scheduler.domain.errors import ScenarioError, ValidationError, ValidationErrors, shorten
+from scheduler.domain.forecast import Forecast, SiteProfile, hour_of, load_forecast
 from scheduler.domain.resources import GPU_MILLIS, Resources
 from scheduler.domain.scenario import (
     DEFAULT_SCENARIO,
@@ -18,6 +19,7 @@ from scheduler.domain.scenario import (
     load_scenario,
     parse_scenario,
 )
+from scheduler.domain.timeline import Timeline
 from scheduler.domain.workload import (
     Cost,
     Explanation,
@@ -40,6 +42,7 @@ __all__ = [
     "Cluster",
     "Cost",
     "Explanation",
+    "Forecast",
     "Pool",
     "Reason",
     "ReasonCode",
@@ -48,8 +51,10 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Site",
+    "SiteProfile",
     "SiteRates",
     "SiteVerdict",
+    "Timeline",
     "Topology",
     "ValidationError",
     "ValidationErrors",
@@ -59,6 +64,8 @@ __all__ = [
     "WorkloadState",
     "attributed_watts",
     "dynamic_watts",
+    "hour_of",
+    "load_forecast",
     "load_scenario",
     "node_it_watts",
     "parse_scenario",

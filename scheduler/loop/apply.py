@@ -58,6 +58,8 @@ def apply_result(batch: Sequence[Workload], result: PlacementResult, cluster: Cl
     one_by_one: list[tuple[Workload, Sequence[ReplicaPlacement]]] = []
     for w in batch:
         got = result.placements.get(w.id)
+        if got and starts_later(got):
+            continue  # a reservation: it holds capacity from its start (``Allocation``)
         if got:
             r = w.spec.resources
             (one_by_one if r.gpus or r.gpu_millis else cpu_work).append((w, got))
@@ -85,6 +87,12 @@ def apply_result(batch: Sequence[Workload], result: PlacementResult, cluster: Cl
         if got and w.id not in rejected:
             placed[w.id] = (tuple(got), result.costs.get(w.id) or Cost())
     return Decisions(placed, pending, unschedulable)
+
+
+def starts_later(placements: Sequence[ReplicaPlacement]) -> bool:
+    """Whether a solver's placements are a reservation: the solver gives a start time only to
+    work it places to start at a later hour."""
+    return bool(placements) and placements[0].start_time is not None
 
 
 def allocate_replicas(

@@ -39,6 +39,10 @@ class LoopConfig:
     # packing as the model decided.
     fgd: bool = True
     seed: int = 0
+    # hours ahead the timeline keeps (reservations of deferrable work start within it)
+    horizon_hours: int = 48
+    # reservations planned again per cycle after a trigger (a new forecast, capacity freed)
+    replan_per_cycle: int = 8
 
     def __post_init__(self) -> None:
         if not 0 <= self.batch_window_s <= 10:
@@ -51,6 +55,10 @@ class LoopConfig:
             raise ValueError("solve_budget_s must be > 0")
         if self.rest_from_batch < 1:
             raise ValueError("rest_from_batch must be >= 1")
+        if not 2 <= self.horizon_hours <= 24 * 14:
+            raise ValueError(f"horizon_hours must be in 2..336 (got {self.horizon_hours})")
+        if self.replan_per_cycle < 0:
+            raise ValueError("replan_per_cycle must be >= 0")
         if self.lp_bound_from_batch < 0:
             raise ValueError("lp_bound_from_batch must be >= 0")
         if not (0 <= self.rest_ratio <= 10 and 0 <= self.max_rest_s <= 10):

@@ -100,6 +100,14 @@ class Mailbox:
             self._nudged = False
         return inbox, changes
 
+    def drain(self) -> tuple[list[Workload], list[Change]]:
+        """Take what was posted now, without waiting (a caller that runs cycles itself)."""
+        with self._cond:
+            inbox, self._inbox = self._inbox, []
+            changes, self._changes = self._changes, []
+            self._first_post = None
+        return inbox, changes
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing posted is left and the loop thread waits for more."""
         deadline = time.monotonic() + timeout

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from scheduler.domain import Cluster, Scenario, Workload, WorkloadState
 from scheduler.solver import PlacementResult
 
@@ -50,3 +53,7 @@ class Snapshot:
     hour: int
     month: int
     last_result: PlacementResult | None
+    # cores reserved by work that has not started, per site (scenario order) and hour ahead,
+    # from the hour that begins at ``reserved_from``
+    reserved_cores: npt.NDArray[np.float64] | None = None
+    reserved_from: datetime | None = None

@@ -15,15 +15,27 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime
 
-from scheduler.domain import Cluster, ReasonCode, Scenario, Workload, WorkloadState
-from scheduler.loop.allocation import Allocation
-from scheduler.loop.apply import Decisions, apply_result, release_replicas
+import numpy as np
+import numpy.typing as npt
+
+from scheduler.domain import (
+    Cluster,
+    ReasonCode,
+    Scenario,
+    Workload,
+    WorkloadState,
+)
+from scheduler.domain.forecast import Forecast, hour_start, scenario_zone
+from scheduler.domain.timeline import Timeline
+from scheduler.loop.allocation import Allocation, hold_placed
+from scheduler.loop.apply import Decisions, apply_result, release_replicas, starts_later
 from scheduler.loop.config import LoopConfig
 from scheduler.loop.counters import StateCounters
 from scheduler.loop.mailbox import Change, Mailbox
 from scheduler.loop.queue import WorkQueue
+from scheduler.loop.replanning import Replanner
 from scheduler.loop.reports import CycleReport, LoopObserver, Snapshot
 from scheduler.loop.solver_client import SolveFunction, SolverClient, SolverProcessError
 from scheduler.solver import PendingWorkload, PlacementResult, Problem, SolverParams, solve
@@ -33,19 +45,6 @@ from scheduler.store import CycleCommit, CycleOutcome, Store, StoreError, Unfit
 log = logging.getLogger(__name__)
 
 S = WorkloadState
-
-
-def scenario_zone(scenario: Scenario) -> tzinfo:
-    """The scenario's time zone, for its local hour and month."""
-    try:
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo(scenario.timezone)
-    except Exception:  # no tz database: China has kept UTC+8 without DST since 1991
-        if scenario.timezone == "Asia/Shanghai":
-            return timezone(timedelta(hours=8))
-        log.warning("unknown timezone %r, using UTC", scenario.timezone)
-        return UTC
 
 
 def _utcnow() -> datetime:
@@ -71,6 +70,7 @@ class _Decided:
     result: PlacementResult
     decisions: Decisions
     cluster: Cluster
+    timeline: Timeline  # a copy of the loop's, with the batch's placements held
     started_at: datetime
     t0: float
     solve_seconds: float
@@ -91,6 +91,7 @@ class SchedulingLoop:
         config: LoopConfig | None = None,
         clock: Callable[[], datetime] = _utcnow,
         solve_fn: SolveFunction = solve,
+        forecast: Forecast | None = None,
     ) -> None:
         self.store = store
         self.scenario = scenario
@@ -99,15 +100,18 @@ class SchedulingLoop:
         self._observers = tuple(observers)
         self._clock = clock
         self._zone = scenario_zone(scenario)
+        self._forecast = forecast or Forecast.of(scenario)
         self._mailbox = Mailbox(self.config.batch_window_s)  # from RPC threads
         self._lock = threading.Lock()
         # --- shared with RPC threads, under _lock
         self._counters = StateCounters()
         self._cluster = Cluster(scenario)  # a copy of the allocation's, replaced, never changed
         self._last_result: PlacementResult | None = None
+        self._reserved: tuple[datetime, npt.NDArray[np.float64]] | None = None
         # --- owned by the loop thread
         self._queue = WorkQueue()
-        self._allocation = Allocation(scenario)
+        self._allocation = Allocation(scenario, self.config.horizon_hours)
+        self._replanner = Replanner(self.config.replan_per_cycle)
         self._solver = SolverClient(
             scenario, process=self.config.solver_process, seed=self.config.seed, solve_fn=solve_fn
         )
@@ -160,13 +164,15 @@ class SchedulingLoop:
         active = self.store.active_workloads()
         counts = self.store.counts()
         codes = self.store.pending_reason_codes()
+        now = self._clock()
+        self._allocation.advance(now)
         for w in active:
             if w.state == S.PENDING:
                 self._enqueue(w)
             else:
-                self._allocation.restore(w)
+                self._allocation.restore(w, now)
         with self._lock:
-            self._cluster = self._allocation.cluster.copy()
+            self._share_allocation()
             self._counters.load(counts, codes)
         log.info("loop resumed: %d placed, %d pending", len(self._allocation), len(self._queue))
 
@@ -187,6 +193,28 @@ class SchedulingLoop:
             self._counters.change(workload.id, old, workload.state, "")
         self._mailbox.post(changes=[(workload, old)])
         self._tell("on_state_change", workload, old)
+
+    @property
+    def forecast(self) -> Forecast:
+        """The price and carbon per site and hour ahead the solver plans with."""
+        return self._forecast
+
+    def set_forecast(self, forecast: Forecast) -> None:
+        """Plan with ``forecast`` from the next cycle on (any thread); reservations are planned
+        again against it (``Replanner``)."""
+        self._forecast = forecast
+        self._replanner.trigger()
+        self._mailbox.wake()
+
+    def run_cycle(self) -> None:
+        """One cycle now, on the calling thread, without waiting: what was submitted or
+        changed since the last one, the completions and reservation starts due by the clock,
+        a solve of the batch and its commit. For a driver that owns the clock (a simulated
+        day): build the loop with ``clock`` and ``LoopConfig(solver_process=False)``, call
+        ``load()`` once (not ``start()``), then per step move the clock, hand over work
+        (``submitted``, ``state_changed``) and call ``run_cycle()``."""
+        inbox, changes = self._mailbox.drain()
+        self._cycle(inbox, changes)
 
     def wake(self) -> None:
         """Look at the clock again now (completions); for clocks that jump (tests)."""
@@ -211,6 +239,8 @@ class SchedulingLoop:
                 hour,
                 month,
                 self._last_result,
+                None if self._reserved is None else self._reserved[1],
+                None if self._reserved is None else self._reserved[0],
             )
 
     def local_hour_month(self, now: datetime | None = None) -> tuple[int, int]:
@@ -271,11 +301,13 @@ class SchedulingLoop:
     def _cycle(self, inbox: list[Workload], changes: list[Change]) -> None:
         started_at = self._clock()
         t0 = time.perf_counter()
+        self._allocation.advance(started_at)
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
         if self._capacity_news.is_set():
             self._capacity_news.clear()
             freed = True
+        self._allocation.start_due(started_at)
         # the batch the solver process has solved meanwhile, applied to a copy of the cluster
         # (not committed yet: the next batch is sent first, to be solved on that copy)
         decided = self._collect() if self._solving is not None else None
@@ -286,13 +318,16 @@ class SchedulingLoop:
         batch = self._take_batch()
         # the solver process solves this batch while this thread commits the one before
         cluster = self._allocation.cluster if decided is None else decided.cluster
-        sent = bool(batch) and self._send(batch, cluster, started_at, t0)
+        timeline = self._allocation.timeline if decided is None else decided.timeline
+        sent = bool(batch) and self._send(batch, cluster, timeline, started_at, t0)
         if decided is not None:
             self._commit(decided)
         if batch and not sent:
             self._solve_and_commit(batch, started_at, t0)
         elif decided is None:
             self._publish()
+        if self._solving is None and not self._stopping:
+            self._replan(started_at)
 
     def _recover(self) -> None:
         """After a failed cycle: what it took from the queue is ready again (but the batch the
@@ -306,7 +341,13 @@ class SchedulingLoop:
 
     def _publish(self) -> None:
         with self._lock:
-            self._cluster = self._allocation.cluster.copy()
+            self._share_allocation()
+
+    def _share_allocation(self) -> None:
+        """Copies of what other threads read of the allocation (hold ``_lock``)."""
+        self._cluster = self._allocation.cluster.copy()
+        timeline = self._allocation.timeline
+        self._reserved = (hour_start(timeline.base), timeline.reserved_cores())
 
     def _enqueue(self, w: Workload) -> None:
         if self._queue.add(w) and self.config.fgd:
@@ -321,7 +362,9 @@ class SchedulingLoop:
                 self._enqueue(w)
             for w, _old in changes:
                 self._queue.remove(w.id)
-                freed |= self._allocation.release(w.id)
+                if self._allocation.release(w.id):
+                    freed = True
+                    self._replanner.trigger()  # its hours ahead are free now too
         except BaseException:
             # each step can be taken again: hand everything back for the next cycle
             self._mailbox.give_back(inbox, changes)
@@ -361,20 +404,33 @@ class SchedulingLoop:
         return batch
 
     def _problem(
-        self, batch: list[Workload], cluster: Cluster, started_at: datetime
+        self,
+        batch: list[Workload],
+        cluster: Cluster,
+        started_at: datetime,
+        timeline: Timeline | None = None,
     ) -> tuple[Problem, SolverParams]:
         hour, month = self.local_hour_month(started_at)
         cordoned = self.store.cordoned_nodes()  # any server may have cordoned one just now
         if self._cordoned - cordoned:
             self._queue.wake()  # uncordoned (on any server): what waits may fit next cycle
         self._cordoned = cordoned
+        timeline = timeline or self._allocation.timeline
+        if cordoned:  # nothing new there, now or reserved for later
+            cluster = cluster.without_room_on(cordoned)
+            timeline = timeline.without_room_on(
+                [cluster.index[n] for n in cordoned if n in cluster.index]
+            )
         problem = Problem(
             scenario=self.scenario,
-            cluster=cluster.without_room_on(cordoned) if cordoned else cluster,
+            cluster=cluster,
             workloads=tuple(PendingWorkload(w.id, w.spec) for w in batch),
             hour=hour,
             month=month,
             gpu_target=self._gpu_history.target() if self.config.fgd else (),
+            now=started_at,
+            forecast=self._forecast,
+            timeline=timeline,
         )
         params = self.params
         if params.mip_bound and 0 < self.config.lp_bound_from_batch <= len(batch):
@@ -385,13 +441,18 @@ class SchedulingLoop:
         return time.monotonic() + self.config.solve_budget_s
 
     def _send(
-        self, batch: list[Workload], cluster: Cluster, started_at: datetime, t0: float
+        self,
+        batch: list[Workload],
+        cluster: Cluster,
+        timeline: Timeline,
+        started_at: datetime,
+        t0: float,
     ) -> bool:
         """Hand ``batch`` to the solver process, for the next cycle to collect; False if there
         is no solver process to take it."""
         if not self._solver.can_send:
             return False
-        problem, params = self._problem(batch, cluster, started_at)
+        problem, params = self._problem(batch, cluster, started_at, timeline)
         s0 = time.perf_counter()
         if not self._solver.send(problem, params, self._deadline()):
             return False
@@ -461,7 +522,9 @@ class SchedulingLoop:
     ) -> _Decided:
         cluster = self._allocation.cluster.copy()
         decisions = apply_result(batch, result, cluster)
-        return _Decided(batch, result, decisions, cluster, started_at, t0, solve_seconds)
+        timeline = self._allocation.timeline.copy()
+        hold_placed(timeline, cluster, batch, decisions.placed, started_at)
+        return _Decided(batch, result, decisions, cluster, timeline, started_at, t0, solve_seconds)
 
     def _commit(self, d: _Decided) -> None:
         """Store what ``d`` decided; then its cluster becomes the loop's. If the store fails,
@@ -484,21 +547,35 @@ class SchedulingLoop:
             return
         self._settle(d, commit, outcome)
 
+    def _replan(self, now: datetime) -> None:
+        """Plan a few reservations again (``Replanner.replan``)."""
+
+        def solve_them(batch: list[Workload], timeline: Timeline) -> PlacementResult:
+            problem, params = self._problem(batch, self._allocation.cluster, now, timeline)
+            return self._solver.solve(problem, params, self._deadline())
+
+        price = self.params.carbon_price_cny_per_tonne
+        cprice = self.scenario.carbon_price_cny_per_tonne if price is None else price
+        if self._replanner.replan(self._allocation, self.store, solve_them, now, cprice):
+            self._publish()
+
     def _settle(self, d: _Decided, commit: CycleCommit, outcome: CycleOutcome) -> None:
         """Make the loop's memory follow a committed cycle, and tell the observers."""
         placed = d.decisions.placed
         for wid in outcome.skipped:
             # cancelled while we solved: give back what we took for it
             if wid in placed:
-                release_replicas(d.cluster, commit.workloads[wid], placed[wid][0])
+                if not starts_later(placed[wid][0]):
+                    release_replicas(d.cluster, commit.workloads[wid], placed[wid][0])
+                d.timeline.release(wid)
             self._queue.remove(wid)
-        self._allocation.adopt(d.cluster, outcome.placed)
+        self._allocation.adopt(d.cluster, outcome.placed, d.timeline)
         for w in (*outcome.placed, *outcome.unschedulable):
             self._queue.remove(w.id)
         for w in outcome.pending:
             self._queue.wait(w)
         with self._lock:
-            self._cluster = self._allocation.cluster.copy()
+            self._share_allocation()
             self._last_result = d.result
             self._counters.placed([w.id for w in outcome.placed])
             for w in outcome.unschedulable:

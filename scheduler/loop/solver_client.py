@@ -33,6 +33,8 @@ from scheduler.domain import (
     Scenario,
     WorkloadSpec,
 )
+from scheduler.domain.forecast import Forecast
+from scheduler.domain.timeline import Timeline
 from scheduler.solver import (
     PendingWorkload,
     PlacementResult,
@@ -96,11 +98,33 @@ def _solver_child(conn: Connection, scenario: Scenario, solve_fn: SolveFunction)
             return
         if not message:
             return
-        workloads, free, hour, month, gpu_target, params, seed, budget = pickle.loads(message)
+        (
+            workloads,
+            free,
+            hour,
+            month,
+            gpu_target,
+            params,
+            seed,
+            budget,
+            now,
+            forecast,
+            timeline,
+        ) = pickle.loads(message)
         deadline = None if budget is None else time.monotonic() + budget
         cluster = base.copy()
         cluster.free_cpu, cluster.free_mem, cluster.gpu_free, cluster.replicas_on = free
-        problem = Problem(scenario, cluster, workloads, hour, month, gpu_target)
+        problem = Problem(
+            scenario,
+            cluster,
+            workloads,
+            hour,
+            month,
+            gpu_target,
+            now=now,
+            forecast=None if forecast is None else Forecast(scenario, *forecast),
+            timeline=None if timeline is None else Timeline.from_state(base, timeline),
+        )
         try:
             result = solve_fn(problem, params, seed=seed, deadline=deadline)
             answer: tuple[bool, Any] = (True, result)
@@ -164,6 +188,11 @@ class SolverProcess:
             params,
             seed,
             budget,
+            problem.now,
+            None
+            if (f := problem.forecast) is None
+            else (f.zone, f.profiles, f.start_hour, f.source),
+            None if problem.timeline is None else problem.timeline.state(),
         )
         try:
             self._conn.send_bytes(dumps(request))

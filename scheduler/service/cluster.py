@@ -34,6 +34,11 @@ class ClusterServicer:
             if request.include_nodes and self._store is not None
             else frozenset()
         )
-        sites = summarize(view.cluster, view.hour, view.month, request.include_nodes, cordoned)
+        reserved = getattr(view, "reserved_cores", None)
+        sites = summarize(
+            view.cluster, view.hour, view.month, request.include_nodes, reserved, cordoned
+        )
         latency = {s.name: dict(s.latency_ms) for s in view.scenario.sites}
-        return convert.sites_response(sites, view.hour, view.month, latency)
+        return convert.sites_response(
+            sites, view.hour, view.month, latency, getattr(view, "reserved_from", None)
+        )

@@ -440,9 +440,14 @@ def node_to_proto(n: NodeSummary, out: pb.Node) -> None:
 
 
 def sites_response(
-    sites: Sequence[SiteSummary], hour: int, month: int, latency: Mapping[str, Mapping[str, float]]
+    sites: Sequence[SiteSummary],
+    hour: int,
+    month: int,
+    latency: Mapping[str, Mapping[str, float]],
+    reserved_from: datetime | None = None,
 ) -> pb.ListSitesResponse:
     out = pb.ListSitesResponse(hour=hour, month=month)
+    timestamp(reserved_from, out.reserved_from)
     for s in sites:
         m = out.sites.add()
         m.name = s.name
@@ -455,6 +460,7 @@ def sites_response(
         m.power_watts = s.cost.power_watts
         m.energy_cny_per_hour = s.cost.energy_cny_per_hour
         m.carbon_kg_per_hour = s.cost.carbon_kg_per_hour
+        m.reserved_cores_by_hour.extend(s.reserved_cores_by_hour)
         for n in s.nodes:
             node_to_proto(n, m.nodes.add())
     return out

@@ -88,7 +88,7 @@ class OperatorServicer:
         wanted = set(names)
         cordoned = self._store.cordoned_nodes()
         out = pb.CordonNodesResponse()
-        summaries = summarize(view.cluster, view.hour, view.month, True, cordoned)
+        summaries = summarize(view.cluster, view.hour, view.month, True, cordoned=cordoned)
         by_name = {n.name: n for s in summaries for n in s.nodes if n.name in wanted}
         for name in names:
             convert.node_to_proto(by_name[name], out.nodes.add())

@@ -126,7 +126,8 @@ class PlacementServicer:
         check_deadline(context)
         if self._auth.enabled:
             self._scope(request, caller, context.time_remaining())
-        specs = self._valid_specs(request)
+        now = self._clock()
+        specs = self._valid_specs(request, now)
         digest = convert.request_hash(request) if request.request_id else ""
         check_deadline(context)  # validation of a large request took a while: still wanted?
         admit = admission(specs, self._auth.quotas) if self._auth.enabled else None
@@ -135,7 +136,7 @@ class PlacementServicer:
             request.request_id,
             digest,
             specs,
-            self._clock(),
+            now,
             # a tenant's request_ids are its own; the operator's (and anyone's without --auth)
             # belong to the request's first tenant
             tenant=request_tenant(specs) if caller.operator else caller.tenant,
@@ -156,7 +157,7 @@ class PlacementServicer:
         caller = self._auth.caller(context)
         if self._auth.enabled:
             self._scope(request, caller, context.time_remaining())
-        specs = self._valid_specs(request)
+        specs = self._valid_specs(request, self._clock())
         check_deadline(context)
         return convert.submit_response(self._planner.plan(specs, context.time_remaining()))
 
@@ -175,7 +176,7 @@ class PlacementServicer:
         for tenant, n in per_tenant.items():  # before validation: a flood costs little
             self._auth.take_rate(tenant, n, time_left_s)
 
-    def _valid_specs(self, request: pb.SubmitWorkloadsRequest) -> list[WorkloadSpec]:
+    def _valid_specs(self, request: pb.SubmitWorkloadsRequest, now: datetime) -> list[WorkloadSpec]:
         """The request's specs; raises ``ValidationErrors`` listing every violation."""
         found = validation.Violations()
         found.add(validation.request_id_violations(request.request_id))
@@ -190,6 +191,7 @@ class PlacementServicer:
                 found.add((e,))
                 continue
             found.add(validation.spec_violations(spec, self._scenario, field))
+            found.add(validation.deadline_violations(spec, now, field))
             specs.append(spec)
         found.check()
         return specs

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from scheduler.domain import GPU_MILLIS, Cluster, Cost, Resources, site_costs
 
@@ -35,6 +36,8 @@ class SiteSummary:
     carbon_kg_per_kwh: float
     cost: Cost  # of the current allocation, per hour
     nodes: tuple[NodeSummary, ...] = ()
+    # cores reserved by work that starts later, per hour from the current one
+    reserved_cores_by_hour: tuple[float, ...] = ()
 
 
 def summarize(
@@ -42,8 +45,11 @@ def summarize(
     hour: int,
     month: int,
     include_nodes: bool,
+    reserved_cores: npt.NDArray[np.float64] | None = None,
     cordoned: Collection[str] = (),
 ) -> list[SiteSummary]:
+    """Every site's figures; ``reserved_cores`` (sites x hours ahead) as the loop's snapshot
+    has them; ``cordoned`` the nodes cordoned now."""
     valid = cluster.gpu_free >= 0
     gpu_used = np.where(valid, GPU_MILLIS - cluster.gpu_free, 0)
     gpus_busy = (valid & (cluster.gpu_free < GPU_MILLIS)).sum(axis=1)
@@ -95,6 +101,9 @@ def summarize(
                 carbon_kg_per_kwh=site.carbon_at(hour),
                 cost=costs[site.name],
                 nodes=nodes,
+                reserved_cores_by_hour=(
+                    () if reserved_cores is None else tuple(float(v) for v in reserved_cores[si])
+                ),
             )
         )
     return out

@@ -7,6 +7,7 @@ wrong with a request at once (``Violations`` gathers them into one ``ValidationE
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 
 from scheduler.domain import (
     Scenario,
@@ -77,6 +78,21 @@ def count_violations(n: int) -> Iterator[ValidationError]:
     if n > MAX_WORKLOADS_PER_REQUEST:
         yield ValidationError(
             "workloads", f"at most {MAX_WORKLOADS_PER_REQUEST} workloads per request (got {n})"
+        )
+
+
+def deadline_violations(spec: WorkloadSpec, now: datetime, field: str) -> Iterator[ValidationError]:
+    """API.md "Time": a deadline that cannot be met (``now + duration_s > deadline``, ``now``
+    being when the workload is created) is refused."""
+    if spec.deadline is None or not 0 <= spec.duration_s <= MAX_DURATION_S:
+        return  # an absurd duration is refused as such (spec_violations)
+    if now + timedelta(seconds=spec.duration_s) > spec.deadline:
+        p = f"{field}." if field else ""
+        yield ValidationError(
+            f"{p}deadline",
+            f"cannot be met: created at {now.isoformat(timespec='seconds')} and running "
+            f"{spec.duration_s} s, it ends after the deadline "
+            f"{spec.deadline.isoformat(timespec='seconds')}",
         )
 
 

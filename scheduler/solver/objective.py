@@ -22,6 +22,7 @@ from scheduler.domain import (
     attributed_watts,
     node_it_watts,
 )
+from scheduler.domain.forecast import hour_of
 from scheduler.solver.filters import eligibility
 from scheduler.solver.problem import Breakdown, Problem, SolverParams
 
@@ -33,6 +34,10 @@ def carbon_price(problem: Problem, params: SolverParams) -> float:
 
 
 def site_rates(problem: Problem) -> dict[str, SiteRates]:
+    """Every site's rates of the problem's hour: the forecast's for ``now`` when it has one."""
+    if problem.forecast is not None and problem.now is not None:
+        h = hour_of(problem.now)
+        return {name: problem.forecast.rates(name, h) for name in problem.scenario.site_names}
     return {s.name: SiteRates.of(s, problem.hour, problem.month) for s in problem.scenario.sites}
 
 
@@ -49,7 +54,7 @@ PRIORITY_LEVELS = 8
 def unplaced_penalties(problem: Problem, params: SolverParams) -> dict[str, float]:
     """CNY/h for leaving each workload of the problem unplaced: per replica, times
     ``priority_factor`` per rank of its priority among the problem's distinct priorities."""
-    distinct = sorted({w.spec.priority for w in problem.workloads})
+    distinct = sorted(set(problem.priorities) | {w.spec.priority for w in problem.workloads})
     # at most PRIORITY_LEVELS levels: many distinct priorities share levels evenly, which keeps
     # the penalties finite and the solver's integers in range
     top = PRIORITY_LEVELS - 1

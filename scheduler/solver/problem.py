@@ -7,6 +7,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from scheduler.domain import (
     ValidationError,
     WorkloadSpec,
 )
+from scheduler.domain.forecast import Forecast
+from scheduler.domain.timeline import Timeline
 from scheduler.solver.fragmentation import RequestType
 
 POLICIES = ("valley", "first-fit", "best-fit", "kube", "cheapest-first")
@@ -33,7 +36,12 @@ class PendingWorkload:
 @dataclass(frozen=True)
 class Problem:
     """One scheduling cycle: pending workloads, the cluster as it is now (not changed by
-    ``solve``), and the local hour whose price and carbon apply."""
+    ``solve``), and the local hour whose price and carbon apply.
+
+    Time (all optional; without them every workload starts now, priced at ``hour``): ``now``,
+    the cycle's instant; ``forecast``, price and carbon per site and hour ahead (the current
+    hour's rates come from it too); ``timeline``, what every node holds in each hour ahead
+    (reservations included), which lets deferrable work be placed to start later."""
 
     scenario: Scenario
     cluster: Cluster
@@ -43,6 +51,12 @@ class Problem:
     # the distribution of GPU requests to expect (FGD's target workload); when given, GPU work
     # is placed to leave the least fragmented GPU capacity for it
     gpu_target: tuple[RequestType, ...] = ()
+    now: datetime | None = None
+    forecast: Forecast | None = None
+    timeline: Timeline | None = None
+    # the priorities unplaced penalties rank against (empty: the workloads' own); a part of a
+    # problem solved on its own keeps the whole problem's penalties with them
+    priorities: tuple[int, ...] = ()
 
 
 # the repairs of Valley's packing, in the order they run by default (scheduler.solver.valley.repairs
@@ -92,6 +106,9 @@ class SolverParams:
     # a second at 10k replicas, beside packing); False: the LP bound only, for callers that
     # solve often and need speed more than a tight gap (the loop under sustained load)
     mip_bound: bool = True
+    # deferrable work (API.md "Time") may be placed to start at a cheaper or greener later hour
+    # (policy valley, with a problem that has a timeline); False: everything starts now
+    time_shifting: bool = True
     # the repairs of the packing, in order (names of REPAIRS); leave one out to measure it
     repairs: tuple[str, ...] = REPAIRS
     solver_parameters: str = ""  # raw CP-SAT parameters in text format, passed through
@@ -118,7 +135,7 @@ class SolverParams:
             raise ValidationError(
                 "headroom_target", f"must be in (0, 1] (got {self.headroom_target})"
             )
-        for name in ("cpu_on_gpu_nodes", "mip_bound"):
+        for name in ("cpu_on_gpu_nodes", "mip_bound", "time_shifting"):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, "must be true or false")
         if not isinstance(self.repairs, tuple):
@@ -229,6 +246,8 @@ class SolveStats:
     repairs_applied: tuple[str, ...] = ()
     # repairs that raised (a bug): rolled back and logged, the solve went on without them
     repairs_failed: tuple[str, ...] = ()
+    # workloads placed to start at a later hour (time shifting)
+    deferred_workloads: int = 0
 
     def backend_statuses(self) -> tuple[tuple[str, str], ...]:
         """(backend, status) of every solver that ran: what a metric counts."""

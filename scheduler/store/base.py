@@ -164,6 +164,14 @@ class Store(Protocol):
 
     def commit_cycle(self, cycle: CycleCommit) -> CycleOutcome: ...
 
+    def replan(
+        self, replan: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]]
+    ) -> tuple[Workload, ...]:
+        """New placements (and hourly cost) for PLACED workloads that have not started: each
+        entry is the workload as the caller has it, its new placements and cost. Returns the
+        workloads changed (those still PLACED), as they are now."""
+        ...
+
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
         """PLACED -> COMPLETED for those still PLACED; the others are left out of the result."""
         ...

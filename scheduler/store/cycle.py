@@ -6,10 +6,11 @@ under it, only the check that each workload is still PENDING, the writes and the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from scheduler.domain import ReplicaPlacement, Workload, WorkloadState
+from scheduler.domain import Cost, ReplicaPlacement, Workload, WorkloadState
 from scheduler.store.base import CycleCommit, CycleOutcome, NotLeaderError
 from scheduler.store.codec import epoch, gpus_to_text
 from scheduler.store.connection import Conn
@@ -71,6 +72,59 @@ def commit_cycle(
     return _outcome(entries, skipped)
 
 
+def placement_rows(wid: str, reps: tuple[ReplicaPlacement, ...]) -> list[tuple[Any, ...]]:
+    """The ``placements`` rows of a workload's replicas (``PLACEMENT_COLUMNS``)."""
+    return [
+        (
+            wid,
+            p.replica,
+            p.site,
+            p.node,
+            p.latency_ms,
+            gpus_to_text(p.gpu_indices),
+            epoch(p.start_time),
+        )
+        for p in reps
+    ]
+
+
+def commit_replan(
+    transactions: Transactions,
+    for_update: str,
+    replan: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]],
+    term: int | None = None,
+) -> tuple[Workload, ...]:
+    """New placements for PLACED workloads (reservations planned again); those no longer
+    PLACED are left out. No event: the state does not change."""
+    if not replan:
+        return ()
+    out: list[Workload] = []
+    with transactions.write() as tx:
+        check_term(tx.conn, term)
+        found = states(tx.conn, list(replan), for_update)
+        rows: list[tuple[Any, ...]] = []
+        updates = []
+        for wid, (w, reps, cost) in replan.items():
+            if found.get(wid) != PLACED:
+                continue
+            tx.conn.execute("DELETE FROM placements WHERE workload_id = ?", (wid,))
+            rows += placement_rows(wid, reps)
+            updates.append(
+                (cost.energy_cny_per_hour, cost.carbon_kg_per_hour, cost.power_watts, wid)
+            )
+            out.append(changed(w, placements=reps, cost=cost))
+        if rows:
+            tx.conn.executemany(
+                f"INSERT INTO placements ({PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            tx.conn.executemany(
+                "UPDATE workloads SET energy_cny_per_hour = ?, carbon_kg_per_hour = ?, "
+                "power_watts = ? WHERE id = ?",
+                updates,
+            )
+    return tuple(out)
+
+
 def _outcome(entries: list[Entry], skipped: set[str]) -> CycleOutcome:
     by_state: dict[WorkloadState, list[Workload]] = {
         WorkloadState.PLACED: [],
@@ -94,8 +148,11 @@ def _entries(cycle: CycleCommit, now: datetime) -> list[Entry]:
     placed_state = WorkloadState.PLACED
     entries: list[Entry] = []
     for wid, (given, cost) in cycle.placed.items():
+        # a reservation keeps the start the solver gave it; all else starts now
         reps = tuple(
-            ReplicaPlacement(p.replica, p.site, p.node, p.latency_ms, p.gpu_indices, now)
+            ReplicaPlacement(
+                p.replica, p.site, p.node, p.latency_ms, p.gpu_indices, p.start_time or now
+            )
             for p in given
         )
         src = source[wid]
@@ -110,11 +167,7 @@ def _entries(cycle: CycleCommit, now: datetime) -> list[Entry]:
             cost.power_watts,
             wid,
         )
-        rows = [
-            (wid, p.replica, p.site, p.node, p.latency_ms, gpus_to_text(p.gpu_indices), t)
-            for p in reps
-        ]
-        entries.append((w, update, rows, True))
+        entries.append((w, update, placement_rows(wid, reps), True))
     for wid, unfit in cycle.unschedulable.items():
         w = changed(source[wid], state=WorkloadState.UNSCHEDULABLE, reason=unfit.message)
         update = (int(w.state), unfit.message, unfit.code, None, 0.0, 0.0, 0.0, wid)

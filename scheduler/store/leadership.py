@@ -10,11 +10,11 @@ whatever the timing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from scheduler.domain import Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import Cost, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
 from scheduler.store.base import (
     Admit,
     CycleCommit,
@@ -80,6 +80,11 @@ class FencedStore:
 
     def commit_cycle(self, cycle: CycleCommit) -> CycleOutcome:
         return self._store.commit_cycle(cycle, self.term)
+
+    def replan(
+        self, replan: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]]
+    ) -> tuple[Workload, ...]:
+        return self._store.replan(replan, self.term)
 
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
         return self._store.complete(workloads, now, self.term)

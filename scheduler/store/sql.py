@@ -7,11 +7,11 @@ writes (``cycle``), reads (``queries``), all over the rows of ``rows``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from scheduler.domain import Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import Cost, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
 from scheduler.store import queries
 from scheduler.store.base import (
     Admit,
@@ -26,7 +26,7 @@ from scheduler.store.base import (
 )
 from scheduler.store.codec import epoch
 from scheduler.store.connection import Conn, Dialect, Row, ThreadReaders
-from scheduler.store.cycle import check_term, commit_cycle
+from scheduler.store.cycle import check_term, commit_cycle, commit_replan
 from scheduler.store.events import Subscription
 from scheduler.store.migrations import migrate
 from scheduler.store.rows import PLACED, changed, load, states
@@ -123,6 +123,14 @@ class SqlStore:
         """See ``Store.commit_cycle``; with a leader ``term``, refused (``NotLeaderError``)
         unless it is still the database's term."""
         return commit_cycle(self._tx, self._dialect.for_update, cycle, term)
+
+    def replan(
+        self,
+        replan: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]],
+        term: int | None = None,
+    ) -> tuple[Workload, ...]:
+        """See ``Store.replan``; ``term`` as for ``commit_cycle``."""
+        return commit_replan(self._tx, self._dialect.for_update, replan, term)
 
     def complete(
         self, workloads: Sequence[Workload], now: datetime, term: int | None = None

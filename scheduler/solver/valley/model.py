@@ -48,6 +48,7 @@ class WorkloadClass:
     x: dict[int, int] = field(default_factory=dict)  # pool -> variable: replicas in pool
     g: dict[str, int] = field(default_factory=dict)  # GANG: site -> variable: workloads there
     u: dict[str, int] = field(default_factory=dict)  # SPREAD: site -> variable: site used
+    placed_row: int = -1  # the row: replicas placed = replica_count x workloads placed
 
 
 @dataclass
@@ -156,9 +157,13 @@ def _pool_states(cluster: Cluster, index: NodeIndex) -> list[PoolState]:
 
 
 def _classes(
-    problem: Problem, params: SolverParams, elig: Mapping[str, Eligibility]
+    problem: Problem,
+    params: SolverParams,
+    elig: Mapping[str, Eligibility],
+    extra_key: Mapping[str, object] | None = None,
 ) -> list[WorkloadClass]:
-    """Identical workloads grouped, in arrival order; those that can never fit left out."""
+    """Identical workloads grouped, in arrival order; those that can never fit left out.
+    ``extra_key``: per workload id, what else must be equal for two to share a class."""
     scenario = problem.scenario
     penalties = unplaced_penalties(problem, params)
     by_key: dict[tuple[object, ...], WorkloadClass] = {}
@@ -171,6 +176,8 @@ def _classes(
             for s in scenario.site_names
         )
         key = _class_key(w.spec, e, penalties[w.id], rtts)
+        if extra_key is not None:
+            key = (*key, extra_key.get(w.id))
         cls = by_key.get(key)
         if cls is None:
             by_key[key] = WorkloadClass(key, w.spec, [w.id], e, penalties[w.id])
@@ -185,13 +192,15 @@ def build_model(
     elig: Mapping[str, Eligibility],
     index: NodeIndex,
     base_cost: float,
+    extra_key: Mapping[str, object] | None = None,
 ) -> Model:
-    """The model of ``problem``; ``base_cost`` is the objective with nothing placed."""
+    """The model of ``problem``; ``base_cost`` is the objective with nothing placed;
+    ``extra_key`` as for ``_classes``."""
     cluster = problem.cluster
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
     money_per_watt = {s: rates[s].money_per_it_watt(cprice) for s in problem.scenario.site_names}
-    classes = _classes(problem, params, elig)
+    classes = _classes(problem, params, elig, extra_key)
     pools = _pool_states(cluster, index)
     lm = LinearModel(constant=base_cost)
     for ci, c in enumerate(classes):
@@ -232,6 +241,7 @@ def _add_class(
             unit = dynamic_watts(pool, spec.resources) * money_per_watt[site] + lat
             c.x[pi] = lm.var(f"x[{ci},{pi}]", 0, n * count, unit)
     # every replica of a placed workload is placed somewhere
+    c.placed_row = len(lm.rows)
     lm.row([*c.x.values(), c.k], [1] * len(c.x) + [-n], 0, 0)
     if spec.topology == Topology.GANG:
         # g[s] workloads wholly in site s

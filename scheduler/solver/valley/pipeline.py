@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scheduler.domain import ReplicaPlacement
@@ -37,7 +37,9 @@ from scheduler.solver.valley.packing import pack
 from scheduler.solver.valley.repairs import run_repairs
 from scheduler.solver.valley.repairs.leftovers import place_greedily
 from scheduler.solver.valley.rounding import greedy_solution, round_solution
+from scheduler.solver.valley.run_rates import shifting_applies, start_hours
 from scheduler.solver.valley.search import improve
+from scheduler.solver.valley.shifting import Solve, solve_in_time, without_reserved
 from scheduler.solver.valley.state import PackingState
 
 # shares of the time left: the LP may take half (at least 50 ms); the MIP bound 70% of what
@@ -61,6 +63,12 @@ def solve_valley(
     elig = eligibility_of(
         problem.scenario, problem.cluster, ((w.id, w.spec) for w in problem.workloads), params
     )
+    starts = start_hours(problem, params, elig)
+    if starts:  # deferrable work: the time decision too
+        return solve_in_time(problem, params, elig, starts, budget, _solve_rest(seed))
+    if shifting_applies(problem, params) and _has_reservations(problem):
+        # work placed now leaves the capacity reservations hold
+        problem = without_reserved(problem)
     if budget.limit <= 0 or not any(not e.final_reason for e in elig.values()):
         # no time for the solver (or nothing it could place): the greedy answer
         return _greedy_answer(problem, params, elig, index, budget)
@@ -73,6 +81,19 @@ def solve_valley(
     if mip is not None:
         run.collect_mip_bound(mip)
     return run.result(best)
+
+
+def _solve_rest(seed: int) -> Solve:
+    def solve_rest(
+        problem: Problem, params: SolverParams, deadline: float | None
+    ) -> PlacementResult:
+        return solve_valley(problem, params, seed=seed, deadline=deadline)
+
+    return solve_rest
+
+
+def _has_reservations(problem: Problem) -> bool:
+    return problem.timeline is not None and problem.timeline.reserved > 0
 
 
 @dataclass
@@ -117,7 +138,7 @@ class _Run:
 
     def build(self) -> Model:
         p = self.problem
-        no_work = Problem(p.scenario, p.cluster, (), p.hour, p.month)
+        no_work = replace(p, workloads=())
         base = evaluate(no_work, {}, self.params).objective
         model = build_model(p, self.params, self.elig, self.index, base)
         cuts = add_node_fit_cuts(model.lm, p.cluster, self.index, model.classes, model.pools)

@@ -283,7 +283,7 @@ class Node(_message.Message):
     def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ..., cordoned: _Optional[bool] = ...) -> None: ...
 
 class Site(_message.Message):
-    __slots__ = ("name", "pue", "latency_ms", "capacity", "allocated", "price_cny_per_kwh", "carbon_kg_per_kwh", "power_watts", "nodes", "energy_cny_per_hour", "carbon_kg_per_hour")
+    __slots__ = ("name", "pue", "latency_ms", "capacity", "allocated", "price_cny_per_kwh", "carbon_kg_per_kwh", "power_watts", "nodes", "energy_cny_per_hour", "carbon_kg_per_hour", "reserved_cores_by_hour")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +302,7 @@ class Site(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     ENERGY_CNY_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
     CARBON_KG_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_CORES_BY_HOUR_FIELD_NUMBER: _ClassVar[int]
     name: str
     pue: float
     latency_ms: _containers.ScalarMap[str, float]
@@ -313,7 +314,8 @@ class Site(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     energy_cny_per_hour: float
     carbon_kg_per_hour: float
-    def __init__(self, name: _Optional[str] = ..., pue: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., price_cny_per_kwh: _Optional[float] = ..., carbon_kg_per_kwh: _Optional[float] = ..., power_watts: _Optional[float] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., energy_cny_per_hour: _Optional[float] = ..., carbon_kg_per_hour: _Optional[float] = ...) -> None: ...
+    reserved_cores_by_hour: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, name: _Optional[str] = ..., pue: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., price_cny_per_kwh: _Optional[float] = ..., carbon_kg_per_kwh: _Optional[float] = ..., power_watts: _Optional[float] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., energy_cny_per_hour: _Optional[float] = ..., carbon_kg_per_hour: _Optional[float] = ..., reserved_cores_by_hour: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class CordonNodesRequest(_message.Message):
     __slots__ = ("nodes", "site", "cordoned")
@@ -332,11 +334,13 @@ class CordonNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class ListSitesResponse(_message.Message):
-    __slots__ = ("sites", "hour", "month")
+    __slots__ = ("sites", "hour", "month", "reserved_from")
     SITES_FIELD_NUMBER: _ClassVar[int]
     HOUR_FIELD_NUMBER: _ClassVar[int]
     MONTH_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FROM_FIELD_NUMBER: _ClassVar[int]
     sites: _containers.RepeatedCompositeFieldContainer[Site]
     hour: int
     month: int
-    def __init__(self, sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ..., hour: _Optional[int] = ..., month: _Optional[int] = ...) -> None: ...
+    reserved_from: _timestamp_pb2.Timestamp
+    def __init__(self, sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ..., hour: _Optional[int] = ..., month: _Optional[int] = ..., reserved_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

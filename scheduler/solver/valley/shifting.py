@@ -1,0 +1,494 @@
+"""Time shifting: deferrable work placed to start at a cheaper or greener hour.
+
+A deferrable workload (``run_rates.is_deferrable``) may start now or at any whole hour h of
+the timeline's horizon from which it ends by its deadline (``run_rates.start_hours``). Its
+energy and priced carbon are counted at the mean rates of the hours it runs in, whether it
+starts now or later (per hour of its run: the objective's unit), so that its starts compare like
+with like. Work placed to start later holds no capacity now and wakes no node now: it is
+charged its dynamic power at the hours it runs (whether its node is powered then is not known
+now).
+
+One solve with time (``solve_in_time``):
+
+1. The joint model (``time_model``): the pipeline's model of the whole batch, plus per
+   deferrable class, pool and start hour h a count of replicas starting then (``y``), and per
+   pool and hour ahead the timeline's capacity, shared by every placement running in that hour
+   (those starting now included). Its LP relaxes the node-level problem with the time decision:
+   it is the reported bound.
+2. Each deferrable workload takes the start the LP gives most of (``_choose_starts``); those
+   to start later are packed onto nodes with room in every hour they run
+   (``_pack_later``), trying other starts, cheapest first, where the LP's has no room.
+3. The rest (services, work without a deadline, deferrable work starting now, or that found no
+   room later) is solved by the pipeline as a problem of its own, on a copy of the cluster whose
+   free capacity is what is free in every hour that work may run (``blocked_cluster``), so no
+   placement now takes capacity a reservation needs.
+4. The result joins both, scored on the cluster as it is (``_join``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from scheduler.domain import Cluster, Cost, ReplicaPlacement, attributed_watts, dynamic_watts
+from scheduler.domain.forecast import HOUR_S, hour_of, hour_start
+from scheduler.domain.timeline import hours_covering
+from scheduler.solver.budget import TimeBudget
+from scheduler.solver.filters import Eligibility
+from scheduler.solver.greedy import NodeIndex
+from scheduler.solver.objective import apply_placements, evaluate, evaluate_state, site_rates
+from scheduler.solver.problem import (
+    Breakdown,
+    PendingWorkload,
+    PlacementResult,
+    Problem,
+    SolverParams,
+)
+from scheduler.solver.valley.bound import MipBound
+from scheduler.solver.valley.model import Model, WorkloadClass, build_model
+from scheduler.solver.valley.run_rates import RunRates
+
+# share of the budget the joint LP may take (at least this many seconds), and its MIP bound
+TIME_LP_SHARE, TIME_LP_LEAST_S = 0.3, 0.05
+MIP_SHARE, MIP_LEAST_S, MIP_GAP_SHARE = 0.7, 0.02, 0.0005
+REST_LEAST_S = 0.02
+RESOURCES = ("cpu_millis", "memory_mib")
+
+Solve = Callable[[Problem, SolverParams, float | None], PlacementResult]
+
+
+@dataclass
+class _TimeClass:
+    """A deferrable class of the joint model: its start hours and their variables."""
+
+    cls: WorkloadClass
+    duration_s: int
+    y: dict[tuple[int, int], int]  # (pool, start hour) -> variable
+
+
+def solve_in_time(
+    problem: Problem,
+    params: SolverParams,
+    elig: Mapping[str, Eligibility],
+    starts: Mapping[str, tuple[int, ...]],
+    budget: TimeBudget,
+    solve_rest: Solve,
+) -> PlacementResult:
+    """See the module docstring; ``solve_rest`` solves step 3's problem (the pipeline, with
+    time shifting off) by an absolute ``time.monotonic()`` deadline."""
+    assert problem.now is not None and problem.timeline is not None
+    timeline = problem.timeline
+    if timeline.base < hour_of(problem.now):  # the caller's timeline lags: look from now
+        timeline = timeline.copy()
+        timeline.advance(hour_of(problem.now))
+        problem = replace(problem, timeline=timeline)
+    index = NodeIndex(problem.cluster)
+    rates = RunRates(problem, params, timeline.end)
+    free_cpu, free_mem = timeline.hourly_free(_columns_needed(problem, starts))
+    t_lp = time.monotonic()
+    model, tclasses = time_model(problem, params, elig, index, starts, rates, free_cpu, free_mem)
+    lp = model.lm.solve_lp(budget.share(TIME_LP_SHARE, TIME_LP_LEAST_S))
+    later: dict[str, tuple[int, tuple[ReplicaPlacement, ...]]] = {}
+    if lp.solved and tclasses:
+        chosen = _choose_starts(problem, tclasses, lp.x, rates)
+        later = _pack_later(problem, elig, index, chosen, rates, free_cpu, free_mem)
+    lp_stats = (time.monotonic() - t_lp, lp.status)
+    mip = None
+    if lp.bound is not None and model.wake_vars and params.mip_bound:
+        # the bound with the wake counts and workloads integer, beside the rest's solve
+        share = budget.share(MIP_SHARE, MIP_LEAST_S)
+        mip = MipBound(model.lm, share, model.bound_integers, MIP_GAP_SHARE * abs(lp.bound))
+        mip.start()
+    rest = tuple(w for w in problem.workloads if w.id not in later)
+    sub = Problem(
+        scenario=problem.scenario,
+        cluster=blocked_cluster(problem, rest, free_cpu, free_mem),
+        workloads=rest,
+        hour=problem.hour,
+        month=problem.month,
+        gpu_target=problem.gpu_target,
+        now=problem.now,
+        forecast=problem.forecast,
+        priorities=tuple(sorted({w.spec.priority for w in problem.workloads})),
+    )
+    # the rest gets a little time even when the joint model took the budget: its greedy
+    # fallback is much worse than a short solve
+    deadline = max(budget.end, time.monotonic() + REST_LEAST_S)
+    # the rest's own bound is not reported (the joint model's is): no MIP bound for it
+    result = solve_rest(sub, replace(params, time_shifting=False, mip_bound=False), deadline)
+    bound = lp.bound
+    outcome = None if mip is None else mip.result(budget)
+    if outcome is not None and outcome.bound is not None and bound is not None:
+        bound = max(bound, outcome.bound)
+    return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, lp_stats)
+
+
+def without_reserved(problem: Problem) -> Problem:
+    """``problem`` on a copy of its cluster with the capacity reservations need in the hours
+    its work may run taken out (``blocked_cluster``): a batch without deferrable work while
+    reservations exist. Its objective then counts that capacity on powered nodes as drawn
+    (the bound is of the same objective, so the gap stays true)."""
+    assert problem.now is not None and problem.timeline is not None
+    timeline = problem.timeline
+    if timeline.base < hour_of(problem.now):
+        timeline = timeline.copy()
+        timeline.advance(hour_of(problem.now))
+        problem = replace(problem, timeline=timeline)
+    free_cpu, free_mem = timeline.hourly_free(_columns_needed(problem, {}))
+    cluster = blocked_cluster(problem, problem.workloads, free_cpu, free_mem)
+    return replace(problem, cluster=cluster, timeline=None)
+
+
+def _columns_needed(problem: Problem, starts: Mapping[str, tuple[int, ...]]) -> int:
+    """Hours of the timeline a solve looks at: to the end of the latest run that may start
+    later, and to the end of what runs from now (the horizon for work without an end)."""
+    assert problem.now is not None and problem.timeline is not None
+    tl = problem.timeline
+    last = 2
+    specs = {w.id: w.spec for w in problem.workloads}
+    for wid, hours in starts.items():
+        _, end = hours_covering(hours[-1] * HOUR_S, specs[wid].duration_s)
+        last = max(last, (tl.end if end is None else end) - tl.base)
+    for w in problem.workloads:
+        _, end = hours_covering(problem.now.timestamp(), w.spec.duration_s)
+        if end is None:
+            return tl.horizon
+        last = max(last, end - tl.base)
+    return min(tl.horizon, last)
+
+
+def time_model(
+    problem: Problem,
+    params: SolverParams,
+    elig: Mapping[str, Eligibility],
+    index: NodeIndex,
+    starts: Mapping[str, tuple[int, ...]],
+    rates: RunRates,
+    free_cpu: np.ndarray,
+    free_mem: np.ndarray,
+) -> tuple[Model, list[_TimeClass]]:
+    """The joint model (module docstring, step 1), on the cluster as it is now."""
+    assert problem.now is not None and problem.timeline is not None
+    now_s = problem.now.timestamp()
+    base_cost = evaluate(replace(problem, workloads=()), {}, params).objective
+    extra = {w.id: (w.spec.duration_s, starts[w.id]) for w in problem.workloads if w.id in starts}
+    model = build_model(problem, params, elig, index, base_cost, extra)
+    lm = model.lm
+    pools = problem.cluster.pools
+    tclasses: list[_TimeClass] = []
+    for ci, c in enumerate(model.classes):
+        hours = starts.get(c.members[0])
+        if hours is None:
+            continue
+        d = c.spec.duration_s
+        n_max = c.spec.replica_count * len(c.members)
+        y: dict[tuple[int, int], int] = {}
+        for pi, v in c.x.items():
+            dyn = dynamic_watts(pools[pi], c.spec.resources)
+            # starting now, it runs at the mean rates of its run too
+            lm.cost[v] = dyn * rates.cost(pools[pi].site, now_s, d).money
+            for h in hours:
+                unit = dyn * rates.cost(pools[pi].site, h * HOUR_S, d).money
+                y[(pi, h)] = lm.var(f"y[{ci},{pi},{h}]", 0, n_max, unit)
+        idx, coef, lo, hi = lm.rows[c.placed_row]
+        lm.rows[c.placed_row] = (idx + list(y.values()), coef + [1] * len(y), lo, hi)
+        tclasses.append(_TimeClass(c, d, y))
+    _add_hour_capacity(model, problem, index, tclasses, now_s, free_cpu, free_mem)
+    return model, tclasses
+
+
+def _add_hour_capacity(
+    model: Model,
+    problem: Problem,
+    index: NodeIndex,
+    tclasses: list[_TimeClass],
+    now_s: float,
+    free_cpu: np.ndarray,
+    free_mem: np.ndarray,
+) -> None:
+    """Per pool with work starting later and per hour that work may run in: what runs then
+    (starting later, or now and still running) fits the pool's free capacity of that hour."""
+    assert problem.timeline is not None
+    base = problem.timeline.base
+    # pool -> hour -> [(variable, cpu, memory)]
+    users: dict[int, dict[int, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for tc in tclasses:
+        r = tc.cls.spec.resources
+        for (pi, h), v in tc.y.items():
+            first, end = hours_covering(h * HOUR_S, tc.duration_s)
+            assert end is not None
+            for hh in range(first, end):
+                users[pi][hh].append((v, r.cpu_millis, r.memory_mib))
+    for c in model.classes:
+        r = c.spec.resources
+        _, end = hours_covering(now_s, c.spec.duration_s)
+        for pi, v in c.x.items():
+            if pi not in users:
+                continue
+            for hh, entries in users[pi].items():
+                if end is None or hh < end:
+                    entries.append((v, r.cpu_millis, r.memory_mib))
+    for pi, by_hour in users.items():
+        nodes = index.by_pool[pi]
+        for hh, entries in sorted(by_hour.items()):
+            col = hh - base
+            idx = [v for v, _, _ in entries]
+            cpu_free = int(np.maximum(free_cpu[nodes, col], 0).sum())
+            mem_free = int(np.maximum(free_mem[nodes, col], 0).sum())
+            model.lm.row(idx, [a for _, a, _ in entries], hi=cpu_free)
+            model.lm.row(idx, [m for _, _, m in entries], hi=mem_free)
+
+
+def _choose_starts(
+    problem: Problem, tclasses: list[_TimeClass], x: tuple[float, ...], rates: RunRates
+) -> dict[str, list[int]]:
+    """Per deferrable workload the LP starts later: its start hours to try, the LP's first,
+    then the others cheapest first, none dearer than starting now. The members of a class
+    take the starts in proportion to the replicas the LP starts then."""
+    assert problem.now is not None
+    now_s = problem.now.timestamp()
+    pools = problem.cluster.pools
+    out: dict[str, list[int]] = {}
+    for tc in tclasses:
+        c = tc.cls
+        n = c.spec.replica_count
+        mass: dict[int | None, float] = defaultdict(float)
+        mass[None] = sum(x[v] for v in c.x.values()) / n
+        for (_, h), v in tc.y.items():
+            mass[h] += x[v] / n
+
+        # the cheapest pool's money per watt for each start (None: now)
+        price = {
+            h: min(
+                rates.cost(pools[p].site, now_s if h is None else h * HOUR_S, tc.duration_s).money
+                for p in c.x
+            )
+            for h in mass
+        }
+        hours = sorted((h for h in mass if h is not None), key=lambda h: price[h])
+        for wid in c.members:
+            pick = max(mass, key=lambda h: (mass[h] > 0.5, mass[h], h is None))
+            if mass[pick] <= 1e-6:
+                break  # the LP leaves the rest unplaced: the pipeline tries them now
+            mass[pick] -= 1.0
+            if pick is None:
+                continue
+            out[wid] = [pick] + [h for h in hours if h != pick and price[h] < price[None]]
+    return out
+
+
+def _pack_later(
+    problem: Problem,
+    elig: Mapping[str, Eligibility],
+    index: NodeIndex,
+    chosen: Mapping[str, list[int]],
+    rates: RunRates,
+    free_cpu: np.ndarray,
+    free_mem: np.ndarray,
+) -> dict[str, tuple[int, tuple[ReplicaPlacement, ...]]]:
+    """Workloads to start later onto nodes with room in every hour they run (best fit: the
+    fullest such node first), at the first of their start hours where all replicas fit;
+    ``free_cpu`` and ``free_mem`` (nodes x hours) lose what they take."""
+    assert problem.timeline is not None
+    base = problem.timeline.base
+    cluster = problem.cluster
+    specs = {w.id: w.spec for w in problem.workloads}
+    windows = _WindowFree(index, free_cpu, free_mem)
+    out: dict[str, tuple[int, tuple[ReplicaPlacement, ...]]] = {}
+    for wid, hours in chosen.items():
+        spec = specs[wid]
+        r = spec.resources
+        for h in hours:
+            first, end = hours_covering(h * HOUR_S, spec.duration_s)
+            assert end is not None
+            a, b = first - base, end - base
+            pools = sorted(
+                elig[wid].pools,
+                key=lambda p: rates.cost(cluster.pools[p].site, h * HOUR_S, spec.duration_s).money,
+            )
+            taken = windows.fit(pools, a, b, spec.replica_count, r.cpu_millis, r.memory_mib)
+            if taken is None:
+                continue
+            start = hour_start(h)
+            reps = []
+            for i, node in enumerate(sorted(taken)):
+                site = cluster.site_of(node)
+                rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
+                reps.append(ReplicaPlacement(i, site, cluster.node_names[node], rtt, (), start))
+            out[wid] = (h, tuple(reps))
+            break
+    return out
+
+
+class _WindowFree:
+    """Free CPU and memory of each pool's nodes over hour windows [a, b) of ``free_cpu`` and
+    ``free_mem`` (nodes x hours): the least over the window, kept per (pool, window) and
+    patched as replicas are taken, so packing a workload costs a look at one pool's nodes."""
+
+    def __init__(self, index: NodeIndex, free_cpu: np.ndarray, free_mem: np.ndarray) -> None:
+        self.index, self.free_cpu, self.free_mem = index, free_cpu, free_mem
+        self._cache: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _window(self, pool: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        got = self._cache.get((pool, a, b))
+        if got is None:
+            nodes = self.index.by_pool[pool]
+            got = (
+                nodes,
+                self.free_cpu[nodes, a:b].min(axis=1),
+                self.free_mem[nodes, a:b].min(axis=1),
+            )
+            self._cache[(pool, a, b)] = got
+        return got
+
+    def fit(
+        self, pools: list[int], a: int, b: int, replicas: int, cpu: int, mem: int
+    ) -> list[int] | None:
+        """Nodes for ``replicas`` replicas (a node may take several) from ``pools`` in order,
+        each pool's fullest nodes that fit first, taken; None (nothing taken) if they do not
+        all fit."""
+        plan: list[tuple[int, int, int]] = []  # (pool, node, replicas)
+        left = replicas
+        for p in pools:
+            nodes, fc, fm = self._window(p, a, b)
+            room = np.minimum(fc // max(cpu, 1), fm // max(mem, 1))
+            ok = np.flatnonzero(room > 0)
+            for j in ok[np.argsort(fc[ok], kind="stable")]:
+                k = min(int(room[j]), left)
+                plan.append((p, int(nodes[j]), k))
+                left -= k
+                if not left:
+                    break
+            if not left:
+                break
+        if left:
+            return None
+        for p, node, k in plan:
+            self.free_cpu[node, a:b] -= k * cpu
+            self.free_mem[node, a:b] -= k * mem
+            for (q, a2, b2), (nodes, fc, fm) in self._cache.items():
+                if q == p and a2 < b and a < b2:
+                    j = int(np.searchsorted(nodes, node))
+                    fc[j] = self.free_cpu[node, a2:b2].min()
+                    fm[j] = self.free_mem[node, a2:b2].min()
+        return [node for _, node, k in plan for _ in range(k)]
+
+
+def blocked_cluster(
+    problem: Problem,
+    rest: tuple[PendingWorkload, ...],
+    free_cpu: np.ndarray,
+    free_mem: np.ndarray,
+) -> Cluster:
+    """A copy of the cluster whose free CPU and memory are what stays free in every hour ahead
+    that work of ``rest`` placed now may still run in (to the horizon for work without an end):
+    capacity reservations need is not free now."""
+    assert problem.now is not None and problem.timeline is not None
+    base, horizon = problem.timeline.base, problem.timeline.horizon
+    last = 1
+    for w in rest:
+        _, end = hours_covering(problem.now.timestamp(), w.spec.duration_s)
+        last = horizon if end is None else max(last, min(end - base, horizon))
+        if last == horizon:
+            break
+    out = problem.cluster.copy()
+    if last > 1:
+        out.free_cpu = np.minimum(out.free_cpu, np.maximum(free_cpu[:, 1:last].min(axis=1), 0))
+        out.free_mem = np.minimum(out.free_mem, np.maximum(free_mem[:, 1:last].min(axis=1), 0))
+    return out
+
+
+def _join(
+    problem: Problem,
+    params: SolverParams,
+    elig: Mapping[str, Eligibility],
+    now: PlacementResult,
+    later: Mapping[str, tuple[int, tuple[ReplicaPlacement, ...]]],
+    starts: Mapping[str, tuple[int, ...]],
+    rates: RunRates,
+    bound: float | None,
+    started: float,
+    lp_stats: tuple[float, str],
+) -> PlacementResult:
+    """One result of the work started now and the work started later (module docstring)."""
+    assert problem.now is not None
+    now_s = problem.now.timestamp()
+    specs = {w.id: w.spec for w in problem.workloads}
+    placements = {**now.placements, **{wid: reps for wid, (_, reps) in later.items()}}
+    after = apply_placements(problem.cluster, problem, now.placements)
+    never_fits = {wid for wid, e in elig.items() if e.final_reason}
+    b = evaluate_state(problem, after, placements, params, never_fits)
+    current = _current_rates(problem)
+    energy = carbon = 0.0
+    costs = dict(now.costs)
+    pools = problem.cluster.pools
+    for wid, reps in placements.items():
+        spec = specs[wid]
+        if wid not in starts:
+            continue
+        start_s = now_s if wid not in later else later[wid][0] * HOUR_S
+        cost = Cost()
+        for rp in reps:
+            pool = pools[int(problem.cluster.node_pool[problem.cluster.index[rp.node]])]
+            dyn = dynamic_watts(pool, spec.resources)
+            run = rates.cost(rp.site, start_s, spec.duration_s)
+            if wid in later:
+                energy += dyn * run.energy_cny
+                carbon += dyn * run.carbon_kg
+            else:  # the state now counts it at the current hour's rates: the difference
+                energy += dyn * (run.energy_cny - current[rp.site][0])
+                carbon += dyn * (run.carbon_kg - current[rp.site][1])
+            cost = cost + rates.rates(rp.site, start_s, spec.duration_s).cost(
+                attributed_watts(pool, spec.resources)
+            )
+        costs[wid] = cost
+    cprice = rates.cprice
+    breakdown = Breakdown(
+        b.energy_cny_per_hour + energy,
+        b.carbon_kg_per_hour + carbon,
+        b.carbon_cny_per_hour + carbon * cprice / 1000.0,
+        b.latency_cny_per_hour,
+        b.headroom_cny_per_hour,
+        b.unplaced_cny_per_hour,
+        b.power_watts,
+    )
+    objective = breakdown.objective
+    if bound is not None and objective < bound <= objective * (1 + 1e-9) + 1e-9:
+        bound = objective  # rounding noise of the LP
+    # the bound is the joint model's: the rest's own bounds hold for the rest alone
+    stats = replace(
+        now.stats,
+        lp_seconds=lp_stats[0],
+        lp_status=lp_stats[1],
+        mip_seconds=None,
+        mip_status="",
+        bound_source="lp" if bound is not None else "",
+        decision_objective=None,
+        deferred_workloads=len(later),
+    )
+    unplaced = {wid: u for wid, u in now.unplaced.items() if wid not in later}
+    return PlacementResult(
+        policy=params.policy,
+        status=now.status,
+        placements=placements,
+        unplaced=unplaced,
+        costs=costs,
+        objective=objective,
+        bound=bound,
+        solve_seconds=time.monotonic() - started,
+        breakdown=breakdown,
+        stats=stats,
+    )
+
+
+def _current_rates(problem: Problem) -> dict[str, tuple[float, float]]:
+    """Energy CNY and carbon kg per IT watt per hour of the current hour, per site."""
+    out = {}
+    for site, r in site_rates(problem).items():
+        kw = r.pue / 1000.0
+        out[site] = (kw * r.price_cny_per_kwh, kw * r.carbon_kg_per_kwh)
+    return out
