@@ -83,11 +83,14 @@ def test_a_reservation_holds_capacity_only_from_its_start_and_completes_after_it
     assert snap.reserved_cores is not None and snap.reserved_from is not None
     ahead = hour_of(MIDNIGHT) - hour_of(snap.reserved_from)
     assert snap.reserved_cores[0, ahead] == 4.0
+    assert loop.next_event() == MIDNIGHT
     sim.now = MIDNIGHT + timedelta(minutes=1)
     loop.run_cycle()
     assert (loop.snapshot().cluster.free_cpu == 0).all()  # started: held now
+    assert loop.next_event() == MIDNIGHT + timedelta(hours=1)
     sim.now = MIDNIGHT + timedelta(hours=1)
     loop.run_cycle()
+    assert loop.next_event() is None
     assert store.get(w.id).state == S.COMPLETED
     assert (loop.snapshot().cluster.free_cpu == 4000).all()
 

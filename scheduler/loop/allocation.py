@@ -190,6 +190,12 @@ class Allocation:
             heapq.heappop(self._completions)  # released or planned again meanwhile
         return self._completions[0][0] if self._completions else None
 
+    def next_start(self) -> float | None:
+        """When the next reservation starts (epoch seconds), if any."""
+        while self._starts and self._waiting.get(self._starts[0][1]) != self._starts[0][0]:
+            heapq.heappop(self._starts)  # released or planned again meanwhile
+        return self._starts[0][0] if self._starts else None
+
     def pop_due(self, now: float) -> list[Workload]:
         """The holders due to complete by ``now`` (epoch seconds), taken off the schedule: the
         caller releases them once the store has them COMPLETED, or ``reschedule``s them."""

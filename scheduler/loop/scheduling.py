@@ -216,6 +216,12 @@ class SchedulingLoop:
         inbox, changes = self._mailbox.drain()
         self._cycle(inbox, changes)
 
+    def next_event(self) -> datetime | None:
+        """When the next completion or reservation start is due (loop thread or a driver that
+        runs cycles itself): a driver of simulated time may move its clock there."""
+        due = [t for t in (self._allocation.next_due(), self._allocation.next_start()) if t]
+        return datetime.fromtimestamp(min(due), UTC) if due else None
+
     def wake(self) -> None:
         """Look at the clock again now (completions); for clocks that jump (tests)."""
         self._mailbox.wake()

@@ -31,6 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def solve_in_time(
     if lp.solved and tclasses:
         chosen = _choose_starts(problem, tclasses, lp.x, rates)
         later = _pack_later(problem, elig, index, chosen, rates, free_cpu, free_mem)
-    lp_stats = (time.monotonic() - t_lp, lp.status)
+    lp_seconds = time.monotonic() - t_lp
     mip = None
     if lp.bound is not None and model.wake_vars and params.mip_bound:
         # the bound with the wake counts and workloads integer, beside the rest's solve
@@ -120,11 +121,16 @@ def solve_in_time(
     deadline = max(budget.end, time.monotonic() + REST_LEAST_S)
     # the rest's own bound is not reported (the joint model's is): no MIP bound for it
     result = solve_rest(sub, replace(params, time_shifting=False, mip_bound=False), deadline)
+    stats = {"lp_seconds": lp_seconds, "lp_status": lp.status, "bound_source": "lp"}
     bound = lp.bound
     outcome = None if mip is None else mip.result(budget)
-    if outcome is not None and outcome.bound is not None and bound is not None:
-        bound = max(bound, outcome.bound)
-    return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, lp_stats)
+    if mip is not None:
+        stats.update(mip_seconds=mip.seconds, mip_status=outcome.status if outcome else "")
+    if outcome and outcome.bound is not None and bound is not None and outcome.bound > bound:
+        bound, stats["bound_source"] = outcome.bound, "mip"
+    if bound is None:
+        stats["bound_source"] = ""
+    return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, stats)
 
 
 def without_reserved(problem: Problem) -> Problem:
@@ -412,7 +418,7 @@ def _join(
     rates: RunRates,
     bound: float | None,
     started: float,
-    lp_stats: tuple[float, str],
+    time_stats: Mapping[str, Any],
 ) -> PlacementResult:
     """One result of the work started now and the work started later (module docstring)."""
     assert problem.now is not None
@@ -460,16 +466,9 @@ def _join(
     if bound is not None and objective < bound <= objective * (1 + 1e-9) + 1e-9:
         bound = objective  # rounding noise of the LP
     # the bound is the joint model's: the rest's own bounds hold for the rest alone
-    stats = replace(
-        now.stats,
-        lp_seconds=lp_stats[0],
-        lp_status=lp_stats[1],
-        mip_seconds=None,
-        mip_status="",
-        bound_source="lp" if bound is not None else "",
-        decision_objective=None,
-        deferred_workloads=len(later),
-    )
+    changes: dict[str, Any] = {"mip_seconds": None, "mip_status": "", "decision_objective": None}
+    changes.update(time_stats, deferred_workloads=len(later))
+    stats = replace(now.stats, **changes)
     unplaced = {wid: u for wid, u in now.unplaced.items() if wid not in later}
     return PlacementResult(
         policy=params.policy,
