@@ -24,6 +24,9 @@ Rules (the ``rule`` of a ``Violation``):
 - ``gang``: a GANG workload in more than one site
 - ``spread``: a SPREAD workload in fewer than ``min_sites`` distinct sites
 - ``accounting``: (``check_result`` only) a workload neither placed nor unplaced, or both
+
+``check_over_time`` checks placements that hold their nodes over spans of time (a simulated
+day): capacity at every instant, the other rules per replica.
 """
 
 from __future__ import annotations
@@ -347,6 +350,57 @@ def check_result(
     for wid in result.unplaced:
         if wid not in specs:
             out.append(Violation(wid, "unknown_workload", "unplaced but not in the problem"))
+    return out
+
+
+def check_over_time(
+    scenario: Scenario,
+    specs: Mapping[str, WorkloadSpec],
+    placements: Mapping[str, Sequence[ReplicaPlacement]],
+    spans: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    cpu_on_gpu_nodes: bool = True,
+) -> list[Violation]:
+    """``check_placements`` for placements that hold their nodes for a while: replica i of
+    workload w holds its node during ``spans[w][i]`` = [start, end) (any unit of time), and
+    capacity is checked at every start against the replicas holding the node then (a sweep:
+    usage only grows at starts). Every rule but capacity is checked once per replica."""
+    nodes = _catalog(scenario)
+    out: list[Violation] = []
+    events: list[tuple[float, int, str, int]] = []  # (time, 0 = end / 1 = start, id, index)
+    for wid, reps in placements.items():
+        spec = specs.get(wid)
+        if spec is None:
+            out.append(Violation(wid, "unknown_workload", "placed but not in the problem"))
+            continue
+        scratch: dict[str, _Usage] = defaultdict(_Usage)  # capacity is the sweep's
+        out.extend(_check_workload(scenario, nodes, scratch, wid, spec, reps, cpu_on_gpu_nodes))
+        for i, (t0, t1) in enumerate(spans[wid]):
+            if reps[i].node in nodes:
+                events += [(t0, 1, wid, i), (t1, 0, wid, i)]
+    events.sort()  # at one instant, ends (0) before starts: spans are half-open
+    usage: dict[str, _Usage] = defaultdict(_Usage)
+    holders: dict[str, dict[str, int]] = defaultdict(dict)  # node -> workload -> replicas
+    for _, starts, wid, i in events:
+        rp = placements[wid][i]
+        r = specs[wid].resources
+        u = usage[rp.node]
+        sign = 1 if starts else -1
+        u.cpu += sign * r.cpu_millis
+        u.memory += sign * r.memory_mib
+        held = holders[rp.node]
+        held[wid] = held.get(wid, 0) + sign
+        owner = f"{wid}#{rp.replica}"
+        if not starts:
+            if not held[wid]:
+                del held[wid]
+            for g in rp.gpu_indices:
+                u.gpus[g] = [h for h in u.gpu(g) if h[0] != owner]
+            continue
+        node = nodes[rp.node]
+        _take_gpus(node, u, wid, specs[wid], rp)  # bad indices: reported above, none taken
+        u.owners = set(held)
+        out.extend(_check_capacity({rp.node: node}, {rp.node: u}))
     return out
 
 
