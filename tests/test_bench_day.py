@@ -158,6 +158,11 @@ def test_per_hour_splits_an_interval_at_hour_boundaries():
     # 1 W from 0:30 to 3:15, and 2 W within hour 1
     got = per_hour(np.array([1800.0, 4000.0]), np.array([11700.0, 5000.0]), np.array([1.0, 2.0]), 4)
     assert got.tolist() == pytest.approx([1800.0, 3600.0 + 2000.0, 3600.0, 900.0])
+    # after the last run, an hour reads exactly 0 (no rounding left of the running sums)
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(0, 5 * 3600, 1000)
+    late = per_hour(starts, starts + rng.uniform(1, 9 * 3600, 1000), rng.uniform(0, 1e4, 1000), 20)
+    assert (late[15:] == 0.0).all() and (late[:14] > 0).all()
 
 
 def _placed(spec: WorkloadSpec, node: str, site: str, at_h: float, start_h: float | None = None):
@@ -282,3 +287,31 @@ def test_step_runs_one_cycle_on_a_simulated_clock_completions_included(
     assert store.get(w.id).state == WorkloadState.COMPLETED
     assert loop.snapshot().cluster.free_cpu.sum() == Cluster(tiny).free_cpu.sum()
     store.close()
+
+
+def test_the_time_checker_flags_a_gpu_shared_past_whole_only_while_both_hold_it(
+    tiny: Scenario,
+):
+    node = tiny.site("green").pools[1].node_name(0)
+    specs = {
+        "whole": WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpus=1)),
+        "share": WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=600)),
+        "other": WorkloadSpec(tenant="t", resources=Resources(1000, 1024, gpu_millis=600)),
+    }
+    placements = {wid: (ReplicaPlacement(0, "green", node, 1.0, (0,)),) for wid in specs}
+    apart = {"whole": [(0.0, 1.0)], "share": [(1.0, 2.0)], "other": [(1.5, 3.0)]}
+    rules = [v.rule for v in check_over_time(tiny, specs, placements, apart)]
+    assert rules == ["gpu_share"]  # share and other overlap in 1.5..2: 1200 millis
+    apart["other"] = [(2.0, 3.0)]
+    assert check_over_time(tiny, specs, placements, apart) == []
+    apart["share"] = [(0.5, 2.0)]
+    assert [v.rule for v in check_over_time(tiny, specs, placements, apart)] == ["gpu_exclusive"]
+
+
+def test_policies_run_in_processes_give_the_rows_of_one_process():
+    # kube and cheapest-first decide the same whatever the machine's speed
+    args = {"hours": 2, "per_day": 600, "seed": 2}
+    one, _ = run(["kube", "cheapest-first"], **args)
+    two, _ = run(["kube", "cheapest-first"], jobs=2, **args)
+    keys = ("policy", "arrivals_digest", "placed", "energy_cny", "carbon_kg", "violations")
+    assert [[r[k] for k in keys] for r in one] == [[r[k] for k in keys] for r in two]

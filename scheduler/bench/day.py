@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from scheduler.bench import report
 from scheduler.bench.checker import check_over_time, count_by_rule
 from scheduler.bench.day_account import (
     KINDS,
+    Rates,
     deferrable_floor,
     hourly_series,
     ledger,
@@ -145,9 +149,10 @@ def simulate(
     time_limit: float,
     seed: int,
     start: datetime = START,
+    bar: bool = True,
 ) -> tuple[list[Workload], dict[str, Any]]:
     """Run the arrivals through the loop under ``policy``; the store's final records of every
-    workload, and the loop's figures."""
+    workload, and the loop's figures. ``bar``: a progress bar on a terminal."""
     store = open_store(f"sqlite:///{workdir}/{policy}.db")
     clock = SimClock(start)
     cycles = _Cycles()
@@ -162,7 +167,9 @@ def simulate(
     t0 = time.perf_counter()
     i = 0
     k = 0
-    steps = report.progress(range(1, last + 1), total=last, desc=policy)
+    steps: Iterator[int] = iter(range(1, last + 1))
+    if bar:
+        steps = report.progress(steps, total=last, desc=policy)
     while True:
         k = next(steps, k + 1)
         clock.now = start + timedelta(seconds=k * cycle_s)
@@ -212,7 +219,7 @@ def measure(
     policy: str,
     records: Sequence[Workload],
     scenario: Scenario,
-    rates: Any,
+    rates: Rates,
     start: datetime,
     hours: int,
     floor: tuple[float, float],
@@ -331,32 +338,28 @@ def run(
     critical_share: float = 0.9,
     shapes_path: str | None = None,
     scenario: str = DEFAULT_SCENARIO,
+    jobs: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every policy on the same arrivals; the rows and what the instance was."""
+    """Every policy on the same arrivals (``jobs`` policies at a time, in processes); the
+    rows and what the instance was."""
     arrivals, scaled = instance(hours, per_day, seed, load, critical_share, shapes_path, scenario)
     ticks = submission_ticks(arrivals, cycle_s)
     submitted = [(t * cycle_s, a.spec) for t, a in zip(ticks, arrivals, strict=True)]
     # rates for every hour a replica can run in: the drain, a deadline, a duration beyond it
     rates = scenario_rates(scaled, START, hours + DRAIN_HOURS + 48, seed)
     floor = deferrable_floor(submitted, scaled, rates, START)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="valley-bench-day-") as tmp:
-        for policy in policies:
-            records, figures = simulate(
-                policy,
-                arrivals,
-                scaled,
-                tmp,
-                hours=hours,
-                cycle_s=cycle_s,
-                time_limit=time_limit,
-                seed=seed,
-            )
-            t0 = time.perf_counter()
-            row = measure(policy, records, scaled, rates, START, hours, floor)
-            row.update(figures)
-            row["measure_seconds"] = time.perf_counter() - t0
-            rows.append(row)
+    setting = _Setting(arrivals, scaled, rates, floor, hours, cycle_s, time_limit, seed)
+    # a RAM disk where there is one: the store's commits are fsynced, the benchmark measures
+    # scheduling, not the disk
+    shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="valley-bench-day-", dir=shm) as tmp:
+        if jobs == 1:
+            rows = [policy_row(setting, policy, tmp) for policy in policies]
+        else:
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
+                n = len(policies)
+                rows = list(pool.map(policy_row, [setting] * n, policies, [tmp] * n, [False] * n))
     _compare(rows)
     info = {
         "nodes": {p.key: p.count for p in scaled.pools},
@@ -364,6 +367,42 @@ def run(
         "deferrable": sum(a.deferrable for a in arrivals),
     }
     return rows, info
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """What every policy of a run shares."""
+
+    arrivals: tuple[Arrival, ...]
+    scenario: Scenario
+    rates: Rates
+    floor: tuple[float, float]
+    hours: int
+    cycle_s: float
+    time_limit: float
+    seed: int
+
+
+def policy_row(setting: _Setting, policy: str, workdir: str, bar: bool = True) -> dict[str, Any]:
+    """One policy simulated and measured: its row."""
+    records, figures = simulate(
+        policy,
+        setting.arrivals,
+        setting.scenario,
+        workdir,
+        hours=setting.hours,
+        cycle_s=setting.cycle_s,
+        time_limit=setting.time_limit,
+        seed=setting.seed,
+        bar=bar,
+    )
+    t0 = time.perf_counter()
+    row = measure(
+        policy, records, setting.scenario, setting.rates, START, setting.hours, setting.floor
+    )
+    row.update(figures)
+    row["measure_seconds"] = time.perf_counter() - t0
+    return row
 
 
 # --------------------------------------------------------------------------- plot
@@ -467,6 +506,13 @@ def plot(rows: Sequence[Mapping[str, Any]], hours: int, path: str) -> None:
     "mean demand as a share of capacity",
     "latency-critical demand at its busiest hour as a share of its sites' CPU nodes",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="policies simulated at a time (processes; each solve's time limit is wall time)",
+)
 @report.output_option
 @report.plot_option
 def command(
@@ -480,6 +526,7 @@ def command(
     critical_share: float,
     shapes_path: str | None,
     scenario: str,
+    jobs: int,
     output: str,
     plot_path: str | None,
 ) -> None:
@@ -503,6 +550,7 @@ def command(
         critical_share=critical_share,
         shapes_path=shapes_path,
         scenario=scenario,
+        jobs=jobs,
     )
     params = {
         "hours": hours,
@@ -516,6 +564,7 @@ def command(
         "scenario": scenario,
         "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
         "start": START.isoformat(),
+        "jobs": jobs,
         **info,
     }
     if output == "json":
