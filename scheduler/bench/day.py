@@ -33,7 +33,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +45,6 @@ import click
 from scheduler.bench import report
 from scheduler.bench.checker import check_over_time, count_by_rule
 from scheduler.bench.day_account import (
-    KINDS,
     Rates,
     by_site,
     deferrable_floor,
@@ -58,6 +57,7 @@ from scheduler.bench.day_account import (
     timing,
 )
 from scheduler.bench.day_arrivals import START, Arrival, day_demand, generate_arrivals
+from scheduler.bench.day_plot import plot
 from scheduler.bench.scenario import instance_options, scaled_for
 from scheduler.bench.workload_mix import SHAPES_FILE, load_shapes
 from scheduler.domain import (
@@ -163,6 +163,24 @@ def simulate(
     loop = SchedulingLoop(
         store, scenario, solver_params(policy, time_limit), [cycles], config, clock=clock
     )
+    try:
+        return _drive(loop, store, clock, arrivals, hours, cycle_s, policy if bar else None, cycles)
+    finally:
+        store.close()
+
+
+def _drive(
+    loop: SchedulingLoop,
+    store: Store,
+    clock: SimClock,
+    arrivals: Sequence[Arrival],
+    hours: int,
+    cycle_s: float,
+    bar: str | None,
+    cycles: _Cycles,
+) -> tuple[list[Workload], dict[str, Any]]:
+    """``simulate``'s cycles, with a progress bar named ``bar`` if given."""
+    start = clock.now
     loop.load()
     ticks = submission_ticks(arrivals, cycle_s)
     last = max(int(hours * 3600 // cycle_s), ticks[-1] if ticks else 0)
@@ -172,9 +190,9 @@ def simulate(
     k = 0
     steps: Iterator[int] = iter(range(1, last + 1))
     if bar:
-        steps = report.progress(steps, total=last, desc=policy)
+        steps = report.progress(steps, total=last, desc=bar)
     while True:
-        k = next(steps, k + 1)
+        k = next(steps, k + 1)  # past the last arrivals (no bar): draining
         clock.now = start + timedelta(seconds=k * cycle_s)
         j = i
         while j < len(ticks) and ticks[j] <= k:
@@ -188,7 +206,6 @@ def simulate(
             break
     wall = time.perf_counter() - t0
     records = _all_workloads(store)
-    store.close()
     solve_s = cycles.solve_s
     return records, {
         "cycles": k,
@@ -407,63 +424,6 @@ def policy_row(setting: _Setting, policy: str, workdir: str, bar: bool = True) -
     row.update(figures)
     row["measure_seconds"] = time.perf_counter() - t0
     return row
-
-
-# --------------------------------------------------------------------------- plot
-
-
-def plot(rows: Sequence[Mapping[str, Any]], hours: int, path: str) -> None:
-    """Per policy (rows) and site: facility power (kW), energy cost (CNY/h) and carbon (kg/h)
-    over the hours, stacked by kind of work; the end of the arrivals dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sites = list(rows[0]["hourly"]) if rows else []
-    metrics = (
-        ("power_kw", "power, kW"),
-        ("energy_cny", "cost, CNY/h"),
-        ("carbon_kg", "carbon, kg/h"),
-    )
-    ncols = max(1, len(sites) * len(metrics))
-    fig, axes = plt.subplots(
-        len(rows), ncols, figsize=(3.2 * ncols, 2.4 * len(rows)), squeeze=False, sharex=True
-    )
-    cmap = plt.get_cmap("tab10")
-    colors = [cmap(i) for i in range(len(KINDS))]
-    for ri, row in enumerate(rows):
-        for si, site in enumerate(sites):
-            for mi, (key, label) in enumerate(metrics):
-                ax = axes[ri][si * len(metrics) + mi]
-                series = row["hourly"][site][key]
-                n = max((len(v) for v in series.values()), default=0)
-                xs = list(range(n))
-                ax.stackplot(
-                    xs,
-                    *[series[k] + [0.0] * (n - len(series[k])) for k in KINDS],
-                    labels=KINDS,
-                    colors=colors,
-                    step="post",
-                )
-                ax.axvline(hours, color="black", linestyle="dashed", linewidth=0.8)
-                ax.set_title(f"{row['policy']}: {site} {label}", fontsize=8)
-                ax.tick_params(labelsize=7)
-                if ri == len(rows) - 1:
-                    ax.set_xlabel("hour of the run", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="lower center",
-        ncol=len(KINDS),
-        fontsize=8,
-        bbox_to_anchor=(0.5, -0.03),
-    )
-    fig.suptitle("day: power, cost and carbon per site, by kind of work", y=1.01)
-    fig.tight_layout()
-    report.save_plot(fig, path)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- command
