@@ -128,7 +128,7 @@ class Rates:
 
     def cumulative(self, which: str) -> np.ndarray:
         """(sites, hours + 1): the rate integrated from the start to each hour boundary, per
-        second (CNY or kg per kWh-second)."""
+        second (CNY/kWh x s, kg/kWh x s: times kW / 3600 gives CNY or kg)."""
         rate = self.price if which == "price" else self.carbon
         return np.concatenate(
             [np.zeros((len(self.sites), 1)), np.cumsum(rate, axis=1) * 3600.0], axis=1
@@ -173,6 +173,7 @@ class Runs:
 
 
 def seconds(t: datetime, start: datetime) -> float:
+    """``t`` as seconds from the start of the run."""
     return (t - start).total_seconds()
 
 
