@@ -24,6 +24,9 @@ Rules (the ``rule`` of a ``Violation``):
 - ``gang``: a GANG workload in more than one site
 - ``spread``: a SPREAD workload in fewer than ``min_sites`` distinct sites
 - ``accounting``: (``check_result`` only) a workload neither placed nor unplaced, or both
+
+``check_over_time`` checks placements that hold their nodes over spans of time (a simulated
+day): capacity at every instant, the other rules per replica.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from scheduler.domain import (
     GPU_MILLIS,
@@ -347,6 +352,119 @@ def check_result(
     for wid in result.unplaced:
         if wid not in specs:
             out.append(Violation(wid, "unknown_workload", "unplaced but not in the problem"))
+    return out
+
+
+def check_over_time(
+    scenario: Scenario,
+    specs: Mapping[str, WorkloadSpec],
+    placements: Mapping[str, Sequence[ReplicaPlacement]],
+    spans: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    cpu_on_gpu_nodes: bool = True,
+) -> list[Violation]:
+    """``check_placements`` for placements that hold their nodes for a while: replica i of
+    workload w holds its node during ``spans[w][i]`` = [start, end) (any unit of time), and
+    capacity (CPU and memory per node, shares and whole GPUs per physical GPU) is checked at
+    every start against the replicas holding the node then (usage only grows at starts). Every
+    other rule is checked once per replica. A capacity violation names the workload whose
+    replica's start found the node or GPU over."""
+    nodes = _catalog(scenario)
+    out: list[Violation] = []
+    held: list[tuple[str, float, float, str, ReplicaPlacement, WorkloadSpec]] = []
+    for wid, reps in placements.items():
+        spec = specs.get(wid)
+        if spec is None:
+            out.append(Violation(wid, "unknown_workload", "placed but not in the problem"))
+            continue
+        scratch: dict[str, _Usage] = defaultdict(_Usage)  # capacity is checked over time below
+        out.extend(_check_workload(scenario, nodes, scratch, wid, spec, reps, cpu_on_gpu_nodes))
+        for rp, (t0, t1) in zip(reps, spans[wid], strict=True):
+            if rp.node in nodes and t1 > t0:
+                held.append((rp.node, t0, t1, wid, rp, spec))
+    return out + _capacity_over_time(nodes, held)
+
+
+def _sweep(
+    key: np.ndarray, t0: np.ndarray, t1: np.ndarray, amounts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, level): for each interval [t0, t1) that starts, the sum of ``amounts`` (one row per
+    interval) over the intervals of the same key holding at that instant, in time order and
+    ends before starts at one instant (spans are half-open)."""
+    n = len(key)
+    keys = np.concatenate([key, key])
+    times = np.concatenate([t0, t1])
+    starts = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+    delta = np.concatenate([amounts, -amounts])
+    rows = np.concatenate([np.arange(n), np.arange(n)])
+    order = np.lexsort((starts, times, keys))
+    keys, starts, delta, rows = keys[order], starts[order], delta[order], rows[order]
+    total = np.cumsum(delta, axis=0)
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    before = (total - delta)[first]  # the running sum before each key's first event
+    level = total - before[np.cumsum(first) - 1]
+    at_start = starts == 1
+    return rows[at_start], level[at_start]
+
+
+def _capacity_over_time(
+    nodes: Mapping[str, _Node],
+    held: Sequence[tuple[str, float, float, str, ReplicaPlacement, WorkloadSpec]],
+) -> list[Violation]:
+    if not held:
+        return []
+    names = list(nodes)
+    index = {name: i for i, name in enumerate(names)}
+    out: list[Violation] = []
+    node = np.asarray([index[h[0]] for h in held], dtype=np.int64)
+    t0 = np.asarray([h[1] for h in held], dtype=float)
+    t1 = np.asarray([h[2] for h in held], dtype=float)
+    use = np.asarray(
+        [(h[5].resources.cpu_millis, h[5].resources.memory_mib) for h in held], dtype=np.int64
+    )
+    cap = np.asarray(
+        [(nodes[n].pool.node.cpu_millis, nodes[n].pool.node.memory_mib) for n in names],
+        dtype=np.int64,
+    )
+    rows, level = _sweep(node, t0, t1, use)
+    for col, rule, unit in ((0, "cpu", "cpu_millis"), (1, "memory", "memory_mib")):
+        for k in np.flatnonzero(level[:, col] > cap[node[rows], col]):
+            h = held[rows[k]]
+            limit = cap[node[rows[k]], col]
+            message = f"{level[k, col]} {unit} allocated > capacity {limit}"
+            out.append(Violation(h[3], rule, message, h[0], h[4].replica))
+    # physical GPUs: (millis, whole holders, holders), one row per GPU a replica holds
+    gpu_rows = []
+    for i, (name, _, _, _, rp, spec) in enumerate(held):
+        r = spec.resources
+        idx = tuple(rp.gpu_indices)
+        expected = r.gpus if r.gpus else (1 if r.gpu_millis else 0)
+        n_gpus = nodes[name].pool.node.gpus
+        if (
+            len(idx) != expected
+            or len(set(idx)) != len(idx)
+            or any(not 0 <= g < n_gpus for g in idx)
+        ):
+            continue  # reported by the replica's own rules
+        share = GPU_MILLIS if r.gpus else r.gpu_millis
+        gpu_rows += [(i, g, share, int(bool(r.gpus))) for g in idx]
+    if not gpu_rows:
+        return out
+    g = np.asarray(gpu_rows, dtype=np.int64)
+    width = max(n.pool.node.gpus for n in nodes.values()) + 1
+    of = g[:, 0]
+    amounts = np.stack([g[:, 2], g[:, 3], np.ones(len(g), dtype=np.int64)], axis=1)
+    rows, level = _sweep(node[of] * width + g[:, 1], t0[of], t1[of], amounts)
+    for k in np.flatnonzero((level[:, 0] > GPU_MILLIS) | ((level[:, 1] > 0) & (level[:, 2] > 1))):
+        h = held[of[rows[k]]]
+        gpu = g[rows[k], 1]
+        millis, whole, count = level[k]
+        if whole and count > 1:
+            rule, message = "gpu_exclusive", f"GPU {gpu} held whole but has {count} holders"
+        else:
+            rule, message = "gpu_share", f"GPU {gpu} shares sum to {millis} millis > {GPU_MILLIS}"
+        out.append(Violation(h[3], rule, f"{message}, {millis} millis", h[0], h[4].replica))
     return out
 
 

@@ -24,10 +24,10 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -53,6 +53,8 @@ from scheduler.solver import (
     solve,
 )
 from scheduler.solver.objective import evaluate
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_SIZES = (1000, 10_000, 50_000)
 MONTH = 1  # January: no critical-peak tariff; the hour decides the price
@@ -126,15 +128,42 @@ def _split(count: int, weights: Sequence[int]) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class Demand:
+    """What the cluster is sized for: the latency-critical CPU-only demand (workloads whose SLO
+    only some sites meet) and those sites, all CPU-only demand, and GPU demand."""
+
+    critical: Resources
+    critical_sites: frozenset[str]
+    cpu: Resources
+    gpu: Resources
+
+
+def mix_demand(base: Scenario, mix: Sequence[PendingWorkload]) -> Demand:
+    """The demand of ``mix``, every replica at once."""
+    cpu_specs = [w.spec for w in mix if not w.spec.resources.wants_gpu]
+    return Demand(
+        critical=_total([s for s in cpu_specs if is_latency_critical(base, s)]),
+        critical_sites=frozenset(_critical_sites(base, mix)),
+        cpu=_total(cpu_specs),
+        gpu=_total([w.spec for w in mix if w.spec.resources.wants_gpu]),
+    )
+
+
 def scaled_scenario(
     base: Scenario, mix: Sequence[PendingWorkload], load: float, critical_share: float
 ) -> Scenario:
     """``base`` with node counts for ``mix`` (see the module docstring)."""
-    crit_sites = _critical_sites(base, mix)
+    return scaled_for(base, mix_demand(base, mix), load, critical_share)
+
+
+def scaled_for(base: Scenario, demand: Demand, load: float, critical_share: float) -> Scenario:
+    """``base`` with node counts such that ``demand.critical`` fills ``critical_share`` of the
+    CPU nodes of its sites and the whole demand ``load`` of the capacity (module docstring)."""
     cpu_pools = [p for p in base.pools if not p.node.gpus]
     gpu_pools = [p for p in base.pools if p.node.gpus]
-    crit_pools = [p for p in cpu_pools if p.site in crit_sites]
-    other_pools = [p for p in cpu_pools if p.site not in crit_sites]
+    crit_pools = [p for p in cpu_pools if p.site in demand.critical_sites]
+    other_pools = [p for p in cpu_pools if p.site not in demand.critical_sites]
 
     def mean_node(pools: Sequence[Any]) -> Resources:
         n = sum(p.count for p in pools)
@@ -145,22 +174,19 @@ def scaled_scenario(
             total.cpu_millis // n, total.memory_mib // n, total.gpus // n, total.gpu_millis // n
         )
 
-    cpu_specs = [w.spec for w in mix if not w.spec.resources.wants_gpu]
-    gpu_specs = [w.spec for w in mix if w.spec.resources.wants_gpu]
     counts: dict[str, int] = {}
     n_crit = 0
     if crit_pools:
-        crit = _total([s for s in cpu_specs if is_latency_critical(base, s)])
-        n_crit = _nodes_needed(crit, mean_node(crit_pools), critical_share)
+        n_crit = _nodes_needed(demand.critical, mean_node(crit_pools), critical_share)
         for p, c in zip(crit_pools, _split(n_crit, [p.count for p in crit_pools]), strict=True):
             counts[p.key] = c
     if other_pools:
-        n_cpu = _nodes_needed(_total(cpu_specs), mean_node(cpu_pools), load)
+        n_cpu = _nodes_needed(demand.cpu, mean_node(cpu_pools), load)
         n_other = max(len(other_pools), n_cpu - n_crit)
         for p, c in zip(other_pools, _split(n_other, [p.count for p in other_pools]), strict=True):
             counts[p.key] = c
     if gpu_pools:
-        n_gpu = _nodes_needed(_total(gpu_specs), mean_node(gpu_pools), load)
+        n_gpu = _nodes_needed(demand.gpu, mean_node(gpu_pools), load)
         for p, c in zip(gpu_pools, _split(n_gpu, [p.count for p in gpu_pools]), strict=True):
             counts[p.key] = c
     return base.scaled({p.key: counts.get(p.key, p.count) / p.count for p in base.pools})
@@ -490,6 +516,48 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 # --------------------------------------------------------------------------- command
 
 
+def instance_options(load_help: str, critical_help: str) -> Callable[[F], F]:
+    """``--load``, ``--critical-share``, ``--shapes`` and ``--scenario``: how the suites that
+    run the mix on the scaled default scenario (this one, ``day``) take their instance."""
+    options = (
+        click.option(
+            "--load",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.5,
+            show_default=True,
+            help=load_help,
+        ),
+        click.option(
+            "--critical-share",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.9,
+            show_default=True,
+            help=critical_help,
+        ),
+        click.option(
+            "--shapes",
+            "shapes_path",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="request shapes: an openb pod list or a shapes table "
+            f"[default: {SHAPES_FILE.name}]",
+        ),
+        click.option(
+            "--scenario",
+            default=DEFAULT_SCENARIO,
+            show_default=True,
+            help="scenario name or TOML file",
+        ),
+    )
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
 @click.command("scenario")
 @click.option(
     "--replicas",
@@ -522,29 +590,8 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
     show_default=True,
     help="comma-separated policies",
 )
-@click.option(
-    "--load",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.5,
-    show_default=True,
-    help="demand as a share of capacity",
-)
-@click.option(
-    "--critical-share",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.9,
-    show_default=True,
-    help="latency-critical demand as a share of its sites' CPU nodes",
-)
-@click.option(
-    "--shapes",
-    "shapes_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help=f"request shapes: an openb pod list or a shapes table [default: {SHAPES_FILE.name}]",
-)
-@click.option(
-    "--scenario", default=DEFAULT_SCENARIO, show_default=True, help="scenario name or TOML file"
+@instance_options(
+    "demand as a share of capacity", "latency-critical demand as a share of its sites' CPU nodes"
 )
 @click.option(
     "--floors/--no-floors",

@@ -108,6 +108,15 @@ class Mailbox:
             self._first_post = None
         return inbox, changes
 
+    def take_now(self) -> tuple[list[Workload], list[Change]]:
+        """Take what was posted so far without waiting (a caller that drives the loop's cycles
+        itself, on a simulated clock)."""
+        with self._cond:
+            inbox, self._inbox = self._inbox, []
+            changes, self._changes = self._changes, []
+            self._first_post = None
+        return inbox, changes
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing posted is left and the loop thread waits for more."""
         deadline = time.monotonic() + timeout

@@ -253,6 +253,15 @@ class SchedulingLoop:
         local = (now or self._clock()).astimezone(self._zone)
         return local.hour, local.month
 
+    def step(self) -> None:
+        """Run one cycle now, on the caller's thread, with what was posted since the last one:
+        how a caller with a simulated clock drives the loop instead of ``start()`` (``valley
+        bench day``: no thread, no batching window, no sleeping). Call ``load()`` first; use a
+        config without a solver process, so that each cycle solves and commits its own batch."""
+        if self.running:
+            raise RuntimeError("step() drives a loop whose thread is not running")
+        self._cycle(*self._mailbox.take_now())
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until the loop has nothing to do (tests and benchmarks)."""
         return self._mailbox.wait_idle(timeout)
