@@ -266,7 +266,7 @@ def test_the_time_checker_allows_a_node_reused_later_and_flags_an_overlap(tiny: 
     assert [v.rule for v in check_over_time(tiny, specs, placements, overlap)] == ["cpu"]
 
 
-def test_step_runs_one_cycle_on_a_simulated_clock_completions_included(
+def test_run_cycle_runs_one_cycle_on_a_simulated_clock_completions_included(
     tiny: Scenario, tmp_path: Path
 ):
     store = open_store(f"sqlite:///{tmp_path}/v.db")
@@ -276,14 +276,14 @@ def test_step_runs_one_cycle_on_a_simulated_clock_completions_included(
     spec = WorkloadSpec(tenant="t", resources=Resources(1000, 64), duration_s=600)
     (w,) = store.submit("", "", [spec], clock.now).workloads
     loop.submitted([w])
-    loop.step()
+    loop.run_cycle()
     placed = store.get(w.id)
     assert placed.state == WorkloadState.PLACED and placed.placed_at == START
     clock.now = START + timedelta(seconds=599)
-    loop.step()
+    loop.run_cycle()
     assert store.get(w.id).state == WorkloadState.PLACED
     clock.now = START + timedelta(seconds=600)
-    loop.step()
+    loop.run_cycle()
     assert store.get(w.id).state == WorkloadState.COMPLETED
     assert loop.snapshot().cluster.free_cpu.sum() == Cluster(tiny).free_cpu.sum()
     store.close()

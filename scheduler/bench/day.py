@@ -201,7 +201,7 @@ def _drive(
             sub = store.submit("", "", [a.spec for a in arrivals[i:j]], clock.now)
             loop.submitted(sub.workloads)
             i = j
-        loop.step()
+        loop.run_cycle()
         if k >= last and (k >= drain or not _pending(store)):
             break
     wall = time.perf_counter() - t0

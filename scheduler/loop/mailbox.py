@@ -106,15 +106,7 @@ class Mailbox:
             inbox, self._inbox = self._inbox, []
             changes, self._changes = self._changes, []
             self._first_post = None
-        return inbox, changes
-
-    def take_now(self) -> tuple[list[Workload], list[Change]]:
-        """Take what was posted so far without waiting (a caller that drives the loop's cycles
-        itself, on a simulated clock)."""
-        with self._cond:
-            inbox, self._inbox = self._inbox, []
-            changes, self._changes = self._changes, []
-            self._first_post = None
+            self._nudged = False
         return inbox, changes
 
     def wait_idle(self, timeout: float) -> bool:

@@ -213,6 +213,8 @@ class SchedulingLoop:
         day): build the loop with ``clock`` and ``LoopConfig(solver_process=False)``, call
         ``load()`` once (not ``start()``), then per step move the clock, hand over work
         (``submitted``, ``state_changed``) and call ``run_cycle()``."""
+        if self.running:
+            raise RuntimeError("run_cycle() drives a loop whose thread is not running")
         inbox, changes = self._mailbox.drain()
         self._cycle(inbox, changes)
 
@@ -252,15 +254,6 @@ class SchedulingLoop:
     def local_hour_month(self, now: datetime | None = None) -> tuple[int, int]:
         local = (now or self._clock()).astimezone(self._zone)
         return local.hour, local.month
-
-    def step(self) -> None:
-        """Run one cycle now, on the caller's thread, with what was posted since the last one:
-        how a caller with a simulated clock drives the loop instead of ``start()`` (``valley
-        bench day``: no thread, no batching window, no sleeping). Call ``load()`` first; use a
-        config without a solver process, so that each cycle solves and commits its own batch."""
-        if self.running:
-            raise RuntimeError("step() drives a loop whose thread is not running")
-        self._cycle(*self._mailbox.take_now())
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until the loop has nothing to do (tests and benchmarks)."""

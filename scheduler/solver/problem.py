@@ -112,9 +112,6 @@ class SolverParams:
     # the repairs of the packing, in order (names of REPAIRS); leave one out to measure it
     repairs: tuple[str, ...] = REPAIRS
     solver_parameters: str = ""  # raw CP-SAT parameters in text format, passed through
-    # Valley may start deferrable work (BATCH with a duration and a deadline) at a later hour
-    # (policy "valley"); False starts everything when placed ("valley-now")
-    time_shifting: bool = True
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
