@@ -228,7 +228,10 @@ def measure(
     parts = result.gap_parts()
     specs = {w.id: w.spec for w in problem.workloads}
     violations: list[Violation] = check_result(
-        problem, result, cpu_on_gpu_nodes=params.cpu_on_gpu_nodes
+        problem,
+        result,
+        cpu_on_gpu_nodes=params.cpu_on_gpu_nodes,
+        default_spread=params.default_spread,
     )
     by_rule = count_by_rule(violations)
     slo = by_rule.pop("slo", 0)

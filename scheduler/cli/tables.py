@@ -13,6 +13,7 @@ from typing import Any
 from wcwidth import wcswidth, wcwidth
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.domain.workload import per_node_limit
 
 
 def display_width(text: str) -> int:
@@ -121,6 +122,12 @@ def workload_detail(w: pb.Workload) -> str:
         f"created:     {timestamp(w.created_at)}",
         f"placed:      {timestamp(w.placed_at)}",
     ]
+    limit = per_node_limit(s.replicas, s.kind, s.max_replicas_per_node)
+    if limit < (s.replicas or 1):
+        own = "" if s.max_replicas_per_node else " (the SERVICE default)"
+        nodes = len({p.node for p in w.placements})
+        on = f", on {nodes} nodes" if w.placements else ""
+        lines.append(f"per node:    at most {limit}{own}{on}")
     if s.origin:
         slo = f", SLO {s.max_latency_ms:g} ms" if s.max_latency_ms else ""
         lines.append(f"origin:      {s.origin}{slo}")

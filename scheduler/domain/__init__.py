@@ -30,6 +30,7 @@ from scheduler.domain.workload import (
     WorkloadKind,
     WorkloadSpec,
     WorkloadState,
+    per_node_limit,
     primary_reason_code,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "load_scenario",
     "node_it_watts",
     "parse_scenario",
+    "per_node_limit",
     "primary_reason_code",
     "shorten",
     "site_costs",

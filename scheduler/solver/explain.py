@@ -91,8 +91,10 @@ def unplaced(
     if elig.final_reason:
         reasons = tuple(r for rs in elig.reasons_by_site.values() for r in rs)
         # sites that qualify one replica at a time but can never hold the whole workload
-        code = _TOPOLOGY_CODES.get(spec.topology, ReasonCode.CAPACITY)
-        reasons += tuple(Reason(code, elig.final_reason, s) for s in elig.sites)
+        code = elig.final_code or _TOPOLOGY_CODES.get(spec.topology, ReasonCode.CAPACITY)
+        final = tuple(Reason(code, elig.final_reason, s) for s in elig.sites)
+        # a per-node limit is the reason, whatever else rules some sites out: it comes first
+        reasons = final + reasons if elig.final_code else reasons + final
         return Unplaced(wid, True, elig.final_reason, reasons)
     reasons = tuple(
         r

@@ -94,6 +94,9 @@ class SolverParams:
     mip_bound: bool = True
     # the repairs of the packing, in order (names of REPAIRS); leave one out to measure it
     repairs: tuple[str, ...] = REPAIRS
+    # a SERVICE with 2 or more replicas gets at most ceil(replicas / 2) per node unless its spec
+    # sets max_replicas_per_node (API.md, "Availability"); False measures what that costs
+    default_spread: bool = True
     solver_parameters: str = ""  # raw CP-SAT parameters in text format, passed through
 
     def __post_init__(self) -> None:
@@ -118,7 +121,7 @@ class SolverParams:
             raise ValidationError(
                 "headroom_target", f"must be in (0, 1] (got {self.headroom_target})"
             )
-        for name in ("cpu_on_gpu_nodes", "mip_bound"):
+        for name in ("cpu_on_gpu_nodes", "mip_bound", "default_spread"):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, "must be true or false")
         if not isinstance(self.repairs, tuple):

@@ -109,6 +109,7 @@ def _class_key(
         spec.replica_count,
         tuple(sorted(elig.pools_by_site.items())),
         spec.topology,
+        elig.per_node,
         round(penalty, 9),
         rtts if spec.is_service else (),
     )
@@ -205,6 +206,7 @@ def build_model(
     for p in pools:
         if p.index in users:
             _add_pool_capacity(lm, cluster, users[p.index], p, money_per_watt[p.site])
+    _add_per_node_limits(lm, index, classes, pools)
     headroom = _add_headroom(lm, cluster, params, classes)
     return Model(lm, classes, pools, headroom)
 
@@ -273,6 +275,27 @@ def _add_pool_capacity(
         idx.append(p.wake)
         coef.append(-p.node_cap[res])
         lm.row(idx, coef, hi=p.free_awake[res])
+
+
+def _add_per_node_limits(
+    lm: LinearModel, index: NodeIndex, classes: list[WorkloadClass], pools: list[PoolState]
+) -> None:
+    """A class whose workloads hold at most ``per_node`` replicas a node puts at most
+    ``per_node x members`` replicas on each powered node of a pool: ``x <= per_node x members x
+    (powered + wake)``. Valid for every placement that keeps the limit; it makes the bound pay
+    for the nodes a spread service wakes."""
+    for c in classes:
+        limit = c.elig.per_node
+        if limit >= c.spec.replica_count:
+            continue
+        per = limit * len(c.members)
+        for pi, v in c.x.items():
+            p = pools[pi]
+            powered = len(index.by_pool[pi]) - p.empty_nodes
+            if p.wake < 0:
+                lm.row([v], [1], hi=per * powered)
+            else:
+                lm.row([v, p.wake], [1, -per], hi=per * powered)
 
 
 def _add_headroom(

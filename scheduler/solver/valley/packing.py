@@ -8,7 +8,7 @@ workload that still does not fit whole is left out, for the repairs to try again
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,12 +95,46 @@ def _pack_group(
     counts = [sum(m for _, m in by_shape[r]) for r in shapes]
     taken = pack_pool(state.cluster, state.index.by_pool[pool], shapes, counts)
     for r, placed in zip(shapes, taken, strict=True):
-        pos = 0
-        for wid, m in by_shape[r]:
-            mine = placed[pos : pos + m]
-            pos += len(mine)
-            got[wid].extend(mine)
-            short[wid] += m - len(mine)
+        if not any(state.elig[wid].per_node < m for wid, m in by_shape[r]):
+            pos = 0
+            for wid, m in by_shape[r]:
+                mine = placed[pos : pos + m]
+                pos += len(mine)
+                got[wid].extend(mine)
+                short[wid] += m - len(mine)
+            continue
+        _share_slots(state, r, placed, by_shape[r], got, short)
+
+
+def _share_slots(
+    state: PackingState,
+    r: Resources,
+    placed: list[Slot],
+    wanted: list[tuple[str, int]],
+    got: dict[str, list[Slot]],
+    short: dict[str, int],
+) -> None:
+    """Hand the slots packed for shape ``r`` to the workloads that want them, at most each
+    one's ``per_node`` on a node: limited workloads first (they can use fewer slots), the rest
+    in order; slots nobody may take are released, their replicas left short for ``_complete``."""
+    by_node: dict[int, list[Slot]] = defaultdict(list)
+    for slot in placed:
+        by_node[slot[0]].append(slot)
+    order = sorted(wanted, key=lambda wm: state.elig[wm[0]].per_node >= wm[1])
+    for wid, m in order:
+        limit = state.elig[wid].per_node
+        mine: list[Slot] = []
+        for slots in by_node.values():
+            k = min(limit, len(slots), m - len(mine))
+            mine.extend(slots[:k])
+            del slots[:k]
+            if len(mine) == m:
+                break
+        got[wid].extend(mine)
+        short[wid] += m - len(mine)
+    for slots in by_node.values():
+        for node, gpus in slots:
+            state.cluster.release(node, r, gpus)
 
 
 def _complete(
@@ -123,16 +157,17 @@ def _complete(
         else:
             alt = e.pools
         nodes = state.index.nodes(tuple(alt))
+        limit = state.elig[wid].per_node
         for part in (
             nodes[cluster.replicas_on[nodes] > 0],
             *(state.index.by_pool[p] for p in sorted(alt, key=lambda p: wake_cost.get(p, 0.0))),
         ):
-            more = fill(cluster, part, spec.resources, missing)
+            more = fill(cluster, part, spec.resources, missing, limit, got)
             got.extend(more)
             missing -= len(more)
             if not missing:
                 break
-    if missing or not topology_holds(spec, cluster, got):
+    if missing or not topology_holds(spec, cluster, got) or not per_node_holds(state, wid, got):
         for node, gpus in got:
             cluster.release(node, spec.resources, gpus)
         return
@@ -146,6 +181,14 @@ def topology_holds(spec: WorkloadSpec, cluster: Cluster, got: Sequence[Slot]) ->
     if spec.topology == Topology.SPREAD:
         return len(sites) >= spec.min_sites
     return True
+
+
+def per_node_holds(state: PackingState, wid: str, got: Sequence[Slot]) -> bool:
+    """No node holds more than the workload's ``per_node`` of ``got``."""
+    limit = state.elig[wid].per_node
+    if limit >= len(got):
+        return True
+    return max(Counter(node for node, _ in got).values()) <= limit
 
 
 def capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
@@ -170,9 +213,17 @@ def awake_first(cluster: Cluster, nodes: np.ndarray) -> np.ndarray:
     return np.lexsort((nodes, -fullness, ~awake))
 
 
-def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[Slot]:
+def fill(
+    cluster: Cluster,
+    nodes: np.ndarray,
+    r: Resources,
+    want: int,
+    per_node: int | None = None,
+    held: Sequence[Slot] = (),
+) -> list[Slot]:
     """Place up to ``want`` replicas of ``r`` on ``nodes``: powered nodes first, fullest first
-    (best fit), then as few powered-down nodes as possible."""
+    (best fit), then as few powered-down nodes as possible; at most ``per_node`` a node when
+    given, counting the workload's replicas ``held`` there already."""
     if want <= 0 or not len(nodes):
         return []
     cnt = capacity_counts(cluster, nodes, r)
@@ -182,7 +233,10 @@ def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[S
         return []
     order = awake_first(cluster, nodes)
     out: list[Slot] = []
+    there = Counter(node for node, _ in held)
     for node, c in zip(nodes[order].tolist(), cnt[order].tolist(), strict=True):
+        if per_node is not None:
+            c = min(c, per_node - there[node])
         for _ in range(min(c, want - len(out))):
             if not cluster.fits(node, r):
                 break

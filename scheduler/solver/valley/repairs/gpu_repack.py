@@ -7,7 +7,7 @@ of fractional shares (``Items``), so any packing of the items is a valid placeme
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -156,7 +156,7 @@ class GpuRepack:
         if bins is None or len(bins) >= n_woken:
             return False
         node_of = self._nodes_for(state, group, woken, bins)
-        if node_of is None:
+        if node_of is None or not _limits_hold(state, node_of, bins):
             return False
         for p in group:
             for wid, i in reps_of[p]:
@@ -258,3 +258,14 @@ class GpuRepack:
                 return None
             node_of.append(spare[p].pop(0))
         return node_of
+
+
+def _limits_hold(state: PackingState, node_of: list[int], bins: list[Bin]) -> bool:
+    """No bin's node would hold more of a workload's replicas than its per-node limit (the
+    nodes are emptied first: only the bins' replicas count)."""
+    held: Counter[tuple[str, int]] = Counter()
+    for n, (_, items_in) in zip(node_of, bins, strict=True):
+        for items, k in items_in:
+            for wid, _ in items.groups[k]:
+                held[(wid, n)] += 1
+    return all(k <= state.elig[wid].per_node for (wid, _), k in held.items())

@@ -87,7 +87,7 @@ class MakeRoom:
                 if x.cpu_millis < short_cpu[k] or x.memory_mib < short_mem[k]:
                     continue
                 # a move: x to another powered node where it fits
-                targets = awake[(awake != a) & cluster.fit_mask(x, awake)]
+                targets = state.with_room(wid, awake[(awake != a) & cluster.fit_mask(x, awake)])
                 if len(targets):
                     b = int(targets[int(np.argmin(greedy.best_fit(cluster, targets, x)))])
                     state.move(wid, i, b)
@@ -106,13 +106,18 @@ class MakeRoom:
                 )
                 if not ok.any():
                     continue
-                b, (ywid, yi) = movable[int(np.flatnonzero(ok)[0])]
-                state.lift(ywid, yi)
-                state.lift(wid, i)
-                state.put(wid, i, b, ())
-                state.put(ywid, yi, a, ())
-                self.moves += 2
-                return True
+                for j in np.flatnonzero(ok)[:CANDIDATES].tolist():
+                    b, (ywid, yi) = movable[j]
+                    with state.transaction() as tx:
+                        state.lift(ywid, yi)
+                        state.lift(wid, i)
+                        # both nodes keep the per-node limits of both workloads
+                        if state.room_for(wid, b) > 0 and state.room_for(ywid, a) > 0:
+                            state.put(wid, i, b, ())
+                            state.put(ywid, yi, a, ())
+                            self.moves += 2
+                            return True
+                        tx.rollback()
         return False
 
     @staticmethod
