@@ -7,6 +7,7 @@ import pytest
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.bench.checker import check_placements
+from scheduler.cli.tables import workload_detail
 from scheduler.domain import (
     Cluster,
     ReasonCode,
@@ -130,3 +131,16 @@ def test_the_limit_survives_the_proto_both_ways() -> None:
     spec_to_proto(s, out)
     assert out.max_replicas_per_node == 1
     assert spec_from_proto(out) == s
+
+
+def test_valley_get_shows_the_limit_and_the_nodes_used() -> None:
+    w = pb.Workload(id="w-1", state=2)
+    w.spec.tenant, w.spec.replicas, w.spec.kind = "t", 3, 1  # a SERVICE of 3
+    for i, node in enumerate(["near/cpu-0000", "near/cpu-0000", "near/cpu-0001"]):
+        w.placements.add(replica=i, site="near", node=node)
+    assert "per node:    at most 2 (the SERVICE default), on 2 nodes" in workload_detail(w)
+    w.spec.max_replicas_per_node = 1
+    assert "per node:    at most 1, on 2 nodes" in workload_detail(w)
+    w.spec.kind = 2  # batch, no limit of its own: nothing to show
+    w.spec.max_replicas_per_node = 0
+    assert "per node" not in workload_detail(w)
