@@ -70,3 +70,14 @@ def test_a_negative_limit_is_invalid_argument_naming_the_field(client: Client) -
         client.submit([cpu_spec(1), cpu_spec(1, replicas=2, max_replicas_per_node=-1)])
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "workloads[1].max_replicas_per_node" in (e.value.details() or "")
+
+
+def test_explain_names_spread_node_for_a_limit_that_can_never_be_met(client: Client) -> None:
+    spec = cpu_spec(0.5, replicas=3, max_replicas_per_node=1, allowed_sites=["near"])
+    (w,) = client.submit([spec])
+    settled(client, w.id, UNSCHEDULABLE)
+    e = client.placement.ExplainWorkload(pb.ExplainWorkloadRequest(id=w.id))
+    verdicts = {v.site: v for v in e.sites}
+    assert e.summary.startswith("unschedulable") and "max_replicas_per_node" in e.summary
+    assert [r.code for r in verdicts["near"].reasons] == ["spread_node"]
+    assert [r.code for r in verdicts["green"].reasons] == ["residency"]

@@ -3,6 +3,8 @@ the spec's rule, validation, the store's codec, eligibility and the independent 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
@@ -20,7 +22,9 @@ from scheduler.domain import (
 )
 from scheduler.service.convert import spec_from_proto, spec_to_proto
 from scheduler.solver import POLICIES, PendingWorkload, Problem, SolverParams, solve
+from scheduler.solver.explain import explain
 from scheduler.solver.filters import eligibility
+from scheduler.solver.objective import site_rates
 from scheduler.store.codec import spec_from_json, spec_to_json
 
 PARAMS = SolverParams()
@@ -144,3 +148,29 @@ def test_valley_get_shows_the_limit_and_the_nodes_used() -> None:
     w.spec.kind = 2  # batch, no limit of its own: nothing to show
     w.spec.max_replicas_per_node = 0
     assert "per node" not in workload_detail(w)
+
+
+def test_a_limit_that_blocks_a_placement_now_is_pending_with_spread_node(tiny: Scenario) -> None:
+    # near/cpu-0001 is full: near/cpu-0000 alone has room for both replicas, but a SERVICE of
+    # 2 may hold 1 a node, so it waits (not final: near has 2 nodes) and says why
+    cluster = Cluster(tiny)
+    cluster.allocate(cluster.index["near/cpu-0001"], Resources(4000, 1024))
+    s = spec(2, allowed_sites=("near",))
+    problem = Problem(tiny, cluster, (PendingWorkload("w0", s),))
+    for policy in POLICIES:
+        u = solve(problem, SolverParams(policy=policy, time_limit_s=0.5)).unplaced["w0"]
+        assert not u.final
+        assert ReasonCode.SPREAD_NODE in {r.code for r in u.reasons}, policy
+        assert "max_replicas_per_node" in u.summary, policy
+    e = explain(problem, s, eligibility(tiny, cluster, s, PARAMS), (), site_rates(problem))
+    near = next(v for v in e.sites if v.site == "near")
+    assert not near.feasible and near.reasons[0].code == ReasonCode.SPREAD_NODE
+    # batch work may share the node
+    assert (
+        "w0"
+        in solve(
+            replace(
+                problem, workloads=(PendingWorkload("w0", replace(s, kind=WorkloadKind.BATCH)),)
+            )
+        ).placements
+    )

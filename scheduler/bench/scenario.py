@@ -177,14 +177,20 @@ def _without_energy_prices(scenario: Scenario) -> Scenario:
     return replace(scenario, sites=sites)
 
 
-def floors(problem: Problem, time_limit: float, seed: int) -> dict[str, float | None]:
+def floors(
+    problem: Problem, time_limit: float, seed: int, default_spread: bool = True
+) -> dict[str, float | None]:
     """Lower bounds no placement of every workload can beat, from Valley's own bound with the
     objective cut down to one term: energy cost (carbon price, latency and headroom weights
     0) and carbon (energy prices 0, the scenario's carbon price). The penalties for leaving
     work out stay, so each bound holds for every placement that places all the work Valley's
-    model can place. None where the solver proved no bound in time."""
+    model can place (and keeps the SERVICE default spread unless ``default_spread`` is off).
+    None where the solver proved no bound in time."""
     plain = SolverParams(
-        time_limit_s=time_limit, latency_cny_per_ms_hour=0.0, headroom_cny_per_core_hour=0.0
+        time_limit_s=time_limit,
+        latency_cny_per_ms_hour=0.0,
+        headroom_cny_per_core_hour=0.0,
+        default_spread=default_spread,
     )
     energy = solve(problem, replace(plain, carbon_price_cny_per_tonne=0.0), seed=seed)
     carbon_problem = replace(problem, scenario=_without_energy_prices(problem.scenario))
@@ -317,10 +323,13 @@ def run(
     scenario: str = DEFAULT_SCENARIO,
     with_floors: bool = True,
     repairs: tuple[str, ...] = REPAIRS,
+    default_spread: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every policy on every size; returns the rows and the node counts per size. With
     ``with_floors``, every row also carries its instance's energy and carbon floors.
-    ``repairs``: the packing repairs Valley runs (leave one out to measure what it is worth)."""
+    ``repairs``: the packing repairs Valley runs (leave one out to measure what it is worth).
+    ``default_spread=False``: every policy without the SERVICE default of at most
+    ``ceil(replicas / 2)`` replicas a node (``SolverParams.default_spread``), to price it."""
     base = load_scenario(scenario)
     shapes = load_shapes(shapes_path)
     rows: list[dict[str, Any]] = []
@@ -337,9 +346,14 @@ def run(
             clusters[key] = {p.key: p.count for p in scaled.pools}
             problem = Problem(scaled, Cluster(scaled), mix, hour=hour, month=MONTH)
             current = (seed, n)
-            floor = floors(problem, time_limit, seed) if with_floors else {}
+            floor = floors(problem, time_limit, seed, default_spread) if with_floors else {}
         assert problem is not None
-        params = SolverParams(policy=policy, time_limit_s=time_limit, repairs=repairs)
+        params = SolverParams(
+            policy=policy,
+            time_limit_s=time_limit,
+            repairs=repairs,
+            default_spread=default_spread,
+        )
         started = time.perf_counter()
         result = solve(problem, params, seed=seed)
         wall = time.perf_counter() - started
@@ -563,6 +577,13 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
     help="comma-separated packing repairs Valley runs, in order (leave one out to measure it; "
     "'none' for none)",
 )
+@click.option(
+    "--default-spread/--no-default-spread",
+    default=True,
+    show_default=True,
+    help="keep a SERVICE of 2 or more replicas to at most ceil(replicas / 2) a node unless "
+    "its spec sets max_replicas_per_node; off measures what that availability costs",
+)
 @report.output_option
 @report.plot_option
 def command(
@@ -578,6 +599,7 @@ def command(
     scenario: str,
     with_floors: bool,
     repairs: str,
+    default_spread: bool,
     output: str,
     plot_path: str | None,
 ) -> None:
@@ -614,6 +636,7 @@ def command(
         scenario=scenario,
         with_floors=with_floors,
         repairs=chosen_repairs,
+        default_spread=default_spread,
     )
     params = {
         "replicas": run_sizes,
@@ -628,6 +651,7 @@ def command(
         "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
         "floors": with_floors,
         "repairs": list(chosen_repairs),
+        "default_spread": default_spread,
         "nodes": clusters,
     }
     summary = summarise(rows)

@@ -17,7 +17,7 @@ from scheduler.domain import (
     WorkloadSpec,
     attributed_watts,
 )
-from scheduler.solver.filters import Eligibility, capacity_reasons
+from scheduler.solver.filters import Eligibility, capacity_reasons, spread_node_reason
 from scheduler.solver.problem import Problem, Unplaced
 
 # the code of a final verdict on a site that qualifies but can never hold the whole workload
@@ -71,6 +71,9 @@ def site_reasons(
         return (
             Reason(ReasonCode.SPREAD, f"cannot spread over {spec.min_sites} sites with room", site),
         )
+    limited = spread_node_reason(after, spec, elig.per_node, site, elig.pools)
+    if limited is not None:
+        return (limited,)
     return (
         Reason(
             ReasonCode.CAPACITY,
@@ -138,7 +141,14 @@ def explain(
         if site.name in placed_sites:
             verdicts.append(SiteVerdict(site.name, True, (), cost))
             continue
+        if elig.final_code is not None:
+            final = Reason(elig.final_code, elig.final_reason, site.name)
+            verdicts.append(SiteVerdict(site.name, False, (final,), cost))
+            continue
         room = capacity_reasons(cluster, spec, site.name, pools)
+        if not room and not placements:
+            limited = spread_node_reason(cluster, spec, elig.per_node, site.name, elig.pools)
+            room = () if limited is None else (limited,)
         verdicts.append(SiteVerdict(site.name, not room, room, cost))
     if placements:
         where = ", ".join(sorted(placed_sites))

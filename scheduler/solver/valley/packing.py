@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from scheduler.domain import GPU_MILLIS, Cluster, Resources, Topology, WorkloadSpec
+from scheduler.solver.filters import capacity_counts
 from scheduler.solver.valley.model import Model
 from scheduler.solver.valley.state import PackingState, Slot
 
@@ -189,20 +190,6 @@ def per_node_holds(state: PackingState, wid: str, got: Sequence[Slot]) -> bool:
     if limit >= len(got):
         return True
     return max(Counter(node for node, _ in got).values()) <= limit
-
-
-def capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
-    """How many replicas of ``r`` each node can take now."""
-    counts = np.minimum(
-        cluster.free_cpu[nodes] // max(r.cpu_millis, 1),
-        cluster.free_mem[nodes] // max(r.memory_mib, 1),
-    )
-    if r.gpus:
-        counts = np.minimum(counts, (cluster.gpu_free[nodes] == GPU_MILLIS).sum(axis=1) // r.gpus)
-    elif r.gpu_millis:
-        g = cluster.gpu_free[nodes]
-        counts = np.minimum(counts, np.where(g > 0, g // r.gpu_millis, 0).sum(axis=1))
-    return np.maximum(counts, 0)
 
 
 def awake_first(cluster: Cluster, nodes: np.ndarray) -> np.ndarray:
