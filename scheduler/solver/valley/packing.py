@@ -8,7 +8,7 @@ workload that still does not fit whole is left out, for the repairs to try again
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -121,19 +121,27 @@ def _share_slots(
     by_node: dict[int, list[Slot]] = defaultdict(list)
     for slot in placed:
         by_node[slot[0]].append(slot)
+    # nodes with slots left, visited round robin: each visit takes at least one slot, so a
+    # workload costs O(its replicas), and successive workloads start on different nodes
+    alive = deque(by_node.values())
     order = sorted(wanted, key=lambda wm: state.elig[wm[0]].per_node >= wm[1])
     for wid, m in order:
         limit = state.elig[wid].per_node
         mine: list[Slot] = []
-        for slots in by_node.values():
+        for _ in range(len(alive)):
+            if len(mine) == m:
+                break
+            slots = alive[0]
             k = min(limit, len(slots), m - len(mine))
             mine.extend(slots[:k])
             del slots[:k]
-            if len(mine) == m:
-                break
+            if slots:
+                alive.rotate(-1)
+            else:
+                alive.popleft()
         got[wid].extend(mine)
         short[wid] += m - len(mine)
-    for slots in by_node.values():
+    for slots in alive:
         for node, gpus in slots:
             state.cluster.release(node, r, gpus)
 
