@@ -90,11 +90,6 @@ class WorkloadSpec:
         return per_node_limit(self.replicas, self.kind, self.max_replicas_per_node, default_spread)
 
     @property
-    def spreads_over_nodes(self) -> bool:
-        """True when the limit keeps some replicas apart (it is below the replica count)."""
-        return self.replicas_per_node_limit < self.replica_count
-
-    @property
     def is_service(self) -> bool:
         return self.kind == WorkloadKind.SERVICE
 

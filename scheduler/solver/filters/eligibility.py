@@ -31,7 +31,8 @@ class Eligibility:
     """Where a workload's replicas may go: pool indices of ``cluster.pools`` per site, and
     the reasons every other site is out. ``final`` is set when it can never fit as specified
     (``final_code`` then says why when one code does: ``spread_node``). ``per_node`` is the most
-    replicas one node may hold (``WorkloadSpec.limit_per_node``): every placement keeps it."""
+    replicas one node may hold (``per_node_limit`` of the domain, with
+    ``SolverParams.default_spread``): every placement keeps it."""
 
     pools_by_site: dict[str, tuple[int, ...]]
     reasons_by_site: dict[str, tuple[Reason, ...]]
