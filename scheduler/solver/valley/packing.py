@@ -30,6 +30,8 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
     got: dict[str, list[Slot]] = defaultdict(list)
     short: dict[str, int] = defaultdict(int)
     cluster = state.cluster
+    todo = {wid: len(set(pools)) for wid, pools in plan.items()}  # pools still to pack
+    done: set[str] = set()
     # a powered-down node of a pool the model did not wake costs its idle power: replicas
     # that overflow their pool wake the cheapest pool's nodes first, and in a full pool the
     # replicas whose other pools cost most to wake are packed first
@@ -43,8 +45,16 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
             groups[_group(state, wid, p, wake_cost) if full else (0.0, 0)].append(wid)
         for key in sorted(groups):
             _pack_group(state, p, groups[key], demand[p], got, short)
+            for wid in groups[key]:
+                todo[wid] -= 1
+                # in a full pool, what a group left short is completed before the next
+                # group takes the holes it could use (once its other pools are packed too)
+                if full and short.get(wid) and not todo[wid]:
+                    _complete(state, wid, got[wid], short[wid], wake_cost)
+                    done.add(wid)
     for wid in plan:
-        _complete(state, wid, got[wid], short.get(wid, 0), wake_cost)
+        if wid not in done:
+            _complete(state, wid, got[wid], short.get(wid, 0), wake_cost)
 
 
 def _plan(model: Model, counts: Sequence[int]) -> dict[str, list[int]]:
@@ -93,57 +103,58 @@ def _pack_group(
     for wid in sorted(wids, key=lambda w: -state.specs[w].replica_count):
         by_shape[state.specs[wid].resources].append((wid, demand[wid]))
     shapes = list(by_shape)
-    counts = [sum(m for _, m in by_shape[r]) for r in shapes]
-    taken = pack_pool(state.cluster, state.index.by_pool[pool], shapes, counts)
-    for r, placed in zip(shapes, taken, strict=True):
-        if not any(state.elig[wid].per_node < m for wid, m in by_shape[r]):
-            pos = 0
-            for wid, m in by_shape[r]:
-                mine = placed[pos : pos + m]
-                pos += len(mine)
-                got[wid].extend(mine)
-                short[wid] += m - len(mine)
-            continue
-        _share_slots(state, r, placed, by_shape[r], got, short)
+    takers = [_Takers(state, by_shape[r]) for r in shapes]
+    pack_pool(state.cluster, state.index.by_pool[pool], shapes, takers)
+    for t in takers:
+        for wid, mine, left in t.handed():
+            got[wid].extend(mine)
+            short[wid] += left
 
 
-def _share_slots(
-    state: PackingState,
-    r: Resources,
-    placed: list[Slot],
-    wanted: list[tuple[str, int]],
-    got: dict[str, list[Slot]],
-    short: dict[str, int],
-) -> None:
-    """Hand the slots packed for shape ``r`` to the workloads that want them, at most each
-    one's ``per_node`` on a node: limited workloads first (they can use fewer slots), the rest
-    in order; slots nobody may take are released, their replicas left short for ``_complete``."""
-    by_node: dict[int, list[Slot]] = defaultdict(list)
-    for slot in placed:
-        by_node[slot[0]].append(slot)
-    # nodes with slots left, visited round robin: each visit takes at least one slot, so a
-    # workload costs O(its replicas), and successive workloads start on different nodes
-    alive = deque(by_node.values())
-    order = sorted(wanted, key=lambda wm: state.elig[wm[0]].per_node >= wm[1])
-    for wid, m in order:
-        limit = state.elig[wid].per_node
-        mine: list[Slot] = []
-        for _ in range(len(alive)):
-            if len(mine) == m:
-                break
-            slots = alive[0]
-            k = min(limit, len(slots), m - len(mine))
-            mine.extend(slots[:k])
-            del slots[:k]
-            if slots:
-                alive.rotate(-1)
-            else:
-                alive.popleft()
-        got[wid].extend(mine)
-        short[wid] += m - len(mine)
-    for slots in alive:
-        for node, gpus in slots:
-            state.cluster.release(node, r, gpus)
+class _Takers:
+    """The workloads that want one shape's replicas in a pool (in the order they get them),
+    and the slots handed to each: node by node, each takes at most its ``per_node`` limit of a
+    node's slots. ``room`` is how many slots the next node may take so that every one of them
+    has a taker within the limits (so packing leaves no slot that no workload may use)."""
+
+    def __init__(self, state: PackingState, wanted: list[tuple[str, int]]) -> None:
+        self.wids = [wid for wid, _ in wanted]
+        self.rem = [m for _, m in wanted]
+        self.limit = [min(state.elig[wid].per_node, m) for wid, m in wanted]
+        self.mine: list[list[Slot]] = [[] for _ in wanted]
+        self.left = sum(self.rem)
+        self.room = sum(self.limit)  # sum of min(limit, rem) over the workloads
+        self.limited = any(lim < m for lim, m in zip(self.limit, self.rem, strict=True))
+        self._queue: deque[int] = deque(j for j, m in enumerate(self.rem) if m)
+        self.need = self._need()
+
+    def _need(self) -> int:
+        """The most nodes one of the workloads still needs within its limit."""
+        if not self.limited:
+            return 0
+        return max((-(-self.rem[j] // self.limit[j]) for j in self._queue), default=0)
+
+    def hand_out(self, slots: list[Slot]) -> None:
+        """Give the slots of one node (at most ``room``) to the workloads, in order, each at
+        most its limit."""
+        k, later = len(slots), []
+        while k:
+            j = self._queue.popleft()
+            give = min(self.limit[j], self.rem[j], k)
+            self.mine[j] += slots[len(slots) - k : len(slots) - k + give]
+            before = min(self.limit[j], self.rem[j])
+            self.rem[j] -= give
+            self.room -= before - min(self.limit[j], self.rem[j])
+            self.left -= give
+            k -= give
+            if self.rem[j]:
+                later.append(j)
+        self._queue.extendleft(reversed(later))  # they keep their turn on the next node
+        self.need = self._need()
+
+    def handed(self) -> list[tuple[str, list[Slot], int]]:
+        """Per workload: its slots and how many of its replicas found none."""
+        return list(zip(self.wids, self.mine, self.rem, strict=True))
 
 
 def _complete(
@@ -242,20 +253,30 @@ def fill(
 
 
 def pack_pool(
-    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], counts: Sequence[int]
-) -> list[list[Slot]]:
+    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], takers: Sequence[_Takers]
+) -> None:
     """Pack replicas of several shapes onto the nodes of one pool, node by node: powered nodes
     first (fullest first), then powered-down ones. On each node, the next replica is the shape
     that best fills the node's free vector, each resource weighted by how much demand is still
     to place in it, so CPU-heavy and memory-heavy replicas share nodes instead of stranding
     capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
-    Returns, per shape, the (node, gpus) of each replica placed."""
-    out: list[list[Slot]] = [[] for _ in shapes]
+    A node takes no more of a shape than its ``takers`` may hold there (per-node limits);
+    each node's slots are handed to them when packing moves on."""
+    counts = [t.left for t in takers]
     if not len(nodes) or not sum(counts):
-        return out
+        return
     packer = _PoolPacker(cluster, cluster.pool_of(int(nodes[0])).node, shapes, counts)
-    for node in nodes[awake_first(cluster, nodes)].tolist():
-        while (t := packer.choose(node)) >= 0:
+    limited = [t for t, tk in enumerate(takers) if tk.limited]
+    packer.room[limited] = [takers[t].room for t in limited]
+    # per shape, the nodes its most spread-out workload still needs: a shape that needs as
+    # many nodes as are left to visit goes first (in a full pool it would find too few later)
+    need = np.zeros(len(shapes), dtype=np.int64)
+    need[limited] = [takers[t].need for t in limited]
+    order = nodes[awake_first(cluster, nodes)].tolist()
+    for j, node in enumerate(order):
+        here: dict[int, list[Slot]] = {}
+        urgent = (need >= len(order) - j) & (packer.left > 0)
+        while (t := packer.choose(node, urgent if urgent.any() else None)) >= 0:
             # place half of what still fits of that shape at once, then choose again: as good
             # as one at a time on the mixes measured, with half the steps
             r = shapes[t]
@@ -263,17 +284,22 @@ def pack_pool(
                 int(cluster.free_cpu[node]) // max(r.cpu_millis, 1),
                 int(cluster.free_mem[node]) // max(r.memory_mib, 1),
             )
-            want = max(1, min(int(packer.left[t]), fits // 2))
+            want = max(1, min(int(packer.left[t]), int(packer.room[t]), fits // 2))
+            mine = here.setdefault(t, [])
             if r.wants_gpu:
-                placed = _put_gpu_work(cluster, node, r, want, out[t])
+                placed = _put_gpu_work(cluster, node, r, want, mine)
             else:  # choose() checked that one fits, and ``fits`` counts how many do
                 placed = want
                 cluster.allocate_many(node, r, placed)
-                out[t].extend([(node, ())] * placed)
+                mine.extend([(node, ())] * placed)
             packer.placed(t, placed)
+        for t, mine in here.items():
+            takers[t].hand_out(mine)
+            if takers[t].limited:
+                packer.room[t] = takers[t].room
+                need[t] = takers[t].need
         if not packer.left.sum():
             break
-    return out
 
 
 def _put_gpu_work(cluster: Cluster, node: int, r: Resources, want: int, out: list[Slot]) -> int:
@@ -298,6 +324,8 @@ class _PoolPacker:
     ) -> None:
         self.cluster, self.cap = cluster, cap
         self.left = np.asarray(counts, dtype=np.int64)
+        # per shape, how many more of it the node being packed may take (per-node limits)
+        self.room = self.left.copy()
         self.demand = np.asarray(
             [[r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis] for r in shapes], dtype=np.int64
         )
@@ -327,12 +355,15 @@ class _PoolPacker:
         self.weight = self.remaining / max(float(self.remaining.sum()), 1e-12)
         self.base = 1e-9 * self.size - self.norm_sq @ self.weight
 
-    def choose(self, node: int) -> int:
-        """The shape to place next on ``node``, or -1 if none that is left fits."""
+    def choose(self, node: int, first: np.ndarray | None = None) -> int:
+        """The shape to place next on ``node``, or -1 if none that is left fits; of the shapes
+        ``first`` marks, if any of them fits."""
         cluster, cap, w = self.cluster, self.cap, self.weight
         free_cpu = int(cluster.free_cpu[node])
         free_mem = int(cluster.free_mem[node])
-        fit = (self.left > 0) & (self.d_cpu <= free_cpu) & (self.d_mem <= free_mem)
+        fit = (self.room > 0) & (self.d_cpu <= free_cpu) & (self.d_mem <= free_mem)
+        if first is not None and (fit & first).any():
+            fit &= first
         # weight each dimension by the demand still to place in it, and prefer the shape that
         # leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
         score = self.base + self.n_cpu * (2.0 * free_cpu / cap.cpu_millis * w[0])
@@ -348,5 +379,6 @@ class _PoolPacker:
 
     def placed(self, t: int, n: int) -> None:
         self.left[t] -= n
+        self.room[t] -= n
         self.remaining -= n * self.norm[t]
         self._reweigh()
