@@ -177,19 +177,24 @@ def _without_energy_prices(scenario: Scenario) -> Scenario:
     return replace(scenario, sites=sites)
 
 
+# the rack spread weight of the runs with the default spread (0 without it)
+RACK_SPREAD = SolverParams().rack_spread_cny_per_replica_hour
+
+
 def floors(
     problem: Problem, time_limit: float, seed: int, default_spread: bool = True
 ) -> dict[str, float | None]:
     """Lower bounds no placement of every workload can beat, from Valley's own bound with the
-    objective cut down to one term: energy cost (carbon price, latency and headroom weights
-    0) and carbon (energy prices 0, the scenario's carbon price). The penalties for leaving
-    work out stay, so each bound holds for every placement that places all the work Valley's
-    model can place (and keeps the SERVICE default spread unless ``default_spread`` is off).
-    None where the solver proved no bound in time."""
+    objective cut down to one term: energy cost (carbon price, latency, headroom and rack
+    spread weights 0) and carbon (energy prices 0, the scenario's carbon price). The penalties
+    for leaving work out stay, so each bound holds for every placement that places all the
+    work Valley's model can place (and keeps the SERVICE default spread unless
+    ``default_spread`` is off). None where the solver proved no bound in time."""
     plain = SolverParams(
         time_limit_s=time_limit,
         latency_cny_per_ms_hour=0.0,
         headroom_cny_per_core_hour=0.0,
+        rack_spread_cny_per_replica_hour=0.0,
         default_spread=default_spread,
     )
     energy = solve(problem, replace(plain, carbon_price_cny_per_tonne=0.0), seed=seed)
@@ -329,7 +334,8 @@ def run(
     ``with_floors``, every row also carries its instance's energy and carbon floors.
     ``repairs``: the packing repairs Valley runs (leave one out to measure what it is worth).
     ``default_spread=False``: every policy without the SERVICE default of at most
-    ``ceil(replicas / 2)`` replicas a node (``SolverParams.default_spread``), to price it."""
+    ``ceil(replicas / 2)`` replicas a node (``SolverParams.default_spread``) and without the
+    rack spread term (``rack_spread_cny_per_replica_hour`` 0), to price both."""
     base = load_scenario(scenario)
     shapes = load_shapes(shapes_path)
     rows: list[dict[str, Any]] = []
@@ -353,6 +359,7 @@ def run(
             time_limit_s=time_limit,
             repairs=repairs,
             default_spread=default_spread,
+            rack_spread_cny_per_replica_hour=RACK_SPREAD if default_spread else 0.0,
         )
         started = time.perf_counter()
         result = solve(problem, params, seed=seed)
@@ -582,7 +589,8 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
     default=True,
     show_default=True,
     help="keep a SERVICE of 2 or more replicas to at most ceil(replicas / 2) a node unless "
-    "its spec sets max_replicas_per_node; off measures what that availability costs",
+    "its spec sets max_replicas_per_node, and price its replicas sharing a rack; off "
+    "measures what that availability costs",
 )
 @report.output_option
 @report.plot_option

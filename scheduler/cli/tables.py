@@ -208,6 +208,7 @@ def site_tables(resp: pb.ListSitesResponse, nodes: bool) -> str:
             (
                 n.name,
                 n.pool,
+                n.rack,
                 n.gpu_model,
                 f"{cores(n.allocated.cpu_millis)}/{cores(n.capacity.cpu_millis)}",
                 f"{n.allocated.memory_mib}/{n.capacity.memory_mib}",
@@ -217,7 +218,16 @@ def site_tables(resp: pb.ListSitesResponse, nodes: bool) -> str:
             for s in resp.sites
             for n in s.nodes
         ]
-        node_header = ("NODE", "POOL", "GPU MODEL", "CORES", "MEMORY MIB", "GPUS", "GPU MILLIS")
+        node_header = (
+            "NODE",
+            "POOL",
+            "RACK",
+            "GPU MODEL",
+            "CORES",
+            "MEMORY MIB",
+            "GPUS",
+            "GPU MILLIS",
+        )
         out += ["", table(node_rows, node_header)]
     return "\n".join(out)
 

@@ -13,6 +13,7 @@ from scheduler.domain.resources import GPU_MILLIS, Resources
 from scheduler.domain.scenario import (
     DEFAULT_SCENARIO,
     Pool,
+    RackRange,
     Scenario,
     Site,
     load_scenario,
@@ -42,6 +43,7 @@ __all__ = [
     "Cost",
     "Explanation",
     "Pool",
+    "RackRange",
     "Reason",
     "ReasonCode",
     "ReplicaPlacement",

@@ -438,6 +438,7 @@ def _node_to_proto(n: NodeSummary, out: pb.Node) -> None:
     resources_to_proto(n.capacity, out.capacity)
     resources_to_proto(n.allocated, out.allocated)
     out.gpu_model = n.gpu_model
+    out.rack = n.rack
 
 
 def sites_response(

@@ -21,6 +21,7 @@ class NodeSummary:
     capacity: Resources
     allocated: Resources
     gpu_model: str
+    rack: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ def summarize(cluster: Cluster, hour: int, month: int, include_nodes: bool) -> l
                         int(gpu_millis_used[i]),
                     ),
                     gpu_model=cluster.pool_of(i).gpu_model,
+                    rack=cluster.rack_of(i),
                 )
                 for i in (int(j) for j in idx)
             )

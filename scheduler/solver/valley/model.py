@@ -215,8 +215,9 @@ def build_model(
     classes = _classes(problem, params, elig)
     pools = _pool_states(cluster, index)
     lm = LinearModel(constant=base_cost)
+    rack_counts = _RackCounts(cluster, index)
     for ci, c in enumerate(classes):
-        _add_class(lm, problem, params, ci, c, money_per_watt)
+        _add_class(lm, problem, params, ci, c, money_per_watt, rack_counts)
     # per pool, the model variable and the per-replica demand of every class that may use it
     users: dict[int, list[tuple[int, dict[str, int]]]] = {}
     for c in classes:
@@ -238,13 +239,17 @@ def _add_class(
     ci: int,
     c: WorkloadClass,
     money_per_watt: Mapping[str, float],
+    rack_counts: _RackCounts,
 ) -> None:
     """A class's variables and rows."""
     spec = c.spec
     n = spec.replica_count
     count = len(c.members)
-    # reward for placing (as a negative cost), the penalty of all members as a constant
-    c.k = lm.var(f"k[{ci}]", 0, count, -c.penalty)
+    # reward for placing (as a negative cost), the penalty of all members as a constant; a
+    # placed service pays at least the rack spread term of its replicas beyond the racks
+    # it may use at all (the term's least value: the bound stays a bound)
+    racks = params.rack_spread_cny_per_replica_hour * _beyond_racks(rack_counts, c)
+    c.k = lm.var(f"k[{ci}]", 0, count, racks - c.penalty)
     lm.constant += c.penalty * count
     for site, site_pools in c.elig.pools_by_site.items():
         rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
@@ -271,6 +276,31 @@ def _add_class(
             c.u[site] = lm.var(f"u[{ci},{site}]", 0, 1)
             lm.row([c.u[site]] + [c.x[p] for p in site_pools], [1] + [-1] * len(site_pools), hi=0)
         lm.row([*c.u.values(), c.k], [1] * len(c.u) + [-spec.min_sites], lo=0)
+
+
+class _RackCounts:
+    """How many racks the nodes of some pools stand in (a node in none: a rack of its own),
+    per set of pools asked for."""
+
+    def __init__(self, cluster: Cluster, index: NodeIndex) -> None:
+        self.racks = [frozenset(cluster.node_rack[nodes].tolist()) for nodes in index.by_pool]
+        self.known: dict[tuple[int, ...], int] = {}
+
+    def __call__(self, pools: tuple[int, ...]) -> int:
+        if pools not in self.known:
+            self.known[pools] = len(frozenset().union(*(self.racks[p] for p in pools)))
+        return self.known[pools]
+
+
+def _beyond_racks(rack_counts: _RackCounts, c: WorkloadClass) -> int:
+    """The fewest replicas of one of the class's services that must share a rack: its
+    replicas less the racks of the pools it may use (of one site for GANG)."""
+    n = c.spec.replica_count
+    if not c.spec.is_service or n < 2:
+        return 0
+    racks = [rack_counts(pools) for pools in c.elig.pools_by_site.values() if pools]
+    most = max(racks, default=0) if c.spec.topology == Topology.GANG else sum(racks)
+    return max(0, n - most)
 
 
 def _add_pool_capacity(

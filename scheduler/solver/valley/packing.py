@@ -213,10 +213,12 @@ def per_node_holds(state: PackingState, wid: str, got: Sequence[Slot]) -> bool:
 
 def awake_first(cluster: Cluster, nodes: np.ndarray) -> np.ndarray:
     """The order (positions in ``nodes``) packing visits nodes in: powered first, fullest
-    first, then by index."""
+    first, then the racks in turn (the first node of each rack, then the second, ...), so
+    that a workload's replicas on successive nodes stand in different racks."""
     awake = cluster.replicas_on[nodes] > 0
     fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
-    return np.lexsort((nodes, -fullness, ~awake))
+    rack = cluster.node_rack[nodes]
+    return np.lexsort((nodes, rack, cluster.node_rack_pos[nodes], -fullness, ~awake))
 
 
 def fill(

@@ -269,18 +269,20 @@ class ListSitesRequest(_message.Message):
     def __init__(self, include_nodes: _Optional[bool] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "pool", "capacity", "allocated", "gpu_model")
+    __slots__ = ("name", "pool", "capacity", "allocated", "gpu_model", "rack")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RACK_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     capacity: Resources
     allocated: Resources
     gpu_model: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ...) -> None: ...
+    rack: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ..., rack: _Optional[str] = ...) -> None: ...
 
 class Site(_message.Message):
     __slots__ = ("name", "pue", "latency_ms", "capacity", "allocated", "price_cny_per_kwh", "carbon_kg_per_kwh", "power_watts", "nodes", "energy_cny_per_hour", "carbon_kg_per_hour")
