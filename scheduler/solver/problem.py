@@ -99,7 +99,7 @@ class SolverParams:
     # (a node outside every rack counts as a rack of its own): a soft preference for spreading
     # over racks, small beside energy (a node costs 0.2-0.6 CNY/h), so it decides where energy
     # is indifferent (which of the powered nodes, which node to wake)
-    rack_spread_cny_per_replica_hour: float = 0.001
+    rack_spread_cny_per_replica_hour: float = 0.0001
     # a SERVICE with 2 or more replicas gets at most ceil(replicas / 2) per node unless its spec
     # sets max_replicas_per_node (API.md, "Availability"); False measures what that costs
     default_spread: bool = True
