@@ -62,6 +62,7 @@ def test_suite_numbers_are_consistent(toy_run):
         assert row["energy_cny_per_hour"] > 0 and row["carbon_kg_per_hour"] > 0, where
         assert math.isclose(row["objective"], row["objective_recomputed"], rel_tol=1e-9), where
         assert 1.0 <= row["mean_service_rtt_ms"] <= 4.0, where  # between E-Town's and Zhangbei's
+        assert 0 <= row["service_replicas_sharing_a_rack"] < row["placed"], where
         assert 0.0 <= row["etown_share_of_flexible"] <= 1.0, where
         assert row["rss_mib"] > 0, where
         if row["policy"] == "kube":

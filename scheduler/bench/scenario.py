@@ -52,7 +52,7 @@ from scheduler.solver import (
     SolverParams,
     solve,
 )
-from scheduler.solver.objective import evaluate
+from scheduler.solver.objective import evaluate, rack_sharing
 
 DEFAULT_SIZES = (1000, 10_000, 50_000)
 MONTH = 1  # January: no critical-peak tariff; the hour decides the price
@@ -282,6 +282,12 @@ def measure(
         "carbon_kg_per_hour": scored.carbon_kg_per_hour,
         "power_kw": scored.power_watts / 1000.0,
         "mean_service_rtt_ms": rtt_sum / service_replicas if service_replicas else None,
+        # service replicas that share a rack with another replica of their service
+        "service_replicas_sharing_a_rack": sum(
+            rack_sharing(problem.cluster, reps)
+            for wid, reps in result.placements.items()
+            if specs[wid].is_service
+        ),
         "etown_share_of_flexible": flexible_etown / flexible if flexible else None,
         "solve_seconds": result.solve_seconds,
         "objective": result.objective,
