@@ -20,6 +20,7 @@ from scheduler.solver import SolverParams, solve
 from scheduler.solver.objective import evaluate
 from tests.conftest import TINY
 from tests.test_solver import problem
+from tests.test_spread_packing import ONE_POOL
 
 # near: two racks of one node each; green: its three CPU nodes in racks a (0, 1) and b (2)
 RACKED = TINY.replace(
@@ -40,9 +41,8 @@ def racked():
 def service(replicas: int, **kw: object) -> WorkloadSpec:
     return WorkloadSpec(
         tenant="t",
-        resources=Resources(500, 256),
         replicas=replicas,
-        **{"kind": WorkloadKind.SERVICE, **kw},  # type: ignore[arg-type]
+        **{"kind": WorkloadKind.SERVICE, "resources": Resources(500, 256), **kw},  # type: ignore[arg-type]
     )
 
 
@@ -144,3 +144,20 @@ def test_listed_nodes_carry_their_rack(racked):
     sites = summarize(Cluster(racked), 12, 1, include_nodes=True)
     racks = {n.name: n.rack for s in sites for n in s.nodes}
     assert racks["green/cpu-0002"] == "b" and racks["green/gpu-0000"] == ""
+
+
+# one site, ten 4-core nodes, each in a rack of its own
+TEN_RACKS = ONE_POOL.replace("count = 2", "count = 10").replace(
+    "max_watts = 300.0", "max_watts = 300.0\nrack_size = 1"
+)
+
+
+def test_services_sharing_nodes_take_one_slot_a_node_in_turn_and_share_no_rack():
+    # four 3-replica services of one shape fill three 4-slot nodes: served whole in turn,
+    # two of each would share a node (and its rack); one a node each, none does
+    scenario = parse_scenario(TEN_RACKS, "ten-racks.toml")
+    specs = [service(3, resources=Resources(1000, 1024)) for _ in range(4)]
+    r = solve(problem(scenario, *specs), SolverParams())
+    assert len({rp.node for reps in r.placements.values() for rp in reps}) == 3
+    assert all(len({rp.node for rp in reps}) == 3 for reps in r.placements.values())
+    assert r.breakdown.rack_spread_cny_per_hour == 0.0

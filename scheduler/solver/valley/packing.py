@@ -44,7 +44,7 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
         for wid in demand[p]:
             groups[_group(state, wid, p, wake_cost) if full else (0.0, 0)].append(wid)
         for key in sorted(groups):
-            _pack_group(state, p, groups[key], demand[p], got, short)
+            _pack_group(state, p, groups[key], demand[p], got, short, not full)
             for wid in groups[key]:
                 todo[wid] -= 1
                 # in a full pool, what a group left short is completed before the next
@@ -97,13 +97,14 @@ def _pack_group(
     demand: dict[str, int],
     got: dict[str, list[Slot]],
     short: dict[str, int],
+    spread: bool,
 ) -> None:
     by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
     # within a shape, larger workloads first: a shortfall drops the fewest replicas
     for wid in sorted(wids, key=lambda w: -state.specs[w].replica_count):
         by_shape[state.specs[wid].resources].append((wid, demand[wid]))
     shapes = list(by_shape)
-    takers = [_Takers(state, by_shape[r]) for r in shapes]
+    takers = [_Takers(state, by_shape[r], spread) for r in shapes]
     pack_pool(state.cluster, state.index.by_pool[pool], shapes, takers)
     for t in takers:
         for wid, mine, left in t.handed():
@@ -115,12 +116,17 @@ class _Takers:
     """The workloads that want one shape's replicas in a pool (in the order they get them),
     and the slots handed to each: node by node, each takes at most its ``per_node`` limit of a
     node's slots. ``room`` is how many slots the next node may take so that every one of them
-    has a taker within the limits (so packing leaves no slot that no workload may use)."""
+    has a taker within the limits (so packing leaves no slot that no workload may use). With
+    ``spread`` (a pool with nodes to spare), a service takes one slot a node while others
+    want them, then waits its turn: its replicas land on nodes far apart in packing's order,
+    which visits the racks in turn (in a full pool, workloads are served whole in order, so
+    that a shortfall hits the fewest)."""
 
-    def __init__(self, state: PackingState, wanted: list[tuple[str, int]]) -> None:
+    def __init__(self, state: PackingState, wanted: list[tuple[str, int]], spread: bool) -> None:
         self.wids = [wid for wid, _ in wanted]
         self.rem = [m for _, m in wanted]
         self.limit = [min(state.elig[wid].per_node, m) for wid, m in wanted]
+        self.spread = [spread and m > 1 and state.specs[wid].is_service for wid, m in wanted]
         self.mine: list[list[Slot]] = [[] for _ in wanted]
         self.left = sum(self.rem)
         self.room = sum(self.limit)  # sum of min(limit, rem) over the workloads
@@ -134,22 +140,33 @@ class _Takers:
             return 0
         return max((-(-self.rem[j] // self.limit[j]) for j in self._queue), default=0)
 
+    def _give(self, j: int, slots: list[Slot]) -> None:
+        before = min(self.limit[j], self.rem[j])
+        self.mine[j] += slots
+        self.rem[j] -= len(slots)
+        self.room -= before - min(self.limit[j], self.rem[j])
+        self.left -= len(slots)
+
     def hand_out(self, slots: list[Slot]) -> None:
         """Give the slots of one node (at most ``room``) to the workloads, in order, each at
-        most its limit."""
-        k, later = len(slots), []
-        while k:
+        most its limit (a spreading service one, then more only if slots are left)."""
+        pos = 0
+        keep: list[int] = []
+        spread: list[int] = []
+        while pos < len(slots) and self._queue:
             j = self._queue.popleft()
-            give = min(self.limit[j], self.rem[j], k)
-            self.mine[j] += slots[len(slots) - k : len(slots) - k + give]
-            before = min(self.limit[j], self.rem[j])
-            self.rem[j] -= give
-            self.room -= before - min(self.limit[j], self.rem[j])
-            self.left -= give
-            k -= give
-            if self.rem[j]:
-                later.append(j)
-        self._queue.extendleft(reversed(later))  # they keep their turn on the next node
+            give = min(1 if self.spread[j] else self.limit[j], self.rem[j], len(slots) - pos)
+            self._give(j, slots[pos : pos + give])
+            pos += give
+            (spread if self.spread[j] else keep).append(j)
+        for j in spread:  # slots left: the services served take more, within the limit
+            give = min(self.limit[j] - 1, self.rem[j], len(slots) - pos)
+            if give > 0:
+                self._give(j, slots[pos : pos + give])
+                pos += give
+        # those that kept their turn first, the services served last
+        self._queue.extendleft(reversed([j for j in keep if self.rem[j]]))
+        self._queue.extend(j for j in spread if self.rem[j])
         self.need = self._need()
 
     def handed(self) -> list[tuple[str, list[Slot], int]]:
