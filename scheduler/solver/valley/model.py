@@ -51,6 +51,8 @@ class WorkloadClass:
     x: dict[int, int] = field(default_factory=dict)  # pool -> variable: replicas in pool
     g: dict[str, int] = field(default_factory=dict)  # GANG: site -> variable: workloads there
     u: dict[str, int] = field(default_factory=dict)  # SPREAD: site -> variable: site used
+    # CNY/h a placed member pays at least for replicas sharing a rack (``Model.price_racks``)
+    racks: float = 0.0
 
 
 @dataclass
@@ -84,6 +86,17 @@ class Model:
     headroom: list[HeadroomRow]
     # per-node limit rows not in the model yet (``add_violated`` adds those a solution breaks)
     lazy: list[Row] = field(default_factory=list)
+
+    def price_racks(self) -> None:
+        """Add to each class's cost of placing a workload the least its rack spread term
+        can be (its replicas beyond the racks it may use at all): the bound stays a bound and
+        counts what no placement avoids. Left out of the LP that the first answer rounds
+        (costs this small only move it between equal optima), added for the MIP bound and
+        CP-SAT; once."""
+        for c in self.classes:
+            if c.racks:
+                self.lm.cost[c.k] += c.racks
+                c.racks = 0.0
 
     def add_violated(self, x: Sequence[float]) -> int:
         """Add the rows of ``lazy`` that ``x`` breaks to the model; how many. Each is valid
@@ -245,11 +258,9 @@ def _add_class(
     spec = c.spec
     n = spec.replica_count
     count = len(c.members)
-    # reward for placing (as a negative cost), the penalty of all members as a constant; a
-    # placed service pays at least the rack spread term of its replicas beyond the racks
-    # it may use at all (the term's least value: the bound stays a bound)
-    racks = params.rack_spread_cny_per_replica_hour * _beyond_racks(rack_counts, c)
-    c.k = lm.var(f"k[{ci}]", 0, count, racks - c.penalty)
+    # reward for placing (as a negative cost), the penalty of all members as a constant
+    c.k = lm.var(f"k[{ci}]", 0, count, -c.penalty)
+    c.racks = params.rack_spread_cny_per_replica_hour * _beyond_racks(rack_counts, c)
     lm.constant += c.penalty * count
     for site, site_pools in c.elig.pools_by_site.items():
         rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0

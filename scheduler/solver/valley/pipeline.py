@@ -148,6 +148,7 @@ class _Run:
             lp = again
         self.stats.update(lp_seconds=time.monotonic() - t, lp_status=lp.status)
         self.bound.offer(lp.bound, "lp")
+        model.price_racks()  # for the MIP bound and CP-SAT (the LP's bound holds without)
         return lp
 
     def start_mip_bound(self, model: Model, lp: Relaxation) -> MipBound | None:
