@@ -62,6 +62,7 @@ def test_suite_numbers_are_consistent(toy_run):
         assert row["energy_cny_per_hour"] > 0 and row["carbon_kg_per_hour"] > 0, where
         assert math.isclose(row["objective"], row["objective_recomputed"], rel_tol=1e-9), where
         assert 1.0 <= row["mean_service_rtt_ms"] <= 4.0, where  # between E-Town's and Zhangbei's
+        assert 0 <= row["service_replicas_sharing_a_rack"] < row["placed"], where
         assert 0.0 <= row["etown_share_of_flexible"] <= 1.0, where
         assert row["rss_mib"] > 0, where
         if row["policy"] == "kube":
@@ -228,3 +229,18 @@ def test_several_seeds_run_in_one_go_and_are_summarised_with_mean_and_worst(tmp_
     energy = [r["energy_vs_kube"] for r in report["rows"] if r["policy"] == "valley"]
     assert by["valley"]["energy_vs_kube_worst"] == max(energy)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_default_spread_is_on_unless_turned_off_and_each_run_keeps_its_own_rule():
+    args = ["scenario", "--replicas", "150", "--policies", "valley,kube", "--no-floors"]
+    args += ["--time-limit", "0.5", "--output", "json"]
+    runs = {}
+    for flag in ("", "--no-default-spread"):
+        result = CliRunner().invoke(bench, [*args, flag] if flag else args)
+        assert result.exit_code == 0, result.output
+        runs[flag] = json.loads(result.output)
+    assert runs[""]["params"]["default_spread"] is True
+    assert runs["--no-default-spread"]["params"]["default_spread"] is False
+    # the checker holds each run to its own rule: with the default, services spread
+    for report in runs.values():
+        assert all(r["violations"] == 0 for r in report["rows"]), report["rows"]

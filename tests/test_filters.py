@@ -17,7 +17,6 @@ from scheduler.domain import (
     Resources,
     Scenario,
     Topology,
-    WorkloadKind,
     WorkloadSpec,
 )
 from scheduler.solver import SolverParams
@@ -211,7 +210,7 @@ def test_workloads_differing_outside_the_cache_key_share_one_eligibility(tiny: S
     base = spec(origin="city", max_latency_ms=2)
     unread = sorted(SPEC_FIELDS - FILTERS.reads - FINAL_READS)
     others: dict[str, object] = {
-        "tenant": "u", "name": "n", "priority": 3, "kind": WorkloadKind.BATCH, "duration_s": 60,
+        "tenant": "u", "name": "n", "priority": 3, "duration_s": 60,
         "deadline": datetime(2030, 1, 1, tzinfo=UTC), "labels": {"a": "b"},
     }  # fmt: skip
     assert set(unread) == set(others)  # a new spec field: does a rule read it?

@@ -72,7 +72,7 @@ def test_the_metric_label_values_are_every_code_and_other() -> None:
     assert "error" in metrics.REASON_LABELS
 
 
-@pytest.mark.parametrize("code", ["", "made up code!", "Capacity", "spread_node", "x" * 40])
+@pytest.mark.parametrize("code", ["", "made up code!", "Capacity", "rack", "x" * 40])
 def test_an_unknown_code_is_labelled_other(code: str) -> None:
     assert metrics.reason_label(code) == "other"
 

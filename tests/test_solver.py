@@ -33,8 +33,7 @@ def service(cores: float, slo: float, replicas: int = 1, **kw) -> WorkloadSpec:
         replicas=replicas,
         origin="city",
         max_latency_ms=slo,
-        kind=WorkloadKind.SERVICE,
-        **kw,
+        **{"kind": WorkloadKind.SERVICE, **kw},
     )
 
 
@@ -70,9 +69,17 @@ def test_flexible_work_arriving_first_leaves_the_scarce_site_to_critical_work(ti
     assert "w1" not in kube.placements
 
 
-def test_small_replicas_are_consolidated_onto_one_powered_node(tiny):
-    r = solve(problem(tiny, service(1, slo=5, replicas=3)))
+def test_small_batch_replicas_are_consolidated_onto_one_powered_node(tiny):
+    r = solve(problem(tiny, service(1, slo=5, replicas=3, kind=WorkloadKind.BATCH)))
     assert len({p.node for p in r.placements["w0"]}) == 1
+
+
+def test_small_service_replicas_are_consolidated_onto_as_few_nodes_as_the_default_spread_allows(
+    tiny,
+):
+    # a SERVICE of 3 may hold at most ceil(3 / 2) = 2 replicas on one node: two nodes, not three
+    r = solve(problem(tiny, service(1, slo=5, replicas=3)))
+    assert len({p.node for p in r.placements["w0"]}) == 2
 
 
 def test_higher_priority_wins_the_capacity(tiny):

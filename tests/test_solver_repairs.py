@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from scheduler.domain import Cluster, Resources, Topology, WorkloadSpec, parse_scenario
+from scheduler.domain import (
+    Cluster,
+    Resources,
+    Topology,
+    WorkloadKind,
+    WorkloadSpec,
+    parse_scenario,
+)
 from scheduler.solver import REPAIRS, PendingWorkload, Problem, SolverParams
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.filters import eligibility_of
@@ -345,3 +352,30 @@ def test_displace_never_takes_out_work_worth_as_much_as_what_it_would_place():
     assert not apply("displace", state)
     assert "gang" not in state
     assert nodes_of(state, "a") == ["near/cpu-0000"] and nodes_of(state, "b") == ["near/cpu-0001"]
+
+
+def test_consolidate_keeps_a_services_replicas_on_separate_nodes(tiny):
+    # a SERVICE of 2 holds at most 1 a node (the default): the two woken nodes stay powered
+    svc = job(1, 1, replicas=2, kind=WorkloadKind.SERVICE, allowed_sites=("near",))
+    state = state_of(tiny, {"s": svc})
+    state.place_on("s", ["near/cpu-0000", "near/cpu-0001"])
+    assert not apply("consolidate", state)
+    assert sorted(nodes_of(state, "s")) == ["near/cpu-0000", "near/cpu-0001"]
+
+
+def test_gpu_repack_packs_onto_fewer_nodes_keeping_a_services_replicas_apart(tiny):
+    # three woken GPU nodes; one would hold everything, but the inference service's two
+    # shares must be on two nodes: two nodes, the service on both
+    scenario = tiny.scaled({"green/gpu": 3})
+    svc = WorkloadSpec(
+        tenant="t", resources=Resources(1000, 1024, gpu_millis=300), replicas=2,
+        kind=WorkloadKind.SERVICE,
+    )  # fmt: skip
+    state = state_of(scenario, {"s": svc, "c": gpu(400), "d": gpu(400)})
+    state.place_on("s", ["green/gpu-0000", "green/gpu-0001"], [(0,), (0,)])
+    state.place_on("c", ["green/gpu-0001"], [(1,)])
+    state.place_on("d", ["green/gpu-0002"], [(0,)])
+    assert apply("gpu-repack", state)
+    assert len(set(nodes_of(state, "s"))) == 2
+    assert len({n for w in ("s", "c", "d") for n in nodes_of(state, w)}) == 2
+    assert holds_exactly_what_it_says(state)

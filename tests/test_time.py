@@ -129,6 +129,15 @@ def test_deferrable_work_is_never_reserved_on_a_cordoned_node() -> None:
         assert [r.node for r in reps] == [cluster.node_names[2]]
 
 
+def test_deferrable_work_with_a_per_node_limit_starts_now_and_keeps_it() -> None:
+    three = clock_scenario(3)
+    spread = job(1, 2, 20, replicas=3, max_replicas_per_node=1)
+    result = solve(problem(three, spread), PARAMS)
+    reps = result.placements["w0"]
+    assert len({r.node for r in reps}) == 3
+    assert all(r.start_time in (None, NOW) for r in reps)
+
+
 def test_a_run_covers_the_whole_hours_it_touches() -> None:
     assert hours_covering(3600 * 10 + 1800, 3600) == (10, 12)
     assert hours_covering(3600 * 10, 3600) == (10, 11)

@@ -23,6 +23,9 @@ Rules (the ``rule`` of a ``Violation``):
 - ``gpu_exclusive``: a GPU held whole by one replica and used by anything else
 - ``gang``: a GANG workload in more than one site
 - ``spread``: a SPREAD workload in fewer than ``min_sites`` distinct sites
+- ``spread_node``: more of a workload's replicas on one node than ``max_replicas_per_node``,
+  or, when the spec leaves it 0, than ``ceil(replicas / 2)`` for a SERVICE with 2 or more
+  replicas (API.md, "Availability"; ``default_spread=False`` drops that default)
 - ``accounting``: (``check_result`` only) a workload neither placed nor unplaced, or both
 
 ``check_over_time`` checks placements that hold their nodes over spans of time (a simulated
@@ -31,7 +34,7 @@ day): capacity at every instant, the other rules per replica.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +47,7 @@ from scheduler.domain import (
     ReplicaPlacement,
     Scenario,
     Topology,
+    WorkloadKind,
     WorkloadSpec,
 )
 from scheduler.solver import PlacementResult, Problem
@@ -125,10 +129,12 @@ def check_placements(
     *,
     baseline: Cluster | None = None,
     cpu_on_gpu_nodes: bool = True,
+    default_spread: bool = True,
 ) -> list[Violation]:
     """Every violation of a hard rule by ``placements`` (workload id -> replica placements) of
     workloads ``specs`` on ``scenario``'s nodes, on top of ``baseline`` (running work) if given.
-    ``cpu_on_gpu_nodes=False`` also flags CPU-only replicas on GPU nodes."""
+    ``cpu_on_gpu_nodes=False`` also flags CPU-only replicas on GPU nodes;
+    ``default_spread=False`` checks only the per-node limits specs ask for."""
     nodes = _catalog(scenario)
     usage: dict[str, _Usage] = defaultdict(_Usage)
     if baseline is not None:
@@ -140,6 +146,7 @@ def check_placements(
             out.append(Violation(wid, "unknown_workload", "placed but not in the problem"))
             continue
         out.extend(_check_workload(scenario, nodes, usage, wid, spec, reps, cpu_on_gpu_nodes))
+        out.extend(_check_per_node(wid, spec, reps, default_spread))
     out.extend(_check_capacity(nodes, usage))
     return out
 
@@ -204,6 +211,29 @@ def _check_workload(
             )
         )
     return out
+
+
+def _check_per_node(
+    wid: str, spec: WorkloadSpec, reps: Sequence[ReplicaPlacement], default_spread: bool
+) -> list[Violation]:
+    # recomputed from API.md's words, not with the domain's helper: this checker is independent
+    n = spec.replicas or 1
+    limit = spec.max_replicas_per_node
+    if limit <= 0:
+        if not (default_spread and spec.kind == WorkloadKind.SERVICE and n >= 2):
+            return []
+        limit = -(-n // 2)
+    return [
+        Violation(
+            wid,
+            "spread_node",
+            f"{k} replicas on one node, at most {limit} allowed "
+            f"(max_replicas_per_node={spec.max_replicas_per_node}, kind {spec.kind.name})",
+            node,
+        )
+        for node, k in sorted(Counter(rp.node for rp in reps).items())
+        if k > limit
+    ]
 
 
 def _abbrev(numbers: Sequence[int]) -> str:
@@ -330,7 +360,11 @@ def _check_capacity(nodes: Mapping[str, _Node], usage: Mapping[str, _Usage]) -> 
 
 
 def check_result(
-    problem: Problem, result: PlacementResult, *, cpu_on_gpu_nodes: bool = True
+    problem: Problem,
+    result: PlacementResult,
+    *,
+    cpu_on_gpu_nodes: bool = True,
+    default_spread: bool = True,
 ) -> list[Violation]:
     """``check_placements`` on a solver result, plus the accounting: every workload of the
     problem is either placed or unplaced, never both, never neither."""
@@ -341,6 +375,7 @@ def check_result(
         result.placements,
         baseline=problem.cluster,
         cpu_on_gpu_nodes=cpu_on_gpu_nodes,
+        default_spread=default_spread,
     )
     for wid in specs:
         placed = wid in result.placements

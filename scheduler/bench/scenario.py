@@ -52,7 +52,7 @@ from scheduler.solver import (
     SolverParams,
     solve,
 )
-from scheduler.solver.objective import evaluate
+from scheduler.solver.objective import evaluate, rack_sharing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -203,14 +203,25 @@ def _without_energy_prices(scenario: Scenario) -> Scenario:
     return replace(scenario, sites=sites)
 
 
-def floors(problem: Problem, time_limit: float, seed: int) -> dict[str, float | None]:
+# the rack spread weight of the runs with the default spread (0 without it)
+RACK_SPREAD = SolverParams().rack_spread_cny_per_replica_hour
+
+
+def floors(
+    problem: Problem, time_limit: float, seed: int, default_spread: bool = True
+) -> dict[str, float | None]:
     """Lower bounds no placement of every workload can beat, from Valley's own bound with the
-    objective cut down to one term: energy cost (carbon price, latency and headroom weights
-    0) and carbon (energy prices 0, the scenario's carbon price). The penalties for leaving
-    work out stay, so each bound holds for every placement that places all the work Valley's
-    model can place. None where the solver proved no bound in time."""
+    objective cut down to one term: energy cost (carbon price, latency, headroom and rack
+    spread weights 0) and carbon (energy prices 0, the scenario's carbon price). The penalties
+    for leaving work out stay, so each bound holds for every placement that places all the
+    work Valley's model can place (and keeps the SERVICE default spread unless
+    ``default_spread`` is off). None where the solver proved no bound in time."""
     plain = SolverParams(
-        time_limit_s=time_limit, latency_cny_per_ms_hour=0.0, headroom_cny_per_core_hour=0.0
+        time_limit_s=time_limit,
+        latency_cny_per_ms_hour=0.0,
+        headroom_cny_per_core_hour=0.0,
+        rack_spread_cny_per_replica_hour=0.0,
+        default_spread=default_spread,
     )
     energy = solve(problem, replace(plain, carbon_price_cny_per_tonne=0.0), seed=seed)
     carbon_problem = replace(problem, scenario=_without_energy_prices(problem.scenario))
@@ -254,7 +265,10 @@ def measure(
     parts = result.gap_parts()
     specs = {w.id: w.spec for w in problem.workloads}
     violations: list[Violation] = check_result(
-        problem, result, cpu_on_gpu_nodes=params.cpu_on_gpu_nodes
+        problem,
+        result,
+        cpu_on_gpu_nodes=params.cpu_on_gpu_nodes,
+        default_spread=params.default_spread,
     )
     by_rule = count_by_rule(violations)
     slo = by_rule.pop("slo", 0)
@@ -294,6 +308,12 @@ def measure(
         "carbon_kg_per_hour": scored.carbon_kg_per_hour,
         "power_kw": scored.power_watts / 1000.0,
         "mean_service_rtt_ms": rtt_sum / service_replicas if service_replicas else None,
+        # service replicas that share a rack with another replica of their service
+        "service_replicas_sharing_a_rack": sum(
+            rack_sharing(problem.cluster, reps)
+            for wid, reps in result.placements.items()
+            if specs[wid].is_service
+        ),
         "etown_share_of_flexible": flexible_etown / flexible if flexible else None,
         "solve_seconds": result.solve_seconds,
         "objective": result.objective,
@@ -340,10 +360,14 @@ def run(
     scenario: str = DEFAULT_SCENARIO,
     with_floors: bool = True,
     repairs: tuple[str, ...] = REPAIRS,
+    default_spread: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every policy on every size; returns the rows and the node counts per size. With
     ``with_floors``, every row also carries its instance's energy and carbon floors.
-    ``repairs``: the packing repairs Valley runs (leave one out to measure what it is worth)."""
+    ``repairs``: the packing repairs Valley runs (leave one out to measure what it is worth).
+    ``default_spread=False``: every policy without the SERVICE default of at most
+    ``ceil(replicas / 2)`` replicas a node (``SolverParams.default_spread``) and without the
+    rack spread term (``rack_spread_cny_per_replica_hour`` 0), to price both."""
     base = load_scenario(scenario)
     shapes = load_shapes(shapes_path)
     rows: list[dict[str, Any]] = []
@@ -360,9 +384,15 @@ def run(
             clusters[key] = {p.key: p.count for p in scaled.pools}
             problem = Problem(scaled, Cluster(scaled), mix, hour=hour, month=MONTH)
             current = (seed, n)
-            floor = floors(problem, time_limit, seed) if with_floors else {}
+            floor = floors(problem, time_limit, seed, default_spread) if with_floors else {}
         assert problem is not None
-        params = SolverParams(policy=policy, time_limit_s=time_limit, repairs=repairs)
+        params = SolverParams(
+            policy=policy,
+            time_limit_s=time_limit,
+            repairs=repairs,
+            default_spread=default_spread,
+            rack_spread_cny_per_replica_hour=RACK_SPREAD if default_spread else 0.0,
+        )
         started = time.perf_counter()
         result = solve(problem, params, seed=seed)
         wall = time.perf_counter() - started
@@ -607,6 +637,14 @@ def instance_options(load_help: str, critical_help: str) -> Callable[[F], F]:
     help="comma-separated packing repairs Valley runs, in order (leave one out to measure it; "
     "'none' for none)",
 )
+@click.option(
+    "--default-spread/--no-default-spread",
+    default=True,
+    show_default=True,
+    help="keep a SERVICE of 2 or more replicas to at most ceil(replicas / 2) a node unless "
+    "its spec sets max_replicas_per_node, and price its replicas sharing a rack; off "
+    "measures what that availability costs",
+)
 @report.output_option
 @report.plot_option
 def command(
@@ -622,6 +660,7 @@ def command(
     scenario: str,
     with_floors: bool,
     repairs: str,
+    default_spread: bool,
     output: str,
     plot_path: str | None,
 ) -> None:
@@ -658,6 +697,7 @@ def command(
         scenario=scenario,
         with_floors=with_floors,
         repairs=chosen_repairs,
+        default_spread=default_spread,
     )
     params = {
         "replicas": run_sizes,
@@ -672,6 +712,7 @@ def command(
         "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
         "floors": with_floors,
         "repairs": list(chosen_repairs),
+        "default_spread": default_spread,
         "nodes": clusters,
     }
     summary = summarise(rows)

@@ -13,6 +13,7 @@ from typing import Any
 from wcwidth import wcswidth, wcwidth
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.domain.workload import per_node_limit
 
 
 def display_width(text: str) -> int:
@@ -130,6 +131,12 @@ def workload_detail(w: pb.Workload) -> str:
         lines.append(f"starts:      {timestamp(start)}")
     if s.HasField("deadline"):
         lines.append(f"deadline:    {timestamp(s.deadline)}")
+    limit = per_node_limit(s.replicas, s.kind, s.max_replicas_per_node)
+    if limit < (s.replicas or 1):
+        own = "" if s.max_replicas_per_node else " (the SERVICE default)"
+        nodes = len({p.node for p in w.placements})
+        on = f", on {nodes} nodes" if w.placements else ""
+        lines.append(f"per node:    at most {limit}{own}{on}")
     if s.origin:
         slo = f", SLO {s.max_latency_ms:g} ms" if s.max_latency_ms else ""
         lines.append(f"origin:      {s.origin}{slo}")
@@ -218,6 +225,7 @@ def node_table(nodes: Sequence[pb.Node]) -> str:
         (
             n.name,
             n.pool,
+            n.rack,
             n.gpu_model,
             f"{cores(n.allocated.cpu_millis)}/{cores(n.capacity.cpu_millis)}",
             f"{n.allocated.memory_mib}/{n.capacity.memory_mib}",
@@ -227,7 +235,17 @@ def node_table(nodes: Sequence[pb.Node]) -> str:
         )
         for n in nodes
     ]
-    header = ("NODE", "POOL", "GPU MODEL", "CORES", "MEMORY MIB", "GPUS", "GPU MILLIS", "STATE")
+    header = (
+        "NODE",
+        "POOL",
+        "RACK",
+        "GPU MODEL",
+        "CORES",
+        "MEMORY MIB",
+        "GPUS",
+        "GPU MILLIS",
+        "STATE",
+    )
     return table(rows, header)
 
 

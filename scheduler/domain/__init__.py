@@ -14,6 +14,7 @@ from scheduler.domain.resources import GPU_MILLIS, Resources
 from scheduler.domain.scenario import (
     DEFAULT_SCENARIO,
     Pool,
+    RackRange,
     Scenario,
     Site,
     load_scenario,
@@ -32,6 +33,7 @@ from scheduler.domain.workload import (
     WorkloadKind,
     WorkloadSpec,
     WorkloadState,
+    per_node_limit,
     primary_reason_code,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "Explanation",
     "Forecast",
     "Pool",
+    "RackRange",
     "Reason",
     "ReasonCode",
     "ReplicaPlacement",
@@ -69,6 +72,7 @@ __all__ = [
     "load_scenario",
     "node_it_watts",
     "parse_scenario",
+    "per_node_limit",
     "primary_reason_code",
     "shorten",
     "site_costs",

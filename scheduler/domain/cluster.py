@@ -37,6 +37,22 @@ class Cluster:
             pool_of.extend([pi] * pool.count)
         self.node_names = names
         self.index = {n: i for i, n in enumerate(names)}
+        # per node, its failure domain beyond itself: the rack (``site/rack``), or the node
+        # alone where it stands in no rack (its own name then)
+        self.node_racks = [
+            f"{pool.site}/{rack}" if (rack := pool.rack_of(k)) else pool.node_name(k)
+            for pool in self.pools
+            for k in range(pool.count)
+        ]
+        rack_ids: dict[str, int] = {}
+        self.node_rack = np.asarray(
+            [rack_ids.setdefault(r, len(rack_ids)) for r in self.node_racks], dtype=np.int64
+        )
+        # per node, how many nodes of its rack come before it (to visit racks in turn)
+        by_rack = np.argsort(self.node_rack, kind="stable")
+        ranked = self.node_rack[by_rack]
+        self.node_rack_pos = np.empty(len(names), dtype=np.int64)
+        self.node_rack_pos[by_rack] = np.arange(len(names)) - np.searchsorted(ranked, ranked)
         self.node_pool = np.asarray(pool_of, dtype=np.int64)
         self.node_site = np.asarray(
             [site_index[self.pools[p].site] for p in pool_of], dtype=np.int64
@@ -88,6 +104,11 @@ class Cluster:
 
     def site_of(self, node: int) -> str:
         return self.site_names[int(self.node_site[node])]
+
+    def rack_of(self, node: int) -> str:
+        """The node's rack within its site, "" if it stands in none."""
+        pool = self.pool_of(node)
+        return pool.rack_of(node - int(np.searchsorted(self.node_pool, self.node_pool[node])))
 
     @property
     def awake(self) -> BoolArray:

@@ -22,8 +22,20 @@ DEFAULT_SCENARIO = "beijing-hebei"
 
 
 @dataclass(frozen=True, slots=True)
+class RackRange:
+    """Nodes ``first``..``last`` (indices in their pool, both included) stand in rack ``name``."""
+
+    name: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class Pool:
-    """Identical nodes of one site: same shape, GPU model and power model."""
+    """Identical nodes of one site: same shape, GPU model and power model. A node's rack (a
+    failure domain beyond the node) is ``rack`` for the whole pool, or the rack of the range
+    of ``racks`` it falls in, or with ``rack_size`` one of consecutive racks of that many nodes
+    (``<pool>-r00``, ``<pool>-r01``, ...); a node in none stands in no rack (``rack_of`` "")."""
 
     name: str
     site: str
@@ -33,10 +45,31 @@ class Pool:
     idle_watts: float = 200.0  # drawn by a node that holds any workload
     max_watts: float = 500.0  # at full CPU allocation, GPUs excluded
     gpu_watts: float = 700.0  # one GPU at full load
+    rack: str = ""
+    rack_size: int = 0
+    racks: tuple[RackRange, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.site}/{self.name}"
+
+    def rack_of(self, index: int) -> str:
+        """The rack of the pool's node ``index`` within its site, "" if it stands in none."""
+        if self.rack:
+            return self.rack
+        if self.rack_size:
+            return f"{self.name}-r{index // self.rack_size:02d}"
+        for r in self.racks:
+            if r.first <= index <= r.last:
+                return r.name
+        return ""
+
+    def with_count(self, count: int) -> Pool:
+        """The pool with ``count`` nodes; rack ranges past the last node are cut."""
+        racks = tuple(
+            replace(r, last=min(r.last, count - 1)) for r in self.racks if r.first < count
+        )
+        return replace(self, count=count, racks=racks)
 
     def node_name(self, index: int) -> str:
         return f"{self.site}/{self.name}-{index:04d}"
@@ -113,7 +146,7 @@ class Scenario:
             pools = []
             for p in s.pools:
                 f = factors.get(p.key, factors.get(s.name, 1.0))
-                pools.append(replace(p, count=max(1, round(p.count * f))))
+                pools.append(p.with_count(max(1, round(p.count * f))))
             sites.append(replace(s, pools=tuple(pools)))
         return replace(self, sites=tuple(sites))
 
@@ -291,6 +324,9 @@ _POOL_KEYS = {
     "idle_watts",
     "max_watts",
     "gpu_watts",
+    "rack",
+    "rack_size",
+    "racks",
 }
 
 
@@ -407,8 +443,56 @@ def _pool(r: _Reader, site_name: str, i: int, pdata: object) -> Pool:
         max_watts=r.number(pdata, "max_watts", pprefix, low=0.0),
         gpu_watts=r.number(pdata, "gpu_watts", pprefix, low=0.0, default=0.0),
     )
+    pool = _racks(r, pdata, pprefix, pool)
     if pool.max_watts < pool.idle_watts:
         raise r.fail(f"{pprefix}max_watts", "must be >= idle_watts")
     if gpus and not pool.gpu_model:
         raise r.fail(f"{pprefix}gpu_model", "required when gpus > 0")
     return pool
+
+
+def _rack_name(r: _Reader, value: object, key: str) -> str:
+    if not isinstance(value, str) or not value or "/" in value:
+        raise r.fail(key, f"a rack name must be a non-empty string without '/' (got {value!r})")
+    return value
+
+
+def _racks(r: _Reader, pdata: Mapping[str, Any], pprefix: str, pool: Pool) -> Pool:
+    """The pool's racks: ``rack`` (one for the pool), ``rack_size`` (consecutive racks of that
+    many nodes) or ``racks`` (node ranges ``{ name, first, last }``), at most one of them."""
+    given = [k for k in ("rack", "rack_size", "racks") if k in pdata]
+    if len(given) > 1:
+        raise r.fail(
+            f"{pprefix}{given[1]}", f"give one of rack, rack_size, racks (also {given[0]})"
+        )
+    if "rack" in pdata:
+        return replace(pool, rack=_rack_name(r, pdata["rack"], f"{pprefix}rack"))
+    if "rack_size" in pdata:
+        return replace(pool, rack_size=r.integer(pdata, "rack_size", pprefix, low=1))
+    if "racks" not in pdata:
+        return pool
+    ranges = pdata["racks"]
+    if not isinstance(ranges, list) or not ranges:
+        raise r.fail(f"{pprefix}racks", "must be a non-empty array of { name, first, last }")
+    out: list[RackRange] = []
+    for i, item in enumerate(ranges):
+        key = f"{pprefix}racks[{i}]"
+        if not isinstance(item, Mapping):
+            raise r.fail(key, "must be a table { name, first, last }")
+        r.unknown(item, {"name", "first", "last"}, key + ".")
+        rng = RackRange(
+            _rack_name(r, item.get("name"), f"{key}.name"),
+            r.integer(item, "first", key + "."),
+            r.integer(item, "last", key + "."),
+        )
+        if rng.last < rng.first:
+            raise r.fail(f"{key}.last", f"must be >= first ({rng.first}) (got {rng.last})")
+        if rng.last >= pool.count:
+            raise r.fail(f"{key}.last", f"the pool has nodes 0..{pool.count - 1} (got {rng.last})")
+        for j, other in enumerate(out):
+            if rng.first <= other.last and other.first <= rng.last:
+                raise r.fail(
+                    key, f"nodes {rng.first}..{rng.last} overlap racks[{j}] ({other.name})"
+                )
+        out.append(rng)
+    return replace(pool, racks=tuple(out))

@@ -39,6 +39,21 @@ class WorkloadState(enum.IntEnum):
     PREEMPTED = 6
 
 
+def per_node_limit(
+    replicas: int, kind: int, max_replicas_per_node: int, default_spread: bool = True
+) -> int:
+    """The most replicas of a workload one node may hold (API.md, "Availability"), from the
+    spec's fields (a proto's as well as a ``WorkloadSpec``'s): its own ``max_replicas_per_node``,
+    else ``ceil(replicas / 2)`` for a SERVICE with 2 or more replicas (unless ``default_spread``
+    is off), else the replica count (no limit)."""
+    n = replicas or 1
+    if max_replicas_per_node > 0:
+        return min(max_replicas_per_node, n)
+    if default_spread and kind == WorkloadKind.SERVICE and n >= 2:
+        return (n + 1) // 2
+    return n
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     tenant: str
@@ -56,10 +71,23 @@ class WorkloadSpec:
     min_sites: int = 0
     gpu_models: tuple[str, ...] = ()  # empty = any
     labels: Mapping[str, str] = field(default_factory=dict)
+    max_replicas_per_node: int = 0  # 0 = no limit of its own (see replicas_per_node_limit)
 
     @property
     def replica_count(self) -> int:
         return self.replicas or 1
+
+    @property
+    def replicas_per_node_limit(self) -> int:
+        """At most this many replicas on one node (API.md, "Availability"): the spec's own
+        ``max_replicas_per_node``, else for a SERVICE with 2 or more replicas ``ceil(replicas
+        / 2)`` (one node never holds them all), else no limit (the replica count)."""
+        return self.limit_per_node(default_spread=True)
+
+    def limit_per_node(self, default_spread: bool = True) -> int:
+        """``replicas_per_node_limit``; ``default_spread=False`` drops the SERVICE default
+        (the benchmark's ``--no-default-spread``), keeping a limit the spec asks for."""
+        return per_node_limit(self.replicas, self.kind, self.max_replicas_per_node, default_spread)
 
     @property
     def is_service(self) -> bool:
@@ -107,6 +135,11 @@ class WorkloadSpec:
                 )
         elif self.min_sites < 0:
             yield ValidationError(f"{p}min_sites", f"must be >= 0 (got {self.min_sites})")
+        if not 0 <= self.max_replicas_per_node <= MAX_REPLICAS:
+            yield ValidationError(
+                f"{p}max_replicas_per_node",
+                f"must be 0..{MAX_REPLICAS}, 0 = no limit (got {self.max_replicas_per_node})",
+            )
         yield from self._label_violations(p)
         for i, m in enumerate(self.gpu_models):
             if not m or len(m) > MAX_NAME:
@@ -187,6 +220,7 @@ class ReasonCode(enum.StrEnum):
     PRIORITY = "priority"  # the room went to higher-priority work
     GANG = "gang"  # not all replicas of a gang fit in one site
     SPREAD = "spread"  # not enough sites with room for a spread
+    SPREAD_NODE = "spread_node"  # max_replicas_per_node (or the SERVICE default) rules it out
     ERROR = "error"  # the solver failed on this workload; it is retried
 
     @property

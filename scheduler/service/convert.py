@@ -100,6 +100,7 @@ def spec_from_proto(m: pb.WorkloadSpec, field: str = "") -> WorkloadSpec:
         min_sites=m.min_sites,
         gpu_models=tuple(m.gpu_models) if m.gpu_models else (),
         labels=dict(m.labels) if m.labels else {},
+        max_replicas_per_node=m.max_replicas_per_node,
     )
 
 
@@ -149,6 +150,7 @@ def spec_to_proto(s: WorkloadSpec, out: pb.WorkloadSpec) -> None:
     out.min_sites = s.min_sites
     out.gpu_models.extend(s.gpu_models)
     out.labels.update(s.labels)
+    out.max_replicas_per_node = s.max_replicas_per_node
 
 
 def cost_to_proto(c: Cost, out: pb.Cost) -> None:
@@ -437,6 +439,7 @@ def node_to_proto(n: NodeSummary, out: pb.Node) -> None:
     resources_to_proto(n.allocated, out.allocated)
     out.gpu_model = n.gpu_model
     out.cordoned = n.cordoned
+    out.rack = n.rack
 
 
 def sites_response(

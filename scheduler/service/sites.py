@@ -23,6 +23,7 @@ class NodeSummary:
     capacity: Resources
     allocated: Resources
     gpu_model: str
+    rack: str = ""
     cordoned: bool = False
 
 
@@ -87,6 +88,7 @@ def summarize(
                         int(gpu_millis_used[i]),
                     ),
                     gpu_model=cluster.pool_of(i).gpu_model,
+                    rack=cluster.rack_of(i),
                     cordoned=cluster.node_names[i] in cordoned,
                 )
                 for i in (int(j) for j in idx)

@@ -17,7 +17,7 @@ from scheduler.domain import (
     WorkloadSpec,
     attributed_watts,
 )
-from scheduler.solver.filters import Eligibility, capacity_reasons
+from scheduler.solver.filters import Eligibility, capacity_reasons, spread_node_reason
 from scheduler.solver.problem import Problem, Unplaced
 
 # the code of a final verdict on a site that qualifies but can never hold the whole workload
@@ -71,6 +71,9 @@ def site_reasons(
         return (
             Reason(ReasonCode.SPREAD, f"cannot spread over {spec.min_sites} sites with room", site),
         )
+    limited = spread_node_reason(after, spec, elig.per_node, site, elig.pools)
+    if limited is not None:
+        return (limited,)
     return (
         Reason(
             ReasonCode.CAPACITY,
@@ -91,8 +94,10 @@ def unplaced(
     if elig.final_reason:
         reasons = tuple(r for rs in elig.reasons_by_site.values() for r in rs)
         # sites that qualify one replica at a time but can never hold the whole workload
-        code = _TOPOLOGY_CODES.get(spec.topology, ReasonCode.CAPACITY)
-        reasons += tuple(Reason(code, elig.final_reason, s) for s in elig.sites)
+        code = elig.final_code or _TOPOLOGY_CODES.get(spec.topology, ReasonCode.CAPACITY)
+        final = tuple(Reason(code, elig.final_reason, s) for s in elig.sites)
+        # a per-node limit is the reason, whatever else rules some sites out: it comes first
+        reasons = final + reasons if elig.final_code else reasons + final
         return Unplaced(wid, True, elig.final_reason, reasons)
     reasons = tuple(
         r
@@ -136,7 +141,14 @@ def explain(
         if site.name in placed_sites:
             verdicts.append(SiteVerdict(site.name, True, (), cost))
             continue
+        if elig.final_code is not None:
+            final = Reason(elig.final_code, elig.final_reason, site.name)
+            verdicts.append(SiteVerdict(site.name, False, (final,), cost))
+            continue
         room = capacity_reasons(cluster, spec, site.name, pools)
+        if not room and not placements:
+            limited = spread_node_reason(cluster, spec, elig.per_node, site.name, elig.pools)
+            room = () if limited is None else (limited,)
         verdicts.append(SiteVerdict(site.name, not room, room, cost))
     if placements:
         where = ", ".join(sorted(placed_sites))

@@ -85,22 +85,32 @@ def place_slots(
     scorer: NodeScorer,
     site_order: Sequence[str] | None = None,
 ) -> list[tuple[int, tuple[int, ...]]] | None:
-    """``place_workload``, returning the (node, GPUs) of each replica."""
+    """``place_workload``, returning the (node, GPUs) of each replica. At most
+    ``elig.per_node`` replicas go on one node."""
     sites = [s for s in (site_order or elig.sites) if elig.pools_by_site.get(s)]
     r = spec.resources
     n = spec.replica_count
     taken: list[tuple[int, tuple[int, ...]]] = []
+    full: set[int] = set()  # nodes holding elig.per_node replicas already
+    per_node: dict[int, int] = {}
 
     def rollback() -> None:
         for node, gpus in reversed(taken):
             cluster.release(node, r, gpus)
         taken.clear()
+        full.clear()
+        per_node.clear()
 
     def take(nodes: IntArray) -> bool:
+        if full:
+            nodes = nodes[~np.isin(nodes, np.fromiter(full, dtype=np.int64, count=len(full)))]
         node = _best_node(cluster, nodes, r, scorer)
         if node < 0:
             return False
         taken.append((node, cluster.allocate(node, r)))
+        per_node[node] = per_node.get(node, 0) + 1
+        if per_node[node] >= elig.per_node:
+            full.add(node)
         return True
 
     if spec.topology == Topology.GANG:

@@ -2,6 +2,7 @@
 
 objective = energy + priced carbon + latency weight of services + headroom penalty
             + penalty of every unplaced workload that could be placed (not UNSCHEDULABLE)
+            + rack spread: per replica of a service that shares a rack with another of it
 
 Every policy's result is scored by this one function, so the numbers compare.
 """
@@ -9,7 +10,7 @@ Every policy's result is scored by this one function, so the numbers compare.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -134,7 +135,19 @@ def evaluate_state(
     unplaced = sum(
         p for wid, p in penalties.items() if wid not in placements and wid not in never_fits
     )
-    return Breakdown(energy, carbon, carbon_cny, latency, headroom, unplaced, power)
+    racks = params.rack_spread_cny_per_replica_hour * sum(
+        rack_sharing(after, reps)
+        for wid, reps in placements.items()
+        if specs[wid].is_service and len(reps) > 1
+    )
+    return Breakdown(energy, carbon, carbon_cny, latency, headroom, unplaced, power, racks)
+
+
+def rack_sharing(cluster: Cluster, reps: Sequence[ReplicaPlacement]) -> int:
+    """How many of a workload's replicas share a rack with another of them: the replicas less
+    the racks they use (a node outside every rack counts as a rack of its own)."""
+    index = cluster.index
+    return len(reps) - len({int(cluster.node_rack[index[rp.node]]) for rp in reps})
 
 
 def headroom_penalty(cluster: Cluster, on_site: np.ndarray, params: SolverParams) -> float:

@@ -73,6 +73,7 @@ _NUMBER_FIELDS: dict[str, tuple[type, float | None, bool]] = {
     "headroom_cny_per_core_hour": (float, 0.0, True),
     "unplaced_cny_per_replica_hour": (float, 0.0, False),
     "priority_factor": (float, 1.0, True),
+    "rack_spread_cny_per_replica_hour": (float, 0.0, True),
     "num_workers": (int, 1.0, True),
 }
 
@@ -111,6 +112,14 @@ class SolverParams:
     time_shifting: bool = True
     # the repairs of the packing, in order (names of REPAIRS); leave one out to measure it
     repairs: tuple[str, ...] = REPAIRS
+    # per replica of a SERVICE that shares its rack with another replica of the same service
+    # (a node outside every rack counts as a rack of its own): a soft preference for spreading
+    # over racks, small beside energy (a node costs 0.2-0.6 CNY/h), so it decides where energy
+    # is indifferent (which of the powered nodes, which node to wake)
+    rack_spread_cny_per_replica_hour: float = 0.0001
+    # a SERVICE with 2 or more replicas gets at most ceil(replicas / 2) per node unless its spec
+    # sets max_replicas_per_node (API.md, "Availability"); False measures what that costs
+    default_spread: bool = True
     solver_parameters: str = ""  # raw CP-SAT parameters in text format, passed through
 
     def __post_init__(self) -> None:
@@ -135,7 +144,7 @@ class SolverParams:
             raise ValidationError(
                 "headroom_target", f"must be in (0, 1] (got {self.headroom_target})"
             )
-        for name in ("cpu_on_gpu_nodes", "mip_bound", "time_shifting"):
+        for name in ("cpu_on_gpu_nodes", "mip_bound", "time_shifting", "default_spread"):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, "must be true or false")
         if not isinstance(self.repairs, tuple):
@@ -203,6 +212,7 @@ class Breakdown:
     headroom_cny_per_hour: float = 0.0
     unplaced_cny_per_hour: float = 0.0
     power_watts: float = 0.0
+    rack_spread_cny_per_hour: float = 0.0
 
     @property
     def objective(self) -> float:
@@ -212,6 +222,7 @@ class Breakdown:
             + self.latency_cny_per_hour
             + self.headroom_cny_per_hour
             + self.unplaced_cny_per_hour
+            + self.rack_spread_cny_per_hour
         )
 
 

@@ -48,7 +48,8 @@ def _plain_spec_to_json(s: WorkloadSpec) -> str:
         f'"replicas":{s.replicas:d},"origin":{_quote(s.origin)},"max_latency_ms":{_float(ms)},'
         f'"priority":{s.priority:d},"kind":{int(s.kind):d},"duration_s":{s.duration_s:d},'
         f'"deadline":null,"allowed_sites":[],"topology":{int(s.topology):d},'
-        f'"min_sites":{s.min_sites:d},"gpu_models":[],"labels":{{}}}}'
+        f'"min_sites":{s.min_sites:d},"gpu_models":[],"labels":{{}},'
+        f'"max_replicas_per_node":{s.max_replicas_per_node:d}}}'
     )
 
 
@@ -70,6 +71,7 @@ def _spec_to_json(s: WorkloadSpec) -> str:
         "min_sites": s.min_sites,
         "gpu_models": s.gpu_models,
         "labels": s.labels if type(s.labels) is dict else dict(s.labels),
+        "max_replicas_per_node": s.max_replicas_per_node,
     }
     return _ENCODER.encode(data)
 
@@ -93,6 +95,7 @@ def spec_from_json(text: str) -> WorkloadSpec:
         min_sites=d["min_sites"],
         gpu_models=tuple(d["gpu_models"]),
         labels=dict(d["labels"]),
+        max_replicas_per_node=d.get("max_replicas_per_node", 0),  # rows written before it
     )
 
 

@@ -6,7 +6,7 @@ so that "why is it pending?" has an answer per site. ``plugins`` holds the rules
 registry, ``eligibility`` runs them, ``capacity`` explains what is full.
 """
 
-from scheduler.solver.filters.capacity import capacity_reasons
+from scheduler.solver.filters.capacity import capacity_counts, capacity_reasons, spread_node_reason
 from scheduler.solver.filters.eligibility import (
     FINAL_READS,
     Eligibility,
@@ -39,7 +39,9 @@ __all__ = [
     "Residency",
     "Slo",
     "Verdict",
+    "capacity_counts",
     "capacity_reasons",
     "eligibility",
     "eligibility_of",
+    "spread_node_reason",
 ]

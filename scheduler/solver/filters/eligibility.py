@@ -10,26 +10,35 @@ from scheduler.domain import (
     GPU_MILLIS,
     Cluster,
     Reason,
+    ReasonCode,
     Resources,
     Scenario,
     Topology,
     WorkloadSpec,
+    per_node_limit,
 )
 from scheduler.solver.filters.plugins import FILTERS, Candidates
 from scheduler.solver.problem import SolverParams
 
 # the spec fields ``_final_reason`` reads besides those the filters declare
-FINAL_READS = frozenset({"resources", "replicas", "topology", "min_sites"})
+FINAL_READS = frozenset(
+    {"resources", "replicas", "topology", "min_sites", "kind", "max_replicas_per_node"}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Eligibility:
     """Where a workload's replicas may go: pool indices of ``cluster.pools`` per site, and
-    the reasons every other site is out. ``final`` is set when it can never fit as specified."""
+    the reasons every other site is out. ``final`` is set when it can never fit as specified
+    (``final_code`` then says why when one code does: ``spread_node``). ``per_node`` is the most
+    replicas one node may hold (``per_node_limit`` of the domain, with
+    ``SolverParams.default_spread``): every placement keeps it."""
 
     pools_by_site: dict[str, tuple[int, ...]]
     reasons_by_site: dict[str, tuple[Reason, ...]]
     final_reason: str = ""
+    per_node: int = 1 << 30
+    final_code: ReasonCode | None = None
 
     @property
     def pools(self) -> tuple[int, ...]:
@@ -77,10 +86,16 @@ def eligibility(
             pools_by_site[site.name] = ()
         else:
             pools_by_site[site.name] = c.pools
-    elig = Eligibility(pools_by_site, reasons_by_site)
+    per_node = per_node_limit(
+        spec.replicas, spec.kind, spec.max_replicas_per_node, params.default_spread
+    )
+    elig = Eligibility(pools_by_site, reasons_by_site, per_node=per_node)
     final = _final_reason(cluster, spec, elig)
     if final:
-        return Eligibility(pools_by_site, reasons_by_site, final)
+        return Eligibility(pools_by_site, reasons_by_site, final, per_node)
+    final = _spread_node_reason(cluster, spec, elig)
+    if final:
+        return Eligibility(pools_by_site, reasons_by_site, final, per_node, ReasonCode.SPREAD_NODE)
     return elig
 
 
@@ -132,11 +147,49 @@ def _final_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> st
     return ""
 
 
-def _replicas_fitting_empty(cluster: Cluster, pools: tuple[int, ...], r: Resources) -> int:
-    """How many replicas of ``r`` the pools hold when empty (per-node integer packing)."""
-    return sum(
-        replicas_per_node(cluster.pools[pi].node, r) * cluster.pools[pi].count for pi in pools
+def _spread_node_reason(cluster: Cluster, spec: WorkloadSpec, elig: Eligibility) -> str:
+    """Why the workload never fits with at most ``elig.per_node`` replicas a node (though it
+    would without the limit), or ""."""
+    n, limit = spec.replica_count, elig.per_node
+    if limit >= n:
+        return ""
+    r = spec.resources
+    by_site = {
+        s: _replicas_fitting_empty(cluster, elig.pools_by_site[s], r, limit) for s in elig.sites
+    }
+    most = max(by_site.values()) if spec.topology == Topology.GANG else sum(by_site.values())
+    if most >= n:
+        return ""
+    own = (
+        "max_replicas_per_node"
+        if spec.max_replicas_per_node
+        else ("max_replicas_per_node (the SERVICE default, ceil(replicas / 2))")
     )
+    nodes = sum(
+        cluster.pools[p].count
+        for s in elig.sites
+        for p in elig.pools_by_site[s]
+        if replicas_per_node(cluster.pools[p].node, r) > 0
+    )
+    where = "in any one site" if spec.topology == Topology.GANG else "on the eligible nodes"
+    return (
+        f"{n} replicas with {own} = {limit} need more nodes than qualify: at most {most} "
+        f"fit {where} ({nodes} eligible nodes x {limit})"
+    )
+
+
+def _replicas_fitting_empty(
+    cluster: Cluster, pools: tuple[int, ...], r: Resources, per_node: int | None = None
+) -> int:
+    """How many replicas of ``r`` the pools hold when empty (per-node integer packing), at
+    most ``per_node`` a node when given."""
+    total = 0
+    for pi in pools:
+        per = replicas_per_node(cluster.pools[pi].node, r)
+        if per_node is not None:
+            per = min(per, per_node)
+        total += per * cluster.pools[pi].count
+    return total
 
 
 def replicas_per_node(node: Resources, r: Resources) -> int:

@@ -8,12 +8,13 @@ workload that still does not fit whole is left out, for the repairs to try again
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
 import numpy as np
 
 from scheduler.domain import GPU_MILLIS, Cluster, Resources, Topology, WorkloadSpec
+from scheduler.solver.filters import capacity_counts
 from scheduler.solver.valley.model import Model
 from scheduler.solver.valley.state import PackingState, Slot
 
@@ -29,6 +30,8 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
     got: dict[str, list[Slot]] = defaultdict(list)
     short: dict[str, int] = defaultdict(int)
     cluster = state.cluster
+    todo = {wid: len(set(pools)) for wid, pools in plan.items()}  # pools still to pack
+    done: set[str] = set()
     # a powered-down node of a pool the model did not wake costs its idle power: replicas
     # that overflow their pool wake the cheapest pool's nodes first, and in a full pool the
     # replicas whose other pools cost most to wake are packed first
@@ -41,9 +44,17 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
         for wid in demand[p]:
             groups[_group(state, wid, p, wake_cost) if full else (0.0, 0)].append(wid)
         for key in sorted(groups):
-            _pack_group(state, p, groups[key], demand[p], got, short)
+            _pack_group(state, p, groups[key], demand[p], got, short, not full)
+            for wid in groups[key]:
+                todo[wid] -= 1
+                # in a full pool, what a group left short is completed before the next
+                # group takes the holes it could use (once its other pools are packed too)
+                if full and short.get(wid) and not todo[wid]:
+                    _complete(state, wid, got[wid], short[wid], wake_cost)
+                    done.add(wid)
     for wid in plan:
-        _complete(state, wid, got[wid], short.get(wid, 0), wake_cost)
+        if wid not in done:
+            _complete(state, wid, got[wid], short.get(wid, 0), wake_cost)
 
 
 def _plan(model: Model, counts: Sequence[int]) -> dict[str, list[int]]:
@@ -86,21 +97,81 @@ def _pack_group(
     demand: dict[str, int],
     got: dict[str, list[Slot]],
     short: dict[str, int],
+    spread: bool,
 ) -> None:
     by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
     # within a shape, larger workloads first: a shortfall drops the fewest replicas
     for wid in sorted(wids, key=lambda w: -state.specs[w].replica_count):
         by_shape[state.specs[wid].resources].append((wid, demand[wid]))
     shapes = list(by_shape)
-    counts = [sum(m for _, m in by_shape[r]) for r in shapes]
-    taken = pack_pool(state.cluster, state.index.by_pool[pool], shapes, counts)
-    for r, placed in zip(shapes, taken, strict=True):
-        pos = 0
-        for wid, m in by_shape[r]:
-            mine = placed[pos : pos + m]
-            pos += len(mine)
+    takers = [_Takers(state, by_shape[r], spread) for r in shapes]
+    pack_pool(state.cluster, state.index.by_pool[pool], shapes, takers)
+    for t in takers:
+        for wid, mine, left in t.handed():
             got[wid].extend(mine)
-            short[wid] += m - len(mine)
+            short[wid] += left
+
+
+class _Takers:
+    """The workloads that want one shape's replicas in a pool (in the order they get them),
+    and the slots handed to each: node by node, each takes at most its ``per_node`` limit of a
+    node's slots. ``room`` is how many slots the next node may take so that every one of them
+    has a taker within the limits (so packing leaves no slot that no workload may use). With
+    ``spread`` (a pool with nodes to spare), a service takes one slot a node while others
+    want them, then waits its turn: its replicas land on nodes far apart in packing's order,
+    which visits the racks in turn (in a full pool, workloads are served whole in order, so
+    that a shortfall hits the fewest)."""
+
+    def __init__(self, state: PackingState, wanted: list[tuple[str, int]], spread: bool) -> None:
+        self.wids = [wid for wid, _ in wanted]
+        self.rem = [m for _, m in wanted]
+        self.limit = [min(state.elig[wid].per_node, m) for wid, m in wanted]
+        self.spread = [spread and m > 1 and state.specs[wid].is_service for wid, m in wanted]
+        self.mine: list[list[Slot]] = [[] for _ in wanted]
+        self.left = sum(self.rem)
+        self.room = sum(self.limit)  # sum of min(limit, rem) over the workloads
+        self.limited = any(lim < m for lim, m in zip(self.limit, self.rem, strict=True))
+        self._queue: deque[int] = deque(j for j, m in enumerate(self.rem) if m)
+        self.need = self._need()
+
+    def _need(self) -> int:
+        """The most nodes one of the workloads still needs within its limit."""
+        if not self.limited:
+            return 0
+        return max((-(-self.rem[j] // self.limit[j]) for j in self._queue), default=0)
+
+    def _give(self, j: int, slots: list[Slot]) -> None:
+        before = min(self.limit[j], self.rem[j])
+        self.mine[j] += slots
+        self.rem[j] -= len(slots)
+        self.room -= before - min(self.limit[j], self.rem[j])
+        self.left -= len(slots)
+
+    def hand_out(self, slots: list[Slot]) -> None:
+        """Give the slots of one node (at most ``room``) to the workloads, in order, each at
+        most its limit (a spreading service one, then more only if slots are left)."""
+        pos = 0
+        keep: list[int] = []
+        spread: list[int] = []
+        while pos < len(slots) and self._queue:
+            j = self._queue.popleft()
+            give = min(1 if self.spread[j] else self.limit[j], self.rem[j], len(slots) - pos)
+            self._give(j, slots[pos : pos + give])
+            pos += give
+            (spread if self.spread[j] else keep).append(j)
+        for j in spread:  # slots left: the services served take more, within the limit
+            give = min(self.limit[j] - 1, self.rem[j], len(slots) - pos)
+            if give > 0:
+                self._give(j, slots[pos : pos + give])
+                pos += give
+        # those that kept their turn first, the services served last
+        self._queue.extendleft(reversed([j for j in keep if self.rem[j]]))
+        self._queue.extend(j for j in spread if self.rem[j])
+        self.need = self._need()
+
+    def handed(self) -> list[tuple[str, list[Slot], int]]:
+        """Per workload: its slots and how many of its replicas found none."""
+        return list(zip(self.wids, self.mine, self.rem, strict=True))
 
 
 def _complete(
@@ -123,16 +194,17 @@ def _complete(
         else:
             alt = e.pools
         nodes = state.index.nodes(tuple(alt))
+        limit = state.elig[wid].per_node
         for part in (
             nodes[cluster.replicas_on[nodes] > 0],
             *(state.index.by_pool[p] for p in sorted(alt, key=lambda p: wake_cost.get(p, 0.0))),
         ):
-            more = fill(cluster, part, spec.resources, missing)
+            more = fill(cluster, part, spec.resources, missing, limit, got)
             got.extend(more)
             missing -= len(more)
             if not missing:
                 break
-    if missing or not topology_holds(spec, cluster, got):
+    if missing or not topology_holds(spec, cluster, got) or not per_node_holds(state, wid, got):
         for node, gpus in got:
             cluster.release(node, spec.resources, gpus)
         return
@@ -148,31 +220,35 @@ def topology_holds(spec: WorkloadSpec, cluster: Cluster, got: Sequence[Slot]) ->
     return True
 
 
-def capacity_counts(cluster: Cluster, nodes: np.ndarray, r: Resources) -> np.ndarray:
-    """How many replicas of ``r`` each node can take now."""
-    counts = np.minimum(
-        cluster.free_cpu[nodes] // max(r.cpu_millis, 1),
-        cluster.free_mem[nodes] // max(r.memory_mib, 1),
-    )
-    if r.gpus:
-        counts = np.minimum(counts, (cluster.gpu_free[nodes] == GPU_MILLIS).sum(axis=1) // r.gpus)
-    elif r.gpu_millis:
-        g = cluster.gpu_free[nodes]
-        counts = np.minimum(counts, np.where(g > 0, g // r.gpu_millis, 0).sum(axis=1))
-    return np.maximum(counts, 0)
+def per_node_holds(state: PackingState, wid: str, got: Sequence[Slot]) -> bool:
+    """No node holds more than the workload's ``per_node`` of ``got``."""
+    limit = state.elig[wid].per_node
+    if limit >= len(got):
+        return True
+    return max(Counter(node for node, _ in got).values()) <= limit
 
 
 def awake_first(cluster: Cluster, nodes: np.ndarray) -> np.ndarray:
     """The order (positions in ``nodes``) packing visits nodes in: powered first, fullest
-    first, then by index."""
+    first, then the racks in turn (the first node of each rack, then the second, ...), so
+    that a workload's replicas on successive nodes stand in different racks."""
     awake = cluster.replicas_on[nodes] > 0
     fullness = 1.0 - cluster.free_cpu[nodes] / cluster.cap_cpu[nodes]
-    return np.lexsort((nodes, -fullness, ~awake))
+    rack = cluster.node_rack[nodes]
+    return np.lexsort((nodes, rack, cluster.node_rack_pos[nodes], -fullness, ~awake))
 
 
-def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[Slot]:
+def fill(
+    cluster: Cluster,
+    nodes: np.ndarray,
+    r: Resources,
+    want: int,
+    per_node: int | None = None,
+    held: Sequence[Slot] = (),
+) -> list[Slot]:
     """Place up to ``want`` replicas of ``r`` on ``nodes``: powered nodes first, fullest first
-    (best fit), then as few powered-down nodes as possible."""
+    (best fit), then as few powered-down nodes as possible; at most ``per_node`` a node when
+    given, counting the workload's replicas ``held`` there already."""
     if want <= 0 or not len(nodes):
         return []
     cnt = capacity_counts(cluster, nodes, r)
@@ -182,7 +258,10 @@ def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[S
         return []
     order = awake_first(cluster, nodes)
     out: list[Slot] = []
+    there = Counter(node for node, _ in held)
     for node, c in zip(nodes[order].tolist(), cnt[order].tolist(), strict=True):
+        if per_node is not None:
+            c = min(c, per_node - there[node])
         for _ in range(min(c, want - len(out))):
             if not cluster.fits(node, r):
                 break
@@ -193,20 +272,30 @@ def fill(cluster: Cluster, nodes: np.ndarray, r: Resources, want: int) -> list[S
 
 
 def pack_pool(
-    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], counts: Sequence[int]
-) -> list[list[Slot]]:
+    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], takers: Sequence[_Takers]
+) -> None:
     """Pack replicas of several shapes onto the nodes of one pool, node by node: powered nodes
     first (fullest first), then powered-down ones. On each node, the next replica is the shape
     that best fills the node's free vector, each resource weighted by how much demand is still
     to place in it, so CPU-heavy and memory-heavy replicas share nodes instead of stranding
     capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
-    Returns, per shape, the (node, gpus) of each replica placed."""
-    out: list[list[Slot]] = [[] for _ in shapes]
+    A node takes no more of a shape than its ``takers`` may hold there (per-node limits);
+    each node's slots are handed to them when packing moves on."""
+    counts = [t.left for t in takers]
     if not len(nodes) or not sum(counts):
-        return out
+        return
     packer = _PoolPacker(cluster, cluster.pool_of(int(nodes[0])).node, shapes, counts)
-    for node in nodes[awake_first(cluster, nodes)].tolist():
-        while (t := packer.choose(node)) >= 0:
+    limited = [t for t, tk in enumerate(takers) if tk.limited]
+    packer.room[limited] = [takers[t].room for t in limited]
+    # per shape, the nodes its most spread-out workload still needs: a shape that needs as
+    # many nodes as are left to visit goes first (in a full pool it would find too few later)
+    need = np.zeros(len(shapes), dtype=np.int64)
+    need[limited] = [takers[t].need for t in limited]
+    order = nodes[awake_first(cluster, nodes)].tolist()
+    for j, node in enumerate(order):
+        here: dict[int, list[Slot]] = {}
+        urgent = (need >= len(order) - j) & (packer.left > 0)
+        while (t := packer.choose(node, urgent if urgent.any() else None)) >= 0:
             # place half of what still fits of that shape at once, then choose again: as good
             # as one at a time on the mixes measured, with half the steps
             r = shapes[t]
@@ -214,17 +303,22 @@ def pack_pool(
                 int(cluster.free_cpu[node]) // max(r.cpu_millis, 1),
                 int(cluster.free_mem[node]) // max(r.memory_mib, 1),
             )
-            want = max(1, min(int(packer.left[t]), fits // 2))
+            want = max(1, min(int(packer.left[t]), int(packer.room[t]), fits // 2))
+            mine = here.setdefault(t, [])
             if r.wants_gpu:
-                placed = _put_gpu_work(cluster, node, r, want, out[t])
+                placed = _put_gpu_work(cluster, node, r, want, mine)
             else:  # choose() checked that one fits, and ``fits`` counts how many do
                 placed = want
                 cluster.allocate_many(node, r, placed)
-                out[t].extend([(node, ())] * placed)
+                mine.extend([(node, ())] * placed)
             packer.placed(t, placed)
+        for t, mine in here.items():
+            takers[t].hand_out(mine)
+            if takers[t].limited:
+                packer.room[t] = takers[t].room
+                need[t] = takers[t].need
         if not packer.left.sum():
             break
-    return out
 
 
 def _put_gpu_work(cluster: Cluster, node: int, r: Resources, want: int, out: list[Slot]) -> int:
@@ -249,6 +343,8 @@ class _PoolPacker:
     ) -> None:
         self.cluster, self.cap = cluster, cap
         self.left = np.asarray(counts, dtype=np.int64)
+        # per shape, how many more of it the node being packed may take (per-node limits)
+        self.room = self.left.copy()
         self.demand = np.asarray(
             [[r.cpu_millis, r.memory_mib, r.gpus, r.gpu_millis] for r in shapes], dtype=np.int64
         )
@@ -278,12 +374,15 @@ class _PoolPacker:
         self.weight = self.remaining / max(float(self.remaining.sum()), 1e-12)
         self.base = 1e-9 * self.size - self.norm_sq @ self.weight
 
-    def choose(self, node: int) -> int:
-        """The shape to place next on ``node``, or -1 if none that is left fits."""
+    def choose(self, node: int, first: np.ndarray | None = None) -> int:
+        """The shape to place next on ``node``, or -1 if none that is left fits; of the shapes
+        ``first`` marks, if any of them fits."""
         cluster, cap, w = self.cluster, self.cap, self.weight
         free_cpu = int(cluster.free_cpu[node])
         free_mem = int(cluster.free_mem[node])
-        fit = (self.left > 0) & (self.d_cpu <= free_cpu) & (self.d_mem <= free_mem)
+        fit = (self.room > 0) & (self.d_cpu <= free_cpu) & (self.d_mem <= free_mem)
+        if first is not None and (fit & first).any():
+            fit &= first
         # weight each dimension by the demand still to place in it, and prefer the shape that
         # leaves the free vector closest to zero: max 2 d.f - d.d (weighted)
         score = self.base + self.n_cpu * (2.0 * free_cpu / cap.cpu_millis * w[0])
@@ -299,5 +398,6 @@ class _PoolPacker:
 
     def placed(self, t: int, n: int) -> None:
         self.left[t] -= n
+        self.room[t] -= n
         self.remaining -= n * self.norm[t]
         self._reweigh()

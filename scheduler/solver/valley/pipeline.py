@@ -47,6 +47,8 @@ from scheduler.solver.valley.state import PackingState
 # long as the first packing took, to pack a better decision should it find one
 LP_SHARE, LP_LEAST_S = 0.5, 0.05
 MIP_SHARE, MIP_LEAST_S = 0.7, 0.02
+# rounds of adding the per-node limit rows the LP's solution breaks (``Model.lazy``)
+LAZY_ROUNDS = 3
 # the MIP bound is solved to within this share of the LP bound (CNY/h)
 MIP_GAP_SHARE = 0.0005
 
@@ -156,8 +158,18 @@ class _Run:
         """The LP: the first bound, and the solution to round."""
         t = time.monotonic()
         lp = model.lm.solve_lp(self.budget.share(LP_SHARE, LP_LEAST_S))
+        # the per-node limit rows the solution breaks, then the LP again (each LP is a
+        # relaxation, with or without them: a re-solve out of time keeps the last one)
+        for _ in range(LAZY_ROUNDS):
+            if not lp.solved or not model.add_violated(lp.x):
+                break
+            again = model.lm.solve_lp(self.budget.share(LP_SHARE, LP_LEAST_S))
+            if not again.solved:
+                break
+            lp = again
         self.stats.update(lp_seconds=time.monotonic() - t, lp_status=lp.status)
         self.bound.offer(lp.bound, "lp")
+        model.price_racks()  # for the MIP bound and CP-SAT (the LP's bound holds without)
         return lp
 
     def start_mip_bound(self, model: Model, lp: Relaxation) -> MipBound | None:

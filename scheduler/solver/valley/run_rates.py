@@ -29,13 +29,15 @@ def shifting_applies(problem: Problem, params: SolverParams) -> bool:
 
 def is_deferrable(spec: WorkloadSpec) -> bool:
     """API.md "Time": BATCH with a duration and a deadline. Valley shifts CPU-only work without
-    GANG or SPREAD (the timeline keeps CPU and memory, and one start per workload)."""
+    GANG or SPREAD (the timeline keeps CPU and memory, and one start per workload), and without
+    a per-node limit of its own (the deferred packing does not keep one)."""
     return (
         spec.kind == WorkloadKind.BATCH
         and spec.duration_s > 0
         and spec.deadline is not None
         and not spec.resources.wants_gpu
         and spec.topology == Topology.UNSPECIFIED
+        and spec.max_replicas_per_node == 0
     )
 
 

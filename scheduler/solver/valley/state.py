@@ -9,10 +9,12 @@ back every allocation, the state's takes back its records.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import numpy as np
 
 from scheduler.domain import Cluster, ReplicaPlacement, WorkloadSpec
 from scheduler.solver.filters import Eligibility
@@ -63,6 +65,24 @@ class PackingState:
     def on_node(self, node: int) -> list[ReplicaRef]:
         """The replicas of this cycle on ``node``, in the order they came."""
         return list(self._on_node.get(node, ()))
+
+    def room_for(self, wid: str, node: int) -> int:
+        """How many more replicas of ``wid`` ``node`` may take under its per-node limit
+        (``Eligibility.per_node``; lifted replicas do not count)."""
+        here = sum(1 for w, _ in self._on_node.get(node, ()) if w == wid)
+        return self.elig[wid].per_node - here
+
+    def with_room(self, wid: str, nodes: IntArray) -> IntArray:
+        """Those of ``nodes`` that may take one more replica of ``wid`` (``room_for`` > 0)."""
+        limit = self.elig[wid].per_node
+        slots = self._slots.get(wid, ())
+        if limit >= len(slots):
+            return nodes
+        held = Counter(node for i, (node, _) in enumerate(slots) if (wid, i) not in self._lifted)
+        full = [node for node, k in held.items() if k >= limit]
+        if not full:
+            return nodes
+        return nodes[~np.isin(nodes, np.asarray(full, dtype=np.int64))]
 
     def woken(self, nodes: IntArray) -> IntArray:
         """Those of ``nodes`` that are powered now and were not before this cycle."""

@@ -58,7 +58,7 @@ class Resources(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_mib: _Optional[int] = ..., gpus: _Optional[int] = ..., gpu_millis: _Optional[int] = ...) -> None: ...
 
 class WorkloadSpec(_message.Message):
-    __slots__ = ("tenant", "name", "resources", "replicas", "origin", "max_latency_ms", "priority", "kind", "duration_s", "deadline", "allowed_sites", "topology", "min_sites", "gpu_models", "labels")
+    __slots__ = ("tenant", "name", "resources", "replicas", "origin", "max_latency_ms", "priority", "kind", "duration_s", "deadline", "allowed_sites", "topology", "min_sites", "gpu_models", "labels", "max_replicas_per_node")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class WorkloadSpec(_message.Message):
     MIN_SITES_FIELD_NUMBER: _ClassVar[int]
     GPU_MODELS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     name: str
     resources: Resources
@@ -96,7 +97,8 @@ class WorkloadSpec(_message.Message):
     min_sites: int
     gpu_models: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., replicas: _Optional[int] = ..., origin: _Optional[str] = ..., max_latency_ms: _Optional[float] = ..., priority: _Optional[int] = ..., kind: _Optional[_Union[WorkloadKind, str]] = ..., duration_s: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_sites: _Optional[_Iterable[str]] = ..., topology: _Optional[_Union[Topology, str]] = ..., min_sites: _Optional[int] = ..., gpu_models: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_replicas_per_node: int
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., replicas: _Optional[int] = ..., origin: _Optional[str] = ..., max_latency_ms: _Optional[float] = ..., priority: _Optional[int] = ..., kind: _Optional[_Union[WorkloadKind, str]] = ..., duration_s: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_sites: _Optional[_Iterable[str]] = ..., topology: _Optional[_Union[Topology, str]] = ..., min_sites: _Optional[int] = ..., gpu_models: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_replicas_per_node: _Optional[int] = ...) -> None: ...
 
 class ReplicaPlacement(_message.Message):
     __slots__ = ("replica", "site", "node", "latency_ms", "start_time", "gpu_indices")
@@ -267,20 +269,22 @@ class ListSitesRequest(_message.Message):
     def __init__(self, include_nodes: _Optional[bool] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "pool", "capacity", "allocated", "gpu_model", "cordoned")
+    __slots__ = ("name", "pool", "capacity", "allocated", "gpu_model", "rack", "cordoned")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RACK_FIELD_NUMBER: _ClassVar[int]
     CORDONED_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     capacity: Resources
     allocated: Resources
     gpu_model: str
+    rack: str
     cordoned: bool
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ..., cordoned: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., gpu_model: _Optional[str] = ..., rack: _Optional[str] = ..., cordoned: _Optional[bool] = ...) -> None: ...
 
 class Site(_message.Message):
     __slots__ = ("name", "pue", "latency_ms", "capacity", "allocated", "price_cny_per_kwh", "carbon_kg_per_kwh", "power_watts", "nodes", "energy_cny_per_hour", "carbon_kg_per_hour", "reserved_cores_by_hour")

@@ -56,7 +56,7 @@ class Consolidate:
             for wid, i in items:
                 r = state.specs[wid].resources
                 targets = pool_nodes[(cluster.replicas_on[pool_nodes] > 0) & (pool_nodes != node)]
-                targets = targets[cluster.fit_mask(r, targets)]
+                targets = state.with_room(wid, targets[cluster.fit_mask(r, targets)])
                 if not len(targets):
                     tx.rollback()  # the node stays powered
                     return False

@@ -16,6 +16,7 @@ again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -130,7 +131,7 @@ class Displace:
                 got += self._take(state, wid, e.pools_by_site[s], 1, scorer) or []
             if len(got) < spec.min_sites:
                 return None
-        rest = self._take(state, wid, e.pools, n - len(got), scorer)
+        rest = self._take(state, wid, e.pools, n - len(got), scorer, got)
         return None if rest is None else got + rest
 
     def _take(
@@ -140,15 +141,22 @@ class Displace:
         pools: Sequence[int],
         count: int,
         scorer: greedy.NodeScorer,
+        held: Sequence[Slot] = (),
     ) -> list[Slot] | None:
         """Allocate ``count`` replicas of ``wid`` on nodes of ``pools``, the scorer's best
         node that fits, else a node emptied enough; None if room runs out (the caller's
-        transaction takes back what was allocated)."""
+        transaction takes back what was allocated). Nodes holding the workload's per-node
+        limit (of ``held`` and these) are skipped."""
         cluster = state.cluster
         r = state.specs[wid].resources
+        limit = state.elig[wid].per_node
         nodes = state.index.nodes(tuple(pools))
         out: list[Slot] = []
+        there = Counter(node for node, _ in held)
         for _ in range(count):
+            full = [node for node, k in there.items() if k >= limit]
+            if full:
+                nodes = nodes[~np.isin(nodes, np.asarray(full, dtype=np.int64))]
             fit = nodes[cluster.fit_mask(r, nodes)]
             if len(fit):
                 node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
@@ -157,6 +165,7 @@ class Displace:
                 if node < 0:
                     return None
             out.append((node, cluster.allocate(node, r)))
+            there[node] += 1
         return out
 
     def _room(
@@ -271,7 +280,7 @@ class Displace:
         for choice in (pools, tuple(p for s in sites for p in e.pools_by_site[s])):
             nodes = state.index.nodes(choice)
             nodes = nodes[nodes != a]
-            fit = nodes[cluster.fit_mask(spec.resources, nodes)]
+            fit = state.with_room(wid, nodes[cluster.fit_mask(spec.resources, nodes)])
             if len(fit):
                 score = greedy.awake_first(greedy.best_fit)(cluster, fit, spec.resources)
                 state.move(wid, i, int(fit[int(np.argmin(score))]))

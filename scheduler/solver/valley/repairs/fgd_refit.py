@@ -61,7 +61,7 @@ def _place_by_score(state: PackingState, scorer: FragmentationScorer, wid: str, 
     r = state.specs[wid].resources
     site = cluster.site_of(state.slots(wid)[i][0])
     nodes = state.index.nodes(state.elig[wid].pools_by_site[site])
-    nodes = nodes[cluster.fit_mask(r, nodes)]
+    nodes = state.with_room(wid, nodes[cluster.fit_mask(r, nodes)])
     if not len(nodes):
         return False
     growth, share_gpu = scorer.best_placement(cluster, nodes, r)
@@ -97,7 +97,7 @@ def refit(state: PackingState, scorer: FragmentationScorer, stop: Callable[[], b
             done += 1
         for wid, i in refs[done:]:
             old = state.slots(wid)[i]  # a lifted replica keeps its old slot until put
-            if _fits_slot(state, wid, old):
+            if _fits_slot(state, wid, old) and state.room_for(wid, old[0]) > 0:
                 state.put(wid, i, *old)
             elif not _place_by_score(state, scorer, wid, i):
                 tx.rollback()

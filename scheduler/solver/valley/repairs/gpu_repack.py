@@ -7,7 +7,7 @@ of fractional shares (``Items``), so any packing of the items is a valid placeme
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -55,11 +55,14 @@ class Items:
         cpu_cap, mem_cap, _ = capacity
         for wid, i in frac:
             r = state.specs[wid].resources
+            limit = state.elig[wid].per_node
             for u in units:
                 cpu, mem, g = out.vectors[u[1]]
-                # the shares of one GPU share one node: their cores and memory must fit it
+                # the shares of one GPU share one node: their cores and memory must fit it,
+                # and it holds at most the workload's per-node limit of them
                 if (
-                    u[0] + r.gpu_millis <= GPU_MILLIS
+                    sum(w == wid for w, _ in out.groups[u[1]]) < limit
+                    and u[0] + r.gpu_millis <= GPU_MILLIS
                     and cpu + r.cpu_millis <= cpu_cap
                     and mem + r.memory_mib <= mem_cap
                 ):
@@ -153,7 +156,7 @@ class GpuRepack:
                 anywhere = len(group) > 1 and set(group) <= set(state.elig[wid].pools)
                 (free if anywhere else pinned[p]).append((wid, i))
         bins = self._pack(state, group, pinned, free, capacity, budget)
-        if bins is None or len(bins) >= n_woken:
+        if bins is None or len(bins) >= n_woken or not _keep_limits(state, bins, capacity, free):
             return False
         node_of = self._nodes_for(state, group, woken, bins)
         if node_of is None:
@@ -258,3 +261,97 @@ class GpuRepack:
                 return None
             node_of.append(spare[p].pop(0))
         return node_of
+
+
+def _keep_limits(
+    state: PackingState, bins: list[Bin], capacity: tuple[int, int, int], free: list[ReplicaRef]
+) -> bool:
+    """Move or swap items between ``bins`` (in place) until no bin holds more of a workload's
+    replicas than its per-node limit (the bin packing knows nothing of the limits; the nodes
+    are emptied first, so only the bins' replicas count). False if that fails."""
+    return _Limits(state, bins, capacity, set(free)).fix()
+
+
+class _Limits:
+    """The bins' usage and per-workload counts, and the moves and swaps that keep both."""
+
+    def __init__(
+        self,
+        state: PackingState,
+        bins: list[Bin],
+        capacity: tuple[int, int, int],
+        anywhere: set[ReplicaRef],
+    ) -> None:
+        self.state, self.bins, self.cap, self.anywhere = state, bins, capacity, anywhere
+        self.used = [
+            [sum(items.vectors[k][d] for items, k in held) for d in range(3)] for _, held in bins
+        ]
+        self.count = [
+            Counter(wid for items, k in held for wid, _ in items.groups[k]) for _, held in bins
+        ]
+
+    def _over(self, c: Counter[str]) -> bool:
+        return any(n > self.state.elig[wid].per_node for wid, n in c.items())
+
+    def _may_go(self, item: tuple[Items, int], b: int, to: int) -> bool:
+        """Pools allow ``item`` in bin ``to`` (it sits in ``b``)."""
+        items, k = item
+        same = self.bins[b][0] == self.bins[to][0]
+        return same or all(ref in self.anywhere for ref in items.groups[k])
+
+    def _room(self, to: int, add: tuple[Items, int], drop: tuple[Items, int] | None) -> bool:
+        """Bin ``to`` takes ``add`` (giving up ``drop``) within capacity and the limits of
+        ``add``'s workloads (a bin over another workload's limit is fixed in its turn)."""
+        v = add[0].vectors[add[1]]
+        w = drop[0].vectors[drop[1]] if drop else (0, 0, 0)
+        if any(self.used[to][d] + v[d] - w[d] > self.cap[d] for d in range(3)):
+            return False
+        mine = _wids(add)
+        c = self.count[to] + mine
+        if drop:
+            c -= _wids(drop)
+        return not self._over(Counter({wid: c[wid] for wid in mine}))
+
+    def _relocate(self, item: tuple[Items, int], b: int, to: int) -> None:
+        held = self.bins[b][1]
+        del held[next(j for j, (it, k) in enumerate(held) if it is item[0] and k == item[1])]
+        self.bins[to][1].append(item)
+        v = item[0].vectors[item[1]]
+        for d in range(3):
+            self.used[b][d] -= v[d]
+            self.used[to][d] += v[d]
+        self.count[b] -= _wids(item)
+        self.count[to] += _wids(item)
+
+    def _resolve(self, x: tuple[Items, int], b: int) -> bool:
+        """Move ``x`` out of bin ``b``, or swap it with an item of another bin."""
+        for to in range(len(self.bins)):
+            if to != b and self._may_go(x, b, to) and self._room(to, x, None):
+                self._relocate(x, b, to)
+                return True
+        for to in range(len(self.bins)):
+            if to == b or not self._may_go(x, b, to):
+                continue
+            for y in self.bins[to][1]:
+                if self._may_go(y, to, b) and self._room(to, x, y) and self._room(b, y, x):
+                    self._relocate(x, b, to)
+                    self._relocate(y, to, b)
+                    return True
+        return False
+
+    def fix(self) -> bool:
+        limit = {wid: e.per_node for wid, e in self.state.elig.items()}
+        for b in range(len(self.bins)):
+            for x in list(self.bins[b][1]):
+                if not self._over(self.count[b]):
+                    break
+                over = any(self.count[b][wid] > limit[wid] for wid in _wids(x))
+                if over and not self._resolve(x, b):
+                    return False
+            if self._over(self.count[b]):
+                return False
+        return True
+
+
+def _wids(item: tuple[Items, int]) -> Counter[str]:
+    return Counter(wid for wid, _ in item[0].groups[item[1]])
