@@ -22,11 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from scheduler.domain import Scenario, Workload, WorkloadState
+from scheduler.domain import DrainPlan, Scenario, Workload, WorkloadState
 from scheduler.domain.forecast import Forecast
 from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop, Snapshot
 from scheduler.solver import SolverParams
 from scheduler.store import StoreError, Subscription
+from scheduler.store.base import NotLeaderError
 from scheduler.store.leadership import FencedStore
 from scheduler.store.sql import SqlStore
 
@@ -127,6 +128,13 @@ class Replica:
         loop = self._loop
         if loop is not None and not self._shared:
             loop.state_changed(workload, old)
+
+    def drain(self, nodes: Sequence[str], dry_run: bool, timeout: float) -> DrainPlan:
+        """The leader's loop moves the replicas; a follower cannot (``NotLeaderError``)."""
+        loop = self._loop
+        if loop is None:
+            raise NotLeaderError("this server does not run the scheduling loop: ask the leader")
+        return loop.drain(nodes, dry_run, timeout)
 
     def capacity_changed(self) -> None:
         """Here, to this server's loop; a leader elsewhere sees it when it reads the cordons

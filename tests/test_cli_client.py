@@ -303,3 +303,12 @@ def test_cordon_and_uncordon_show_the_nodes_and_sites_marks_them(server: str) ->
     assert not line.rstrip().endswith("cordoned")
     bad = run("cordon", "etown/nope", "--server", server)
     assert bad.exit_code != 0 and "nodes[0]" in bad.output
+
+
+def test_drain_dry_run_prints_the_plan_and_cordons_nothing(server: str) -> None:
+    node = "zhangbei/cpu-0003"
+    result = run("drain", node, "--dry-run", "--server", server)
+    assert result.exit_code == 0, result.output
+    assert "would move" in result.stderr and "stay" in result.stderr
+    line = next(x for x in ok("sites", "--nodes", "--server", server).splitlines() if node in x)
+    assert not line.rstrip().endswith("cordoned")

@@ -1,8 +1,8 @@
 """The ``valley`` command: ``serve`` runs the service (``serve.py``); ``submit``, ``get``,
-``list``, ``cancel``, ``explain``, ``sites``, ``watch``, ``cordon`` and ``uncordon`` talk to
-one over gRPC
-(``commands.py``, on ``client.py`` and ``tables.py``); ``bench`` comes from its own package and
-``demo`` (``demo.py``, over the ``scheduler.demo`` mix) is imported when named.
+``list``, ``cancel``, ``explain``, ``sites``, ``watch``, ``cordon``, ``uncordon`` and
+``drain`` talk to one over gRPC (``commands.py``, on ``client.py`` and ``tables.py``);
+``bench`` comes from its own package and ``demo`` (``demo.py``, over the ``scheduler.demo``
+mix) is imported when named.
 
 The client commands know only the protos (never the domain): they are a client like any other.
 """
@@ -15,6 +15,7 @@ from scheduler import __version__
 from scheduler.cli.commands import (
     cancel,
     cordon,
+    drain,
     explain,
     get,
     list_workloads,
@@ -50,6 +51,7 @@ for _command in (
     sites,
     watch,
     cordon,
+    drain,
     uncordon,
 ):
     cli.add_command(_command)

@@ -27,6 +27,7 @@ from scheduler.cli.client import (
 from scheduler.cli.tables import (
     event_line,
     explanation,
+    move_plan_tables,
     node_table,
     site_tables,
     state_name,
@@ -239,6 +240,28 @@ def _cordon_command(cordoned: bool) -> click.Command:
 
 cordon = _cordon_command(True)
 uncordon = _cordon_command(False)
+
+
+@click.command()
+@click.argument("nodes", nargs=-1)
+@click.option("--site", default="", help="every node of this site")
+@click.option("--dry-run", is_flag=True, help="show the plan only: nothing cordoned or moved")
+@client_command
+def drain(api: Api, nodes: tuple[str, ...], site: str, dry_run: bool) -> Shown:
+    """Cordon NODES (and --site's) and move their running replicas elsewhere, every rule
+    kept; what cannot move stays, listed with why."""
+    if not nodes and not site:
+        raise click.UsageError("name nodes, --site, or both")
+    plan = api.call(
+        api.operator.DrainNodes, pb.DrainNodesRequest(nodes=list(nodes), site=site, dry_run=dry_run)
+    )
+    verb = "would move" if dry_run else "moved"
+    note = (
+        f"{len(plan.moves)} replicas {verb}, {len(plan.stuck)} stay; the cluster "
+        f"{plan.cost_before.energy_cny_per_hour:.2f} -> {plan.cost_after.energy_cny_per_hour:.2f}"
+        " CNY/h"
+    )
+    return Shown(plan, move_plan_tables, note)
 
 
 @click.command()

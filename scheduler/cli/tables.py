@@ -267,6 +267,20 @@ def reserved_table(resp: pb.ListSitesResponse, hours: int = 24) -> str:
     return table(rows, ("RESERVED CORES", *(s.name.upper() for s in resp.sites)))
 
 
+def move_plan_tables(plan: pb.MovePlan) -> str:
+    """A line per move, then a line per replica that stays and why."""
+    out = [
+        table(
+            [(m.workload_id, m.replica, m.from_node, m.to_node) for m in plan.moves],
+            ("WORKLOAD", "REPLICA", "FROM", "TO"),
+        )
+    ]
+    if plan.stuck:
+        rows = [(x.workload_id, x.replica, x.node, clip(x.reason, 70)) for x in plan.stuck]
+        out += ["", table(rows, ("WORKLOAD", "REPLICA", "STAYS ON", "WHY"))]
+    return "\n".join(out)
+
+
 def event_line(e: pb.WorkloadEvent) -> str:
     """One state change: when, sequence, workload, from -> to, and where or why."""
     w = e.workload

@@ -10,6 +10,7 @@ from scheduler.domain.energy import (
 )
 from scheduler.domain.errors import ScenarioError, ValidationError, ValidationErrors, shorten
 from scheduler.domain.forecast import Forecast, SiteProfile, hour_of, load_forecast
+from scheduler.domain.moves import DrainPlan, Move, Stuck
 from scheduler.domain.resources import GPU_MILLIS, Resources
 from scheduler.domain.scenario import (
     DEFAULT_SCENARIO,
@@ -43,8 +44,10 @@ __all__ = [
     "CapacityError",
     "Cluster",
     "Cost",
+    "DrainPlan",
     "Explanation",
     "Forecast",
+    "Move",
     "Pool",
     "RackRange",
     "Reason",
@@ -57,6 +60,7 @@ __all__ = [
     "SiteProfile",
     "SiteRates",
     "SiteVerdict",
+    "Stuck",
     "Timeline",
     "Topology",
     "ValidationError",

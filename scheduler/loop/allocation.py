@@ -182,6 +182,15 @@ class Allocation:
     def holder(self, workload_id: str) -> Workload:
         return self._holders[workload_id]
 
+    def holders(self) -> list[Workload]:
+        """Every PLACED workload this allocation holds (reservations included)."""
+        return list(self._holders.values())
+
+    def moved(self, w: Workload) -> None:
+        """``w`` (a running holder whose replicas moved) holds its new placements."""
+        self.release(w.id)
+        self.restore(w)
+
     def next_due(self) -> float | None:
         """When the next holder completes (epoch seconds), if any has a duration."""
         while (

@@ -11,9 +11,11 @@ the loop keeps only once the store has them. A failed cycle is logged and tried 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -22,6 +24,7 @@ import numpy.typing as npt
 
 from scheduler.domain import (
     Cluster,
+    DrainPlan,
     ReasonCode,
     Scenario,
     Workload,
@@ -33,6 +36,7 @@ from scheduler.loop.allocation import Allocation, hold_placed
 from scheduler.loop.apply import Decisions, apply_result, release_replicas, starts_later
 from scheduler.loop.config import LoopConfig
 from scheduler.loop.counters import StateCounters
+from scheduler.loop.draining import plan_drain
 from scheduler.loop.mailbox import Change, Mailbox
 from scheduler.loop.queue import WorkQueue
 from scheduler.loop.replanning import Replanner
@@ -124,6 +128,9 @@ class SchedulingLoop:
         self._last_batch = 0  # workloads in the last cycle's batch
         self._stopping = False  # stop() was called: no new batch is solved
         self._capacity_news = threading.Event()  # capacity came back outside the loop
+        # work other threads ask of the loop thread (a drain), served at the next cycle
+        self._requests: queue.SimpleQueue[tuple[Callable[[datetime], object], Future[object]]]
+        self._requests = queue.SimpleQueue()
         self._cordoned: frozenset[str] = frozenset()  # as the last cycle read them
         self.cycles = 0
 
@@ -228,6 +235,53 @@ class SchedulingLoop:
         """Look at the clock again now (completions); for clocks that jump (tests)."""
         self._mailbox.wake()
 
+    def drain(self, nodes: Sequence[str], dry_run: bool, timeout: float) -> DrainPlan:
+        """Move the running replicas off ``nodes`` (``draining``), on the loop thread at its
+        next cycle; with ``dry_run`` the plan only. Raises ``TimeoutError`` when the loop does
+        not get to it within ``timeout`` seconds (it may still run)."""
+        done: Future[object] = Future()
+        self._requests.put((lambda now: self._drain(nodes, dry_run, now), done))
+        self._mailbox.nudge()
+        plan = done.result(timeout)
+        assert isinstance(plan, DrainPlan)
+        return plan
+
+    def _serve_requests(self, now: datetime) -> None:
+        while True:
+            try:
+                fn, done = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                done.set_result(fn(now))
+            except BaseException as e:  # the asker raises it; the loop goes on
+                done.set_exception(e)
+
+    def _drain(self, nodes: Sequence[str], dry_run: bool, now: datetime) -> DrainPlan:
+        hour, month = self.local_hour_month(now)
+        problem = Problem(
+            scenario=self.scenario,
+            cluster=self._allocation.cluster,
+            workloads=(),
+            hour=hour,
+            month=month,
+            now=now,
+            forecast=self._forecast,
+        )
+        cordoned = self.store.cordoned_nodes()
+        plan = plan_drain(problem, self.params, self._allocation.holders(), nodes, cordoned)
+        if dry_run or not plan.placements:
+            return plan
+        holders = {wid: self._allocation.holder(wid) for wid in plan.placements}
+        moves = {wid: (holders[wid], reps, cost) for wid, (reps, cost) in plan.placements.items()}
+        for w in self.store.move(moves, now):
+            self._allocation.moved(w)
+            self._tell("on_state_change", w, WorkloadState.PLACED)
+        self._publish()
+        return plan
+
     def capacity_changed(self) -> None:
         """Capacity came back outside the loop (nodes uncordoned): the waiting workloads are
         tried again in a cycle soon."""
@@ -310,6 +364,7 @@ class SchedulingLoop:
         started_at = self._clock()
         t0 = time.perf_counter()
         self._allocation.advance(started_at)
+        self._serve_requests(started_at)
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
         if self._capacity_news.is_set():

@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.domain import (
     Cost,
+    DrainPlan,
     Explanation,
     Reason,
     ReplicaPlacement,
@@ -466,4 +467,21 @@ def sites_response(
         m.reserved_cores_by_hour.extend(s.reserved_cores_by_hour)
         for n in s.nodes:
             node_to_proto(n, m.nodes.add())
+    return out
+
+
+def move_plan_to_proto(plan: DrainPlan) -> pb.MovePlan:
+    """A drain's (or a rebalance's) plan as ``MovePlan``."""
+    out = pb.MovePlan(
+        objective_before=plan.objective(plan.cost_before),
+        objective_after=plan.objective(plan.cost_after),
+    )
+    for m in plan.moves:
+        out.moves.add(
+            workload_id=m.workload_id, replica=m.replica, from_node=m.from_node, to_node=m.to_node
+        )
+    for x in plan.stuck:
+        out.stuck.add(workload_id=x.workload_id, replica=x.replica, node=x.node, reason=x.reason)
+    cost_to_proto(plan.cost_before, out.cost_before)
+    cost_to_proto(plan.cost_after, out.cost_after)
     return out

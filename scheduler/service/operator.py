@@ -13,13 +13,15 @@ from scheduler.domain import ValidationError, shorten
 from scheduler.service import convert
 from scheduler.service.audit import audited
 from scheduler.service.auth import Auth
-from scheduler.service.errors import check_deadline, unary
+from scheduler.service.errors import RpcFailure, check_deadline, unary
 from scheduler.service.ports import Scheduling
 from scheduler.service.sites import summarize
 from scheduler.service.validation import Violations
 from scheduler.store import Store
+from scheduler.store.base import NotLeaderError
 
 MAX_NODES = 10_000  # nodes one request may name
+DRAIN_WAIT_S = 30.0  # the longest a drain waits for the loop (the call's deadline if sooner)
 
 
 def _utcnow() -> datetime:
@@ -53,6 +55,33 @@ class OperatorServicer:
             if not request.cordoned:
                 self._scheduling.capacity_changed()
             return self._nodes_response(names)
+
+    @unary
+    def DrainNodes(
+        self, request: pb.DrainNodesRequest, context: grpc.ServicerContext
+    ) -> pb.MovePlan:
+        check_deadline(context)
+        caller = self._auth.caller(context)
+        caller.require_operator("DrainNodes")
+        action = "drain-dry-run" if request.dry_run else "drain"
+        with audited(caller, action) as entry:
+            names = self._named(request.nodes, request.site)
+            entry.ids = names
+            if not request.dry_run:
+                self._store.set_cordoned(names, True, self._clock())
+            left = context.time_remaining()
+            timeout = DRAIN_WAIT_S if left is None else max(0.1, min(DRAIN_WAIT_S, left - 0.1))
+            try:
+                plan = self._scheduling.drain(names, request.dry_run, timeout)
+            except NotLeaderError as e:
+                raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+            except TimeoutError:
+                raise RpcFailure(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "the scheduling loop did not get to the drain in time; the nodes are "
+                    "cordoned and the drain may still run: list the nodes' workloads to see",
+                ) from None
+            return convert.move_plan_to_proto(plan)
 
     def _named(self, nodes: Iterable[str], site: str) -> list[str]:
         """The nodes a request names (its list, then the site's), each once, in that order;

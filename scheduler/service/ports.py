@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from scheduler.domain import Cluster, Scenario, Workload, WorkloadState
+from scheduler.domain import Cluster, DrainPlan, Scenario, Workload, WorkloadState
 from scheduler.solver import SolverParams
 
 
@@ -38,6 +38,11 @@ class Scheduling(Protocol):
 
     def state_changed(self, workload: Workload, old: WorkloadState) -> None:
         """A committed change made outside the loop (a cancel): free what it held."""
+        ...
+
+    def drain(self, nodes: Sequence[str], dry_run: bool, timeout: float) -> DrainPlan:
+        """Move the running replicas off ``nodes`` (the loop's thread does it); the plan, or
+        with ``dry_run`` the plan only. ``NotLeaderError`` where no loop runs here."""
         ...
 
     def capacity_changed(self) -> None:

@@ -37,7 +37,7 @@ class NodeIndex:
         return self._union(tuple(sorted(pools)))
 
 
-def _placement(
+def placement(
     cluster: Cluster,
     scenario: Scenario,
     spec: WorkloadSpec,
@@ -45,6 +45,7 @@ def _placement(
     node: int,
     gpus: tuple[int, ...],
 ) -> ReplicaPlacement:
+    """Replica ``replica`` of ``spec`` on ``node`` (its GPUs ``gpus``), with its site's RTT."""
     site = cluster.site_of(node)
     rtt = scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
     return ReplicaPlacement(replica, site, cluster.node_names[node], rtt, gpus)
@@ -73,7 +74,7 @@ def place_workload(
     if taken is None:
         return None
     return tuple(
-        _placement(cluster, scenario, spec, i, node, gpus) for i, (node, gpus) in enumerate(taken)
+        placement(cluster, scenario, spec, i, node, gpus) for i, (node, gpus) in enumerate(taken)
     )
 
 

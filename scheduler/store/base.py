@@ -172,6 +172,16 @@ class Store(Protocol):
         workloads changed (those still PLACED), as they are now."""
         ...
 
+    def move(
+        self,
+        moves: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]],
+        now: datetime,
+    ) -> tuple[Workload, ...]:
+        """New placements (and hourly cost) for running PLACED workloads (replicas moved off
+        drained nodes): as ``replan``, and each workload changed gets an event (PLACED ->
+        PLACED) so that watchers see the move. Returns the workloads changed, as they are now."""
+        ...
+
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
         """PLACED -> COMPLETED for those still PLACED; the others are left out of the result."""
         ...

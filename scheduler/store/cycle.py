@@ -93,9 +93,11 @@ def commit_replan(
     for_update: str,
     replan: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]],
     term: int | None = None,
+    moved_at: datetime | None = None,
 ) -> tuple[Workload, ...]:
-    """New placements for PLACED workloads (reservations planned again); those no longer
-    PLACED are left out. No event: the state does not change."""
+    """New placements for PLACED workloads (reservations planned again, or running replicas
+    moved); those no longer PLACED are left out. With ``moved_at``, each one changed gets an
+    event (PLACED -> PLACED: watchers see the move); without, none (a plan changed)."""
     if not replan:
         return ()
     out: list[Workload] = []
@@ -112,7 +114,10 @@ def commit_replan(
             updates.append(
                 (cost.energy_cny_per_hour, cost.carbon_kg_per_hour, cost.power_watts, wid)
             )
-            out.append(changed(w, placements=reps, cost=cost))
+            after = changed(w, placements=reps, cost=cost)
+            out.append(after)
+            if moved_at is not None:
+                tx.event(after, WorkloadState.PLACED, moved_at)
         if rows:
             tx.conn.executemany(
                 f"INSERT INTO placements ({PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows

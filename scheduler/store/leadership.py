@@ -86,6 +86,13 @@ class FencedStore:
     ) -> tuple[Workload, ...]:
         return self._store.replan(replan, self.term)
 
+    def move(
+        self,
+        moves: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]],
+        now: datetime,
+    ) -> tuple[Workload, ...]:
+        return self._store.move(moves, now, self.term)
+
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
         return self._store.complete(workloads, now, self.term)
 

@@ -132,6 +132,15 @@ class SqlStore:
         """See ``Store.replan``; ``term`` as for ``commit_cycle``."""
         return commit_replan(self._tx, self._dialect.for_update, replan, term)
 
+    def move(
+        self,
+        moves: Mapping[str, tuple[Workload, tuple[ReplicaPlacement, ...], Cost]],
+        now: datetime,
+        term: int | None = None,
+    ) -> tuple[Workload, ...]:
+        """See ``Store.move``; ``term`` as for ``commit_cycle``."""
+        return commit_replan(self._tx, self._dialect.for_update, moves, term, moved_at=now)
+
     def complete(
         self, workloads: Sequence[Workload], now: datetime, term: int | None = None
     ) -> tuple[StateChange, ...]:

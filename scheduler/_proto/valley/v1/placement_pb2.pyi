@@ -331,6 +331,56 @@ class CordonNodesRequest(_message.Message):
     cordoned: bool
     def __init__(self, nodes: _Optional[_Iterable[str]] = ..., site: _Optional[str] = ..., cordoned: _Optional[bool] = ...) -> None: ...
 
+class DrainNodesRequest(_message.Message):
+    __slots__ = ("nodes", "site", "dry_run")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    site: str
+    dry_run: bool
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., site: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class Move(_message.Message):
+    __slots__ = ("workload_id", "replica", "from_node", "to_node")
+    WORKLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    TO_NODE_FIELD_NUMBER: _ClassVar[int]
+    workload_id: str
+    replica: int
+    from_node: str
+    to_node: str
+    def __init__(self, workload_id: _Optional[str] = ..., replica: _Optional[int] = ..., from_node: _Optional[str] = ..., to_node: _Optional[str] = ...) -> None: ...
+
+class Stuck(_message.Message):
+    __slots__ = ("workload_id", "replica", "node", "reason")
+    WORKLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    workload_id: str
+    replica: int
+    node: str
+    reason: str
+    def __init__(self, workload_id: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MovePlan(_message.Message):
+    __slots__ = ("moves", "stuck", "objective_before", "objective_after", "cost_before", "cost_after")
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    COST_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    COST_AFTER_FIELD_NUMBER: _ClassVar[int]
+    moves: _containers.RepeatedCompositeFieldContainer[Move]
+    stuck: _containers.RepeatedCompositeFieldContainer[Stuck]
+    objective_before: float
+    objective_after: float
+    cost_before: Cost
+    cost_after: Cost
+    def __init__(self, moves: _Optional[_Iterable[_Union[Move, _Mapping]]] = ..., stuck: _Optional[_Iterable[_Union[Stuck, _Mapping]]] = ..., objective_before: _Optional[float] = ..., objective_after: _Optional[float] = ..., cost_before: _Optional[_Union[Cost, _Mapping]] = ..., cost_after: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
+
 class CordonNodesResponse(_message.Message):
     __slots__ = ("nodes",)
     NODES_FIELD_NUMBER: _ClassVar[int]

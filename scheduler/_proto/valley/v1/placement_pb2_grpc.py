@@ -504,6 +504,11 @@ class OperatorServiceStub:
                 request_serializer=valley_dot_v1_dot_placement__pb2.CordonNodesRequest.SerializeToString,
                 response_deserializer=valley_dot_v1_dot_placement__pb2.CordonNodesResponse.FromString,
                 _registered_method=True)
+        self.DrainNodes = channel.unary_unary(
+                '/valley.v1.OperatorService/DrainNodes',
+                request_serializer=valley_dot_v1_dot_placement__pb2.DrainNodesRequest.SerializeToString,
+                response_deserializer=valley_dot_v1_dot_placement__pb2.MovePlan.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -518,6 +523,16 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainNodes(self, request, context):
+        """Cordons the nodes and moves their running replicas elsewhere, every rule kept (a
+        workload's other replicas stay); replicas that cannot move stay, each listed in `stuck`
+        with a reason. dry_run: the plan only, nothing cordoned or moved. Watchers see each moved
+        workload as an event (PLACED -> PLACED, new placements).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -525,6 +540,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.CordonNodes,
                     request_deserializer=valley_dot_v1_dot_placement__pb2.CordonNodesRequest.FromString,
                     response_serializer=valley_dot_v1_dot_placement__pb2.CordonNodesResponse.SerializeToString,
+            ),
+            'DrainNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNodes,
+                    request_deserializer=valley_dot_v1_dot_placement__pb2.DrainNodesRequest.FromString,
+                    response_serializer=valley_dot_v1_dot_placement__pb2.MovePlan.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -555,6 +575,33 @@ class OperatorService:
             '/valley.v1.OperatorService/CordonNodes',
             valley_dot_v1_dot_placement__pb2.CordonNodesRequest.SerializeToString,
             valley_dot_v1_dot_placement__pb2.CordonNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/valley.v1.OperatorService/DrainNodes',
+            valley_dot_v1_dot_placement__pb2.DrainNodesRequest.SerializeToString,
+            valley_dot_v1_dot_placement__pb2.MovePlan.FromString,
             options,
             channel_credentials,
             insecure,

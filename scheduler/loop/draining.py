@@ -1,0 +1,157 @@
+"""Moving running replicas off nodes (``OperatorService.DrainNodes``): where each one goes.
+
+A drain moves only the replicas on the drained nodes; a workload's other replicas stay. Each
+replica goes where its own rules allow - a pool its eligibility names (SLO, residency, GPU
+model), never a drained or cordoned node, a GANG workload's replicas in one site, a SPREAD
+workload over at least ``min_sites`` sites, at most its per-node limit on a node - the cheapest
+site of the hour first, powered nodes first, best fit within them (as the packing's repairs
+move replicas). A replica that has nowhere to go stays, listed with why. A reservation that has
+not started holds no node yet: it is left to be planned again and listed.
+
+Nothing here changes the caller's cluster: ``plan_drain`` works on a copy and returns the moves,
+the new placements and the hourly cost of the cluster before and after.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from scheduler.domain import (
+    Cluster,
+    Cost,
+    DrainPlan,
+    Move,
+    ReplicaPlacement,
+    Stuck,
+    Topology,
+    Workload,
+    site_costs,
+)
+from scheduler.solver import Problem, SolverParams, greedy
+from scheduler.solver.filters import eligibility_of
+from scheduler.solver.objective import (
+    carbon_price,
+    cheapest_site_order,
+    site_rates,
+    workload_cost,
+)
+
+
+def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
+    """The whole cluster's cost per hour."""
+    total = Cost()
+    for c in site_costs(cluster, hour, month).values():
+        total = total + c
+    return total
+
+
+def plan_drain(
+    problem: Problem,
+    params: SolverParams,
+    holders: Sequence[Workload],
+    drained: Collection[str],
+    cordoned: Collection[str] = (),
+) -> DrainPlan:
+    """The moves that empty the ``drained`` nodes of ``holders``' replicas on ``problem``'s
+    cluster (not changed), keeping every rule (module docstring)."""
+    cluster = problem.cluster.copy()
+    plan = DrainPlan(
+        cost_before=cluster_cost(cluster, problem.hour, problem.month),
+        carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
+    )
+    out = {cluster.index[n] for n in (*drained, *cordoned) if n in cluster.index}
+    gone = {cluster.index[n] for n in drained if n in cluster.index}
+    index = greedy.NodeIndex(cluster)
+    order = cheapest_site_order(problem, params)
+    scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
+    rates = site_rates(problem)
+    for w in holders:
+        on = [p for p in w.placements if p.node in cluster.index and cluster.index[p.node] in gone]
+        if not on:
+            continue
+        if (
+            w.placements[0].start_time is not None
+            and w.placed_at is not None
+            and (problem.now is not None and w.placements[0].start_time > problem.now)
+        ):
+            plan.stuck += [
+                Stuck(w.id, p.replica, p.node, "a reservation that has not started: not moved")
+                for p in on
+            ]
+            continue
+        reps = _move_workload(problem, params, cluster, index, scorer, w, on, out, plan)
+        if reps is not None:
+            plan.placements[w.id] = (reps, workload_cost(problem, w.spec, reps, rates))
+    plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
+    return plan
+
+
+def _move_workload(
+    problem: Problem,
+    params: SolverParams,
+    cluster: Cluster,
+    index: greedy.NodeIndex,
+    scorer: greedy.NodeScorer,
+    w: Workload,
+    on: Sequence[ReplicaPlacement],
+    out: set[int],
+    plan: DrainPlan,
+) -> tuple[ReplicaPlacement, ...] | None:
+    """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow; the workload's
+    placements after (None if none moved). ``cluster`` is changed: the moves are taken."""
+    spec, r = w.spec, w.spec.resources
+    e = eligibility_of(problem.scenario, cluster, [(w.id, spec)], params)[w.id]
+    reps = {p.replica: p for p in w.placements}
+    per_node = Counter(p.node for p in w.placements)
+    moved = False
+    for p in on:
+        others = [q for q in reps.values() if q.replica != p.replica]
+        sites = _sites_allowed(spec.topology, spec.min_sites, e.sites, p.site, others)
+        pools = tuple(pi for s in sites for pi in e.pools_by_site.get(s, ()))
+        nodes = index.nodes(pools)
+        keep = [
+            n
+            for n in nodes.tolist()
+            if n not in out and per_node[cluster.node_names[n]] < e.per_node
+        ]
+        node = -1
+        if keep:
+            candidates = np.asarray(keep, dtype=np.int64)
+            fit = candidates[cluster.fit_mask(r, candidates)]
+            if len(fit):
+                node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
+        if node < 0:
+            why = "no node its rules allow has room" if pools else "no site its rules allow"
+            plan.stuck.append(Stuck(w.id, p.replica, p.node, why))
+            continue
+        cluster.release(cluster.index[p.node], r, p.gpu_indices)
+        gpus = cluster.allocate(node, r)
+        new = greedy.placement(cluster, problem.scenario, spec, p.replica, node, gpus)
+        reps[p.replica] = new
+        per_node[p.node] -= 1
+        per_node[new.node] += 1
+        plan.moves.append(Move(w.id, p.replica, p.node, new.node))
+        moved = True
+    if not moved:
+        return None
+    return tuple(reps[i] for i in sorted(reps))
+
+
+def _sites_allowed(
+    topology: Topology,
+    min_sites: int,
+    eligible: Sequence[str],
+    site: str,
+    others: Sequence[ReplicaPlacement],
+) -> list[str]:
+    """Where a replica leaving ``site`` may go, given the workload's other replicas."""
+    if topology == Topology.GANG:
+        return [site]  # a gang's replicas stay together
+    if topology == Topology.SPREAD:
+        kept = {q.site for q in others}
+        if site not in kept and len(kept) < min_sites:
+            return [site]  # the site's only replica: it keeps the spread
+    return list(eligible)
