@@ -136,6 +136,15 @@ class Replica:
             raise NotLeaderError("this server does not run the scheduling loop: ask the leader")
         return loop.drain(nodes, dry_run, timeout)
 
+    def rebalance(
+        self, dry_run: bool, max_moves: int, sites: Sequence[str], timeout: float
+    ) -> DrainPlan:
+        """As ``drain``: the leader's loop does it."""
+        loop = self._loop
+        if loop is None:
+            raise NotLeaderError("this server does not run the scheduling loop: ask the leader")
+        return loop.rebalance(dry_run, max_moves, sites, timeout)
+
     def capacity_changed(self) -> None:
         """Here, to this server's loop; a leader elsewhere sees it when it reads the cordons
         at its next cycle."""

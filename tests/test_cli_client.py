@@ -312,3 +312,9 @@ def test_drain_dry_run_prints_the_plan_and_cordons_nothing(server: str) -> None:
     assert "would move" in result.stderr and "stay" in result.stderr
     line = next(x for x in ok("sites", "--nodes", "--server", server).splitlines() if node in x)
     assert not line.rstrip().endswith("cordoned")
+
+
+def test_rebalance_dry_run_prints_the_plan(server: str) -> None:
+    result = run("rebalance", "--dry-run", "--max-moves", "10", "--server", server)
+    assert result.exit_code == 0, result.output
+    assert "would move" in result.stderr and "CNY/h" in result.stderr

@@ -93,6 +93,9 @@ def every_rpc(s: Stubs) -> dict[str, Callable[[], Any]]:
         "valley.v1.OperatorService.DrainNodes": lambda: s.operator.DrainNodes(
             pb.DrainNodesRequest(nodes=["near/cpu-0000"], dry_run=True), metadata=md
         ),
+        "valley.v1.OperatorService.Rebalance": lambda: s.operator.Rebalance(
+            pb.RebalanceRequest(dry_run=True), metadata=md
+        ),
     }
 
 
@@ -214,6 +217,9 @@ def test_tenant_a_reaches_no_workload_of_tenant_b_through_any_rpc(
     e = failure(lambda: a.operator.DrainNodes(pb.DrainNodesRequest(site="near"), metadata=md))
     rpc("OperatorService.DrainNodes")
     assert e.code() == Code.PERMISSION_DENIED
+    e = failure(lambda: a.operator.Rebalance(pb.RebalanceRequest(), metadata=md))
+    rpc("OperatorService.Rebalance")
+    assert e.code() == Code.PERMISSION_DENIED
 
     for t in threads:
         t.join(30)
@@ -248,6 +254,8 @@ def test_the_operator_sees_and_does_everything(channel: grpc.Channel) -> None:
     assert not ops.operator.CordonNodes(req, metadata=ops.metadata).nodes[0].cordoned
     dry = pb.DrainNodesRequest(nodes=["green/cpu-0002"], dry_run=True)
     assert not ops.operator.DrainNodes(dry, metadata=ops.metadata).stuck
+    plan = ops.operator.Rebalance(pb.RebalanceRequest(dry_run=True), metadata=ops.metadata)
+    assert plan.objective_after <= plan.objective_before
 
 
 def test_submit_and_cancel_are_audited_by_token_name_never_the_token(

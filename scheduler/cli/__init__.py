@@ -1,8 +1,8 @@
 """The ``valley`` command: ``serve`` runs the service (``serve.py``); ``submit``, ``get``,
-``list``, ``cancel``, ``explain``, ``sites``, ``watch``, ``cordon``, ``uncordon`` and
-``drain`` talk to one over gRPC (``commands.py``, on ``client.py`` and ``tables.py``);
-``bench`` comes from its own package and ``demo`` (``demo.py``, over the ``scheduler.demo``
-mix) is imported when named.
+``list``, ``cancel``, ``explain``, ``sites``, ``watch``, ``cordon``, ``uncordon``,
+``drain`` and ``rebalance`` talk to one over gRPC (``commands.py``, on ``client.py`` and
+``tables.py``); ``bench`` comes from its own package and ``demo`` (``demo.py``, over the
+``scheduler.demo`` mix) is imported when named.
 
 The client commands know only the protos (never the domain): they are a client like any other.
 """
@@ -19,6 +19,7 @@ from scheduler.cli.commands import (
     explain,
     get,
     list_workloads,
+    rebalance,
     sites,
     submit,
     uncordon,
@@ -53,6 +54,7 @@ for _command in (
     cordon,
     drain,
     uncordon,
+    rebalance,
 ):
     cli.add_command(_command)
 

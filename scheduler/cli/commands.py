@@ -255,13 +255,32 @@ def drain(api: Api, nodes: tuple[str, ...], site: str, dry_run: bool) -> Shown:
     plan = api.call(
         api.operator.DrainNodes, pb.DrainNodesRequest(nodes=list(nodes), site=site, dry_run=dry_run)
     )
-    verb = "would move" if dry_run else "moved"
-    note = (
-        f"{len(plan.moves)} replicas {verb}, {len(plan.stuck)} stay; the cluster "
-        f"{plan.cost_before.energy_cny_per_hour:.2f} -> {plan.cost_after.energy_cny_per_hour:.2f}"
-        " CNY/h"
+    return Shown(plan, move_plan_tables, _plan_note(plan, dry_run))
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="show the plan only: nothing moved")
+@click.option(
+    "--max-moves", type=click.IntRange(0, 1_000_000), default=0, help="at most N moves (0: any)"
+)
+@click.option("--site", "sites", multiple=True, help="only nodes of this site (repeatable)")
+@client_command
+def rebalance(api: Api, dry_run: bool, max_moves: int, sites: tuple[str, ...]) -> Shown:
+    """Move running replicas so that the least used powered nodes can power down, where that
+    lowers the cluster's cost; every rule kept, no node woken."""
+    plan = api.call(
+        api.operator.Rebalance,
+        pb.RebalanceRequest(dry_run=dry_run, max_moves=max_moves, sites=list(sites)),
     )
-    return Shown(plan, move_plan_tables, note)
+    return Shown(plan, move_plan_tables, _plan_note(plan, dry_run))
+
+
+def _plan_note(plan: pb.MovePlan, dry_run: bool) -> str:
+    verb = "would move" if dry_run else "moved"
+    return (
+        f"{len(plan.moves)} replicas {verb}, {len(plan.stuck)} stay; the cluster "
+        f"{plan.objective_before:.2f} -> {plan.objective_after:.2f} CNY/h (energy and carbon)"
+    )
 
 
 @click.command()

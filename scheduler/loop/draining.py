@@ -1,4 +1,5 @@
-"""Moving running replicas off nodes (``OperatorService.DrainNodes``): where each one goes.
+"""Moving running replicas: off nodes (``OperatorService.DrainNodes``), and onto fewer
+powered nodes (``OperatorService.Rebalance``, ``plan_rebalance`` at the end).
 
 A drain moves only the replicas on the drained nodes; a workload's other replicas stay. Each
 replica goes where its own rules allow - a pool its eligibility names (SLO, residency, GPU
@@ -14,8 +15,10 @@ the new placements and the hourly cost of the cluster before and after.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -72,11 +75,7 @@ def plan_drain(
         on = [p for p in w.placements if p.node in cluster.index and cluster.index[p.node] in gone]
         if not on:
             continue
-        if (
-            w.placements[0].start_time is not None
-            and w.placed_at is not None
-            and (problem.now is not None and w.placements[0].start_time > problem.now)
-        ):
+        if _reserved(w, problem):
             plan.stuck += [
                 Stuck(w.id, p.replica, p.node, "a reservation that has not started: not moved")
                 for p in on
@@ -99,9 +98,12 @@ def _move_workload(
     on: Sequence[ReplicaPlacement],
     out: set[int],
     plan: DrainPlan,
+    awake_only: bool = False,
 ) -> tuple[ReplicaPlacement, ...] | None:
-    """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow; the workload's
-    placements after (None if none moved). ``cluster`` is changed: the moves are taken."""
+    """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow (with
+    ``awake_only``, only to nodes that hold replicas now: a rebalance wakes none); the
+    workload's placements after (None if none moved). ``cluster`` is changed: the moves are
+    taken."""
     spec, r = w.spec, w.spec.resources
     e = eligibility_of(problem.scenario, cluster, [(w.id, spec)], params)[w.id]
     reps = {p.replica: p for p in w.placements}
@@ -115,7 +117,9 @@ def _move_workload(
         keep = [
             n
             for n in nodes.tolist()
-            if n not in out and per_node[cluster.node_names[n]] < e.per_node
+            if n not in out
+            and per_node[cluster.node_names[n]] < e.per_node
+            and (not awake_only or cluster.replicas_on[n] > 0)
         ]
         node = -1
         if keep:
@@ -155,3 +159,81 @@ def _sites_allowed(
         if site not in kept and len(kept) < min_sites:
             return [site]  # the site's only replica: it keeps the spread
     return list(eligible)
+
+
+def plan_rebalance(
+    problem: Problem,
+    params: SolverParams,
+    holders: Sequence[Workload],
+    cordoned: Collection[str] = (),
+    max_moves: int = 0,
+    sites: Collection[str] = (),
+    budget_s: float = 2.0,
+) -> DrainPlan:
+    """Moves that let powered nodes power down: the least used powered nodes first (of
+    ``sites``, all when empty), each emptied onto other powered nodes - every replica where its
+    rules allow, or none of the node's - when that lowers the cluster's objective; at most
+    ``max_moves`` replica moves (0: no limit), nodes tried for at most ``budget_s`` seconds.
+    ``problem.cluster`` is not changed."""
+    cluster = problem.cluster.copy()
+    plan = DrainPlan(
+        cost_before=cluster_cost(cluster, problem.hour, problem.month),
+        carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
+    )
+    blocked = {cluster.index[n] for n in cordoned if n in cluster.index}
+    index = greedy.NodeIndex(cluster)
+    order = cheapest_site_order(problem, params)
+    scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
+    rates = site_rates(problem)
+    current = {w.id: w for w in holders if not _reserved(w, problem)}
+    by_node: dict[str, dict[str, list[ReplicaPlacement]]] = {}
+    for w in current.values():
+        for p in w.placements:
+            by_node.setdefault(p.node, {}).setdefault(w.id, []).append(p)
+    used = (cluster.cap_cpu - cluster.free_cpu) / cluster.cap_cpu + (
+        cluster.cap_mem - cluster.free_mem
+    ) / cluster.cap_mem
+    awake = [
+        n
+        for n in np.argsort(used, kind="stable").tolist()
+        if cluster.replicas_on[n] > 0 and (not sites or cluster.site_of(n) in sites)
+    ]
+    objective = plan.objective(plan.cost_before)
+    end = time.monotonic() + budget_s
+    for a in awake:
+        if time.monotonic() > end:
+            break
+        on = by_node.get(cluster.node_names[a], {})
+        count = sum(len(ps) for ps in on.values())
+        if not count or (max_moves and len(plan.moves) + count > max_moves):
+            continue
+        trial = cluster.copy()
+        scratch = DrainPlan()
+        moved: dict[str, tuple[ReplicaPlacement, ...]] = {}
+        for wid, ps in on.items():
+            reps = _move_workload(
+                problem, params, trial, index, scorer, current[wid], ps, blocked | {a},
+                scratch, awake_only=True,
+            )  # fmt: skip
+            if reps is not None:
+                moved[wid] = reps
+        after = plan.objective(cluster_cost(trial, problem.hour, problem.month))
+        if scratch.stuck or after >= objective - 1e-9:
+            continue  # the node stays as it is
+        cluster, objective = trial, after
+        plan.moves += scratch.moves
+        for wid, reps in moved.items():
+            for p in current[wid].placements:
+                by_node[p.node].pop(wid, None)
+            current[wid] = replace(current[wid], placements=reps)
+            for p in reps:
+                by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
+            plan.placements[wid] = (reps, workload_cost(problem, current[wid].spec, reps, rates))
+    plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
+    return plan
+
+
+def _reserved(w: Workload, problem: Problem) -> bool:
+    """A reservation that has not started (it holds no node now)."""
+    start = w.placements[0].start_time if w.placements else None
+    return start is not None and problem.now is not None and start > problem.now

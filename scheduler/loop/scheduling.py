@@ -36,7 +36,7 @@ from scheduler.loop.allocation import Allocation, hold_placed
 from scheduler.loop.apply import Decisions, apply_result, release_replicas, starts_later
 from scheduler.loop.config import LoopConfig
 from scheduler.loop.counters import StateCounters
-from scheduler.loop.draining import plan_drain
+from scheduler.loop.draining import plan_drain, plan_rebalance
 from scheduler.loop.mailbox import Change, Mailbox
 from scheduler.loop.queue import WorkQueue
 from scheduler.loop.replanning import Replanner
@@ -239,8 +239,19 @@ class SchedulingLoop:
         """Move the running replicas off ``nodes`` (``draining``), on the loop thread at its
         next cycle; with ``dry_run`` the plan only. Raises ``TimeoutError`` when the loop does
         not get to it within ``timeout`` seconds (it may still run)."""
+        return self._ask(lambda now: self._drain(nodes, dry_run, now), timeout)
+
+    def rebalance(
+        self, dry_run: bool, max_moves: int, sites: Sequence[str], timeout: float
+    ) -> DrainPlan:
+        """Empty the least used powered nodes onto other powered ones where that lowers the
+        objective (``draining.plan_rebalance``), at most ``max_moves`` moves (0: no limit), on
+        the loop thread; with ``dry_run`` the plan only. ``TimeoutError`` as ``drain``."""
+        return self._ask(lambda now: self._rebalance(dry_run, max_moves, sites, now), timeout)
+
+    def _ask(self, fn: Callable[[datetime], DrainPlan], timeout: float) -> DrainPlan:
         done: Future[object] = Future()
-        self._requests.put((lambda now: self._drain(nodes, dry_run, now), done))
+        self._requests.put((fn, done))
         self._mailbox.nudge()
         plan = done.result(timeout)
         assert isinstance(plan, DrainPlan)
@@ -260,8 +271,23 @@ class SchedulingLoop:
                 done.set_exception(e)
 
     def _drain(self, nodes: Sequence[str], dry_run: bool, now: datetime) -> DrainPlan:
+        problem = self._moves_problem(now)
+        cordoned = self.store.cordoned_nodes()
+        plan = plan_drain(problem, self.params, self._allocation.holders(), nodes, cordoned)
+        return plan if dry_run else self._apply_moves(plan, now)
+
+    def _rebalance(
+        self, dry_run: bool, max_moves: int, sites: Sequence[str], now: datetime
+    ) -> DrainPlan:
+        problem = self._moves_problem(now)
+        cordoned = self.store.cordoned_nodes()
+        holders = self._allocation.holders()
+        plan = plan_rebalance(problem, self.params, holders, cordoned, max_moves, sites)
+        return plan if dry_run else self._apply_moves(plan, now)
+
+    def _moves_problem(self, now: datetime) -> Problem:
         hour, month = self.local_hour_month(now)
-        problem = Problem(
+        return Problem(
             scenario=self.scenario,
             cluster=self._allocation.cluster,
             workloads=(),
@@ -270,9 +296,10 @@ class SchedulingLoop:
             now=now,
             forecast=self._forecast,
         )
-        cordoned = self.store.cordoned_nodes()
-        plan = plan_drain(problem, self.params, self._allocation.holders(), nodes, cordoned)
-        if dry_run or not plan.placements:
+
+    def _apply_moves(self, plan: DrainPlan, now: datetime) -> DrainPlan:
+        """Commit ``plan``'s moves; then the allocation holds the new placements."""
+        if not plan.placements:
             return plan
         holders = {wid: self._allocation.holder(wid) for wid in plan.placements}
         moves = {wid: (holders[wid], reps, cost) for wid, (reps, cost) in plan.placements.items()}
@@ -364,9 +391,9 @@ class SchedulingLoop:
         started_at = self._clock()
         t0 = time.perf_counter()
         self._allocation.advance(started_at)
-        self._serve_requests(started_at)
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
+        self._serve_requests(started_at)  # (drains, rebalances) on what is committed now
         if self._capacity_news.is_set():
             self._capacity_news.clear()
             freed = True

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
-from scheduler.domain import ValidationError, shorten
+from scheduler.domain import DrainPlan, ValidationError, shorten
 from scheduler.service import convert
 from scheduler.service.audit import audited
 from scheduler.service.auth import Auth
@@ -69,19 +69,51 @@ class OperatorServicer:
             entry.ids = names
             if not request.dry_run:
                 self._store.set_cordoned(names, True, self._clock())
-            left = context.time_remaining()
-            timeout = DRAIN_WAIT_S if left is None else max(0.1, min(DRAIN_WAIT_S, left - 0.1))
-            try:
-                plan = self._scheduling.drain(names, request.dry_run, timeout)
-            except NotLeaderError as e:
-                raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
-            except TimeoutError:
-                raise RpcFailure(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    "the scheduling loop did not get to the drain in time; the nodes are "
-                    "cordoned and the drain may still run: list the nodes' workloads to see",
-                ) from None
+            plan = self._wait(
+                lambda timeout: self._scheduling.drain(names, request.dry_run, timeout), context
+            )
             return convert.move_plan_to_proto(plan)
+
+    @unary
+    def Rebalance(self, request: pb.RebalanceRequest, context: grpc.ServicerContext) -> pb.MovePlan:
+        check_deadline(context)
+        caller = self._auth.caller(context)
+        caller.require_operator("Rebalance")
+        action = "rebalance-dry-run" if request.dry_run else "rebalance"
+        with audited(caller, action) as entry:
+            found = Violations()
+            if request.max_moves < 0:
+                found.add(
+                    (ValidationError("max_moves", f"must be >= 0 (got {request.max_moves})"),)
+                )
+            known = [s.name for s in self._scheduling.snapshot().scenario.sites]
+            for i, site in enumerate(request.sites):
+                if site not in known:
+                    found.add((ValidationError(f"sites[{i}]", f"no site {shorten(site)!r}"),))
+            found.check()
+            plan = self._wait(
+                lambda timeout: self._scheduling.rebalance(
+                    request.dry_run, request.max_moves, list(request.sites), timeout
+                ),
+                context,
+            )
+            entry.ids = sorted({m.workload_id for m in plan.moves})
+            return convert.move_plan_to_proto(plan)
+
+    @staticmethod
+    def _wait(ask: Callable[[float], DrainPlan], context: grpc.ServicerContext) -> DrainPlan:
+        """What the loop answers ``ask(timeout)``, within the call's deadline."""
+        left = context.time_remaining()
+        timeout = DRAIN_WAIT_S if left is None else max(0.1, min(DRAIN_WAIT_S, left - 0.1))
+        try:
+            return ask(timeout)
+        except NotLeaderError as e:
+            raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+        except TimeoutError:
+            raise RpcFailure(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "the scheduling loop did not get to it in time; it may still run",
+            ) from None
 
     def _named(self, nodes: Iterable[str], site: str) -> list[str]:
         """The nodes a request names (its list, then the site's), each once, in that order;

@@ -45,6 +45,13 @@ class Scheduling(Protocol):
         with ``dry_run`` the plan only. ``NotLeaderError`` where no loop runs here."""
         ...
 
+    def rebalance(
+        self, dry_run: bool, max_moves: int, sites: Sequence[str], timeout: float
+    ) -> DrainPlan:
+        """Move running replicas so that powered nodes can power down, where that lowers the
+        objective; ``NotLeaderError`` where no loop runs here."""
+        ...
+
     def capacity_changed(self) -> None:
         """Capacity came back outside the loop (nodes uncordoned): retry what waits."""
         ...

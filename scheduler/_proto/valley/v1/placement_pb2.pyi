@@ -341,6 +341,16 @@ class DrainNodesRequest(_message.Message):
     dry_run: bool
     def __init__(self, nodes: _Optional[_Iterable[str]] = ..., site: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
+class RebalanceRequest(_message.Message):
+    __slots__ = ("dry_run", "max_moves", "sites")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    MAX_MOVES_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    max_moves: int
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dry_run: _Optional[bool] = ..., max_moves: _Optional[int] = ..., sites: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Move(_message.Message):
     __slots__ = ("workload_id", "replica", "from_node", "to_node")
     WORKLOAD_ID_FIELD_NUMBER: _ClassVar[int]

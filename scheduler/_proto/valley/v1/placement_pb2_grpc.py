@@ -509,6 +509,11 @@ class OperatorServiceStub:
                 request_serializer=valley_dot_v1_dot_placement__pb2.DrainNodesRequest.SerializeToString,
                 response_deserializer=valley_dot_v1_dot_placement__pb2.MovePlan.FromString,
                 _registered_method=True)
+        self.Rebalance = channel.unary_unary(
+                '/valley.v1.OperatorService/Rebalance',
+                request_serializer=valley_dot_v1_dot_placement__pb2.RebalanceRequest.SerializeToString,
+                response_deserializer=valley_dot_v1_dot_placement__pb2.MovePlan.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -533,6 +538,16 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rebalance(self, request, context):
+        """Re-optimises live placements: the least used powered nodes are emptied onto other powered
+        nodes (every rule kept, no node woken) where that lowers the objective, at most max_moves
+        replica moves (0: no limit), only nodes of `sites` (all when empty). Applies the plan
+        unless dry_run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -544,6 +559,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
             'DrainNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.DrainNodes,
                     request_deserializer=valley_dot_v1_dot_placement__pb2.DrainNodesRequest.FromString,
+                    response_serializer=valley_dot_v1_dot_placement__pb2.MovePlan.SerializeToString,
+            ),
+            'Rebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebalance,
+                    request_deserializer=valley_dot_v1_dot_placement__pb2.RebalanceRequest.FromString,
                     response_serializer=valley_dot_v1_dot_placement__pb2.MovePlan.SerializeToString,
             ),
     }
@@ -601,6 +621,33 @@ class OperatorService:
             target,
             '/valley.v1.OperatorService/DrainNodes',
             valley_dot_v1_dot_placement__pb2.DrainNodesRequest.SerializeToString,
+            valley_dot_v1_dot_placement__pb2.MovePlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/valley.v1.OperatorService/Rebalance',
+            valley_dot_v1_dot_placement__pb2.RebalanceRequest.SerializeToString,
             valley_dot_v1_dot_placement__pb2.MovePlan.FromString,
             options,
             channel_credentials,
