@@ -26,6 +26,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -231,6 +232,12 @@ WORKLOADS_PREEMPTED = Counter(
     "Workloads preempted by the scheduler to make room for higher-priority work.",
     registry=REGISTRY,
 )
+REPLICAS_MOVED = Counter(
+    "valley_replicas_moved_total",
+    "Running replicas moved to another node (drains and rebalances), by the site moved to.",
+    ["site"],
+    registry=REGISTRY,
+)
 SUBMIT_TO_PLACED_SECONDS = Histogram(
     "valley_submit_to_placed_seconds",
     "Time from a workload's creation to its placement, by kind.",
@@ -427,6 +434,12 @@ class MetricsObserver:
             WORKLOADS_COMPLETED.inc()
         elif new == WorkloadState.PREEMPTED:
             WORKLOADS_PREEMPTED.inc()
+
+    def on_moved(self, before: Workload, after: Workload, at: datetime) -> None:
+        was = {p.replica: p.node for p in before.placements}
+        for p in after.placements:
+            if was.get(p.replica) != p.node:
+                REPLICAS_MOVED.labels(p.site).inc()
 
 
 # ----------------------------------------------------------------------------- snapshot

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from scheduler.bench.checker import check_over_time
 from scheduler.bench.cli import bench
-from scheduler.bench.day import POLICIES, SimClock, run
+from scheduler.bench.day import POLICIES, REBALANCED, SimClock, run
 from scheduler.bench.day_account import (
     KINDS,
     Rates,
@@ -22,6 +22,7 @@ from scheduler.bench.day_account import (
     per_hour,
     runs_of,
     scenario_rates,
+    segments,
     timing,
 )
 from scheduler.bench.day_arrivals import (
@@ -315,3 +316,31 @@ def test_policies_run_in_processes_give_the_rows_of_one_process():
     two, _ = run(["kube", "cheapest-first"], jobs=2, **args)
     keys = ("policy", "arrivals_digest", "placed", "energy_cny", "carbon_kg", "violations")
     assert [[r[k] for k in keys] for r in one] == [[r[k] for k in keys] for r in two]
+
+
+def test_a_moved_replica_draws_on_each_node_for_the_time_it_ran_there(tiny: Scenario):
+    cluster = Cluster(tiny)
+    job = WorkloadSpec(tenant="t", resources=Resources(2000, 1024), duration_s=3 * 3600)
+    near, green = "near/cpu-0000", "green/cpu-0000"
+    final = _placed(job, green, "green", 0.0)  # on green at the end
+    before = (ReplicaPlacement(0, "near", near),)
+    moves = {final.id: [(START + timedelta(hours=1), before)]}  # moved near -> green at 1 h
+    parts, spans = segments([final], moves, START)
+    book = ledger(runs_of(parts, cluster, START, spans), cluster, _flat_rates(tiny, 4))
+    # 1 h on near (PUE 1.5, 1 CNY/kWh), 2 h on green (PUE 1.1, 0.5 CNY/kWh): 100 W + 100 W idle
+    near_kwh, green_kwh = 0.2 * 1 * 1.5, 0.2 * 2 * 1.1
+    kwh, cny, _ = book.total()
+    assert kwh == pytest.approx(near_kwh + green_kwh)
+    assert cny == pytest.approx(near_kwh * 1.0 + green_kwh * 0.5)
+
+
+def test_a_rebalanced_short_day_moves_replicas_and_breaks_no_rule():
+    rows, _ = run(("valley", REBALANCED), hours=6, per_day=1200, seed=1, time_limit=0.2)
+    by = {r["policy"]: r for r in rows}
+    moved = by[REBALANCED]
+    assert moved["violations"] == 0, moved["violation_rules"]
+    assert moved["slo_violations"] == 0 and moved["deadline_misses"] == 0
+    assert moved["placed"] == by["valley"]["placed"]
+    assert by["valley"]["moved_replicas"] == 0
+    assert moved["moved_replicas"] > 0
+    assert moved["energy_vs_valley"] is not None

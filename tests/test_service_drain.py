@@ -150,3 +150,48 @@ def test_the_planner_keeps_a_gangs_site_and_a_spreads_sites(tiny: Scenario) -> N
     assert to[("g", 0)] == to[("g", 1)] == "near/cpu-0001"  # a gang stays in its site
     assert to[("s", 0)] == "near/cpu-0001"  # the spread keeps its near replica in near
     assert problem.cluster.free_cpu[cluster.index["near/cpu-0000"]] == 1000  # not changed
+
+
+def test_moves_leave_the_room_reservations_will_need(tiny: Scenario) -> None:
+    from datetime import UTC, datetime
+
+    from scheduler.domain import Timeline, hour_of
+    from scheduler.loop.draining import plan_rebalance
+
+    now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)
+    cluster = Cluster(tiny)
+    job = WorkloadSpec(tenant="t", resources=Resources(1000, 1024), allowed_sites=("near",))
+    holders = [
+        _holder("a", job, ["near/cpu-0000"], cluster),
+        _holder("b", job, ["near/cpu-0001"], cluster),
+    ]
+    free = Problem(tiny, cluster, (), now=now)
+    assert len(plan_rebalance(free, SolverParams(), holders).moves) == 1  # one node empties
+    tl = Timeline(cluster, hour_of(now))
+    h = hour_of(now)
+    for i, node in enumerate(("near/cpu-0000", "near/cpu-0001")):
+        n = cluster.index[node]
+        tl.hold("ab"[i], [n], 1000, 1024, h, None)  # what runs there now, without an end
+        tl.hold(f"later{i}", [n], 3000, 1024, h + 2, h + 4, reserved=True)
+    held = Problem(tiny, cluster, (), now=now, timeline=tl)
+    assert not plan_rebalance(held, SolverParams(), holders).moves  # each node's rest is booked
+
+
+def test_a_moved_replica_keeps_its_start_time(tiny: Scenario) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)
+    started = now - timedelta(hours=1)  # a reservation that started an hour ago
+    cluster = Cluster(tiny)
+    job = WorkloadSpec(tenant="t", resources=Resources(1000, 1024), allowed_sites=("near",))
+    cluster.allocate(cluster.index["near/cpu-0000"], job.resources)
+    w = Workload(
+        "d",
+        job,
+        WorkloadState.PLACED,
+        (ReplicaPlacement(0, "near", "near/cpu-0000", start_time=started),),
+        placed_at=started - timedelta(hours=5),
+    )
+    plan = plan_drain(Problem(tiny, cluster, (), now=now), SolverParams(), [w], ["near/cpu-0000"])
+    (rep,) = plan.placements["d"][0]
+    assert rep.node == "near/cpu-0001" and rep.start_time == started

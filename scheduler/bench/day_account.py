@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from scheduler.domain import (
     Cluster,
+    ReplicaPlacement,
     Scenario,
     Workload,
     WorkloadKind,
@@ -183,8 +184,15 @@ def replica_start(w: Workload, replica: int) -> datetime | None:
     return rp.start_time if rp.start_time is not None else w.placed_at
 
 
-def runs_of(workloads: Iterable[Workload], cluster: Cluster, start: datetime) -> Runs:
-    """The replicas of every placed workload (any workload with placements and placed_at)."""
+def runs_of(
+    workloads: Iterable[Workload],
+    cluster: Cluster,
+    start: datetime,
+    spans: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+) -> Runs:
+    """The replicas of every placed workload (any workload with placements and placed_at):
+    each from its start for its duration, or over ``spans[w.id][i]`` where given (a part of a
+    run between moves)."""
     rows: list[tuple[int, float, float, int, float, float]] = []
     kind_index = {k: i for i, k in enumerate(KINDS)}
     for w in workloads:
@@ -195,9 +203,13 @@ def runs_of(workloads: Iterable[Workload], cluster: Cluster, start: datetime) ->
         for i, rp in enumerate(w.placements):
             node = cluster.index[rp.node]
             pool = cluster.pools[int(cluster.node_pool[node])]
-            t0 = seconds(replica_start(w, i) or w.placed_at, start)
+            if spans is not None and w.id in spans:
+                t0, t1 = spans[w.id][i]
+            else:
+                t0 = seconds(replica_start(w, i) or w.placed_at, start)
+                t1 = t0 + w.spec.duration_s
             idle = pool.idle_watts * r.cpu_millis / pool.node.cpu_millis
-            rows.append((node, t0, t0 + w.spec.duration_s, k, dynamic_watts(pool, r), idle))
+            rows.append((node, t0, t1, k, dynamic_watts(pool, r), idle))
     cols = list(zip(*rows, strict=True)) if rows else [()] * 6
     return Runs(
         node=np.asarray(cols[0], dtype=np.int64),
@@ -402,3 +414,38 @@ def by_site(book: Ledger) -> Mapping[str, dict[str, float]]:
         }
         for si, site in enumerate(book.sites)
     }
+
+
+def segments(
+    records: Sequence[Workload],
+    moves: Mapping[str, Sequence[tuple[datetime, tuple[ReplicaPlacement, ...]]]],
+    start: datetime,
+) -> tuple[list[Workload], dict[str, list[tuple[float, float]]]]:
+    """A moved workload's run as its parts: before each move (its placements then) and after
+    the last (its final placements), each a workload of its own (id ``<id>@<k>``) with its
+    replicas' spans; workloads never moved stay as they are (no span: their own)."""
+    out: list[Workload] = []
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for w in records:
+        history = moves.get(w.id)
+        if not history or not w.placements or w.placed_at is None:
+            out.append(w)
+            continue
+        runs = [
+            (
+                s := seconds(replica_start(w, i) or w.placed_at, start),
+                s + w.spec.duration_s,
+            )
+            for i in range(len(w.placements))
+        ]
+        cut = [seconds(at, start) for at, _ in history] + [math.inf]
+        parts = [placements for _, placements in history] + [w.placements]
+        begin = -math.inf
+        for k, (placements, end) in enumerate(zip(parts, cut, strict=True)):
+            part = replace(w, id=f"{w.id}@{k}", placements=placements)
+            spans[part.id] = [
+                (lo := max(a, begin), max(lo, min(b, end))) for a, b in runs
+            ]  # a part a replica did not run in is empty
+            out.append(part)
+            begin = end
+    return out, spans

@@ -157,6 +157,7 @@ class Allocation:
                 # the timeline kept its room, so only a bug gets here: it runs unaccounted
                 log.error("reserved capacity of %s is not free at its start: %s", wid, e)
                 self._holders.pop(wid)
+                self._due.pop(wid, None)  # its completion is no one's now
                 self.timeline.release(wid)
                 continue
             self.timeline.started(wid)

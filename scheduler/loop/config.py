@@ -43,6 +43,12 @@ class LoopConfig:
     horizon_hours: int = 48
     # reservations planned again per cycle after a trigger (a new forecast, capacity freed)
     replan_per_cycle: int = 8
+    # Periodic rebalancing (``OperatorService.Rebalance`` in the loop): every this many seconds
+    # of the loop's clock, the least used powered nodes are emptied onto others where that
+    # lowers the cost, at most ``rebalance_move_share`` of the running replicas moved (at least
+    # one). 0: never (the default: moves are the operator's to ask for).
+    rebalance_every_s: float = 0.0
+    rebalance_move_share: float = 0.02
 
     def __post_init__(self) -> None:
         if not 0 <= self.batch_window_s <= 10:
@@ -59,6 +65,11 @@ class LoopConfig:
             raise ValueError(f"horizon_hours must be in 2..336 (got {self.horizon_hours})")
         if self.replan_per_cycle < 0:
             raise ValueError("replan_per_cycle must be >= 0")
+        if self.rebalance_every_s < 0 or not 0 < self.rebalance_move_share <= 1:
+            raise ValueError(
+                "rebalance_every_s must be >= 0 and rebalance_move_share in (0, 1] (got "
+                f"{self.rebalance_every_s}, {self.rebalance_move_share})"
+            )
         if self.lp_bound_from_batch < 0:
             raise ValueError("lp_bound_from_batch must be >= 0")
         if not (0 <= self.rest_ratio <= 10 and 0 <= self.max_rest_s <= 10):

@@ -21,6 +21,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 
 from scheduler.domain import (
     Cluster,
@@ -65,6 +66,7 @@ def plan_drain(
         cost_before=cluster_cost(cluster, problem.hour, problem.month),
         carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
     )
+    held = held_later(problem)
     out = {cluster.index[n] for n in (*drained, *cordoned) if n in cluster.index}
     gone = {cluster.index[n] for n in drained if n in cluster.index}
     index = greedy.NodeIndex(cluster)
@@ -81,7 +83,7 @@ def plan_drain(
                 for p in on
             ]
             continue
-        reps = _move_workload(problem, params, cluster, index, scorer, w, on, out, plan)
+        reps = _move_workload(problem, params, cluster, index, scorer, w, on, out, plan, held)
         if reps is not None:
             plan.placements[w.id] = (reps, workload_cost(problem, w.spec, reps, rates))
     plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
@@ -98,6 +100,7 @@ def _move_workload(
     on: Sequence[ReplicaPlacement],
     out: set[int],
     plan: DrainPlan,
+    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
     awake_only: bool = False,
 ) -> tuple[ReplicaPlacement, ...] | None:
     """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow (with
@@ -124,7 +127,10 @@ def _move_workload(
         node = -1
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
-            fit = candidates[cluster.fit_mask(r, candidates)]
+            room = (cluster.free_cpu[candidates] - held[0][candidates] >= r.cpu_millis) & (
+                cluster.free_mem[candidates] - held[1][candidates] >= r.memory_mib
+            )
+            fit = candidates[cluster.fit_mask(r, candidates) & room]
             if len(fit):
                 node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
         if node < 0:
@@ -134,6 +140,7 @@ def _move_workload(
         cluster.release(cluster.index[p.node], r, p.gpu_indices)
         gpus = cluster.allocate(node, r)
         new = greedy.placement(cluster, problem.scenario, spec, p.replica, node, gpus)
+        new = replace(new, start_time=p.start_time)  # a move does not restart the replica
         reps[p.replica] = new
         per_node[p.node] -= 1
         per_node[new.node] += 1
@@ -181,6 +188,7 @@ def plan_rebalance(
         carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
     )
     blocked = {cluster.index[n] for n in cordoned if n in cluster.index}
+    held = held_later(problem)
     index = greedy.NodeIndex(cluster)
     order = cheapest_site_order(problem, params)
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
@@ -213,7 +221,7 @@ def plan_rebalance(
         for wid, ps in on.items():
             reps = _move_workload(
                 problem, params, trial, index, scorer, current[wid], ps, blocked | {a},
-                scratch, awake_only=True,
+                scratch, held, awake_only=True,
             )  # fmt: skip
             if reps is not None:
                 moved[wid] = reps
@@ -231,6 +239,21 @@ def plan_rebalance(
             plan.placements[wid] = (reps, workload_cost(problem, current[wid].spec, reps, rates))
     plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
     return plan
+
+
+def held_later(problem: Problem) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per node, the CPU and memory that reservations (work starting later) will need beyond
+    what is free now: a moved replica must leave it (``problem.timeline``: none without)."""
+    cluster = problem.cluster
+    zero = np.zeros(len(cluster), dtype=np.int64)
+    tl = problem.timeline
+    if tl is None:
+        return zero, zero.copy()
+    cpu, mem = tl.free(tl.base, tl.end)
+    return (
+        np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
+        np.maximum(0, cluster.free_mem - mem).astype(np.int64),
+    )
 
 
 def _reserved(w: Workload, problem: Problem) -> bool:

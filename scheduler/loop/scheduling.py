@@ -128,6 +128,8 @@ class SchedulingLoop:
         self._last_batch = 0  # workloads in the last cycle's batch
         self._stopping = False  # stop() was called: no new batch is solved
         self._capacity_news = threading.Event()  # capacity came back outside the loop
+        self._rebalanced_at: datetime | None = None  # the last periodic rebalance (clock)
+        self.moves = 0  # replicas moved by periodic rebalancing
         # work other threads ask of the loop thread (a drain), served at the next cycle
         self._requests: queue.SimpleQueue[tuple[Callable[[datetime], object], Future[object]]]
         self._requests = queue.SimpleQueue()
@@ -285,6 +287,26 @@ class SchedulingLoop:
         plan = plan_rebalance(problem, self.params, holders, cordoned, max_moves, sites)
         return plan if dry_run else self._apply_moves(plan, now)
 
+    def _rebalance_if_due(self, now: datetime) -> None:
+        """The periodic rebalance (``LoopConfig.rebalance_every_s``), when its time has come."""
+        every = self.config.rebalance_every_s
+        if every <= 0:
+            return
+        if self._rebalanced_at is None:
+            self._rebalanced_at = now
+            return
+        if (now - self._rebalanced_at).total_seconds() < every:
+            return
+        self._rebalanced_at = now
+        running = sum(len(w.placements) for w in self._allocation.holders())
+        budget = max(1, int(running * self.config.rebalance_move_share))
+        try:
+            plan = self._rebalance(False, budget, (), now)
+        except StoreError as e:
+            log.warning("periodic rebalance not committed: %s", e)
+            return
+        self.moves += len(plan.moves)
+
     def _moves_problem(self, now: datetime) -> Problem:
         hour, month = self.local_hour_month(now)
         return Problem(
@@ -295,6 +317,7 @@ class SchedulingLoop:
             month=month,
             now=now,
             forecast=self._forecast,
+            timeline=self._allocation.timeline,  # moves leave reservations their room
         )
 
     def _apply_moves(self, plan: DrainPlan, now: datetime) -> DrainPlan:
@@ -306,6 +329,14 @@ class SchedulingLoop:
         for w in self.store.move(moves, now):
             self._allocation.moved(w)
             self._tell("on_state_change", w, WorkloadState.PLACED)
+            for o in self._observers:  # optional: observers that follow moves have it
+                told = getattr(o, "on_moved", None)
+                if told is None:
+                    continue
+                try:
+                    told(holders[w.id], w, now)
+                except Exception:
+                    log.exception("observer %r failed in on_moved", o)
         self._publish()
         return plan
 
@@ -394,6 +425,7 @@ class SchedulingLoop:
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
         self._serve_requests(started_at)  # (drains, rebalances) on what is committed now
+        self._rebalance_if_due(started_at)
         if self._capacity_news.is_set():
             self._capacity_news.clear()
             freed = True
