@@ -15,6 +15,7 @@ SUITES = {
     "vbp": "scheduler.bench.vbp",
     "service": "scheduler.bench.service",
     "loop": "scheduler.bench.loop",
+    "roadef": "scheduler.bench.roadef",
 }
 
 

@@ -244,3 +244,15 @@ def read_bound(path: str | Path) -> int:
 def write_assignment(path: str | Path, assignment: IntArray) -> None:
     """Write an assignment in the challenge's solution format (machine indices on one line)."""
     Path(path).write_text(" ".join(str(int(m)) for m in assignment) + "\n", encoding="utf-8")
+
+
+def assignment_path(model: str | Path) -> Path:
+    """The initial assignment beside a model file: ``model_X`` -> ``assignment_X`` (or the
+    specification example's ``initial_solution_X``)."""
+    p = Path(model)
+    rest = p.name.removeprefix("model_")
+    for prefix in ("assignment_", "initial_solution_"):
+        candidate = p.with_name(prefix + rest)
+        if candidate.is_file():
+            return candidate
+    return p.with_name("assignment_" + rest)
