@@ -71,7 +71,9 @@ def read_best_known(path: str | Path) -> dict[str, int]:
             try:
                 out[row["instance"]] = int(row["best_found"])
             except (KeyError, TypeError, ValueError):
-                raise RoadefFormatError(p, lineno, "needs integer instance and best_found") from None
+                raise RoadefFormatError(
+                    p, lineno, "needs integer instance and best_found"
+                ) from None
     return out
 
 
@@ -89,7 +91,9 @@ def find_models(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(set(found), key=lambda q: (q.parent.name, q.name))
 
 
-def solve_instance(model: str, time_limit_s: float, seed: int, solutions: str | None) -> dict[str, Any]:
+def solve_instance(
+    model: str, time_limit_s: float, seed: int, solutions: str | None
+) -> dict[str, Any]:
     """Solve one instance within ``time_limit_s`` (loading included) and re-check the answer
     (a process-pool task)."""
     started = time.perf_counter()
@@ -259,8 +263,8 @@ def command(
     args = [str(m) for m in models]
     rows: list[dict[str, Any]] = []
     if jobs == 1:
-        for m in report.progress(args, total=len(args), desc="roadef"):
-            rows.append(solve_instance(m, time_limit_s, seed, solutions_dir))
+        for model in report.progress(args, total=len(args), desc="roadef"):
+            rows.append(solve_instance(model, time_limit_s, seed, solutions_dir))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = pool.map(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -34,8 +35,8 @@ def returners(state: State, machines: Sequence[int], limit: int) -> list[int]:
     out: list[int] = []
     services: set[int] = set()
     left: set[int] = set()
-    for p in homes:
-        p = int(p)
+    for found in homes:
+        p = int(found)
         s, m = int(state.svc[p]), int(state.assign[p])
         if s in services or m in left or m in inside:
             continue
@@ -52,7 +53,9 @@ def returners(state: State, machines: Sequence[int], limit: int) -> list[int]:
 class _Neighbourhood:
     """The CP-SAT model of one neighbourhood."""
 
-    def __init__(self, state: State, machines: Sequence[int], free: Sequence[int], away: Sequence[int]):
+    def __init__(
+        self, state: State, machines: Sequence[int], free: Sequence[int], away: Sequence[int]
+    ):
         self.state = state
         self.machines = list(machines)
         self.free = list(free) + list(away)
@@ -117,7 +120,12 @@ class _Neighbourhood:
                 # staying costs its move and what leaving would save on that machine
                 r = st.req[p]
                 left = int(st.costs_of(st.usage[cur] - r, st.cap[cur], st.inst.safety[cur]))
-                cost = int(st.machine_cost[cur]) - left + st.wm * int(st.mmc[o, cur]) + st.wp * int(st.pmc[p])
+                cost = (
+                    int(st.machine_cost[cur])
+                    - left
+                    + st.wm * int(st.mmc[o, cur])
+                    + st.wp * int(st.pmc[p])
+                )
                 if cost:
                     self.objective.append(cost * stay)
             model.add_exactly_one(options)
@@ -232,7 +240,7 @@ class _Neighbourhood:
                     base_use -= req[p]
                 if cur == m or (o == m and cur != m):
                     base_tr -= req[p]
-            use: list[LinearExpr] = []
+            use: list[Any] = []  # linear expressions
             mine = [p for p in self.free if (p, j) in self.x]
             for r in range(inst.resources):
                 cap = int(inst.capacity[m, r])
@@ -260,15 +268,13 @@ class _Neighbourhood:
                 model.add(bal >= t * (c1 - use[r1]) - (c2 - use[r2]))
                 self.objective.append(int(inst.weight_balance[b]) * bal)
 
-    deterministic_limit = 0.5
-
-    def solve(self, time_limit_s: float, seed: int) -> dict[int, int] | None:
+    def solve(self, time_limit_s: float, work_limit: float, seed: int) -> dict[int, int] | None:
         """The new machine of each free process, or None without a solution."""
         self.model.minimize(sum(self.objective))
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, time_limit_s)
         # the deterministic limit usually ends the solve first: the same seed, the same answer
-        solver.parameters.max_deterministic_time = self.deterministic_limit
+        solver.parameters.max_deterministic_time = work_limit
         solver.parameters.num_workers = 1
         solver.parameters.random_seed = seed
         status = solver.solve(self.model)
@@ -289,14 +295,17 @@ def solve_neighbourhood(
     free: Sequence[int],
     away: Sequence[int],
     time_limit_s: float,
+    work_limit: float,
     seed: int,
 ) -> bool:
     """Re-place the ``free`` processes (on ``machines``) and the ``away`` ones (elsewhere,
     with an original machine among ``machines``) as well as CP-SAT can in the time limit;
-    apply the result when it lowers the exact cost. True if it did."""
+    apply the result when it lowers the exact cost. True if it did. CP-SAT stops at
+    ``time_limit_s`` seconds or ``work_limit`` deterministic units, whichever comes first (one
+    worker: the same seed and work give the same answer)."""
     machines = [int(m) for m in machines]
     hood = _Neighbourhood(state, machines, [int(p) for p in free], [int(p) for p in away])
-    target = hood.solve(time_limit_s, seed)
+    target = hood.solve(time_limit_s, work_limit, seed)
     if target is None:
         return False
     changes = [(p, m, int(state.assign[p])) for p, m in target.items() if m != state.assign[p]]

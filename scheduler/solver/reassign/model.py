@@ -85,7 +85,7 @@ class _Tokens:
             warnings.simplefilter("error")
             try:
                 # one C pass; a file with anything but integers falls to the slow scan below
-                self.values = np.fromstring(text, dtype=np.int64, sep=" ")  # type: ignore[call-overload]
+                self.values = np.fromstring(text, dtype=np.int64, sep=" ")
             except (ValueError, DeprecationWarning):
                 self.values = np.empty(0, dtype=np.int64)
                 self._raise_first_bad_token()
@@ -174,7 +174,9 @@ def read_model(path: str | Path) -> Instance:
     over = np.flatnonzero((safety > capacity).any(axis=1))
     if len(over):
         m = int(over[0])
-        raise t.fail(start + m * width + 2 + n_res, f"machine {m}: a safety capacity exceeds its capacity")
+        raise t.fail(
+            start + m * width + 2 + n_res, f"machine {m}: a safety capacity exceeds its capacity"
+        )
     n_serv = t.one("number of services")
     spread = np.empty(n_serv, dtype=np.int64)
     deps: list[IntArray] = []
@@ -190,7 +192,9 @@ def read_model(path: str | Path) -> Instance:
     bad = np.flatnonzero(rows[:, 0] >= n_serv)
     if len(bad):
         p = int(bad[0])
-        raise t.fail(start + p * width, f"service of process {p}: {int(rows[p, 0])} is not < {n_serv}")
+        raise t.fail(
+            start + p * width, f"service of process {p}: {int(rows[p, 0])} is not < {n_serv}"
+        )
     service = rows[:, 0].copy()
     req = rows[:, 1 : 1 + n_res].copy()
     pmc = rows[:, 1 + n_res].copy()

@@ -164,7 +164,13 @@ def reassign(
         away = returners(state, machines.tolist(), params.lns_returners)
         limit = min(params.lns_time_s, deadline - time.perf_counter())
         improved = solve_neighbourhood(
-            state, machines.tolist(), on.tolist(), away, limit, int(rng.integers(1 << 30))
+            state,
+            machines.tolist(),
+            on.tolist(),
+            away,
+            limit,
+            params.lns_time_s,
+            int(rng.integers(1 << 30)),
         )
         stats["lns"] += 1
         stats["lns_improved"] += int(improved)

@@ -76,7 +76,9 @@ class State:
             key = int(self.svc[p]) * m_count + int(a[p])
             self.svc_machine[key] = self.svc_machine.get(key, 0) + 1
         self.svc_moved = np.bincount(self.svc[moved], minlength=s_count).astype(np.int64)
-        self.moved_hist = np.bincount(self.svc_moved, minlength=max(len(m) for m in self.members) + 2)
+        self.moved_hist = np.bincount(
+            self.svc_moved, minlength=max(len(m) for m in self.members) + 2
+        )
         self.max_moved = int(self.svc_moved.max(initial=0))
         self.pmc_sum = int(self.pmc[moved].sum())
         self.mmc_sum = int(self.mmc[self.initial, a].sum())
@@ -90,9 +92,10 @@ class State:
         load = (np.maximum(0, usage - safety) * self.wl).sum(axis=-1)
         if len(self.wb):
             avail = cap - usage
-            bal = np.maximum(
-                0, self.bal_t * avail[..., self.bal_r1] - avail[..., self.bal_r2]
-            ) * self.wb
+            bal = (
+                np.maximum(0, self.bal_t * avail[..., self.bal_r1] - avail[..., self.bal_r2])
+                * self.wb
+            )
             load = load + bal.sum(axis=-1)
         return load
 
@@ -128,8 +131,7 @@ class State:
             np.float64
         )
         delta += float(
-            self.costs_of(self.usage[m0] - r, self.cap[m0], inst.safety[m0])
-            - self.machine_cost[m0]
+            self.costs_of(self.usage[m0] - r, self.cap[m0], inst.safety[m0]) - self.machine_cost[m0]
         )
         ok = (new_usage <= self.cap).all(axis=1)
         if len(self.tr):
@@ -146,11 +148,15 @@ class State:
             ok &= (self.loc == l0) | (self.nlocs[s] - 1 + gain >= inst.spread_min[s])
         # dependency: s needs its dependencies where it goes; who needs s needs it to stay
         if self.has_deps[s]:
-            ok &= (self.svc_nb[inst.dependencies[s]] > 0).all(axis=0)[self.nb]
+            needs = np.asarray((self.svc_nb[inst.dependencies[s]] > 0).all(axis=0))
+            ok &= needs[self.nb]
         n0 = int(self.nb[m0])
-        if self.has_rdeps[s] and self.svc_nb[s, n0] == 1:
-            if (self.svc_nb[self.rdeps[s], n0] > 0).any():
-                ok &= self.nb == n0
+        if (
+            self.has_rdeps[s]
+            and self.svc_nb[s, n0] == 1
+            and (self.svc_nb[self.rdeps[s], n0] > 0).any()
+        ):
+            ok &= self.nb == n0
         # moves
         was_moved = m0 != o
         move = self.wm * self.mmc[o].astype(np.float64)
@@ -230,7 +236,11 @@ class State:
                     return False
             for n in nbs:
                 present = self.svc_nb[s, n] > 0
-                if present and self.has_deps[s] and not (self.svc_nb[inst.dependencies[s], n] > 0).all():
+                if (
+                    present
+                    and self.has_deps[s]
+                    and not (self.svc_nb[inst.dependencies[s], n] > 0).all()
+                ):
                     return False
                 if not present and self.has_rdeps[s] and (self.svc_nb[self.rdeps[s], n] > 0).any():
                     return False
@@ -260,17 +270,17 @@ class State:
         ok = (u1 <= self.cap[m1]).all(axis=1) & (u2 <= self.cap[m2]).all(axis=1) & (m2 != m1)
         if len(self.tr):
             tr = self.tr
-            away1 = (m2 != o1)[:, None]  # p lands away from its origin
-            away2 = (m1 != o2)[:, None]
+            away1 = np.not_equal(m2, o1)[:, None]  # p lands away from its origin
+            away2 = np.not_equal(o2, m1)[:, None]
             t1 = self.trans[m1, tr] - (r1[tr] if m1 != o1 else 0) + r2[:, tr] * away2
-            t2 = self.trans[m2][:, tr] - r2[:, tr] * (m2 != o2)[:, None] + r1[tr] * away1
+            t2 = self.trans[m2][:, tr] - r2[:, tr] * np.not_equal(m2, o2)[:, None] + r1[tr] * away1
             ok &= (t1 <= self.cap[m1, tr]).all(axis=1) & (t2 <= self.cap[m2][:, tr]).all(axis=1)
         wp, wm = self.wp, self.wm
         delta += wm * (self.mmc[o1, m2] - self.mmc[o1, m1]) + wp * self.pmc[p] * (
-            (m2 != o1).astype(np.int64) - int(m1 != o1)
+            np.not_equal(m2, o1).astype(np.int64) - int(m1 != o1)
         )
         delta += wm * (self.mmc[o2, m1] - self.mmc[o2, m2]) + wp * self.pmc[others] * (
-            (m1 != o2).astype(np.int64) - (m2 != o2)
+            np.not_equal(o2, m1).astype(np.int64) - np.not_equal(m2, o2)
         )
         delta[~ok] = INFEASIBLE
         return delta
