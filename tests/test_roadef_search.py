@@ -16,6 +16,7 @@ from scheduler.solver.reassign import (
     read_model,
     reassign,
 )
+from scheduler.solver.reassign.lns import returners, solve_neighbourhood
 from scheduler.solver.reassign.search import SearchParams
 
 DATA = Path(__file__).parent / "data" / "roadef"
@@ -131,3 +132,32 @@ def test_search_params_refuse_nonsense():
         SearchParams(lns_machines=1)
     with pytest.raises(ValueError):
         SearchParams(lns_time_s=0)
+
+
+def test_neighbourhood_over_the_whole_example_finds_its_optimum():
+    inst, initial = load(EXAMPLE)
+    state = State(inst, initial)
+    assert solve_neighbourhood(state, [0, 1, 2, 3], [0, 1, 2], [], 5.0, 5.0, seed=0)
+    assert state.cost == evaluate(inst, initial, state.assign).total == 2411
+
+
+@needs_shared
+def test_neighbourhoods_keep_every_rule_and_the_exact_cost_on_a1_4():
+    inst, initial = load(A1_4)  # spread, dependencies, transient usage
+    state = State(inst, initial)
+    rng = np.random.default_rng(5)
+    for _ in range(40):  # moved processes give the neighbourhoods processes to bring home
+        p = int(rng.integers(inst.processes))
+        ok = np.flatnonzero(np.isfinite(state.shift_deltas(p)))
+        if len(ok):
+            state.shift(p, int(rng.choice(ok)))
+    improved = 0
+    for _ in range(12):
+        machines = rng.choice(inst.machines, 4, replace=False).tolist()
+        on = np.flatnonzero(np.isin(state.assign, machines)).tolist()[:30]
+        away = returners(state, machines, 6)
+        before = state.cost
+        improved += solve_neighbourhood(state, machines, on, away, 1.0, 1.0, seed=1)
+        ev = evaluate(inst, initial, state.assign)
+        assert ev.valid and ev.total == state.cost <= before
+    assert improved

@@ -4,9 +4,10 @@ A neighbourhood is a handful of machines, some of the processes on them and some
 elsewhere whose original machine is among them (they may come home, which gives back the
 transient resources their origin still holds, or stay). Every other process stays where it is.
 The sub-problem keeps every hard rule (capacity, transient usage, conflict, spread, dependency,
-with what stays fixed as constants) and minimises the exact load, balance, process-move and
-machine-move costs it can change; the service-move cost is kept from growing (no service may
-pass the current maximum of moved processes). The current placement is the hint, so the answer
+with what stays fixed as constants) and minimises the exact cost it can change: load and
+balance on those machines, the process- and machine-move costs of the free processes, and the
+service-move cost (the most moved processes of a service: those outside are a constant floor).
+The current placement is the hint, so the answer
 is never worse; it is applied through ``State.shift`` and re-checked there, and a sub-solution
 that does not lower the exact cost is undone.
 """
@@ -213,7 +214,14 @@ class _Neighbourhood:
                         break
 
     def _service_moves(self) -> None:
+        """The service-move cost exactly: the largest number of moved processes of a service,
+        over the services outside the sub-problem (a constant) and those inside."""
         st = self.state
+        if not st.ws:
+            return
+        outside = st.svc_moved.copy()
+        outside[list(self.by_service)] = 0
+        counts: list[tuple[int, list[Var]]] = []
         for s, ps in self.by_service.items():
             fixed = int(st.svc_moved[s]) - sum(int(st.assign[p] != st.initial[p]) for p in ps)
             movers: list[Var] = [
@@ -223,8 +231,14 @@ class _Neighbourhood:
                 if (p, j) in self.x and m != st.initial[p]
             ]
             movers += [self.stay[p] for p in ps if p in self.stay]
-            if fixed + len(movers) > st.max_moved:
-                self.model.add(sum(movers) <= st.max_moved - fixed)
+            counts.append((fixed, movers))
+        low = int(outside.max(initial=0))
+        high = max([low] + [fixed + len(movers) for fixed, movers in counts])
+        most = self.model.new_int_var(low, high, "most_moved")
+        for fixed, movers in counts:
+            if fixed + len(movers) > low:
+                self.model.add(most >= fixed + sum(movers))
+        self.objective.append(st.ws * most)
 
     def _machines(self) -> None:
         """Capacity, transient usage, load and balance cost of each chosen machine."""

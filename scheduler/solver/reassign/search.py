@@ -113,14 +113,26 @@ def swap_pass(
 
 
 def pick_machines(state: State, k: int, rng: np.random.Generator) -> IntArray:
-    """A costly machine (by rank, geometric) and ``k - 1`` others, each drawn at random from
-    the cheapest quarter or from all with even odds."""
+    """A costly machine (by rank, geometric) and ``k - 1`` others. Half the time the others are
+    those with the most room below the safety capacity in the resource the first machine
+    overloads most (where its load can go); otherwise each is drawn at random from the cheapest
+    quarter or from all, with even odds."""
     n = state.inst.machines
     k = min(k, n)
     order = np.argsort(-state.machine_cost, kind="stable")
     first = int(order[min(int(rng.geometric(0.15)) - 1, n - 1)])
-    cheap = order[::-1][: max(1, n // 4)]
     chosen = [first]
+    if rng.random() < 0.5:
+        excess = (state.usage[first] - state.inst.safety[first]) * state.wl
+        r = int(np.argmax(excess))
+        room = (state.inst.safety[:, r] - state.usage[:, r]).astype(np.float64)
+        room[first] = -np.inf
+        # the roomiest few, drawn at random so that repeated picks differ
+        top = np.argsort(-room, kind="stable")[: max(k - 1, 3 * (k - 1))]
+        picks = rng.choice(top, min(k - 1, len(top)), replace=False)
+        chosen.extend(int(m) for m in picks)
+        return np.asarray(chosen, dtype=np.int64)
+    cheap = order[::-1][: max(1, n // 4)]
     while len(chosen) < k:
         pool = cheap if rng.random() < 0.5 else order
         m = int(pool[int(rng.integers(len(pool)))])
