@@ -5,9 +5,11 @@
    machine at once, with every hard rule as a mask). A swap pass exchanges a process with the
    best of a sample of processes elsewhere (``State.swap_deltas`` prices them together; the
    winner is applied, checked locally and undone if a rule breaks or the cost does not drop).
-   Passes repeat until neither moves anything.
+   Passes repeat until neither moves anything or a pass gains less than ``climb_min_gain`` of
+   the cost.
 2. **Large neighbourhood search** (``lns``) until the time limit: a costly machine and a few
-   others (half of them among the cheapest, where the room is), some processes on them and some
+   others (those with the most room in the resource it overloads most, or drawn among the
+   cheapest and all), some processes on them and some
    away from an original machine among them; CP-SAT re-places them exactly (the current
    placement as the hint) and the result is kept only when the exact cost drops.
 
@@ -38,6 +40,7 @@ class SearchParams:
     lns_free: int = 40  # processes on them that may move (a random subset when more)
     lns_returners: int = 8  # processes elsewhere that may come back to an original machine
     lns_time_s: float = 0.5  # CP-SAT limit per neighbourhood (wall and deterministic)
+    climb_min_gain: float = 0.001  # hill climbing stops after a pass gaining less (share of cost)
 
     def __post_init__(self) -> None:
         if self.swap_sample < 1 or self.lns_machines < 2 or self.lns_free < 1:
@@ -160,12 +163,14 @@ def reassign(
     initial_cost = state.cost
     stats = {"shifts": 0, "swaps": 0, "passes": 0, "lns": 0, "lns_improved": 0}
     while time.perf_counter() < deadline:
+        before = state.cost
         moved = shift_pass(state, hot_first(state, rng), deadline)
         swapped = swap_pass(state, hot_first(state, rng), params.swap_sample, rng, deadline)
         stats["shifts"] += moved
         stats["swaps"] += swapped
         stats["passes"] += 1
-        if not moved and not swapped:
+        # a pass that gains little hands over to the neighbourhoods, which gain more per second
+        if (not moved and not swapped) or before - state.cost < params.climb_min_gain * before:
             break
     stats["climb_cost"] = state.cost
     while time.perf_counter() < deadline - 0.02 and (max_lns is None or stats["lns"] < max_lns):
