@@ -16,6 +16,7 @@ SUITES = {
     "service": "scheduler.bench.service",
     "loop": "scheduler.bench.loop",
     "day": "scheduler.bench.day",
+    "roadef": "scheduler.bench.roadef",
 }
 
 

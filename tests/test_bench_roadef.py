@@ -1,0 +1,75 @@
+"""``valley bench roadef`` through the CLI on the specification's example."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from scheduler.bench.roadef import canonical, command, find_models
+from scheduler.solver.reassign import evaluate, read_assignment, read_model
+
+DATA = Path(__file__).parent / "data" / "roadef"
+EXAMPLE = DATA / "model_example.txt"
+BEST = DATA / "best_known.csv"
+
+
+def run(*args: str):
+    return CliRunner().invoke(command, list(args), catch_exceptions=False)
+
+
+def test_json_rows_carry_the_instance_costs_bound_score_and_validity(tmp_path):
+    out = run(
+        "--instances",
+        str(EXAMPLE),
+        "--time-limit",
+        "2",
+        "--best-known",
+        str(BEST),
+        "--solutions",
+        str(tmp_path),
+        "--output",
+        "json",
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["suite"] == "roadef"
+    assert doc["params"]["time_limit_s"] == 2.0
+    (row,) = doc["rows"]
+    for key in ("instance", "initial_cost", "cost", "lower_bound", "seconds", "valid"):
+        assert key in row
+    assert row["instance"] == "example"
+    assert (row["initial_cost"], row["cost"], row["lower_bound"]) == (4200, 2411, 2411)
+    assert row["valid"] is True
+    assert row["seconds"] <= 2.5
+    assert row["best_known"] == 2411 and row["score"] == 0.0
+    assert row["gap_to_lower_bound"] == 0.0
+    (summary,) = doc["params"]["summary"]
+    assert summary["mean_score"] == 0.0 and summary["all_valid"] is True
+    # the solution file, in the challenge's format, passes the evaluator
+    inst = read_model(EXAMPLE)
+    written = read_assignment(tmp_path / "solution_example.txt", inst)
+    initial = read_assignment(DATA / "assignment_example.txt", inst)
+    assert evaluate(inst, initial, written).total == 2411
+
+
+def test_table_output_lists_the_instance_and_the_set_summary():
+    out = run(str(EXAMPLE), "--time-limit", "1", "--best-known", str(BEST))
+    assert out.exit_code == 0, out.output
+    assert "suite roadef" in out.output
+    assert "example" in out.output and "mean_score" in out.output
+
+
+def test_malformed_model_fails_before_solving_naming_file_and_line(tmp_path):
+    bad = tmp_path / "model_bad.txt"
+    bad.write_text("2\n1 100\n0 x\n")
+    (tmp_path / "assignment_bad.txt").write_text("0\n")
+    out = CliRunner().invoke(command, ["--instances", str(bad)])
+    assert out.exit_code != 0
+    assert f"{bad}:3: expected an integer, got 'x'" in out.output
+
+
+def test_folders_give_their_model_files_and_names_match_the_best_known_table():
+    assert find_models([DATA]) == [EXAMPLE]
+    assert canonical("b_01") == "b_1" and canonical("a1_2") == "a1_2"
