@@ -177,3 +177,15 @@ def test_the_reason_code_of_an_unplaced_workload(
     codes: tuple[str, ...], final: bool, expected: str
 ) -> None:
     assert reason_code([Reason(c, "") for c in codes], final) == expected
+
+
+def test_a_placement_on_a_node_cordoned_since_the_solve_waits_and_takes_nothing(
+    tiny: Scenario,
+) -> None:
+    batch = [Workload("late", cpu(1)), Workload("fine", cpu(1))]
+    answer = result({"late": placements("near/cpu-0000"), "fine": placements("near/cpu-0001")})
+    cluster = Cluster(tiny)
+    decided = apply_result(batch, answer, cluster, cordoned={"near/cpu-0000"})
+    assert list(decided.placed) == ["fine"]
+    assert decided.pending["late"].message == "its node was cordoned since: tried again"
+    assert cluster.free_cpu[cluster.index["near/cpu-0000"]] == 4000

@@ -9,7 +9,7 @@ cluster and keeps the copy only once the store has the decisions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,17 +47,29 @@ class Decisions:
     unschedulable: dict[str, Unfit]
 
 
-def apply_result(batch: Sequence[Workload], result: PlacementResult, cluster: Cluster) -> Decisions:
+def apply_result(
+    batch: Sequence[Workload],
+    result: PlacementResult,
+    cluster: Cluster,
+    cordoned: Collection[str] = (),
+    moved: bool = False,
+) -> Decisions:
     """Take the capacity of ``result``'s placements on ``cluster`` (changed in place) and sort
-    ``batch`` into placed, pending and unschedulable. A placement that does not fit is a solver
-    bug and must not reach the store: its workload stays PENDING. CPU-only work (most of it) is
-    applied in one step."""
+    ``batch`` into placed, pending and unschedulable. A placement that does not fit must not
+    reach the store: its workload stays PENDING (a solver bug, unless replicas ``moved`` since
+    the solve took the room), and so does one on a node ``cordoned`` since the solve. CPU-only
+    work (most of it) is applied in one step."""
     pending: dict[str, Unfit] = {}
     unschedulable: dict[str, Unfit] = {}
     cpu_work: list[tuple[Workload, Sequence[ReplicaPlacement]]] = []
     one_by_one: list[tuple[Workload, Sequence[ReplicaPlacement]]] = []
+    rejected: set[str] = set()
     for w in batch:
         got = result.placements.get(w.id)
+        if got and cordoned and any(p.node in cordoned for p in got):
+            pending[w.id] = Unfit(ReasonCode.CAPACITY, "its node was cordoned since: tried again")
+            rejected.add(w.id)
+            continue
         if got and starts_later(got):
             continue  # a reservation: it holds capacity from its start (``Allocation``)
         if got:
@@ -73,12 +85,14 @@ def apply_result(batch: Sequence[Workload], result: PlacementResult, cluster: Cl
             pending[w.id] = Unfit(reason_code(u.reasons, False), u.summary, u.reasons)
     if not allocate_cpu_work(cluster, cpu_work):
         one_by_one = cpu_work + one_by_one
-    rejected: set[str] = set()
     for w, reps in one_by_one:
         try:
             allocate_replicas(cluster, w.spec.resources, reps)
         except (CapacityError, KeyError) as e:
-            log.error("solver placement of %s does not fit: %s", w.id, e)
+            if moved:  # a drain or rebalance took the room after the solve
+                log.info("placement of %s no longer fits after moves: %s", w.id, e)
+            else:
+                log.error("solver placement of %s does not fit: %s", w.id, e)
             pending[w.id] = Unfit(ReasonCode.CAPACITY, "does not fit now: placement rejected")
             rejected.add(w.id)
     placed: dict[str, tuple[tuple[ReplicaPlacement, ...], Cost]] = {}

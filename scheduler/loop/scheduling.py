@@ -129,6 +129,7 @@ class SchedulingLoop:
         self._stopping = False  # stop() was called: no new batch is solved
         self._capacity_news = threading.Event()  # capacity came back outside the loop
         self._rebalanced_at: datetime | None = None  # the last periodic rebalance (clock)
+        self._moved_since_send = False  # replicas moved while a batch was being solved
         self.moves = 0  # replicas moved by periodic rebalancing
         # work other threads ask of the loop thread (a drain), served at the next cycle
         self._requests: queue.SimpleQueue[tuple[Callable[[datetime], object], Future[object]]]
@@ -275,6 +276,8 @@ class SchedulingLoop:
     def _drain(self, nodes: Sequence[str], dry_run: bool, now: datetime) -> DrainPlan:
         problem = self._moves_problem(now)
         cordoned = self.store.cordoned_nodes()
+        if not dry_run:  # a batch solved before the cordon does not land there either
+            self._cordoned = self._cordoned | cordoned | set(nodes)
         plan = plan_drain(problem, self.params, self._allocation.holders(), nodes, cordoned)
         return plan if dry_run else self._apply_moves(plan, now)
 
@@ -324,6 +327,7 @@ class SchedulingLoop:
         """Commit ``plan``'s moves; then the allocation holds the new placements."""
         if not plan.placements:
             return plan
+        self._moved_since_send = True
         holders = {wid: self._allocation.holder(wid) for wid in plan.placements}
         moves = {wid: (holders[wid], reps, cost) for wid, (reps, cost) in plan.placements.items()}
         for w in self.store.move(moves, now):
@@ -643,7 +647,10 @@ class SchedulingLoop:
         solve_seconds: float,
     ) -> _Decided:
         cluster = self._allocation.cluster.copy()
-        decisions = apply_result(batch, result, cluster)
+        moved, self._moved_since_send = self._moved_since_send, False
+        # a node cordoned while the batch was solved takes none of it either
+        cordoned = self._cordoned | self.store.cordoned_nodes()
+        decisions = apply_result(batch, result, cluster, cordoned, moved)
         timeline = self._allocation.timeline.copy()
         hold_placed(timeline, cluster, batch, decisions.placed, started_at)
         return _Decided(batch, result, decisions, cluster, timeline, started_at, t0, solve_seconds)
