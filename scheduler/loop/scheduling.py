@@ -127,7 +127,6 @@ class SchedulingLoop:
         self._rest_until = 0.0  # monotonic time before which no cycle starts (rest_ratio)
         self._last_batch = 0  # workloads in the last cycle's batch
         self._stopping = False  # stop() was called: no new batch is solved
-        self._capacity_news = threading.Event()  # capacity came back outside the loop
         self._rebalanced_at: datetime | None = None  # the last periodic rebalance (clock)
         self._moved_since_send = False  # replicas moved while a batch was being solved
         self.moves = 0  # replicas moved by periodic rebalancing
@@ -275,19 +274,18 @@ class SchedulingLoop:
 
     def _drain(self, nodes: Sequence[str], dry_run: bool, now: datetime) -> DrainPlan:
         problem = self._moves_problem(now)
-        cordoned = self.store.cordoned_nodes()
         if not dry_run:  # a batch solved before the cordon does not land there either
-            self._cordoned = self._cordoned | cordoned | set(nodes)
-        plan = plan_drain(problem, self.params, self._allocation.holders(), nodes, cordoned)
+            self._cordoned = self._cordoned | set(nodes)
+        holders = self._allocation.holders()
+        plan = plan_drain(problem, self.params, holders, nodes, self._cordoned)
         return plan if dry_run else self._apply_moves(plan, now)
 
     def _rebalance(
         self, dry_run: bool, max_moves: int, sites: Sequence[str], now: datetime
     ) -> DrainPlan:
         problem = self._moves_problem(now)
-        cordoned = self.store.cordoned_nodes()
         holders = self._allocation.holders()
-        plan = plan_rebalance(problem, self.params, holders, cordoned, max_moves, sites)
+        plan = plan_rebalance(problem, self.params, holders, self._cordoned, max_moves, sites)
         return plan if dry_run else self._apply_moves(plan, now)
 
     def _rebalance_if_due(self, now: datetime) -> None:
@@ -345,9 +343,8 @@ class SchedulingLoop:
         return plan
 
     def capacity_changed(self) -> None:
-        """Capacity came back outside the loop (nodes uncordoned): the waiting workloads are
-        tried again in a cycle soon."""
-        self._capacity_news.set()
+        """Capacity came back outside the loop (nodes uncordoned): a cycle soon, which reads the
+        cordons and tries the waiting workloads again."""
         self._mailbox.nudge()
 
     def snapshot(self) -> Snapshot:
@@ -428,11 +425,9 @@ class SchedulingLoop:
         self._allocation.advance(started_at)
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
+        freed |= self._read_cordons()
         self._serve_requests(started_at)  # (drains, rebalances) on what is committed now
         self._rebalance_if_due(started_at)
-        if self._capacity_news.is_set():
-            self._capacity_news.clear()
-            freed = True
         self._allocation.start_due(started_at)
         # the batch the solver process has solved meanwhile, applied to a copy of the cluster
         # (not committed yet: the next batch is sent first, to be solved on that copy)
@@ -529,6 +524,14 @@ class SchedulingLoop:
             self._batch_limit = None  # the backlog that made a solve fail is gone
         return batch
 
+    def _read_cordons(self) -> bool:
+        """The cordoned nodes, read once a cycle (any server may have changed them); True if
+        some were uncordoned: what waits may fit now."""
+        cordoned = self.store.cordoned_nodes()
+        freed = bool(self._cordoned - cordoned)
+        self._cordoned = cordoned
+        return freed
+
     def _problem(
         self,
         batch: list[Workload],
@@ -537,10 +540,7 @@ class SchedulingLoop:
         timeline: Timeline | None = None,
     ) -> tuple[Problem, SolverParams]:
         hour, month = self.local_hour_month(started_at)
-        cordoned = self.store.cordoned_nodes()  # any server may have cordoned one just now
-        if self._cordoned - cordoned:
-            self._queue.wake()  # uncordoned (on any server): what waits may fit next cycle
-        self._cordoned = cordoned
+        cordoned = self._cordoned
         timeline = timeline or self._allocation.timeline
         if cordoned:  # nothing new there, now or reserved for later
             cluster = cluster.without_room_on(cordoned)
@@ -648,9 +648,8 @@ class SchedulingLoop:
     ) -> _Decided:
         cluster = self._allocation.cluster.copy()
         moved, self._moved_since_send = self._moved_since_send, False
-        # a node cordoned while the batch was solved takes none of it either
-        cordoned = self._cordoned | self.store.cordoned_nodes()
-        decisions = apply_result(batch, result, cluster, cordoned, moved)
+        # a node cordoned while the batch was solved (read this cycle) takes none of it either
+        decisions = apply_result(batch, result, cluster, self._cordoned, moved)
         timeline = self._allocation.timeline.copy()
         hold_placed(timeline, cluster, batch, decisions.placed, started_at)
         return _Decided(batch, result, decisions, cluster, timeline, started_at, t0, solve_seconds)
