@@ -30,12 +30,11 @@ from scheduler.domain import (
     Move,
     ReplicaPlacement,
     Stuck,
-    Topology,
     Workload,
     site_costs,
 )
 from scheduler.solver import Problem, SolverParams, greedy
-from scheduler.solver.filters import eligibility_of
+from scheduler.solver.filters import eligibility_of, sites_for_a_move
 from scheduler.solver.objective import (
     carbon_price,
     cheapest_site_order,
@@ -114,7 +113,8 @@ def _move_workload(
     moved = False
     for p in on:
         others = [q for q in reps.values() if q.replica != p.replica]
-        sites = _sites_allowed(spec.topology, spec.min_sites, e.sites, p.site, others)
+        other_sites = {q.site for q in others}
+        sites = sites_for_a_move(spec.topology, spec.min_sites, e.sites, p.site, other_sites)
         pools = tuple(pi for s in sites for pi in e.pools_by_site.get(s, ()))
         nodes = index.nodes(pools)
         keep = [
@@ -149,23 +149,6 @@ def _move_workload(
     if not moved:
         return None
     return tuple(reps[i] for i in sorted(reps))
-
-
-def _sites_allowed(
-    topology: Topology,
-    min_sites: int,
-    eligible: Sequence[str],
-    site: str,
-    others: Sequence[ReplicaPlacement],
-) -> list[str]:
-    """Where a replica leaving ``site`` may go, given the workload's other replicas."""
-    if topology == Topology.GANG:
-        return [site]  # a gang's replicas stay together
-    if topology == Topology.SPREAD:
-        kept = {q.site for q in others}
-        if site not in kept and len(kept) < min_sites:
-            return [site]  # the site's only replica: it keeps the spread
-    return list(eligible)
 
 
 def plan_rebalance(

@@ -12,6 +12,7 @@ from scheduler.solver.filters.eligibility import (
     Eligibility,
     eligibility,
     eligibility_of,
+    sites_for_a_move,
 )
 from scheduler.solver.filters.plugins import (
     FILTERS,
@@ -43,5 +44,6 @@ __all__ = [
     "capacity_reasons",
     "eligibility",
     "eligibility_of",
+    "sites_for_a_move",
     "spread_node_reason",
 ]

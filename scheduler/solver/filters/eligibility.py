@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scheduler.domain import (
@@ -200,3 +200,20 @@ def replicas_per_node(node: Resources, r: Resources) -> int:
     elif r.gpu_millis:
         per.append(node.gpus * (GPU_MILLIS // r.gpu_millis))
     return max(0, min(per))
+
+
+def sites_for_a_move(
+    topology: Topology,
+    min_sites: int,
+    eligible: Sequence[str],
+    site: str,
+    other_sites: Collection[str],
+) -> list[str]:
+    """Where a replica leaving ``site`` may go, given the sites of the workload's other
+    replicas: a GANG's replicas stay in one site, a SPREAD's site that its other replicas leave
+    short of ``min_sites`` keeps its replica; else any ``eligible`` site."""
+    if topology == Topology.GANG:
+        return [site]
+    if topology == Topology.SPREAD and site not in other_sites and len(other_sites) < min_sites:
+        return [site]
+    return list(eligible)

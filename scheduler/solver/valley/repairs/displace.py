@@ -25,6 +25,7 @@ import numpy as np
 from scheduler.domain import Resources, Topology
 from scheduler.solver import greedy
 from scheduler.solver.budget import TimeBudget
+from scheduler.solver.filters import sites_for_a_move
 from scheduler.solver.greedy import IntArray
 from scheduler.solver.objective import cheapest_site_order, evaluate_state, unplaced_penalties
 from scheduler.solver.valley.state import PackingState, ReplicaRef, Slot
@@ -267,14 +268,8 @@ class Displace:
         wid, i = ref
         spec, e = state.specs[wid], state.elig[wid]
         cluster = state.cluster
-        site_a = cluster.site_of(a)
-        sites = list(e.sites)
-        if spec.topology == Topology.GANG:
-            sites = [site_a]
-        elif spec.topology == Topology.SPREAD:
-            others = {cluster.site_of(n) for j, (n, _) in enumerate(state.slots(wid)) if j != i}
-            if site_a not in others and len(others) < spec.min_sites:
-                sites = [site_a]  # the site's only replica: it keeps the spread
+        others = {cluster.site_of(n) for j, (n, _) in enumerate(state.slots(wid)) if j != i}
+        sites = sites_for_a_move(spec.topology, spec.min_sites, e.sites, cluster.site_of(a), others)
         avoid_set = set(avoid)
         pools = tuple(p for s in sites for p in e.pools_by_site[s] if p not in avoid_set)
         for choice in (pools, tuple(p for s in sites for p in e.pools_by_site[s])):
