@@ -107,6 +107,25 @@ def test_nothing_of_a_batch_over_the_quota_is_stored(channel: grpc.Channel) -> N
     assert stored(a) == 0
 
 
+def test_a_plan_over_the_quota_is_refused_as_the_submission_would_be(
+    channel: grpc.Channel,
+) -> None:
+    a = Stubs.over(channel, TOKENS["a"])
+    submit(a, [millicores(2500)])
+
+    def plan(m: int) -> list[pb.Workload]:
+        req = pb.SubmitWorkloadsRequest(workloads=[millicores(m)])
+        return list(a.placement.PlanWorkloads(req, metadata=a.metadata, timeout=30).workloads)
+
+    assert len(plan(500)) == 1  # exactly the quota with what a holds
+    with pytest.raises(grpc.RpcError) as info:
+        plan(501)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "held by PENDING and PLACED workloads 2500, asked 501" in (info.value.details() or "")
+    assert quota_failure(info.value).violations[0].quota_metric == "cpu_millis"
+    assert stored(a) == 1
+
+
 def test_two_concurrent_batches_never_both_take_the_last_room(channel: grpc.Channel) -> None:
     a = Stubs.over(channel, TOKENS["a"])
     submit(a, [millicores(1200, 2)])  # 2400 of 3000 held: room for one batch of 400, not two

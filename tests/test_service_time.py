@@ -15,7 +15,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
-from scheduler.cli.tables import site_tables, workload_detail
+from scheduler.cli.tables import planned_rows, site_tables, workload_detail
 from scheduler.config import Valley, ValleyConfig
 from scheduler.domain import Scenario
 from scheduler.loop import LoopConfig
@@ -112,3 +112,17 @@ def test_a_service_starts_at_once_whatever_the_forecast(client: Client) -> None:
     until(lambda: client.get(w.id).state == pb.WORKLOAD_STATE_PLACED)
     got = client.get(w.id)
     assert got.placements[0].start_time == got.placed_at
+
+
+def test_a_plan_shows_the_start_a_submission_would_be_reserved(
+    client: Client, cheap_hour: datetime
+) -> None:
+    spec = batch(1800, datetime.now(UTC) + timedelta(hours=10))
+    resp = client.placement.PlanWorkloads(pb.SubmitWorkloadsRequest(workloads=[spec]), timeout=30)
+    (planned,) = resp.workloads
+    assert planned.state == pb.WORKLOAD_STATE_PLACED and planned.id == ""
+    assert planned.placements[0].start_time.ToDatetime(tzinfo=UTC) == cheap_hour
+    assert cheap_hour.strftime("%H:%M") in planned_rows([planned])
+    (w,) = client.submit([spec])
+    until(lambda: client.get(w.id).state == pb.WORKLOAD_STATE_PLACED)
+    assert client.get(w.id).placements[0].start_time == planned.placements[0].start_time

@@ -29,6 +29,8 @@ from scheduler.cli.tables import (
     explanation,
     move_plan_tables,
     node_table,
+    planned_rows,
+    planned_start,
     site_tables,
     state_name,
     workload_detail,
@@ -73,18 +75,21 @@ def submit(api: Api, file: str, request_id: str, dry_run: bool) -> Shown:
             raise
         accepted += resp.workloads
     if dry_run:
-        return Shown(accepted, workload_rows, planned_note(accepted))
+        return Shown(accepted, planned_rows, planned_note(accepted))
     return Shown(accepted, workload_rows, submitted_note(len(accepted), rid))
 
 
 def planned_note(planned: Sequence[pb.Workload]) -> str:
-    """What a dry run found: how many would be placed now, and their cost per hour."""
+    """What a dry run found: how many would be placed (and of those, reserved to start
+    later), and their cost per hour."""
     placed = [w for w in planned if w.state == pb.WORKLOAD_STATE_PLACED]
     cny = sum(w.cost.energy_cny_per_hour for w in placed)
     kg = sum(w.cost.carbon_kg_per_hour for w in placed)
+    later = sum(1 for w in placed if planned_start(w) != "now")
+    when = f" ({later} of them reserved to start later)" if later else " now"
     return (
-        f"dry run, nothing stored: {len(placed)} of {len(planned)} workloads would be placed "
-        f"now, {cny:.2f} CNY and {kg:.2f} kg CO2 per hour"
+        f"dry run, nothing stored: {len(placed)} of {len(planned)} workloads would be "
+        f"placed{when}, {cny:.2f} CNY and {kg:.2f} kg CO2 per hour"
     )
 
 

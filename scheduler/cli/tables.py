@@ -106,6 +106,35 @@ def workload_rows(workloads: Sequence[pb.Workload]) -> str:
     )
 
 
+def planned_start(w: pb.Workload) -> str:
+    """When a planned workload would start: ``now``, the reserved start of deferrable work
+    placed to start later, or empty where it would not be placed."""
+    if w.state != pb.WORKLOAD_STATE_PLACED:
+        return ""
+    later = [p.start_time for p in w.placements if p.HasField("start_time")]
+    return timestamp(min(later, key=lambda t: (t.seconds, t.nanos))) if later else "now"
+
+
+def planned_rows(workloads: Sequence[pb.Workload]) -> str:
+    """A dry run's line per workload (no ids: nothing was stored)."""
+    rows = [
+        (
+            w.spec.tenant,
+            w.spec.name,
+            state_name(w.state),
+            w.spec.replicas or 1,
+            shape(w.spec.resources),
+            sites_of(w),
+            planned_start(w),
+            clip(w.reason, 70),
+        )
+        for w in workloads
+    ]
+    return table(
+        rows, ("TENANT", "NAME", "STATE", "REPLICAS", "PER REPLICA", "SITES", "STARTS", "REASON")
+    )
+
+
 def workload_detail(w: pb.Workload) -> str:
     """One workload: state, reason, times, cost and a line per placed replica."""
     s = w.spec

@@ -11,7 +11,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from scheduler.domain import Cluster, Scenario, Workload, WorkloadState
+from scheduler.domain import Cluster, Forecast, Scenario, Workload, WorkloadState
+from scheduler.domain.timeline import Timeline
 from scheduler.solver import PlacementResult
 
 
@@ -60,3 +61,8 @@ class Snapshot:
     # from the hour that begins at ``reserved_from``
     reserved_cores: npt.NDArray[np.float64] | None = None
     reserved_from: datetime | None = None
+    # what a dry run needs to plan in time as a cycle would (None where no loop runs here):
+    # the instant, the forecast, and a copy of what every node holds in each hour ahead
+    now: datetime | None = None
+    forecast: Forecast | None = None
+    timeline: Timeline | None = None

@@ -42,7 +42,14 @@ from scheduler.loop.queue import WorkQueue
 from scheduler.loop.replanning import Replanner
 from scheduler.loop.reports import CycleReport, LoopObserver, Snapshot
 from scheduler.loop.solver_client import SolveFunction, SolverClient, SolverProcessError
-from scheduler.solver import PendingWorkload, PlacementResult, Problem, SolverParams, solve
+from scheduler.solver import (
+    PendingWorkload,
+    PlacementResult,
+    Problem,
+    SolverParams,
+    solve,
+    without_room_on,
+)
 from scheduler.solver.fragmentation import RequestHistory
 from scheduler.store import CycleCommit, CycleOutcome, Store, StoreError, Unfit
 
@@ -112,6 +119,7 @@ class SchedulingLoop:
         self._cluster = Cluster(scenario)  # a copy of the allocation's, replaced, never changed
         self._last_result: PlacementResult | None = None
         self._reserved: tuple[datetime, npt.NDArray[np.float64]] | None = None
+        self._timeline: Timeline | None = None  # a copy of the allocation's, as _cluster
         # --- owned by the loop thread
         self._queue = WorkQueue()
         self._allocation = Allocation(scenario, self.config.horizon_hours)
@@ -348,7 +356,8 @@ class SchedulingLoop:
         self._mailbox.nudge()
 
     def snapshot(self) -> Snapshot:
-        hour, month = self.local_hour_month()
+        now = self._clock()
+        hour, month = self.local_hour_month(now)
         with self._lock:
             c = self._counters
             return Snapshot(
@@ -362,6 +371,9 @@ class SchedulingLoop:
                 self._last_result,
                 None if self._reserved is None else self._reserved[1],
                 None if self._reserved is None else self._reserved[0],
+                now,
+                self._forecast,
+                self._timeline,
             )
 
     def local_hour_month(self, now: datetime | None = None) -> tuple[int, int]:
@@ -468,6 +480,7 @@ class SchedulingLoop:
         """Copies of what other threads read of the allocation (hold ``_lock``)."""
         self._cluster = self._allocation.cluster.copy()
         timeline = self._allocation.timeline
+        self._timeline = timeline.copy()  # replaced, never changed (a dry run plans on it)
         self._reserved = (hour_start(timeline.base), timeline.reserved_cores())
 
     def _enqueue(self, w: Workload) -> None:
@@ -540,13 +553,9 @@ class SchedulingLoop:
         timeline: Timeline | None = None,
     ) -> tuple[Problem, SolverParams]:
         hour, month = self.local_hour_month(started_at)
-        cordoned = self._cordoned
-        timeline = timeline or self._allocation.timeline
-        if cordoned:  # nothing new there, now or reserved for later
-            cluster = cluster.without_room_on(cordoned)
-            timeline = timeline.without_room_on(
-                [cluster.index[n] for n in cordoned if n in cluster.index]
-            )
+        cluster, room = without_room_on(
+            cluster, timeline or self._allocation.timeline, self._cordoned
+        )
         problem = Problem(
             scenario=self.scenario,
             cluster=cluster,
@@ -556,7 +565,7 @@ class SchedulingLoop:
             gpu_target=self._gpu_history.target() if self.config.fgd else (),
             now=started_at,
             forecast=self._forecast,
-            timeline=timeline,
+            timeline=room,
         )
         params = self.params
         if params.mip_bound and 0 < self.config.lp_bound_from_batch <= len(batch):

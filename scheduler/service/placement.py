@@ -152,14 +152,17 @@ class PlacementServicer:
         self, request: pb.SubmitWorkloadsRequest, context: grpc.ServicerContext
     ) -> pb.SubmitWorkloadsResponse:
         """A dry run of ``SubmitWorkloads`` (``scheduler.service.planning``): validated, scoped
-        to the caller's tenant and counted against its rate as a submission; nothing stored."""
+        to the caller's tenant, counted against its rate and refused over its resource quota
+        as a submission would be; nothing stored."""
         check_deadline(context)
         caller = self._auth.caller(context)
         if self._auth.enabled:
             self._scope(request, caller, context.time_remaining())
         specs = self._valid_specs(request, self._clock())
         check_deadline(context)
-        return convert.submit_response(self._planner.plan(specs, context.time_remaining()))
+        admit = admission(specs, self._auth.quotas) if self._auth.enabled else None
+        planned = self._planner.plan(specs, context.time_remaining(), admit)
+        return convert.submit_response(planned)
 
     def _scope(
         self, request: pb.SubmitWorkloadsRequest, caller: Caller, time_left_s: float | None

@@ -1,7 +1,8 @@
 """``PlacementService.PlanWorkloads``: a dry run of a submission on the cluster as it is now.
 
 The plan is the policy's own answer (the same ``solve()`` a cycle runs, on a copy of the
-cluster the loop last committed, at the scenario's hour now) for the request's workloads alone:
+cluster the loop last committed, with its reservations ahead, at the loop's instant) for the
+request's workloads alone (deferrable work gets the start a cycle would reserve for it):
 workloads still pending from others are not in it, and nothing is stored or reserved, so a
 submission right after may still land elsewhere. It runs in the server's process, one plan at a
 time, with at most ``PLAN_TIME_LIMIT_S`` of solving and ``MAX_PLAN_REPLICAS`` replicas; a
@@ -20,8 +21,8 @@ import grpc
 from scheduler.domain import Cost, ValidationError, Workload, WorkloadSpec, WorkloadState
 from scheduler.service.errors import RpcFailure
 from scheduler.service.ports import Scheduling
-from scheduler.solver import PendingWorkload, Problem, solve
-from scheduler.store import Store
+from scheduler.solver import PendingWorkload, Problem, solve, without_room_on
+from scheduler.store import Admit, Store
 
 PLAN_TIME_LIMIT_S = 1.0
 MAX_PLAN_REPLICAS = 10_000
@@ -36,9 +37,16 @@ class Planner:
         self._store = store
         self._turn = threading.Lock()
 
-    def plan(self, specs: Sequence[WorkloadSpec], time_left_s: float | None) -> list[Workload]:
-        """``specs`` as they would end this cycle (id empty): PLACED with placements and cost,
-        else PENDING or UNSCHEDULABLE with the reason."""
+    def plan(
+        self,
+        specs: Sequence[WorkloadSpec],
+        time_left_s: float | None,
+        admit: Admit | None = None,
+    ) -> list[Workload]:
+        """``specs`` as they would end this cycle (id empty): PLACED with placements and cost
+        (deferrable work at the start the cycle would reserve), else PENDING or UNSCHEDULABLE
+        with the reason. ``admit`` (the submission's quota check): its refusal is raised, as
+        the submission would be refused."""
         replicas = sum(s.replica_count for s in specs)
         if replicas > MAX_PLAN_REPLICAS:
             raise ValidationError(
@@ -46,6 +54,10 @@ class Planner:
                 f"a plan covers at most {MAX_PLAN_REPLICAS} replicas (got {replicas}); "
                 "plan part of it",
             )
+        if admit is not None:
+            refused = admit(self._store.held_by({s.tenant for s in specs}))
+            if refused is not None:
+                raise refused
         wait = PLAN_WAIT_S if time_left_s is None else max(0.0, min(PLAN_WAIT_S, time_left_s))
         if not self._turn.acquire(timeout=wait):
             raise RpcFailure(
@@ -59,13 +71,18 @@ class Planner:
     def _plan(self, specs: Sequence[WorkloadSpec], time_left_s: float | None) -> list[Workload]:
         view = self._scheduling.snapshot()
         ids = [f"plan-{i}" for i in range(len(specs))]
-        cordoned = self._store.cordoned_nodes()
+        cluster, timeline = without_room_on(
+            view.cluster, view.timeline, self._store.cordoned_nodes()
+        )
         problem = Problem(
             scenario=view.scenario,
-            cluster=view.cluster.without_room_on(cordoned) if cordoned else view.cluster,
+            cluster=cluster,
             workloads=tuple(PendingWorkload(i, s) for i, s in zip(ids, specs, strict=True)),
             hour=view.hour,
             month=view.month,
+            now=view.now,
+            forecast=view.forecast,
+            timeline=timeline,
         )
         limit = min(self._scheduling.params.time_limit_s, PLAN_TIME_LIMIT_S)
         if time_left_s is not None:

@@ -4,9 +4,11 @@ does not import the loop (they are independent layers; the composition root wire
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from scheduler.domain import Cluster, DrainPlan, Scenario, Workload, WorkloadState
+from scheduler.domain import Cluster, DrainPlan, Forecast, Scenario, Workload, WorkloadState
+from scheduler.domain.timeline import Timeline
 from scheduler.solver import SolverParams
 
 
@@ -24,6 +26,16 @@ class ClusterView(Protocol):
 
     @property
     def month(self) -> int: ...
+
+    # where a loop runs here, what planning in time needs (else None: everything starts now)
+    @property
+    def now(self) -> datetime | None: ...
+
+    @property
+    def forecast(self) -> Forecast | None: ...
+
+    @property
+    def timeline(self) -> Timeline | None: ...
 
 
 class Scheduling(Protocol):

@@ -13,6 +13,7 @@ from scheduler.solver.problem import (
     SolveStats,
     SolveStatus,
     Unplaced,
+    without_room_on,
 )
 
 
@@ -51,4 +52,5 @@ __all__ = [
     "SolverParams",
     "Unplaced",
     "solve",
+    "without_room_on",
 ]

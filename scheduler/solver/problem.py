@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,19 @@ class Problem:
     # the priorities unplaced penalties rank against (empty: the workloads' own); a part of a
     # problem solved on its own keeps the whole problem's penalties with them
     priorities: tuple[int, ...] = ()
+
+
+def without_room_on(
+    cluster: Cluster, timeline: Timeline | None, names: Collection[str]
+) -> tuple[Cluster, Timeline | None]:
+    """Copies of ``cluster`` and ``timeline`` in which the named nodes (cordoned) take nothing
+    new, now or reserved for later; what they hold stays."""
+    if not names:
+        return cluster, timeline
+    closed = cluster.without_room_on(names)
+    if timeline is not None:
+        timeline = timeline.without_room_on([cluster.index[n] for n in names if n in cluster.index])
+    return closed, timeline
 
 
 # the repairs of Valley's packing, in the order they run by default (scheduler.solver.valley.repairs

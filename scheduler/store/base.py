@@ -8,7 +8,7 @@ subscribers of ``subscribe()`` once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -208,6 +208,11 @@ class Store(Protocol):
 
     def cordoned_nodes(self) -> frozenset[str]:
         """The nodes cordoned now."""
+        ...
+
+    def held_by(self, tenants: Collection[str]) -> dict[str, Resources]:
+        """What each of ``tenants``' PENDING and PLACED workloads hold now (resources x
+        replicas; whole GPUs as ``gpu_millis``, 1000 each): the amounts quotas count."""
         ...
 
     def close(self) -> None: ...

@@ -10,11 +10,18 @@ whatever the timing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from scheduler.domain import Cost, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import (
+    Cost,
+    ReplicaPlacement,
+    Resources,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from scheduler.store.base import (
     Admit,
     CycleCommit,
@@ -114,6 +121,9 @@ class FencedStore:
 
     def cordoned_nodes(self) -> frozenset[str]:
         return self._store.cordoned_nodes()
+
+    def held_by(self, tenants: Collection[str]) -> dict[str, Resources]:
+        return self._store.held_by(tenants)
 
     def close(self) -> None:
         """The store is the server's, not the term's: left open."""

@@ -7,11 +7,18 @@ writes (``cycle``), reads (``queries``), all over the rows of ``rows``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from scheduler.domain import Cost, ReplicaPlacement, Workload, WorkloadSpec, WorkloadState
+from scheduler.domain import (
+    Cost,
+    ReplicaPlacement,
+    Resources,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from scheduler.store import queries
 from scheduler.store.base import (
     Admit,
@@ -118,6 +125,9 @@ class SqlStore:
     def cordoned_nodes(self) -> frozenset[str]:
         rows = self._tx.reading(lambda conn: conn.query("SELECT node FROM cordons"))
         return frozenset(str(r[0]) for r in rows)
+
+    def held_by(self, tenants: Collection[str]) -> dict[str, Resources]:
+        return self._tx.reading(lambda conn: {t: queries.held(conn, t) for t in tenants})
 
     def commit_cycle(self, cycle: CycleCommit, term: int | None = None) -> CycleOutcome:
         """See ``Store.commit_cycle``; with a leader ``term``, refused (``NotLeaderError``)
