@@ -11,6 +11,7 @@ import pytest
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+from scheduler.cli.commands import move_plan_note
 from scheduler.domain import Scenario
 from tests.test_service_support import PLACED, Client, cpu_spec, serve, until
 
@@ -76,3 +77,20 @@ def test_a_rebalance_keeps_within_its_move_budget_and_refuses_a_negative_one(
             rebalance(client, max_moves=-1)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (e.value.details() or "").startswith("max_moves")
+
+
+def test_a_rebalance_plan_carries_the_floor_of_the_running_work_and_its_gap(
+    tiny: Scenario, tmp_path: Path
+) -> None:
+    with serve(tiny, tmp_path) as (_, client):
+        scattered(client)
+        until(lambda: len(powered(client)) == 2, 20, "the cancels")
+        dry = rebalance(client, dry_run=True)
+        assert dry.HasField("objective_bound")
+        # the two 1-core jobs on one powered node is the best there is: after the move the
+        # plan is at its floor, before it one node's idle draw above it
+        assert 0 < dry.objective_bound <= dry.objective_after + 1e-9
+        assert dry.objective_after - dry.objective_bound < 0.1 * (
+            dry.objective_before - dry.objective_bound
+        )
+        assert "no placement of the running work does better than" in move_plan_note(dry, True)

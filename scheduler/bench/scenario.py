@@ -52,6 +52,7 @@ from scheduler.solver import (
     SolverParams,
     solve,
 )
+from scheduler.solver.floors import floor_params
 from scheduler.solver.objective import evaluate, rack_sharing
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -216,13 +217,7 @@ def floors(
     for leaving work out stay, so each bound holds for every placement that places all the
     work Valley's model can place (and keeps the SERVICE default spread unless
     ``default_spread`` is off). None where the solver proved no bound in time."""
-    plain = SolverParams(
-        time_limit_s=time_limit,
-        latency_cny_per_ms_hour=0.0,
-        headroom_cny_per_core_hour=0.0,
-        rack_spread_cny_per_replica_hour=0.0,
-        default_spread=default_spread,
-    )
+    plain = floor_params(SolverParams(default_spread=default_spread), time_limit)
     energy = solve(problem, replace(plain, carbon_price_cny_per_tonne=0.0), seed=seed)
     carbon_problem = replace(problem, scenario=_without_energy_prices(problem.scenario))
     price = problem.scenario.carbon_price_cny_per_tonne / 1000.0  # CNY per kg

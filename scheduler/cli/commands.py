@@ -260,7 +260,7 @@ def drain(api: Api, nodes: tuple[str, ...], site: str, dry_run: bool) -> Shown:
     plan = api.call(
         api.operator.DrainNodes, pb.DrainNodesRequest(nodes=list(nodes), site=site, dry_run=dry_run)
     )
-    return Shown(plan, move_plan_tables, _plan_note(plan, dry_run))
+    return Shown(plan, move_plan_tables, move_plan_note(plan, dry_run))
 
 
 @click.command()
@@ -277,15 +277,24 @@ def rebalance(api: Api, dry_run: bool, max_moves: int, sites: tuple[str, ...]) -
         api.operator.Rebalance,
         pb.RebalanceRequest(dry_run=dry_run, max_moves=max_moves, sites=list(sites)),
     )
-    return Shown(plan, move_plan_tables, _plan_note(plan, dry_run))
+    return Shown(plan, move_plan_tables, move_plan_note(plan, dry_run))
 
 
-def _plan_note(plan: pb.MovePlan, dry_run: bool) -> str:
+def move_plan_note(plan: pb.MovePlan, dry_run: bool) -> str:
+    """What a drain or rebalance did (or would): moves, what stays, the cost before and after
+    and, for a rebalance, the floor of the running work and the gap to it."""
     verb = "would move" if dry_run else "moved"
-    return (
+    note = (
         f"{len(plan.moves)} replicas {verb}, {len(plan.stuck)} stay; the cluster "
         f"{plan.objective_before:.2f} -> {plan.objective_after:.2f} CNY/h (energy and carbon)"
     )
+    if plan.HasField("objective_bound") and plan.objective_after > 0:
+        gap = (plan.objective_after - plan.objective_bound) / plan.objective_after
+        note += (
+            f"; no placement of the running work does better than {plan.objective_bound:.2f} "
+            f"(gap {100 * gap:.1f}%)"
+        )
+    return note
 
 
 @click.command()

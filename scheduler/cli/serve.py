@@ -199,6 +199,20 @@ import click
     ".json name; see scheduler/domain/forecast.py); read again when it changes",
 )
 @click.option(
+    "--rebalance-every-s",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="rebalance the running work this often (0: only when an operator asks)",
+)
+@click.option(
+    "--rebalance-move-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.02,
+    show_default=True,
+    help="the most of the running replicas a periodic rebalance moves",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -231,6 +245,8 @@ def serve(
     tls_client_ca: str | None,
     insecure: bool,
     forecast_file: str | None,
+    rebalance_every_s: float,
+    rebalance_move_share: float,
     log_level: str,
 ) -> None:
     """Run the Valley service: gRPC API, scheduling loop, store and metrics.
@@ -272,6 +288,8 @@ def serve(
                 max_batch_replicas=max_batch_replicas,
                 solver_process=solver_process,
                 fgd=fgd,
+                rebalance_every_s=rebalance_every_s,
+                rebalance_move_share=rebalance_move_share,
             ),
             grace_s=grace,
             limits=ServerLimits(

@@ -34,7 +34,19 @@ class DrainPlan:
     cost_before: Cost = field(default_factory=Cost)
     cost_after: Cost = field(default_factory=Cost)
     carbon_cny_per_kg: float = 0.0  # the objective's carbon price
+    # CNY per hour no placement of the running work can beat (``objective``'s unit); None where
+    # no bound was proven (a rebalance proves one; a drain does not)
+    objective_bound: float | None = None
 
     def objective(self, cost: Cost) -> float:
         """CNY per hour: energy plus carbon at the objective's carbon price."""
         return cost.energy_cny_per_hour + cost.carbon_kg_per_hour * self.carbon_cny_per_kg
+
+    @property
+    def gap(self) -> float | None:
+        """How far the cluster after the plan lies above ``objective_bound``, as a share of it
+        (None without a bound)."""
+        after = self.objective(self.cost_after)
+        if self.objective_bound is None or after <= 0:
+            return None
+        return (after - self.objective_bound) / after

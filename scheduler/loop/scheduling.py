@@ -50,12 +50,15 @@ from scheduler.solver import (
     solve,
     without_room_on,
 )
+from scheduler.solver.floors import objective_floor
 from scheduler.solver.fragmentation import RequestHistory
 from scheduler.store import CycleCommit, CycleOutcome, Store, StoreError, Unfit
 
 log = logging.getLogger(__name__)
 
 S = WorkloadState
+# the most a rebalance plan solves for its floor (on the caller's thread)
+FLOOR_TIME_LIMIT_S = 1.0
 
 
 def _utcnow() -> datetime:
@@ -256,8 +259,23 @@ class SchedulingLoop:
     ) -> DrainPlan:
         """Empty the least used powered nodes onto other powered ones where that lowers the
         objective (``draining.plan_rebalance``), at most ``max_moves`` moves (0: no limit), on
-        the loop thread; with ``dry_run`` the plan only. ``TimeoutError`` as ``drain``."""
-        return self._ask(lambda now: self._rebalance(dry_run, max_moves, sites, now), timeout)
+        the loop thread; with ``dry_run`` the plan only. ``TimeoutError`` as ``drain``.
+
+        The plan carries the floor of the running work (``floors.objective_floor``, at most
+        ``FLOOR_TIME_LIMIT_S`` of solving on the caller's thread, not the loop's), so that its
+        gap says how much a fuller re-optimisation could still gain."""
+        started = time.monotonic()
+        work: list[Problem] = []
+
+        def plan_it(now: datetime) -> DrainPlan:
+            work.append(self._running_work(now))
+            return self._rebalance(dry_run, max_moves, sites, now)
+
+        plan = self._ask(plan_it, timeout)
+        limit = min(FLOOR_TIME_LIMIT_S, (timeout - (time.monotonic() - started)) / 2)
+        if work and limit > 0.05:
+            plan.objective_bound = objective_floor(work[0], self.params, limit)
+        return plan
 
     def _ask(self, fn: Callable[[datetime], DrainPlan], timeout: float) -> DrainPlan:
         done: Future[object] = Future()
@@ -315,6 +333,18 @@ class SchedulingLoop:
             log.warning("periodic rebalance not committed: %s", e)
             return
         self.moves += len(plan.moves)
+
+    def _running_work(self, now: datetime) -> Problem:
+        """The work running now (not reservations) as a problem on the empty cluster, cordoned
+        nodes closed: the problem of the floor no placement of it can beat."""
+        hour, month = self.local_hour_month(now)
+        running = [
+            PendingWorkload(w.id, w.spec)
+            for w in self._allocation.holders()
+            if w.placements and (w.placements[0].start_time or now) <= now
+        ]
+        empty, _ = without_room_on(Cluster(self.scenario), None, self._cordoned)
+        return Problem(self.scenario, empty, tuple(running), hour, month)
 
     def _moves_problem(self, now: datetime) -> Problem:
         hour, month = self.local_hour_month(now)

@@ -484,4 +484,6 @@ def move_plan_to_proto(plan: DrainPlan) -> pb.MovePlan:
         out.stuck.add(workload_id=x.workload_id, replica=x.replica, node=x.node, reason=x.reason)
     cost_to_proto(plan.cost_before, out.cost_before)
     cost_to_proto(plan.cost_after, out.cost_after)
+    if plan.objective_bound is not None:
+        out.objective_bound = plan.objective_bound
     return out

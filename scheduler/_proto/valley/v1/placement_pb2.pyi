@@ -376,20 +376,22 @@ class Stuck(_message.Message):
     def __init__(self, workload_id: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class MovePlan(_message.Message):
-    __slots__ = ("moves", "stuck", "objective_before", "objective_after", "cost_before", "cost_after")
+    __slots__ = ("moves", "stuck", "objective_before", "objective_after", "cost_before", "cost_after", "objective_bound")
     MOVES_FIELD_NUMBER: _ClassVar[int]
     STUCK_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_BEFORE_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_AFTER_FIELD_NUMBER: _ClassVar[int]
     COST_BEFORE_FIELD_NUMBER: _ClassVar[int]
     COST_AFTER_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_BOUND_FIELD_NUMBER: _ClassVar[int]
     moves: _containers.RepeatedCompositeFieldContainer[Move]
     stuck: _containers.RepeatedCompositeFieldContainer[Stuck]
     objective_before: float
     objective_after: float
     cost_before: Cost
     cost_after: Cost
-    def __init__(self, moves: _Optional[_Iterable[_Union[Move, _Mapping]]] = ..., stuck: _Optional[_Iterable[_Union[Stuck, _Mapping]]] = ..., objective_before: _Optional[float] = ..., objective_after: _Optional[float] = ..., cost_before: _Optional[_Union[Cost, _Mapping]] = ..., cost_after: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
+    objective_bound: float
+    def __init__(self, moves: _Optional[_Iterable[_Union[Move, _Mapping]]] = ..., stuck: _Optional[_Iterable[_Union[Stuck, _Mapping]]] = ..., objective_before: _Optional[float] = ..., objective_after: _Optional[float] = ..., cost_before: _Optional[_Union[Cost, _Mapping]] = ..., cost_after: _Optional[_Union[Cost, _Mapping]] = ..., objective_bound: _Optional[float] = ...) -> None: ...
 
 class CordonNodesResponse(_message.Message):
     __slots__ = ("nodes",)
