@@ -335,8 +335,13 @@ def test_a_moved_replica_draws_on_each_node_for_the_time_it_ran_there(tiny: Scen
 
 
 def test_a_rebalanced_short_day_moves_replicas_and_breaks_no_rule():
-    rows, _ = run(("valley", REBALANCED), hours=6, per_day=1200, seed=1, time_limit=0.2)
+    rows, _ = run(
+        ("valley", REBALANCED), hours=6, per_day=1200, seed=1, time_limit=0.2, floor_every_h=2
+    )
     by = {r["policy"]: r for r in rows}
+    for r in rows:  # no placement of the work running at a sample beats its floor
+        assert r["floor_samples"] == 3, r["policy"]
+        assert 0 <= r["above_floor_best"] <= r["above_floor_mean"] <= r["above_floor_worst"]
     moved = by[REBALANCED]
     assert moved["violations"] == 0, moved["violation_rules"]
     assert moved["slo_violations"] == 0 and moved["deadline_misses"] == 0
@@ -344,3 +349,16 @@ def test_a_rebalanced_short_day_moves_replicas_and_breaks_no_rule():
     assert by["valley"]["moved_replicas"] == 0
     assert moved["moved_replicas"] > 0
     assert moved["energy_vs_valley"] is not None
+
+
+def test_rebalance_adds_the_rebalanced_policy_and_the_floor_comparison():
+    args = ["day", "--hours", "2", "--arrivals-per-day", "600", "--policies", "kube"]
+    result = CliRunner().invoke(bench, [*args, "--rebalance", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["policy"]: r for r in json.loads(result.output)["rows"]}
+    assert set(rows) == {"kube", REBALANCED}
+    # every 6 simulated hours by default with --rebalance: none within 2 hours
+    assert all(r["floor_samples"] == 0 and r["above_floor_mean"] is None for r in rows.values())
+    plain = CliRunner().invoke(bench, [*args, "--floor-every-h", "1", "--output", "json"])
+    (kube,) = json.loads(plain.output)["rows"]
+    assert kube["floor_samples"] == 2 and kube["above_floor_best"] >= 0

@@ -16,7 +16,14 @@ pending (at most 48 simulated hours more). Every policy gets the same arrivals a
 actual price and carbon profile.
 
 Policies: ``valley`` (time shifting: ``SolverParams.time_shifting``), ``valley-now`` (Valley
-starting everything when placed), ``kube``, ``cheapest-first`` (and any other solver policy).
+starting everything when placed), ``kube``, ``cheapest-first`` (and any other solver policy);
+``--rebalance`` adds ``valley+rebalance`` (``valley`` with the loop's periodic rebalance).
+
+The snapshot floor (``--floor-every-h``, every 6 simulated hours with ``--rebalance``): at each
+sample, the cluster's objective per hour (energy and carbon at the scenario's carbon price)
+over the floor no placement of the work running then can beat (``floors.objective_floor``):
+how close each policy keeps the cluster to the best it could be at that instant. Its solves
+are left out of ``wall_seconds``.
 
 Accounting (``day_account``): from the store's final records, each replica running from its
 start for its duration, priced with the actual profile (the forecast +-10%, seeded), whole
@@ -71,8 +78,10 @@ from scheduler.domain import (
     load_scenario,
 )
 from scheduler.loop import CycleReport, LoopConfig, SchedulingLoop
+from scheduler.loop.draining import cluster_cost
 from scheduler.solver import POLICIES as SOLVER_POLICIES
 from scheduler.solver import SolverParams
+from scheduler.solver.floors import objective_floor
 from scheduler.store import Store, open_store
 
 POLICIES = ("valley", "valley-now", "kube", "cheapest-first")
@@ -87,6 +96,8 @@ KNOWN_POLICIES = (
     *(p for p in SOLVER_POLICIES if p not in POLICIES),
 )
 DRAIN_HOURS = 48  # cycles after the last arrivals, at most, until nothing is pending
+FLOOR_EVERY_H = 6.0  # simulated hours between samples of the snapshot floor
+FLOOR_TIME_LIMIT_S = 1.0  # each floor's solve
 DEFAULT_PER_DAY = 10_000
 
 COLUMNS = (
@@ -107,6 +118,7 @@ COLUMNS = (
     "deferrable_carbon_floor_kg",
     "deferrable_carbon_vs_now",
     "mean_deferral_s",
+    "above_floor_mean",
     "cycles",
     "wall_seconds",
 )
@@ -173,9 +185,12 @@ def simulate(
     seed: int,
     start: datetime = START,
     bar: bool = True,
+    floor_every_h: float = 0.0,
 ) -> tuple[list[Workload], dict[str, Any]]:
     """Run the arrivals through the loop under ``policy``; the store's final records of every
-    workload, and the loop's figures. ``bar``: a progress bar on a terminal."""
+    workload, and the loop's figures. ``bar``: a progress bar on a terminal. Every
+    ``floor_every_h`` simulated hours of arrivals (0: never), the cluster's hourly objective is
+    compared with the floor of the work running then (``_Floors``)."""
     store = open_store(f"sqlite:///{workdir}/{policy}.db")
     clock = SimClock(start)
     cycles = _Cycles()
@@ -189,10 +204,14 @@ def simulate(
     loop = SchedulingLoop(
         store, scenario, solver_params(policy, time_limit), [cycles], config, clock=clock
     )
+    floors = _Floors(loop, int(floor_every_h * 3600 // cycle_s), seed)
     try:
-        return _drive(loop, store, clock, arrivals, hours, cycle_s, policy if bar else None, cycles)
+        records, figures = _drive(
+            loop, store, clock, arrivals, hours, cycle_s, policy if bar else None, cycles, floors
+        )
     finally:
         store.close()
+    return records, figures | floors.figures()
 
 
 def _drive(
@@ -204,6 +223,7 @@ def _drive(
     cycle_s: float,
     bar: str | None,
     cycles: _Cycles,
+    floors: _Floors,
 ) -> tuple[list[Workload], dict[str, Any]]:
     """``simulate``'s cycles, with a progress bar named ``bar`` if given."""
     start = clock.now
@@ -228,9 +248,11 @@ def _drive(
             loop.submitted(sub.workloads)
             i = j
         loop.run_cycle()
+        if k <= last:
+            floors.sample(k, clock.now)
         if k >= last and (k >= drain or not _pending(store)):
             break
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 - floors.seconds  # the simulation's own time
     records = _all_workloads(store)
     solve_s = cycles.solve_s
     return records, {
@@ -244,6 +266,43 @@ def _drive(
         "moves_per_hour": cycles.moved_replicas / max(1.0, k * cycle_s / 3600.0),
         "_moves": cycles.moves,
     }
+
+
+class _Floors:
+    """How close a policy keeps the cluster to the snapshot floor over the day: every
+    ``every`` cycles, the cluster's objective per hour then (energy and carbon at the
+    scenario's carbon price, as a rebalance prices it) against the floor no placement of the
+    work running then can beat (``floors.objective_floor``, Valley's proven bound, the same
+    for every policy). Samples where no bound was proven in the time are left out."""
+
+    def __init__(self, loop: SchedulingLoop, every: int, seed: int) -> None:
+        self.loop, self.every, self.seed = loop, every, seed
+        self.above: list[float] = []  # objective / floor - 1, per sample
+        self.seconds = 0.0
+
+    def sample(self, k: int, now: datetime) -> None:
+        if self.every <= 0 or k % self.every:
+            return
+        t0 = time.perf_counter()
+        work = self.loop.running_work(now)
+        if work.workloads:
+            view = self.loop.snapshot()
+            cost = cluster_cost(view.cluster, view.hour, view.month)
+            price = view.scenario.carbon_price_cny_per_tonne / 1000.0
+            objective = cost.energy_cny_per_hour + cost.carbon_kg_per_hour * price
+            floor = objective_floor(work, SolverParams(), FLOOR_TIME_LIMIT_S, self.seed)
+            if floor is not None and floor > 0:
+                self.above.append(objective / floor - 1.0)
+        self.seconds += time.perf_counter() - t0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "floor_samples": len(self.above),
+            "above_floor_mean": statistics.fmean(self.above) if self.above else None,
+            "above_floor_best": min(self.above, default=None),
+            "above_floor_worst": max(self.above, default=None),
+            "floor_seconds": self.seconds,
+        }
 
 
 def _pending(store: Store) -> bool:
@@ -396,6 +455,7 @@ def run(
     shapes_path: str | None = None,
     scenario: str = DEFAULT_SCENARIO,
     jobs: int = 1,
+    floor_every_h: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every policy on the same arrivals (``jobs`` policies at a time, in processes); the
     rows and what the instance was."""
@@ -405,7 +465,9 @@ def run(
     # rates for every hour a replica can run in: the drain, a deadline, a duration beyond it
     rates = scenario_rates(scaled, START, hours + DRAIN_HOURS + 48, seed)
     floor = deferrable_floor(submitted, scaled, rates, START)
-    setting = _Setting(arrivals, scaled, rates, floor, hours, cycle_s, time_limit, seed)
+    setting = _Setting(
+        arrivals, scaled, rates, floor, hours, cycle_s, time_limit, seed, floor_every_h
+    )
     # a RAM disk where there is one: the store's commits are fsynced, the benchmark measures
     # scheduling, not the disk
     shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -438,6 +500,7 @@ class _Setting:
     cycle_s: float
     time_limit: float
     seed: int
+    floor_every_h: float = 0.0
 
 
 def policy_row(setting: _Setting, policy: str, workdir: str, bar: bool = True) -> dict[str, Any]:
@@ -452,6 +515,7 @@ def policy_row(setting: _Setting, policy: str, workdir: str, bar: bool = True) -
         time_limit=setting.time_limit,
         seed=setting.seed,
         bar=bar,
+        floor_every_h=setting.floor_every_h,
     )
     t0 = time.perf_counter()
     moves = figures.pop("_moves")
@@ -525,6 +589,19 @@ def policy_row(setting: _Setting, policy: str, workdir: str, bar: bool = True) -
     show_default=True,
     help="policies simulated at a time (processes; each solve's time limit is wall time)",
 )
+@click.option(
+    "--rebalance",
+    is_flag=True,
+    help=f"also run {REBALANCED} (valley with the loop's periodic rebalance) and compare "
+    f"every policy with the snapshot floor every {FLOOR_EVERY_H:g} simulated hours",
+)
+@click.option(
+    "--floor-every-h",
+    type=click.FloatRange(0),
+    default=None,
+    help="simulated hours between comparisons of the cluster with the floor of the work "
+    f"running then (0: none; default {FLOOR_EVERY_H:g} with --rebalance, else 0)",
+)
 @report.output_option
 @report.plot_option
 def command(
@@ -539,12 +616,18 @@ def command(
     shapes_path: str | None,
     scenario: str,
     jobs: int,
+    rebalance: bool,
+    floor_every_h: float | None,
     output: str,
     plot_path: str | None,
 ) -> None:
     """The mix arriving over simulated hours through the real loop: cost and carbon of time
     shifting against Valley without it and the peers."""
     chosen = [p.strip() for p in policies.split(",") if p.strip()]
+    if rebalance and REBALANCED not in chosen:
+        chosen.append(REBALANCED)
+    if floor_every_h is None:
+        floor_every_h = FLOOR_EVERY_H if rebalance else 0.0
     unknown = [p[:40] for p in chosen if p not in KNOWN_POLICIES]
     if unknown or not chosen:
         raise click.BadParameter(
@@ -563,6 +646,7 @@ def command(
         shapes_path=shapes_path,
         scenario=scenario,
         jobs=jobs,
+        floor_every_h=floor_every_h,
     )
     params = {
         "hours": hours,
@@ -577,6 +661,7 @@ def command(
         "shapes": str(Path(shapes_path)) if shapes_path else SHAPES_FILE.name,
         "start": START.isoformat(),
         "jobs": jobs,
+        "floor_every_h": floor_every_h,
         **info,
     }
     if output == "json":

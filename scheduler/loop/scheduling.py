@@ -268,7 +268,7 @@ class SchedulingLoop:
         work: list[Problem] = []
 
         def plan_it(now: datetime) -> DrainPlan:
-            work.append(self._running_work(now))
+            work.append(self.running_work(now))
             return self._rebalance(dry_run, max_moves, sites, now)
 
         plan = self._ask(plan_it, timeout)
@@ -334,9 +334,10 @@ class SchedulingLoop:
             return
         self.moves += len(plan.moves)
 
-    def _running_work(self, now: datetime) -> Problem:
-        """The work running now (not reservations) as a problem on the empty cluster, cordoned
-        nodes closed: the problem of the floor no placement of it can beat."""
+    def running_work(self, now: datetime) -> Problem:
+        """The work running at ``now`` (not reservations) as a problem on the empty cluster,
+        cordoned nodes closed: the problem of the floor no placement of it can beat
+        (``floors.objective_floor``). Call it on the loop's thread (or between cycles)."""
         hour, month = self.local_hour_month(now)
         running = [
             PendingWorkload(w.id, w.spec)
