@@ -1,0 +1,167 @@
+"""``plan_preemptions`` on its own: which running workloads a stranded higher-priority one
+displaces (fewest replicas, then cheapest; never equal priority; protected ones never; a GANG
+victim whole, a GANG preemptor whole or not at all) and where it goes (its rules kept)."""
+
+from __future__ import annotations
+
+from scheduler.domain import (
+    Cluster,
+    Cost,
+    ReplicaPlacement,
+    Resources,
+    Scenario,
+    Topology,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
+from scheduler.solver import PendingWorkload, Problem, SolverParams
+from scheduler.solver.preemption import plan_preemptions
+
+NEAR = ("near",)
+
+
+def spec(cores: float, priority: int = 0, replicas: int = 1, **kw: object) -> WorkloadSpec:
+    return WorkloadSpec(
+        tenant="t",
+        resources=Resources(int(cores * 1000), 1024),
+        priority=priority,
+        replicas=replicas,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def running(
+    cluster: Cluster, wid: str, s: WorkloadSpec, nodes: list[str], cost: float = 1.0
+) -> Workload:
+    """``s`` placed on ``nodes`` (one replica each), its capacity taken on ``cluster``."""
+    reps = []
+    for i, n in enumerate(nodes):
+        gpus = cluster.allocate(cluster.index[n], s.resources)
+        reps.append(ReplicaPlacement(i, n.split("/")[0], n, 0.0, gpus))
+    return Workload(wid, s, WorkloadState.PLACED, tuple(reps), cost=Cost(cost))
+
+
+def plan(
+    tiny: Scenario,
+    cluster: Cluster,
+    stranded: list[tuple[str, WorkloadSpec]],
+    holders: list[Workload],
+    **kw: object,
+) -> list:  # type: ignore[type-arg]
+    problem = Problem(tiny, cluster, ())
+    pending = [PendingWorkload(wid, s) for wid, s in stranded]
+    return plan_preemptions(problem, SolverParams(), pending, holders, **kw)  # type: ignore[arg-type]
+
+
+def near_full_of(tiny: Scenario, cluster: Cluster) -> list[Workload]:
+    """near's two 4-core nodes, each holding two 2-core priority-0 jobs."""
+    out = []
+    for node in ("near/cpu-0000", "near/cpu-0001"):
+        for k in range(2):
+            out.append(running(cluster, f"{node}-{k}", spec(2, allowed_sites=NEAR), [node]))
+    return out
+
+
+def test_a_higher_priority_workload_displaces_one_victim_when_one_makes_room(
+    tiny: Scenario,
+) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    (p,) = plan(tiny, cluster, [("hi", spec(2, priority=2, allowed_sites=NEAR))], holders)
+    assert p.preemptor == "hi" and len(p.victims) == 1
+    (victim,) = [w for w in holders if w.id == p.victims[0]]
+    assert p.placements[0].node == victim.placements[0].node
+    assert cluster.free_cpu.sum() == Cluster(tiny).free_cpu.sum() - 8000  # not changed
+
+
+def test_equal_priority_never_preempts(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    assert plan(tiny, cluster, [("same", spec(2, priority=0, allowed_sites=NEAR))], holders) == []
+
+
+def test_protected_workloads_are_never_displaced(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    every = {w.id for w in holders}
+    hi = [("hi", spec(2, priority=2, allowed_sites=NEAR))]
+    assert plan(tiny, cluster, hi, holders, protected=every) == []
+    (p,) = plan(tiny, cluster, hi, holders, protected=every - {"near/cpu-0001-1"})
+    assert p.victims == ("near/cpu-0001-1",)
+
+
+def test_the_fewest_replicas_are_displaced_then_the_cheapest(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    # near/cpu-0000: one 4-core job of 1 replica; near/cpu-0001: replicas of a 2-replica job
+    # (1 core each, the other on green) plus a cheap and a dear 1-core job
+    big = running(cluster, "big", spec(4, allowed_sites=NEAR), ["near/cpu-0000"], cost=9.0)
+    pair = running(cluster, "pair", spec(1, replicas=2), ["near/cpu-0001", "green/cpu-0000"], 0.1)
+    dear = running(cluster, "dear", spec(1, allowed_sites=NEAR), ["near/cpu-0001"], cost=5.0)
+    cheap = running(cluster, "cheap", spec(1, allowed_sites=NEAR), ["near/cpu-0001"], cost=0.5)
+    more = running(cluster, "more", spec(1, allowed_sites=NEAR), ["near/cpu-0001"], cost=0.7)
+    holders = [big, pair, dear, cheap, more]
+    (p,) = plan(tiny, cluster, [("hi", spec(1, priority=1, allowed_sites=NEAR))], holders)
+    assert p.victims == ("cheap",)  # one replica, the cheapest of those
+
+
+def test_a_gang_victim_is_displaced_whole_with_the_rest_of_the_room_needed(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    gang = spec(2, replicas=2, topology=Topology.GANG, allowed_sites=NEAR)
+    g = running(cluster, "gang", gang, ["near/cpu-0000", "near/cpu-0001"])
+    rest = [
+        running(cluster, f"fill-{n}", spec(2, priority=1, allowed_sites=NEAR), [f"near/{n}"])
+        for n in ("cpu-0000", "cpu-0001")
+    ]
+    # 4 cores at priority 2 need one whole node: its fill (fewer replicas) and the gang go
+    (p,) = plan(tiny, cluster, [("hi", spec(4, priority=2, allowed_sites=NEAR))], [g, *rest])
+    node = p.placements[0].node
+    assert p.victims == (f"fill-{node.split('/')[1]}", "gang")
+
+
+def test_a_gang_preemptor_is_placed_whole_or_not_at_all(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    gang = spec(2, priority=3, replicas=3, topology=Topology.GANG, allowed_sites=NEAR)
+    (p,) = plan(tiny, cluster, [("g", gang)], holders)
+    assert len(p.placements) == 3 and {r.site for r in p.placements} == {"near"}
+    assert len(p.victims) == 3
+    too_big = spec(2, priority=3, replicas=5, topology=Topology.GANG, allowed_sites=NEAR)
+    assert plan(tiny, cluster, [("g", too_big)], holders) == []
+
+
+def test_cordoned_nodes_take_no_preemptor(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    hi = [("hi", spec(2, priority=2, allowed_sites=NEAR))]
+    (p,) = plan(tiny, cluster, hi, holders, blocked=["near/cpu-0000"])
+    assert p.placements[0].node == "near/cpu-0001"
+    assert plan(tiny, cluster, hi, holders, blocked=["near/cpu-0000", "near/cpu-0001"]) == []
+
+
+def test_a_spread_preemptor_opens_its_sites(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    for n in ("cpu-0000", "cpu-0001", "cpu-0002"):
+        holders.append(running(cluster, f"g-{n}", spec(4), [f"green/{n}"]))
+    holders.append(running(cluster, "g-gpu", spec(8), ["green/gpu-0000"]))
+    spread = spec(2, priority=1, replicas=2, topology=Topology.SPREAD, min_sites=2)
+    (p,) = plan(tiny, cluster, [("s", spread)], holders)
+    assert {r.site for r in p.placements} == {"near", "green"}
+
+
+def test_two_preemptors_never_share_a_victim(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    holders = near_full_of(tiny, cluster)
+    ps = plan(
+        tiny,
+        cluster,
+        [
+            ("a", spec(2, priority=1, allowed_sites=NEAR)),
+            ("b", spec(2, priority=2, allowed_sites=NEAR)),
+        ],
+        holders,
+    )
+    assert [p.preemptor for p in ps] == ["b", "a"]  # the higher priority first
+    victims = [v for p in ps for v in p.victims]
+    assert len(victims) == len(set(victims)) == 2
