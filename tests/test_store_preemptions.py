@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from scheduler.domain import Cost, ReplicaPlacement
 from scheduler.store import Displacement, Store
-from tests.test_store_contract import S, T0, place, reopen, spec, store, store_url
+from tests.test_store_contract import T0, S, place, reopen, spec, store, store_url
 
 pytest_plugins = ["tests.pg"]
 __all__ = ["store", "store_url"]  # the fixtures, run against both stores
