@@ -12,6 +12,7 @@ import pytest
 from scheduler.domain import Resources, Scenario, Topology, Workload, WorkloadKind, WorkloadSpec
 from scheduler.loop import LoopConfig, SchedulingLoop
 from scheduler.loop.preempting import WINDOW_S
+from scheduler.metrics import REGISTRY, MetricsObserver
 from scheduler.solver import SolverParams
 from scheduler.store import Store
 from tests.test_loop_support import Recorder, S, store_fixture  # noqa: F401
@@ -53,7 +54,7 @@ class Driver:
             self.store,
             scenario,
             params=SolverParams(num_workers=1),
-            observers=[self.recorder],
+            observers=[self.recorder, MetricsObserver()],
             config=LoopConfig(solver_process=False, solve_budget_s=1.0, **config),
             clock=self.clock,
         )
@@ -94,9 +95,15 @@ def fill_near(d: Driver, priority: int = 0) -> list[Workload]:
     return ws
 
 
+def preemptions_counted(priority: str, victim_priority: str) -> float:
+    labels = {"site": "near", "priority": priority, "victim_priority": victim_priority}
+    return REGISTRY.get_sample_value("valley_preemptions_total", labels) or 0.0
+
+
 def test_higher_priority_work_is_placed_in_one_cycle_and_its_victim_placed_again_later(
     drive: Driver,
 ) -> None:
+    counted = preemptions_counted("2", "0")
     batch = fill_near(drive)
     (hi,) = drive.submit(job(2, 2, name="latency", kind=WorkloadKind.SERVICE))
     drive.cycle()  # tried, does not fit, displaces one batch job: placed this very cycle
@@ -106,6 +113,7 @@ def test_higher_priority_work_is_placed_in_one_cycle_and_its_victim_placed_again
     assert victim.state == S.PENDING and not victim.placements
     assert f"preempted by {hi.id} (priority 2)" in victim.reason
     assert (victim_id, S.PREEMPTED, S.PENDING) in drive.recorder.changes
+    assert preemptions_counted("2", "0") == counted + 1
     snap = drive.loop.snapshot()
     assert snap.counts_by_state[S.PLACED] == 4 and snap.counts_by_state[S.PENDING] == 1
     assert int((snap.cluster.cap_cpu - snap.cluster.free_cpu).sum()) == 8000  # near full
