@@ -55,7 +55,7 @@ class LoopConfig:
     # higher priority wins only the capacity that is free.
     preemption: bool = True
     preempt_per_cycle: int = 8
-    preempt_budget_s: float = 0.2
+    preempt_budget_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.batch_window_s <= 10:

@@ -30,6 +30,7 @@ from scheduler.domain import (
     Cluster,
     Cost,
     ReplicaPlacement,
+    Resources,
     Topology,
     Workload,
     WorkloadSpec,
@@ -145,14 +146,19 @@ def _attempt(
     cluster = base.copy()
     r = spec.resources
     n = spec.replica_count
-    on_node: dict[int, list[str]] = {}
+    on_node: dict[int, list[str]] = {}  # the victims with a replica on each node
+    live = np.zeros(len(cluster), dtype=np.int64)  # how many of them are not evicted
     for wid, w in lower.items():
-        for rp in w.placements:
-            if rp.node in cluster.index:
-                on_node.setdefault(cluster.index[rp.node], []).append(wid)
+        for node in _nodes_of(cluster, w):
+            on_node.setdefault(node, []).append(wid)
+            live[node] += 1
+    closed = np.zeros(len(cluster), dtype=np.bool_)  # blocked, or at the per-node limit
+    closed[list(out_nodes)] = True
     evicted: list[str] = []
     placed: list[tuple[int, tuple[int, ...]]] = []
     per_node: dict[int, int] = {}
+    # what each node needs displaced to take a replica, until the node changes
+    known: dict[int, tuple[VictimKey, list[str]] | None] = {}
     for i in range(n):
         if time.monotonic() > end:
             return None
@@ -161,19 +167,23 @@ def _attempt(
         if spec.topology == Topology.SPREAD and spec.min_sites - len(used) >= n - i:
             allowed = [s for s in sites if s not in used]  # the rest must open new sites
         pools = tuple(pi for s in allowed for pi in elig.pools_by_site.get(s, ()))
-        nodes = [
-            int(x)
-            for x in index.nodes(pools).tolist()
-            if x not in out_nodes and per_node.get(int(x), 0) < elig.per_node
-        ]
-        node, chosen = _cheapest_node(cluster, scorer, held, spec, nodes, on_node, lower, evicted)
+        nodes = index.nodes(pools)
+        nodes = nodes[~closed[nodes]]
+        node, chosen = _cheapest_node(
+            cluster, scorer, held, r, nodes, live, on_node, lower, set(evicted), known
+        )
         if node < 0:
             return None
+        known.pop(node, None)
         for wid in chosen:
             _evict(cluster, lower[wid])
             evicted.append(wid)
+            for x in _nodes_of(cluster, lower[wid]):  # what those nodes need has changed
+                live[x] -= 1
+                known.pop(x, None)
         placed.append((node, cluster.allocate(node, r)))
         per_node[node] = per_node.get(node, 0) + 1
+        closed[node] |= per_node[node] >= elig.per_node
     # spare the victims that fit back where they were, the dearest first
     for wid in sorted(evicted, key=lambda v: _victim_key(lower[v]), reverse=True):
         if _restore(cluster, lower[wid]):
@@ -190,57 +200,77 @@ def _cheapest_node(
     cluster: Cluster,
     scorer: greedy.NodeScorer,
     held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
-    spec: WorkloadSpec,
-    nodes: list[int],
+    r: Resources,
+    nodes: npt.NDArray[np.int64],
+    live: npt.NDArray[np.int64],
     on_node: dict[int, list[str]],
     lower: dict[str, Workload],
-    evicted: list[str],
+    gone: Collection[str],
+    known: dict[int, tuple[VictimKey, list[str]] | None],
 ) -> tuple[int, list[str]]:
-    """The node for one replica of ``spec`` needing the least displaced, and whom (the
-    victims not yet ``evicted``); (-1, []) if none can take it even so."""
-    r = spec.resources
-    if not nodes:
+    """The node of ``nodes`` for one replica of ``r`` needing the least displaced, and whom
+    (victims ``live`` on it); (-1, []) if none can take it even so. ``known`` keeps what each
+    node needs, for the next replica (the caller forgets the nodes that change)."""
+    if not len(nodes):
         return -1, []
-    cand = np.asarray(nodes, dtype=np.int64)
-    room = (cluster.free_cpu[cand] - held[0][cand] >= r.cpu_millis) & (
-        cluster.free_mem[cand] - held[1][cand] >= r.memory_mib
+    room = (cluster.free_cpu[nodes] - held[0][nodes] >= r.cpu_millis) & (
+        cluster.free_mem[nodes] - held[1][nodes] >= r.memory_mib
     )
-    fit = cand[cluster.fit_mask(r, cand) & room]
+    fit = nodes[cluster.fit_mask(r, nodes) & room]
     if len(fit):
         return int(fit[int(np.argmin(scorer(cluster, fit, r)))]), []
-    gone = set(evicted)
-    options: list[tuple[tuple[int, int, float], int, list[str]]] = []
-    # the nodes victims could make room on, those holding the fewest victim replicas first
-    reachable = sorted(
-        (len(on_node[x]), x) for x in nodes if any(v not in gone for v in on_node.get(x, ()))
-    )
-    for _, node in reachable[:MAX_NODES_PER_REPLICA]:
-        names = sorted(
-            {v for v in on_node[node] if v not in gone}, key=lambda v: (_victim_key(lower[v]), v)
-        )
-        mark = cluster.mark()
-        chosen: list[str] = []
-        ok = False
-        for wid in names:
-            _release_on(cluster, lower[wid], node)
-            chosen.append(wid)
-            if (
-                cluster.fits(node, r)
-                and cluster.free_cpu[node] - held[0][node] >= r.cpu_millis
-                and cluster.free_mem[node] - held[1][node] >= r.memory_mib
-            ):
-                ok = True
-                break
-        cluster.undo_to(mark)
-        cluster.forget(mark)
-        if ok:
-            keys = [_victim_key(lower[v]) for v in chosen]
-            total = (sum(k[0] for k in keys), sum(k[1] for k in keys), sum(k[2] for k in keys))
-            options.append((total, node, chosen))
+    # the nodes victims could make room on, those holding the fewest victims first
+    reachable = nodes[live[nodes] > 0]
+    reachable = reachable[np.argsort(live[reachable], kind="stable")][:MAX_NODES_PER_REPLICA]
+    options: list[tuple[VictimKey, int, list[str]]] = []
+    for node in reachable.tolist():
+        if node not in known:
+            known[node] = _victims_for(cluster, held, r, node, on_node[node], lower, gone)
+        found = known[node]
+        if found is not None:
+            options.append((found[0], node, found[1]))
     if not options:
         return -1, []
     _, node, chosen = min(options, key=lambda o: (o[0], o[1]))
     return node, chosen
+
+
+def _nodes_of(cluster: Cluster, w: Workload) -> set[int]:
+    return {cluster.index[rp.node] for rp in w.placements if rp.node in cluster.index}
+
+
+def _victims_for(
+    cluster: Cluster,
+    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    r: Resources,
+    node: int,
+    on: list[str],
+    lower: dict[str, Workload],
+    gone: Collection[str],
+) -> tuple[VictimKey, list[str]] | None:
+    """The victims ``node`` needs displaced to take one replica of ``r`` (the cheapest first,
+    until it fits) and their summed key; None if all of them would not do. ``on``: the victims
+    on the node, those ``gone`` (evicted) included: they hold nothing there any more."""
+    names = sorted((v for v in on if v not in gone), key=lambda v: (_victim_key(lower[v]), v))
+    mark = cluster.mark()
+    chosen: list[str] = []
+    ok = False
+    for wid in names:
+        _release_on(cluster, lower[wid], node)
+        chosen.append(wid)
+        if (
+            cluster.fits(node, r)
+            and cluster.free_cpu[node] - held[0][node] >= r.cpu_millis
+            and cluster.free_mem[node] - held[1][node] >= r.memory_mib
+        ):
+            ok = True
+            break
+    cluster.undo_to(mark)
+    cluster.forget(mark)
+    if not ok:
+        return None
+    keys = [_victim_key(lower[v]) for v in chosen]
+    return (sum(k[0] for k in keys), sum(k[1] for k in keys), sum(k[2] for k in keys)), chosen
 
 
 def _victim_key(w: Workload) -> VictimKey:
