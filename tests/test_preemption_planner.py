@@ -165,3 +165,17 @@ def test_two_preemptors_never_share_a_victim(tiny: Scenario) -> None:
     assert [p.preemptor for p in ps] == ["b", "a"]  # the higher priority first
     victims = [v for p in ps for v in p.victims]
     assert len(victims) == len(set(victims)) == 2
+
+
+def test_a_victim_that_fits_back_beside_the_preemptor_is_spared(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    # near/cpu-0000: a cheap 1-core job taken first, then a 3-core one; near/cpu-0001: a
+    # 2-replica job (the other replica on green) that would cost as many replicas, but dearer
+    small = running(cluster, "small", spec(1, allowed_sites=NEAR), ["near/cpu-0000"], 0.1)
+    big = running(cluster, "big", spec(3, allowed_sites=NEAR), ["near/cpu-0000"], 5.0)
+    pair = running(cluster, "pair", spec(4, replicas=2), ["near/cpu-0001", "green/cpu-0000"], 9)
+    (p,) = plan(
+        tiny, cluster, [("hi", spec(3, priority=1, allowed_sites=NEAR))], [small, big, pair]
+    )
+    assert p.placements[0].node == "near/cpu-0000"
+    assert p.victims == ("big",)  # "small" fits back beside the 3 cores

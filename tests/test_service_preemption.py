@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
+from scheduler.cli.tables import event_line
 from scheduler.domain import Scenario
 from tests.test_service_support import CANCELLED, PENDING, PLACED, serve, until
 
@@ -88,3 +89,18 @@ def test_a_latency_critical_service_displaces_batch_work_in_a_full_etown(
         states = [w.state for w in client.all_workloads("batch")]
         assert states == [PLACED] * 1000  # none lost
         assert client.get(hi.id).state == CANCELLED
+
+
+def test_valley_watch_shows_a_preempted_workload_and_its_preemptor() -> None:
+    e = pb.WorkloadEvent(
+        sequence=7,
+        previous_state=PLACED,
+        workload=pb.Workload(
+            id="w-1",
+            state=PREEMPTED,
+            spec=batch(0),
+            reason="preempted by w-2 (priority 2); pending until there is room",
+        ),
+    )
+    line = event_line(e)
+    assert "PLACED -> PREEMPTED" in line and "preempted by w-2 (priority 2)" in line
