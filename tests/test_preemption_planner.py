@@ -4,6 +4,12 @@ victim whole, a GANG preemptor whole or not at all) and where it goes (its rules
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduler.bench.checker import check_placements
 from scheduler.domain import (
     Cluster,
     Cost,
@@ -15,8 +21,9 @@ from scheduler.domain import (
     WorkloadSpec,
     WorkloadState,
 )
-from scheduler.solver import PendingWorkload, Problem, SolverParams
+from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from scheduler.solver.preemption import plan_preemptions
+from tests.test_properties import PROPERTY_SETTINGS, workload_specs
 
 NEAR = ("near",)
 
@@ -179,3 +186,62 @@ def test_a_victim_that_fits_back_beside_the_preemptor_is_spared(tiny: Scenario) 
     )
     assert p.placements[0].node == "near/cpu-0000"
     assert p.victims == ("big",)  # "small" fits back beside the 3 cores
+
+
+def filler_jobs() -> st.SearchStrategy[WorkloadSpec]:
+    return st.builds(
+        lambda cpu, mem, priority: WorkloadSpec(
+            tenant="t", resources=Resources(cpu, mem), priority=priority
+        ),
+        st.integers(500, 4000),
+        st.integers(64, 8000),
+        st.integers(0, 2),
+    )
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_preemptions_keep_every_rule_and_displace_only_lower_unprotected_work(
+    tiny: Scenario, data: st.DataObject
+) -> None:
+    """Random running work (placed by first-fit) and random stranded work: every preemptor's
+    placement holds every hard rule on the cluster without its victims (the independent
+    checker), every victim is of lower priority, not protected, displaced once."""
+    cluster = Cluster(tiny)
+    params = SolverParams(policy="first-fit")
+    # a mix of every kind of work, then plain CPU jobs that fill the nodes up
+    specs = data.draw(st.lists(workload_specs(), max_size=6)) + data.draw(
+        st.lists(filler_jobs(), min_size=4, max_size=16)
+    )
+    first = solve(
+        Problem(tiny, cluster, tuple(PendingWorkload(f"r{i}", s) for i, s in enumerate(specs))),
+        params,
+    )
+    holders = [
+        Workload(wid, specs[int(wid[1:])], WorkloadState.PLACED, tuple(reps), cost=Cost(0.1))
+        for wid, reps in first.placements.items()
+    ]
+    for w in holders:
+        for rp in w.placements:
+            cluster.allocate(cluster.index[rp.node], w.spec.resources, rp.gpu_indices or None)
+    protected = {w.id for w in holders if data.draw(st.booleans())}
+    stranded = data.draw(st.lists(workload_specs(), min_size=1, max_size=3))
+    pending = {f"p{i}": replace(s, priority=s.priority + 1) for i, s in enumerate(stranded)}
+    problem = Problem(tiny, cluster, ())
+    out = plan_preemptions(
+        problem,
+        SolverParams(),
+        [PendingWorkload(k, s) for k, s in pending.items()],
+        holders,
+        protected,
+    )
+    by_id = {w.id: w for w in holders}
+    victims = [v for p in out for v in p.victims]
+    assert len(victims) == len(set(victims)) and not set(victims) & protected
+    assert all(by_id[v].spec.priority < p.priority for p in out for v in p.victims)
+    freed = cluster.copy()
+    for v in victims:
+        for rp in by_id[v].placements:
+            freed.release(freed.index[rp.node], by_id[v].spec.resources, rp.gpu_indices)
+    placed = {p.preemptor: p.placements for p in out}
+    assert check_placements(tiny, pending, placed, baseline=freed, cpu_on_gpu_nodes=False) == []
