@@ -232,6 +232,13 @@ WORKLOADS_PREEMPTED = Counter(
     "Workloads preempted by the scheduler to make room for higher-priority work.",
     registry=REGISTRY,
 )
+PREEMPTIONS = Counter(
+    "valley_preemptions_total",
+    "Workloads displaced by preemption, by the site they ran in, the preemptor's priority and "
+    "their own (priorities above 9 count as 10+, below 0 as negative).",
+    ("site", "priority", "victim_priority"),
+    registry=REGISTRY,
+)
 REPLICAS_MOVED = Counter(
     "valley_replicas_moved_total",
     "Running replicas moved to another node (drains and rebalances), by the site moved to.",
@@ -362,6 +369,30 @@ LAST_BOUND.set(math.nan)
 LAST_GAP.set(math.nan)
 
 
+def _count_placed(placed: Sequence[Workload]) -> None:
+    """Placed workloads and replicas, the wait to placement and the replicas' RTT."""
+    replicas_by_site: dict[str, int] = {}
+    for w in placed:
+        kind = KIND_LABELS.get(w.spec.kind, "unspecified")
+        WORKLOADS_PLACED.labels(kind).inc()
+        if w.created_at is not None and w.placed_at is not None:
+            waited = (w.placed_at - w.created_at).total_seconds()
+            SUBMIT_TO_PLACED_SECONDS.labels(kind).observe(max(0.0, waited))
+        for p in w.placements:
+            replicas_by_site[p.site] = replicas_by_site.get(p.site, 0) + 1
+            if w.spec.origin:
+                PLACED_REPLICA_RTT_SECONDS.labels(p.site).observe(p.latency_ms / 1000.0)
+    for site, n in replicas_by_site.items():
+        REPLICAS_PLACED.labels(site).inc(n)
+
+
+def priority_label(priority: int) -> str:
+    """A priority as a bounded label value: 0..9 as themselves, then ``10+`` and ``negative``."""
+    if priority < 0:
+        return "negative"
+    return str(priority) if priority < 10 else "10+"
+
+
 def reason_label(code: str) -> str:
     """A reason code as a label value: a ``ReasonCode``'s value, or ``other``."""
     return code if code in _KNOWN_CODES else "other"
@@ -408,19 +439,7 @@ class MetricsObserver:
         LAST_GAP.set(math.nan if gap is None else gap)
         if gap is not None and math.isfinite(gap):
             CYCLE_GAP.observe(gap)
-        replicas_by_site: dict[str, int] = {}
-        for w in report.placed:
-            kind = KIND_LABELS.get(w.spec.kind, "unspecified")
-            WORKLOADS_PLACED.labels(kind).inc()
-            if w.created_at is not None and w.placed_at is not None:
-                waited = (w.placed_at - w.created_at).total_seconds()
-                SUBMIT_TO_PLACED_SECONDS.labels(kind).observe(max(0.0, waited))
-            for p in w.placements:
-                replicas_by_site[p.site] = replicas_by_site.get(p.site, 0) + 1
-                if w.spec.origin:
-                    PLACED_REPLICA_RTT_SECONDS.labels(p.site).observe(p.latency_ms / 1000.0)
-        for site, n in replicas_by_site.items():
-            REPLICAS_PLACED.labels(site).inc(n)
+        _count_placed(report.placed)
         for w in report.unschedulable:
             WORKLOADS_UNSCHEDULABLE.labels(_reason_code(w, report)).inc()
 
@@ -434,6 +453,13 @@ class MetricsObserver:
             WORKLOADS_COMPLETED.inc()
         elif new == WorkloadState.PREEMPTED:
             WORKLOADS_PREEMPTED.inc()
+
+    def on_preempted(self, preemptor: Workload, victims: Sequence[Workload], at: datetime) -> None:
+        _count_placed((preemptor,))
+        priority = priority_label(preemptor.spec.priority)
+        for v in victims:
+            site = v.placements[0].site if v.placements else ""
+            PREEMPTIONS.labels(site, priority, priority_label(v.spec.priority)).inc()
 
     def on_moved(self, before: Workload, after: Workload, at: datetime) -> None:
         was = {p.replica: p.node for p in before.placements}

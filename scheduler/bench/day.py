@@ -200,6 +200,9 @@ def simulate(
         seed=seed,
         rebalance_every_s=REBALANCE_EVERY_S if policy == REBALANCED else 0.0,
         rebalance_move_share=REBALANCE_SHARE,
+        # the day compares placement policies on the same work: preemption (Valley's loop,
+        # whatever the policy) would change which work runs when, so it stays off here
+        preemption=False,
     )
     loop = SchedulingLoop(
         store, scenario, solver_params(policy, time_limit), [cycles], config, clock=clock

@@ -89,6 +89,13 @@ import click
     "submitted lately",
 )
 @click.option(
+    "--preemption/--no-preemption",
+    default=True,
+    show_default=True,
+    help="pending work of higher priority displaces the fewest, cheapest lower-priority "
+    "running work it needs the room of (displaced work is PREEMPTED, then PENDING again)",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(0, 600),
     default=10.0,
@@ -230,6 +237,7 @@ def serve(
     max_batch_replicas: int,
     solver_process: bool,
     fgd: bool,
+    preemption: bool,
     grace: float,
     max_concurrent_rpcs: int,
     max_watchers: int,
@@ -290,6 +298,7 @@ def serve(
                 fgd=fgd,
                 rebalance_every_s=rebalance_every_s,
                 rebalance_move_share=rebalance_move_share,
+                preemption=preemption,
             ),
             grace_s=grace,
             limits=ServerLimits(

@@ -22,6 +22,9 @@ The parts, one concern each:
 - ``queue``: ``WorkQueue``, the PENDING workloads (ready, waiting, taken);
 - ``allocation``: ``Allocation``, the cluster and the PLACED workloads holding it, completions;
 - ``apply``: ``apply_result``, a solver's answer applied to a cluster (no loop state);
+- ``draining``: ``plan_drain`` and ``plan_rebalance``, moves of running replicas;
+- ``preempting``: ``Preempter``, higher-priority work displacing lower-priority work it
+  needs the room of, and the rules against cascades and loops (``PreemptionHistory``);
 - ``solver_client``: ``SolverClient``, solves in a child process (``SolverProcess``) or here;
 - ``counters``: ``StateCounters``, the counts per state and reason a snapshot shows;
 - ``config`` and ``reports``: ``LoopConfig``; ``CycleReport``, ``LoopObserver``, ``Snapshot``.

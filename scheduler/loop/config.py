@@ -49,6 +49,13 @@ class LoopConfig:
     # one). 0: never (the default: moves are the operator's to ask for).
     rebalance_every_s: float = 0.0
     rebalance_move_share: float = 0.02
+    # Preemption (``loop.preempting``): a batch's PENDING work of higher priority that fits only
+    # by displacing lower-priority running work displaces the fewest, cheapest of it, at most
+    # ``preempt_per_cycle`` preemptors a cycle, planned within ``preempt_budget_s``. False:
+    # higher priority wins only the capacity that is free.
+    preemption: bool = True
+    preempt_per_cycle: int = 8
+    preempt_budget_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.batch_window_s <= 10:
@@ -69,6 +76,11 @@ class LoopConfig:
             raise ValueError(
                 "rebalance_every_s must be >= 0 and rebalance_move_share in (0, 1] (got "
                 f"{self.rebalance_every_s}, {self.rebalance_move_share})"
+            )
+        if self.preempt_per_cycle < 1 or self.preempt_budget_s <= 0:
+            raise ValueError(
+                "preempt_per_cycle must be >= 1 and preempt_budget_s > 0 (got "
+                f"{self.preempt_per_cycle}, {self.preempt_budget_s})"
             )
         if self.lp_bound_from_batch < 0:
             raise ValueError("lp_bound_from_batch must be >= 0")

@@ -41,6 +41,7 @@ from scheduler.solver.objective import (
     site_rates,
     workload_cost,
 )
+from scheduler.solver.problem import held_later
 
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
@@ -222,21 +223,6 @@ def plan_rebalance(
             plan.placements[wid] = (reps, workload_cost(problem, current[wid].spec, reps, rates))
     plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
     return plan
-
-
-def held_later(problem: Problem) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Per node, the CPU and memory that reservations (work starting later) will need beyond
-    what is free now: a moved replica must leave it (``problem.timeline``: none without)."""
-    cluster = problem.cluster
-    zero = np.zeros(len(cluster), dtype=np.int64)
-    tl = problem.timeline
-    if tl is None:
-        return zero, zero.copy()
-    cpu, mem = tl.free(tl.base, tl.end)
-    return (
-        np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
-        np.maximum(0, cluster.free_mem - mem).astype(np.int64),
-    )
 
 
 def _reserved(w: Workload, problem: Problem) -> bool:

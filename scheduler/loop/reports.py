@@ -42,7 +42,9 @@ class LoopObserver(Protocol):
     def on_state_change(self, workload: Workload, old: WorkloadState) -> None: ...
 
     # optional: ``on_moved(before, after, at)`` for each workload whose running replicas moved
-    # (a drain, a rebalance), the workload before and after, at the loop's clock
+    # (a drain, a rebalance), the workload before and after, at the loop's clock;
+    # ``on_preempted(preemptor, victims, at)`` for each workload placed by preemption (PLACED
+    # now), with the workloads it displaced as they ran before, at the loop's clock
 
 
 @dataclass(frozen=True)

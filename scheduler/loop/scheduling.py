@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ from scheduler.loop.config import LoopConfig
 from scheduler.loop.counters import StateCounters
 from scheduler.loop.draining import plan_drain, plan_rebalance
 from scheduler.loop.mailbox import Change, Mailbox
+from scheduler.loop.preempting import Preempter
 from scheduler.loop.queue import WorkQueue
 from scheduler.loop.replanning import Replanner
 from scheduler.loop.reports import CycleReport, LoopObserver, Snapshot
@@ -145,6 +146,8 @@ class SchedulingLoop:
         self._requests: queue.SimpleQueue[tuple[Callable[[datetime], object], Future[object]]]
         self._requests = queue.SimpleQueue()
         self._cordoned: frozenset[str] = frozenset()  # as the last cycle read them
+        cfg = self.config
+        self._preempter = Preempter(store, cfg.preempt_per_cycle, cfg.preempt_budget_s)
         self.cycles = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -191,6 +194,8 @@ class SchedulingLoop:
                 self._enqueue(w)
             else:
                 self._allocation.restore(w, now)
+        if self.config.preemption:
+            self._preempter.load(now)
         with self._lock:
             self._share_allocation()
             self._counters.load(counts, codes)
@@ -370,16 +375,48 @@ class SchedulingLoop:
         for w in self.store.move(moves, now):
             self._allocation.moved(w)
             self._tell("on_state_change", w, WorkloadState.PLACED)
-            for o in self._observers:  # optional: observers that follow moves have it
-                told = getattr(o, "on_moved", None)
-                if told is None:
-                    continue
-                try:
-                    told(holders[w.id], w, now)
-                except Exception:
-                    log.exception("observer %r failed in on_moved", o)
+            self._tell_optional("on_moved", holders[w.id], w, now)
         self._publish()
         return plan
+
+    def _preempt(
+        self, pending: Sequence[Workload], why: Mapping[str, Unfit], now: datetime
+    ) -> None:
+        """Displace lower-priority running work for what a batch left ``pending`` for want of
+        room (``loop.preempting``), if any may and can be."""
+        if not self.config.preemption or self._stopping:
+            return
+        stranded = self._preempter.stranded(pending, why, self._allocation.holders(), now)
+        if not stranded:
+            return
+        try:
+            done = self._preempter.preempt(
+                stranded,
+                self._moves_problem(now),
+                self.params,
+                self._allocation,
+                self._queue,
+                self._cordoned,
+                now,
+            )
+        except StoreError:
+            log.exception("preemptions not committed; the stranded work waits")
+            return
+        if done is None:
+            return
+        self._moved_since_send = True  # a batch solved meanwhile may find its room taken
+        with self._lock:
+            for w in done.victims:
+                self._counters.change(w.id, S.PLACED, S.PENDING, "")
+                self._counters.change(w.id, S.PENDING, S.PENDING, ReasonCode.PRIORITY)
+            self._counters.placed([w.id for w, _ in done.placed])
+            self._share_allocation()
+        for w in done.victims:
+            self._tell("on_state_change", replace(w, state=S.PREEMPTED), S.PLACED)
+            self._tell("on_state_change", w, S.PREEMPTED)
+        for w, victims in done.placed:
+            self._tell("on_state_change", w, S.PENDING)
+            self._tell_optional("on_preempted", w, victims, now)
 
     def capacity_changed(self) -> None:
         """Capacity came back outside the loop (nodes uncordoned): a cycle soon, which reads the
@@ -422,6 +459,17 @@ class SchedulingLoop:
             except Exception:
                 log.exception("observer %r failed in %s", o, method)
 
+    def _tell_optional(self, method: str, *args: object) -> None:
+        """``_tell`` the observers that have ``method`` (``on_moved``, ``on_preempted``)."""
+        for o in self._observers:
+            told = getattr(o, method, None)
+            if told is None:
+                continue
+            try:
+                told(*args)
+            except Exception:
+                log.exception("observer %r failed in %s", o, method)
+
     # ------------------------------------------------------------------ the loop thread
 
     def _run(self) -> None:
@@ -457,10 +505,18 @@ class SchedulingLoop:
         process has is collected at once: the work that came in meanwhile is the next batch."""
         return self._mailbox.take(
             busy=lambda: self._queue.has_ready or self._solving is not None,
-            next_due=self._allocation.next_due,
+            next_due=self._next_due,
             now=lambda: self._clock().timestamp(),
             not_before=self._rest_until,
         )
+
+    def _next_due(self) -> float | None:
+        """When the loop must look at the clock again: a completion, or a preemption leaving
+        the no-loop rules' window (what it held back may preempt, or be displaced, again)."""
+        due = [self._allocation.next_due()]
+        if self.config.preemption:
+            due.append(self._preempter.history.next_expiry())
+        return min((t for t in due if t is not None), default=None)
 
     def _cycle(self, inbox: list[Workload], changes: list[Change]) -> None:
         started_at = self._clock()
@@ -469,6 +525,7 @@ class SchedulingLoop:
         freed = self._intake(inbox, changes)
         freed |= self._complete_due(started_at)
         freed |= self._read_cordons()
+        freed |= self.config.preemption and self._preempter.history.expire(started_at)
         self._serve_requests(started_at)  # (drains, rebalances) on what is committed now
         self._rebalance_if_due(started_at)
         self._allocation.start_due(started_at)
@@ -714,6 +771,7 @@ class SchedulingLoop:
             time.sleep(self.config.retry_after_error_s)
             return
         self._settle(d, commit, outcome)
+        self._preempt(outcome.pending, d.decisions.pending, commit.now)
 
     def _replan(self, now: datetime) -> None:
         """Plan a few reservations again (``Replanner.replan``)."""

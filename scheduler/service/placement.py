@@ -298,5 +298,7 @@ class PlacementServicer:
     ) -> pb.Explanation:
         check_deadline(context)
         w = self._get(request.id, self._auth.caller(context))
-        result, sites = explain_workload(w, self._scheduling.snapshot(), self._scheduling.params)
+        preemptions = self._store.preemptions_of(w.id)
+        snapshot = self._scheduling.snapshot()
+        result, sites = explain_workload(w, snapshot, self._scheduling.params, preemptions)
         return convert.explanation_to_proto(result, w.state, sites)

@@ -11,6 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from scheduler.domain import (
     Cluster,
     Cost,
@@ -325,3 +328,18 @@ class PlacementResult:
             f"({self.placed_replicas} replicas), {len(self.unplaced)} unplaced, "
             f"objective {self.objective:.4f} CNY/h, gap {gap}, {self.solve_seconds:.3f} s"
         )
+
+
+def held_later(problem: Problem) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per node, the CPU and memory that reservations (work starting later) will need beyond
+    what is free now: a moved replica must leave it (``problem.timeline``: none without)."""
+    cluster = problem.cluster
+    zero = np.zeros(len(cluster), dtype=np.int64)
+    tl = problem.timeline
+    if tl is None:
+        return zero, zero.copy()
+    cpu, mem = tl.free(tl.base, tl.end)
+    return (
+        np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
+        np.maximum(0, cluster.free_mem - mem).astype(np.int64),
+    )

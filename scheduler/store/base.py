@@ -116,6 +116,43 @@ class CycleOutcome:
 
 
 @dataclass(frozen=True)
+class Displacement:
+    """One preemption to commit: ``preemptor`` (the loop's copy, PENDING) placed on
+    ``placements`` at ``cost`` per hour, ``victims`` (the loop's copies, PLACED) displaced."""
+
+    preemptor: Workload
+    placements: tuple[ReplicaPlacement, ...]
+    cost: Cost
+    victims: tuple[Workload, ...]
+
+
+@dataclass(frozen=True)
+class PreemptionOutcome:
+    """What ``Store.preempt`` committed: the preemptors now PLACED, the victims displaced (now
+    PENDING, each with its preemptor's id), the victims that were no longer PLACED (cancelled
+    or completed meanwhile: their room is free anyway) and the preemptors no longer PENDING
+    (nothing was done for them)."""
+
+    placed: tuple[Workload, ...] = ()
+    preempted: tuple[tuple[Workload, str], ...] = ()
+    gone: frozenset[str] = field(default_factory=frozenset)
+    skipped: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptionRecord:
+    """One committed preemption: ``workload_id`` (of ``priority``, running in ``site``) was
+    displaced by ``preemptor_id`` (of ``preemptor_priority``) at ``time``."""
+
+    workload_id: str
+    preemptor_id: str
+    preemptor_priority: int
+    priority: int
+    site: str
+    time: datetime
+
+
+@dataclass(frozen=True)
 class StateCounts:
     """Workloads per state, and per reason code for PENDING and UNSCHEDULABLE ones."""
 
@@ -180,6 +217,23 @@ class Store(Protocol):
         """New placements (and hourly cost) for running PLACED workloads (replicas moved off
         drained nodes): as ``replan``, and each workload changed gets an event (PLACED ->
         PLACED) so that watchers see the move. Returns the workloads changed, as they are now."""
+        ...
+
+    def preempt(self, displacements: Sequence[Displacement], now: datetime) -> PreemptionOutcome:
+        """Commit preemptions in one transaction: each preemptor still PENDING becomes PLACED
+        (event PENDING -> PLACED); each of its victims still PLACED gets an event in state
+        PREEMPTED (reason naming the preemptor), then one back to PENDING without placements
+        (its capacity released), and a ``PreemptionRecord``. A preemptor no longer PENDING is
+        skipped with its victims."""
+        ...
+
+    def preemptions_since(self, since: datetime) -> tuple[PreemptionRecord, ...]:
+        """The preemptions committed at ``since`` or later, oldest first."""
+        ...
+
+    def preemptions_of(self, workload_id: str, limit: int = 20) -> tuple[PreemptionRecord, ...]:
+        """The last ``limit`` preemptions ``workload_id`` took part in (as the displaced one
+        or as the preemptor), oldest first."""
         ...
 
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:

@@ -15,7 +15,7 @@ from scheduler.store.base import CycleCommit, CycleOutcome, NotLeaderError
 from scheduler.store.codec import epoch, gpus_to_text
 from scheduler.store.connection import Conn
 from scheduler.store.rows import PENDING, PLACED, PLACEMENT_COLUMNS, changed, states
-from scheduler.store.transactions import Transactions
+from scheduler.store.transactions import Transactions, Tx
 
 # One entry per workload: its state after the cycle, its row update (or None), its placement
 # rows, and whether the change is an event.
@@ -41,35 +41,40 @@ def commit_cycle(
     if not ids:
         return CycleOutcome()
     now = cycle.now
-    entries = _entries(cycle, now)
+    entries = entries_of(cycle, now)
     with transactions.write() as tx:
         check_term(tx.conn, term)
         found = states(tx.conn, ids, for_update)
         skipped = {e[0].id for e in entries if found.get(e[0].id) != PENDING}
         if skipped:  # cancelled while the cycle solved: left as they are
             entries = [e for e in entries if e[0].id not in skipped]
-        updates = [e[1] for e in entries if e[1] is not None]
-        if updates:
-            tx.conn.executemany(
-                "UPDATE workloads SET state = ?, reason = ?, reason_code = ?, placed_at = ?, "
-                "energy_cny_per_hour = ?, carbon_kg_per_hour = ?, power_watts = ? "
-                "WHERE id = ?",
-                updates,
-            )
-        placement_rows = [row for e in entries for row in e[2]]
-        if placement_rows:
-            tx.conn.executemany(
-                f"INSERT INTO placements ({PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (workload_id, replica) DO UPDATE SET site = excluded.site, "
-                "node = excluded.node, latency_ms = excluded.latency_ms, "
-                "gpu_indices = excluded.gpu_indices, start_time = excluded.start_time",
-                placement_rows,
-            )
-        event = tx.event
-        for w, _, _, is_event in entries:
-            if is_event:
-                event(w, WorkloadState.PENDING, now)
+        write_entries(tx, entries, now)
     return _outcome(entries, skipped)
+
+
+def write_entries(tx: Tx, entries: list[Entry], now: datetime) -> None:
+    """Write the decisions of ``entries`` about PENDING workloads (rows, placements, events)."""
+    updates = [e[1] for e in entries if e[1] is not None]
+    if updates:
+        tx.conn.executemany(
+            "UPDATE workloads SET state = ?, reason = ?, reason_code = ?, placed_at = ?, "
+            "energy_cny_per_hour = ?, carbon_kg_per_hour = ?, power_watts = ? "
+            "WHERE id = ?",
+            updates,
+        )
+    placement_rows = [row for e in entries for row in e[2]]
+    if placement_rows:
+        tx.conn.executemany(
+            f"INSERT INTO placements ({PLACEMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (workload_id, replica) DO UPDATE SET site = excluded.site, "
+            "node = excluded.node, latency_ms = excluded.latency_ms, "
+            "gpu_indices = excluded.gpu_indices, start_time = excluded.start_time",
+            placement_rows,
+        )
+    event = tx.event
+    for w, _, _, is_event in entries:
+        if is_event:
+            event(w, WorkloadState.PENDING, now)
 
 
 def placement_rows(wid: str, reps: tuple[ReplicaPlacement, ...]) -> list[tuple[Any, ...]]:
@@ -146,7 +151,7 @@ def _outcome(entries: list[Entry], skipped: set[str]) -> CycleOutcome:
     )
 
 
-def _entries(cycle: CycleCommit, now: datetime) -> list[Entry]:
+def entries_of(cycle: CycleCommit, now: datetime) -> list[Entry]:
     """The writes of a cycle, placed workloads first, then unschedulable, then pending."""
     t = epoch(now)
     source = cycle.workloads

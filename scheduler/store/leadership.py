@@ -26,7 +26,10 @@ from scheduler.store.base import (
     Admit,
     CycleCommit,
     CycleOutcome,
+    Displacement,
     Page,
+    PreemptionOutcome,
+    PreemptionRecord,
     StateChange,
     StateCounts,
     Submitted,
@@ -99,6 +102,15 @@ class FencedStore:
         now: datetime,
     ) -> tuple[Workload, ...]:
         return self._store.move(moves, now, self.term)
+
+    def preempt(self, displacements: Sequence[Displacement], now: datetime) -> PreemptionOutcome:
+        return self._store.preempt(displacements, now, self.term)
+
+    def preemptions_since(self, since: datetime) -> tuple[PreemptionRecord, ...]:
+        return self._store.preemptions_since(since)
+
+    def preemptions_of(self, workload_id: str, limit: int = 20) -> tuple[PreemptionRecord, ...]:
+        return self._store.preemptions_of(workload_id, limit)
 
     def complete(self, workloads: Sequence[Workload], now: datetime) -> tuple[StateChange, ...]:
         return self._store.complete(workloads, now, self.term)

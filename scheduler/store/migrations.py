@@ -153,6 +153,24 @@ def _v4(resource: str, replicas: str) -> tuple[str, ...]:
 # Version 5: nodes an operator cordoned (they take no new replicas), by name.
 _V5 = _both("CREATE TABLE cordons (node TEXT PRIMARY KEY, since {REAL} NOT NULL)")
 
+# Version 6: every preemption (who displaced whom, at which priorities, from which site, when):
+# the loop's rule against preempting one workload again and again reads the last hour of it
+# after a restart, and ExplainWorkload names who preempted a workload (or whom it displaced).
+_V6 = _both(
+    """CREATE TABLE preemptions (
+        id {SERIAL},
+        workload_id TEXT NOT NULL,
+        preemptor_id TEXT NOT NULL,
+        preemptor_priority BIGINT NOT NULL,
+        priority BIGINT NOT NULL,
+        site TEXT NOT NULL,
+        time {REAL} NOT NULL
+    )""",
+    "CREATE INDEX preemptions_by_time ON preemptions (time)",
+    "CREATE INDEX preemptions_by_workload ON preemptions (workload_id)",
+    "CREATE INDEX preemptions_by_preemptor ON preemptions (preemptor_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "workloads, placements, events, requests", _V1[0], _V1[1]),
     Migration(2, "request_ids scoped per tenant", _V2[0], _V2[1]),
@@ -164,6 +182,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v4("((spec::jsonb)->'resources'->>{i})::bigint", "((spec::jsonb)->>'replicas')::bigint"),
     ),
     Migration(5, "cordoned nodes", _V5[0], _V5[1]),
+    Migration(6, "preemptions", _V6[0], _V6[1]),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -19,14 +19,17 @@ from scheduler.domain import (
     WorkloadSpec,
     WorkloadState,
 )
-from scheduler.store import queries
+from scheduler.store import preemptions, queries
 from scheduler.store.base import (
     Admit,
     CycleCommit,
     CycleOutcome,
+    Displacement,
     NotFoundError,
     Page,
     PreconditionError,
+    PreemptionOutcome,
+    PreemptionRecord,
     StateChange,
     StateCounts,
     Submitted,
@@ -150,6 +153,20 @@ class SqlStore:
     ) -> tuple[Workload, ...]:
         """See ``Store.move``; ``term`` as for ``commit_cycle``."""
         return commit_replan(self._tx, self._dialect.for_update, moves, term, moved_at=now)
+
+    def preempt(
+        self, displacements: Sequence[Displacement], now: datetime, term: int | None = None
+    ) -> PreemptionOutcome:
+        """See ``Store.preempt``; ``term`` as for ``commit_cycle``."""
+        return preemptions.commit_preemptions(
+            self._tx, self._dialect.for_update, displacements, now, term
+        )
+
+    def preemptions_since(self, since: datetime) -> tuple[PreemptionRecord, ...]:
+        return self._tx.reading(lambda conn: preemptions.preemptions_since(conn, since))
+
+    def preemptions_of(self, workload_id: str, limit: int = 20) -> tuple[PreemptionRecord, ...]:
+        return self._tx.reading(lambda conn: preemptions.preemptions_of(conn, workload_id, limit))
 
     def complete(
         self, workloads: Sequence[Workload], now: datetime, term: int | None = None
