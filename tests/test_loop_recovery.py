@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from scheduler.domain import Cost, ReplicaPlacement, Scenario, Workload
+from scheduler.loop import LoopConfig, SchedulingLoop
 from scheduler.store import CycleCommit, CycleOutcome, StateChange, Store
 from scheduler.store.sqlite import SqliteStore
 from tests.test_loop_support import (
@@ -150,3 +151,16 @@ def test_a_stored_placement_that_no_longer_fits_holds_no_capacity_after_a_restar
     store_placed(store, clock.now, *placed)
     with running(store, tiny, clock, solver_process=False) as lp:
         assert used_cpu(lp.snapshot().cluster) == held_cpu
+
+
+def test_a_batch_solved_as_the_loop_stops_stays_pending_without_a_failure_reason(
+    store: Store, tiny: Scenario
+) -> None:
+    clock = Clock()
+    lp = SchedulingLoop(store, tiny, config=LoopConfig(solver_process=False), clock=clock)
+    lp.load()
+    (w,) = submit(store, lp, cpu(1))
+    lp._solver.abandon()  # as stop() does while a cycle is about to solve
+    lp.run_cycle()
+    after = store.get(w.id)
+    assert after.state == S.PENDING and after.reason == ""  # not "the solver failed"

@@ -705,6 +705,9 @@ class SchedulingLoop:
         s0 = time.perf_counter()
         try:
             result = self._solver.solve(problem, params, self._deadline())
+        except SolverProcessError:  # the loop is stopping: the store keeps the batch PENDING
+            self._queue.requeue(batch)
+            return
         except Exception:
             log.exception("solve failed on a batch of %d workloads", len(batch))
             self._publish()

@@ -285,7 +285,8 @@ class SolverClient:
         return None if self._process is None else self._process.pid
 
     def solve(self, problem: Problem, params: SolverParams, deadline: float) -> PlacementResult:
-        """``problem`` solved, in the child if it is up; raises what the solver raised."""
+        """``problem`` solved, in the child if it is up; raises what the solver raised, and
+        ``SolverProcessError`` once the loop is stopping (``abandon``)."""
         if self._abandoned:
             raise SolverProcessError("the solver is stopping")
         child = self._child()
@@ -293,6 +294,8 @@ class SolverClient:
             try:
                 return child.solve(problem, params, seed=self.seed, deadline=deadline)
             except SolverProcessError:
+                if self._abandoned:  # killed because the loop is stopping: not solved here
+                    raise
                 self._died("the solver process died; solving in the loop's process meanwhile")
         return self._solve_fn(problem, params, seed=self.seed, deadline=deadline)
 
