@@ -176,7 +176,6 @@ def plan_rebalance(
     index = greedy.NodeIndex(cluster)
     order = cheapest_site_order(problem, params)
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
-    rates = site_rates(problem)
     current = {w.id: w for w in holders if not _reserved(w, problem)}
     by_node: dict[str, dict[str, list[ReplicaPlacement]]] = {}
     for w in current.values():
@@ -190,29 +189,76 @@ def plan_rebalance(
         for n in np.argsort(used, kind="stable").tolist()
         if cluster.replicas_on[n] > 0 and (not sites or cluster.site_of(n) in sites)
     ]
-    objective = plan.objective(plan.cost_before)
     end = time.monotonic() + budget_s
-    for a in awake:
+    state = _Rebalancing(problem, params, cluster, index, scorer, held, blocked, current, plan)
+    for a in awake:  # onto powered nodes: the emptied node powers down
         if time.monotonic() > end:
             break
-        on = by_node.get(cluster.node_names[a], {})
+        state.empty(a, by_node, max_moves, awake_only=True)
+    # then from the dearest sites to cheaper ones, waking nodes there where that pays
+    dear = sorted(
+        (a for a in awake if state.cluster.replicas_on[a] > 0),
+        key=lambda a: -order.index(cluster.site_of(a)),
+    )
+    for a in dear:
+        if time.monotonic() > end or order.index(cluster.site_of(a)) == 0:
+            break
+        state.empty(a, by_node, max_moves, awake_only=False)
+    cluster = state.cluster
+    plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
+    return plan
+
+
+class _Rebalancing:
+    """``plan_rebalance``'s state: the cluster as planned so far, the workloads where they
+    would be, and the objective per hour of that."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        params: SolverParams,
+        cluster: Cluster,
+        index: greedy.NodeIndex,
+        scorer: greedy.NodeScorer,
+        held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        blocked: set[int],
+        current: dict[str, Workload],
+        plan: DrainPlan,
+    ) -> None:
+        self.problem, self.params, self.cluster = problem, params, cluster
+        self.index, self.scorer, self.held, self.blocked = index, scorer, held, blocked
+        self.current, self.plan = current, plan
+        self.rates = site_rates(problem)
+        self.objective = plan.objective(plan.cost_before)
+
+    def empty(
+        self,
+        a: int,
+        by_node: dict[str, dict[str, list[ReplicaPlacement]]],
+        max_moves: int,
+        awake_only: bool,
+    ) -> None:
+        """Move every replica off node ``a`` where its rules allow (``awake_only``: onto
+        powered nodes only), if all can go within ``max_moves`` and the objective falls."""
+        problem, plan, current = self.problem, self.plan, self.current
+        on = by_node.get(self.cluster.node_names[a], {})
         count = sum(len(ps) for ps in on.values())
         if not count or (max_moves and len(plan.moves) + count > max_moves):
-            continue
-        trial = cluster.copy()
+            return
+        trial = self.cluster.copy()
         scratch = DrainPlan()
         moved: dict[str, tuple[ReplicaPlacement, ...]] = {}
         for wid, ps in on.items():
             reps = _move_workload(
-                problem, params, trial, index, scorer, current[wid], ps, blocked | {a},
-                scratch, held, awake_only=True,
+                problem, self.params, trial, self.index, self.scorer, current[wid], ps,
+                self.blocked | {a}, scratch, self.held, awake_only=awake_only,
             )  # fmt: skip
             if reps is not None:
                 moved[wid] = reps
         after = plan.objective(cluster_cost(trial, problem.hour, problem.month))
-        if scratch.stuck or after >= objective - 1e-9:
-            continue  # the node stays as it is
-        cluster, objective = trial, after
+        if scratch.stuck or after >= self.objective - 1e-9:
+            return  # the node stays as it is
+        self.cluster, self.objective = trial, after
         plan.moves += scratch.moves
         for wid, reps in moved.items():
             for p in current[wid].placements:
@@ -220,9 +266,8 @@ def plan_rebalance(
             current[wid] = replace(current[wid], placements=reps)
             for p in reps:
                 by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
-            plan.placements[wid] = (reps, workload_cost(problem, current[wid].spec, reps, rates))
-    plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
-    return plan
+            cost = workload_cost(problem, current[wid].spec, reps, self.rates)
+            plan.placements[wid] = (reps, cost)
 
 
 def _reserved(w: Workload, problem: Problem) -> bool:

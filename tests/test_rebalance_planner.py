@@ -1,0 +1,43 @@
+"""``plan_rebalance`` on hand-made clusters of the tiny scenario (near: 2 dear CPU nodes;
+green: 3 cheap CPU nodes and a GPU node): what it moves, and where."""
+
+from __future__ import annotations
+
+from scheduler.domain import (
+    Cluster,
+    Resources,
+    Scenario,
+    Workload,
+    WorkloadKind,
+    WorkloadSpec,
+    WorkloadState,
+)
+from scheduler.loop.draining import plan_rebalance
+from scheduler.solver import Problem, SolverParams, greedy
+
+
+def running_on(cluster: Cluster, scenario: Scenario, wid: str, node: str, **kw: object) -> Workload:
+    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024), kind=WorkloadKind.BATCH, **kw)  # type: ignore[arg-type]
+    n = cluster.index[node]
+    gpus = cluster.allocate(n, spec.resources)
+    placement = greedy.placement(cluster, scenario, spec, 0, n, gpus)
+    return Workload(wid, spec, WorkloadState.PLACED, (placement,))
+
+
+def test_work_that_may_run_anywhere_moves_from_the_dear_site_to_a_sleeping_cheap_node(
+    tiny: Scenario,
+) -> None:
+    cluster = Cluster(tiny)
+    w = running_on(cluster, tiny, "w", "near/cpu-0000")
+    plan = plan_rebalance(Problem(tiny, cluster, (), hour=12, month=1), SolverParams(), [w])
+    (move,) = plan.moves
+    assert move.from_node == "near/cpu-0000" and move.to_node.startswith("green/")
+    assert plan.objective(plan.cost_after) < plan.objective(plan.cost_before)
+    assert cluster.replicas_on[cluster.index["near/cpu-0000"]] == 1  # the caller's: unchanged
+
+
+def test_work_held_to_the_dear_site_stays_there(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    w = running_on(cluster, tiny, "w", "near/cpu-0000", allowed_sites=("near",))
+    plan = plan_rebalance(Problem(tiny, cluster, (), hour=12, month=1), SolverParams(), [w])
+    assert plan.moves == [] and plan.cost_after == plan.cost_before
