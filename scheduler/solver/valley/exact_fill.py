@@ -54,10 +54,11 @@ def best_fill(
     states = free_cpu // unit
     table = np.full(states + 1, _NONE, dtype=np.int64)
     table[0] = 0
-    if ratio is None:
-        target = np.zeros(states + 1)
-    else:
-        target = ratio * unit * np.arange(states + 1, dtype=np.float64)
+    # each state's memory target, never above the node's free memory: a choice over it is then
+    # never nearer its target than one within it (and the fills over it are dropped at the end)
+    target = np.zeros(states + 1, dtype=np.int64)
+    if ratio is not None:
+        target = np.minimum((ratio * unit * np.arange(states + 1)).astype(np.int64), free_mem)
     miss = np.abs(table - target)  # how far each state's memory is from its target
     # bundles in the order added, with the states where taking each one improved the table
     bundles: list[tuple[int, int, int, np.ndarray]] = []
@@ -72,7 +73,7 @@ def best_fill(
             dc, dm = size * c, size * m
             new = table[: states + 1 - dc] + dm
             new_miss = np.abs(new - target[dc:])
-            better = (new_miss < miss[dc:]) & (new <= free_mem)
+            better = new_miss < miss[dc:]
             np.copyto(table[dc:], new, where=better)
             np.copyto(miss[dc:], new_miss, where=better)
             bundles.append((i, size, dc, better))

@@ -19,6 +19,11 @@ from scheduler.solver.valley.exact_fill import best_fill
 from scheduler.solver.valley.model import Model
 from scheduler.solver.valley.state import PackingState, Slot
 
+# in a pool of CPU nodes with nodes to spare, a node is filled greedily down to this many
+# millicores free, then exactly (``exact_fill``): as tight as filling it exactly from the first
+# core on the 10k mixes, in less time (fewer shapes are left to choose from)
+EXACT_TAIL_MILLIS = 8000
+
 
 def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
     """Place the model's ``counts`` onto the nodes of ``state`` (which holds nothing yet)."""
@@ -39,13 +44,17 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
     wake_cost = {ps.index: model.lm.cost[ps.wake] for ps in model.pools if ps.wake >= 0}
     for p in sorted(demand, key=lambda p: (cluster.pools[p].node.gpus == 0, p)):
         # a pool with nodes to spare packs all its replicas together (tighter); a full one
-        # of GPU nodes packs group by group, so that a shortfall hits what costs least; a
-        # full one of CPU nodes fills each node's CPU exactly (``exact_fill``), all its
-        # replicas together: the model may ask for all but a few of its cores (E-Town's at
-        # 99.96% on some 10k mixes), where a greedy fill strands a core a node and the last
-        # group's replicas find no room
-        full = spare.get(p, 0) <= max(2, len(state.index.by_pool[p]) // 20)
-        exact = full and not cluster.pools[p].node.gpus
+        # of GPU nodes packs group by group, so that a shortfall hits what costs least. A pool
+        # of CPU nodes fills each node's CPU exactly (``exact_fill``), all its replicas
+        # together; with few nodes to spare from the first core: the model may ask for all
+        # but a few of its cores (E-Town's at 99.96% on some 10k mixes), where a greedy fill
+        # strands a core a node and the last group's replicas find no room
+        nodes = len(state.index.by_pool[p])
+        full = spare.get(p, 0) <= max(2, nodes // 20)
+        exact = 0  # where packing switches to filling a node's CPU exactly (0: never)
+        if not cluster.pools[p].node.gpus:
+            tight = spare.get(p, 0) <= max(2, nodes // 10)
+            exact = cluster.pools[p].node.cpu_millis if tight else EXACT_TAIL_MILLIS
         groups: dict[tuple[float, int], list[str]] = defaultdict(list)
         for wid in demand[p]:
             key = _group(state, wid, p, wake_cost) if full and not exact else (0.0, 0)
@@ -105,7 +114,7 @@ def _pack_group(
     got: dict[str, list[Slot]],
     short: dict[str, int],
     spread: bool,
-    exact: bool = False,
+    exact: int = 0,
 ) -> None:
     by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
     # within a shape, larger workloads first: a shortfall drops the fewest replicas
@@ -284,7 +293,7 @@ def pack_pool(
     nodes: np.ndarray,
     shapes: Sequence[Resources],
     takers: Sequence[_Takers],
-    fill_exactly: bool = False,
+    exact_below: int = 0,
 ) -> None:
     """Pack replicas of several shapes onto the nodes of one pool, node by node: powered nodes
     first (fullest first), then powered-down ones. On each node, the next replica is the shape
@@ -292,8 +301,8 @@ def pack_pool(
     to place in it, so CPU-heavy and memory-heavy replicas share nodes instead of stranding
     capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
     A node takes no more of a shape than its ``takers`` may hold there (per-node limits);
-    each node's slots are handed to them when packing moves on. With ``fill_exactly`` (a
-    pool of CPU nodes the model fills to the last cores), each node instead takes the shapes
+    each node's slots are handed to them when packing moves on. With ``exact_below`` (a pool
+    of CPU nodes), a node with that many millicores free or fewer instead takes the shapes
     that fill its CPU as far as any choice of them can (``_ExactFill``)."""
     counts = [t.left for t in takers]
     if not len(nodes) or not sum(counts):
@@ -306,7 +315,7 @@ def pack_pool(
     need = np.zeros(len(shapes), dtype=np.int64)
     need[limited] = [takers[t].need for t in limited]
     order = nodes[awake_first(cluster, nodes)].tolist()
-    exact = _ExactFill(packer) if fill_exactly and not packer.gpu_shape.any() else None
+    exact = _ExactFill(packer) if exact_below and not packer.gpu_shape.any() else None
     for j, node in enumerate(order):
         here: dict[int, list[Slot]] = {}
         urgent = (need >= len(order) - j) & (packer.left > 0)
@@ -315,6 +324,7 @@ def pack_pool(
         else:
             if urgent.any():  # the urgent shapes first, as far as they fit
                 _fill_greedily(cluster, node, shapes, packer, here, urgent, only_first=True)
+            _fill_greedily(cluster, node, shapes, packer, here, None, stop_at=exact_below)
             exact.fill(node, shapes, here)
             # what still fits (a shape without CPU; a fill the table's heuristic missed)
             _fill_greedily(cluster, node, shapes, packer, here, None)
@@ -335,11 +345,15 @@ def _fill_greedily(
     here: dict[int, list[Slot]],
     first: np.ndarray | None,
     only_first: bool = False,
+    stop_at: int = -1,
 ) -> None:
     """Fill ``node`` step by step with the shape ``packer`` chooses (of those ``first`` marks
-    while one of them fits; with ``only_first``, only of those)."""
+    while one of them fits; with ``only_first``, only of those), until nothing fits or it has
+    ``stop_at`` millicores free or fewer."""
     while (t := packer.choose(node, first)) >= 0:
         if only_first and first is not None and not first[t]:
+            return
+        if int(cluster.free_cpu[node]) <= stop_at:
             return
         # place half of what still fits of that shape at once, then choose again: as good
         # as one at a time on the mixes measured, with half the steps
