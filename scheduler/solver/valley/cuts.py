@@ -16,14 +16,17 @@ what the pool's capacity rows already imply.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from scheduler.domain import GPU_MILLIS, Cluster, Resources
 from scheduler.solver.filters.eligibility import replicas_per_node
 from scheduler.solver.greedy import NodeIndex
-from scheduler.solver.valley.linear import LinearModel
-from scheduler.solver.valley.model import PoolState, WorkloadClass, amounts
+from scheduler.solver.valley.linear import INF, LinearModel
+from scheduler.solver.valley.model import PoolState, Row, WorkloadClass, amounts
 from scheduler.solver.valley.packing import capacity_counts
 
 # a cut is added where it is tighter by at least this many replicas than the capacity rows
@@ -38,16 +41,31 @@ def add_node_fit_cuts(
     pools: list[PoolState],
 ) -> int:
     """Add the cuts to ``lm``; returns how many."""
+    rows = node_fit_rows(lm, cluster, index, classes, pools)
+    lm.rows += rows
+    return len(rows)
+
+
+def node_fit_rows(
+    lm: LinearModel,
+    cluster: Cluster,
+    index: NodeIndex,
+    classes: list[WorkloadClass],
+    pools: list[PoolState],
+    larger: bool = False,
+) -> list[Row]:
+    """The cuts, per pool and shape where tighter than the capacity rows. With ``larger``,
+    those of CPU-only shapes extended to the replicas at least as large in CPU and memory
+    (without GPUs): a node holds no more of them than of the shape itself (three 2.5-core
+    replicas and two of 3.5 cores fit three 4-core nodes in sum, yet the nodes hold three of
+    them at most); only where some larger shape is asked for."""
     by_shape: dict[tuple[int, Resources], list[int]] = defaultdict(list)
-    most: dict[tuple[int, Resources], int] = defaultdict(int)
     for c in classes:
         for p, v in c.x.items():
-            key = (p, c.spec.resources)
-            by_shape[key].append(v)
-            most[key] += int(lm.ub[v])
+            by_shape[(p, c.spec.resources)].append(v)
     state = {ps.index: ps for ps in pools}
-    added = 0
-    for (p, r), xs in by_shape.items():
+    rows: list[Row] = []
+    for (p, r), most, variables in _candidates(lm, by_shape, larger):
         ps = state[p]
         if ps.wake < 0:
             continue
@@ -55,19 +73,48 @@ def add_node_fit_cuts(
         awake = nodes[cluster.replicas_on[nodes] > 0]
         fit_awake = int(capacity_counts(cluster, awake, r).sum())
         fit_empty = replicas_per_node(cluster.pools[p].node, r)
-        # what the pool's capacity rows imply for this shape alone
+        if fit_awake + fit_empty * ps.empty_nodes >= most:
+            continue  # cannot bind: every replica of the shape fits even then
+        # what the pool's capacity rows imply for this shape alone (or replicas as large)
         a = amounts(r)
         implied_awake = min(ps.free_awake[k] / a[k] for k in a if a[k] > 0)
         implied_empty = min(ps.node_cap[k] / a[k] for k in a if a[k] > 0)
-        reach = fit_awake + fit_empty * ps.empty_nodes
-        if reach >= most[(p, r)]:
-            continue  # cannot bind: every replica of the shape fits even then
         gain = implied_awake - fit_awake + (implied_empty - fit_empty) * ps.empty_nodes
         if gain < MIN_GAIN - 1e-9:  # (a gain of exactly one replica comes out as 0.999...)
             continue
-        lm.row([*xs, ps.wake], [1] * len(xs) + [-fit_empty], hi=fit_awake)
-        added += 1
-    return added
+        xs = variables()
+        rows.append(([*xs, ps.wake], [1] * len(xs) + [-fit_empty], -INF, fit_awake))
+    return rows
+
+
+def _candidates(
+    lm: LinearModel, by_shape: dict[tuple[int, Resources], list[int]], larger: bool
+) -> Iterator[tuple[tuple[int, Resources], int, Callable[[], list[int]]]]:
+    """Per pool and shape: the most replicas a cut over it may count, and its variables
+    (built only for a cut that is added); with ``larger``, over the shape and every CPU-only
+    shape at least as large, where there is one."""
+    ub = {key: sum(int(lm.ub[v]) for v in xs) for key, xs in by_shape.items()}
+    if not larger:
+        for key, xs in by_shape.items():
+            yield key, ub[key], partial(list, xs)
+        return
+    shapes: dict[int, list[Resources]] = defaultdict(list)
+    for p, r in by_shape:
+        if not r.wants_gpu:
+            shapes[p].append(r)
+    for p, rs in shapes.items():
+        cpu = np.asarray([r.cpu_millis for r in rs])
+        mem = np.asarray([r.memory_mib for r in rs])
+        most = np.asarray([ub[(p, r)] for r in rs])
+        for i, r in enumerate(rs):
+            larger_ones = np.flatnonzero((cpu >= cpu[i]) & (mem >= mem[i]))
+            if len(larger_ones) > 1:
+                keys = [(p, rs[j]) for j in larger_ones.tolist()]
+                yield (p, r), int(most[larger_ones].sum()), partial(_joined, by_shape, keys)
+
+
+def _joined(by_shape: dict[tuple[int, Resources], list[int]], keys: list[Any]) -> list[int]:
+    return [v for key in keys for v in by_shape[key]]
 
 
 # thresholds of the GPU share cuts below (millis of one GPU)

@@ -15,8 +15,14 @@ import numpy as np
 
 from scheduler.domain import GPU_MILLIS, Cluster, Resources, Topology, WorkloadSpec
 from scheduler.solver.filters import capacity_counts
+from scheduler.solver.valley.exact_fill import best_fill
 from scheduler.solver.valley.model import Model
 from scheduler.solver.valley.state import PackingState, Slot
+
+# in a pool of CPU nodes with nodes to spare, a node is filled greedily down to this many
+# millicores free, then exactly (``exact_fill``): as tight as filling it exactly from the first
+# core on the 10k mixes, in less time (fewer shapes are left to choose from)
+EXACT_TAIL_MILLIS = 8000
 
 
 def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
@@ -38,13 +44,23 @@ def pack(state: PackingState, model: Model, counts: Sequence[int]) -> None:
     wake_cost = {ps.index: model.lm.cost[ps.wake] for ps in model.pools if ps.wake >= 0}
     for p in sorted(demand, key=lambda p: (cluster.pools[p].node.gpus == 0, p)):
         # a pool with nodes to spare packs all its replicas together (tighter); a full one
-        # packs group by group, so that a shortfall hits what costs least
-        full = spare.get(p, 0) <= max(2, len(state.index.by_pool[p]) // 20)
+        # of GPU nodes packs group by group, so that a shortfall hits what costs least. A pool
+        # of CPU nodes fills each node's CPU exactly (``exact_fill``), all its replicas
+        # together; with few nodes to spare from the first core: the model may ask for all
+        # but a few of its cores (E-Town's at 99.96% on some 10k mixes), where a greedy fill
+        # strands a core a node and the last group's replicas find no room
+        nodes = len(state.index.by_pool[p])
+        full = spare.get(p, 0) <= max(2, nodes // 20)
+        exact = 0  # where packing switches to filling a node's CPU exactly (0: never)
+        if not cluster.pools[p].node.gpus:
+            tight = spare.get(p, 0) <= max(2, nodes // 10)
+            exact = cluster.pools[p].node.cpu_millis if tight else EXACT_TAIL_MILLIS
         groups: dict[tuple[float, int], list[str]] = defaultdict(list)
         for wid in demand[p]:
-            groups[_group(state, wid, p, wake_cost) if full else (0.0, 0)].append(wid)
+            key = _group(state, wid, p, wake_cost) if full and not exact else (0.0, 0)
+            groups[key].append(wid)
         for key in sorted(groups):
-            _pack_group(state, p, groups[key], demand[p], got, short, not full)
+            _pack_group(state, p, groups[key], demand[p], got, short, not full, exact)
             for wid in groups[key]:
                 todo[wid] -= 1
                 # in a full pool, what a group left short is completed before the next
@@ -98,6 +114,7 @@ def _pack_group(
     got: dict[str, list[Slot]],
     short: dict[str, int],
     spread: bool,
+    exact: int = 0,
 ) -> None:
     by_shape: dict[Resources, list[tuple[str, int]]] = defaultdict(list)
     # within a shape, larger workloads first: a shortfall drops the fewest replicas
@@ -105,7 +122,7 @@ def _pack_group(
         by_shape[state.specs[wid].resources].append((wid, demand[wid]))
     shapes = list(by_shape)
     takers = [_Takers(state, by_shape[r], spread) for r in shapes]
-    pack_pool(state.cluster, state.index.by_pool[pool], shapes, takers)
+    pack_pool(state.cluster, state.index.by_pool[pool], shapes, takers, exact)
     for t in takers:
         for wid, mine, left in t.handed():
             got[wid].extend(mine)
@@ -272,7 +289,11 @@ def fill(
 
 
 def pack_pool(
-    cluster: Cluster, nodes: np.ndarray, shapes: Sequence[Resources], takers: Sequence[_Takers]
+    cluster: Cluster,
+    nodes: np.ndarray,
+    shapes: Sequence[Resources],
+    takers: Sequence[_Takers],
+    exact_below: int = 0,
 ) -> None:
     """Pack replicas of several shapes onto the nodes of one pool, node by node: powered nodes
     first (fullest first), then powered-down ones. On each node, the next replica is the shape
@@ -280,7 +301,9 @@ def pack_pool(
     to place in it, so CPU-heavy and memory-heavy replicas share nodes instead of stranding
     capacity (on a 10k-replica mix this packs within 2% of the per-resource lower bound).
     A node takes no more of a shape than its ``takers`` may hold there (per-node limits);
-    each node's slots are handed to them when packing moves on."""
+    each node's slots are handed to them when packing moves on. With ``exact_below`` (a pool
+    of CPU nodes), a node with that many millicores free or fewer instead takes the shapes
+    that fill its CPU as far as any choice of them can (``_ExactFill``)."""
     counts = [t.left for t in takers]
     if not len(nodes) or not sum(counts):
         return
@@ -292,26 +315,19 @@ def pack_pool(
     need = np.zeros(len(shapes), dtype=np.int64)
     need[limited] = [takers[t].need for t in limited]
     order = nodes[awake_first(cluster, nodes)].tolist()
+    exact = _ExactFill(packer) if exact_below and not packer.gpu_shape.any() else None
     for j, node in enumerate(order):
         here: dict[int, list[Slot]] = {}
         urgent = (need >= len(order) - j) & (packer.left > 0)
-        while (t := packer.choose(node, urgent if urgent.any() else None)) >= 0:
-            # place half of what still fits of that shape at once, then choose again: as good
-            # as one at a time on the mixes measured, with half the steps
-            r = shapes[t]
-            fits = min(
-                int(cluster.free_cpu[node]) // max(r.cpu_millis, 1),
-                int(cluster.free_mem[node]) // max(r.memory_mib, 1),
-            )
-            want = max(1, min(int(packer.left[t]), int(packer.room[t]), fits // 2))
-            mine = here.setdefault(t, [])
-            if r.wants_gpu:
-                placed = _put_gpu_work(cluster, node, r, want, mine)
-            else:  # choose() checked that one fits, and ``fits`` counts how many do
-                placed = want
-                cluster.allocate_many(node, r, placed)
-                mine.extend([(node, ())] * placed)
-            packer.placed(t, placed)
+        if exact is None:
+            _fill_greedily(cluster, node, shapes, packer, here, urgent if urgent.any() else None)
+        else:
+            if urgent.any():  # the urgent shapes first, as far as they fit
+                _fill_greedily(cluster, node, shapes, packer, here, urgent, only_first=True)
+            _fill_greedily(cluster, node, shapes, packer, here, None, stop_at=exact_below)
+            exact.fill(node, shapes, here)
+            # what still fits (a shape without CPU; a fill the table's heuristic missed)
+            _fill_greedily(cluster, node, shapes, packer, here, None)
         for t, mine in here.items():
             takers[t].hand_out(mine)
             if takers[t].limited:
@@ -319,6 +335,74 @@ def pack_pool(
                 need[t] = takers[t].need
         if not packer.left.sum():
             break
+
+
+def _fill_greedily(
+    cluster: Cluster,
+    node: int,
+    shapes: Sequence[Resources],
+    packer: _PoolPacker,
+    here: dict[int, list[Slot]],
+    first: np.ndarray | None,
+    only_first: bool = False,
+    stop_at: int = -1,
+) -> None:
+    """Fill ``node`` step by step with the shape ``packer`` chooses (of those ``first`` marks
+    while one of them fits; with ``only_first``, only of those), until nothing fits or it has
+    ``stop_at`` millicores free or fewer."""
+    while (t := packer.choose(node, first)) >= 0:
+        if only_first and first is not None and not first[t]:
+            return
+        if int(cluster.free_cpu[node]) <= stop_at:
+            return
+        # place half of what still fits of that shape at once, then choose again: as good
+        # as one at a time on the mixes measured, with half the steps
+        r = shapes[t]
+        fits = min(
+            int(cluster.free_cpu[node]) // max(r.cpu_millis, 1),
+            int(cluster.free_mem[node]) // max(r.memory_mib, 1),
+        )
+        want = max(1, min(int(packer.left[t]), int(packer.room[t]), fits // 2))
+        mine = here.setdefault(t, [])
+        if r.wants_gpu:
+            placed = _put_gpu_work(cluster, node, r, want, mine)
+        else:  # choose() checked that one fits, and ``fits`` counts how many do
+            placed = want
+            cluster.allocate_many(node, r, placed)
+            mine.extend([(node, ())] * placed)
+        packer.placed(t, placed)
+
+
+class _ExactFill:
+    """Each node filled as far as the shapes left can fill its CPU (``exact_fill``), its
+    memory near the share the work left asks for per core. A node as empty as the last one
+    takes the same choice again while the shapes last (identical empty nodes: one dynamic
+    program for many of them)."""
+
+    def __init__(self, packer: _PoolPacker) -> None:
+        self.packer = packer
+        self.last: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def fill(self, node: int, shapes: Sequence[Resources], here: dict[int, list[Slot]]) -> None:
+        packer = self.packer
+        cluster = packer.cluster
+        start = (int(cluster.free_cpu[node]), int(cluster.free_mem[node]))
+        most = np.where(packer.gpu_shape, 0, np.minimum(packer.left, packer.room))
+        if self.last is not None and self.last[0] == start and (self.last[1] <= most).all():
+            take = self.last[1]  # the same choice again, as far as the shapes last
+        else:
+            left_cpu = float(most @ packer.d_cpu)
+            ratio = float(most @ packer.d_mem) / left_cpu if left_cpu else None
+            take = np.asarray(
+                best_fill(start[0], start[1], packer.d_cpu, packer.d_mem, most, ratio),
+                dtype=np.int64,
+            )
+        self.last = (start, take)
+        for t in np.flatnonzero(take).tolist():
+            k = int(take[t])
+            cluster.allocate_many(node, shapes[t], k)
+            here.setdefault(t, []).extend([(node, ())] * k)
+            packer.placed(t, k)
 
 
 def _put_gpu_work(cluster: Cluster, node: int, r: Resources, want: int, out: list[Slot]) -> int:
@@ -364,6 +448,7 @@ class _PoolPacker:
         # 50k replicas), so it avoids 2-D temporaries
         self.d_cpu, self.d_mem = d[:, 0].copy(), d[:, 1].copy()
         self.d_gpus, self.d_share = d[:, 2].copy(), d[:, 3].copy()
+        self.gpu_shape = (self.d_gpus > 0) | (self.d_share > 0)
         self.n_cpu, self.n_mem, self.n_gpu = (self.norm[:, k].copy() for k in range(3))
         # the demand still to place, per dimension (kept up to date as replicas are placed),
         # and what follows from it until the next placement

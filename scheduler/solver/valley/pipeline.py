@@ -30,7 +30,7 @@ from scheduler.solver.problem import (
 )
 from scheduler.solver.result import build_result
 from scheduler.solver.valley.bound import MipBound
-from scheduler.solver.valley.cuts import add_gpu_share_cuts, add_node_fit_cuts
+from scheduler.solver.valley.cuts import add_gpu_share_cuts, add_node_fit_cuts, node_fit_rows
 from scheduler.solver.valley.linear import Relaxation
 from scheduler.solver.valley.model import Model, build_model, counts_of
 from scheduler.solver.valley.packing import pack
@@ -144,6 +144,11 @@ class _Run:
         base = evaluate(no_work, {}, self.params).objective
         model = build_model(p, self.params, self.elig, self.index, base)
         cuts = add_node_fit_cuts(model.lm, p.cluster, self.index, model.classes, model.pools)
+        # the same cuts over the replicas at least as large: many, and rarely broken at 10k
+        # (they doubled the LP's nonzeros), so added only where the LP breaks one
+        model.lazy += node_fit_rows(
+            model.lm, p.cluster, self.index, model.classes, model.pools, larger=True
+        )
         cuts += add_gpu_share_cuts(model.lm, p.cluster, self.index, model.classes, model.pools)
         self.stats.update(
             node_fit_cuts=cuts,
