@@ -42,6 +42,9 @@ from scheduler.solver.objective import (
     workload_cost,
 )
 
+# what reservations hold later: CPU and memory per node, free millis per GPU (``held_later``)
+Held = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
+
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
     """The whole cluster's cost per hour."""
@@ -99,7 +102,7 @@ def _move_workload(
     on: Sequence[ReplicaPlacement],
     out: set[int],
     plan: DrainPlan,
-    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    held: Held,
     awake_only: bool = False,
 ) -> tuple[ReplicaPlacement, ...] | None:
     """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow (with
@@ -124,13 +127,17 @@ def _move_workload(
             and per_node[cluster.node_names[n]] < e.per_node
             and (not awake_only or cluster.replicas_on[n] > 0)
         ]
-        node = -1
+        node, view = -1, cluster
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
             room = (cluster.free_cpu[candidates] - held[0][candidates] >= r.cpu_millis) & (
                 cluster.free_mem[candidates] - held[1][candidates] >= r.memory_mib
             )
-            fit = candidates[cluster.fit_mask(r, candidates) & room]
+            # GPU work: the GPUs reservations hold later are not free (``held_later``)
+            if held[2] is not None and r.wants_gpu:
+                view = cluster.copy()
+                view.gpu_free = np.minimum(cluster.gpu_free, held[2])
+            fit = candidates[view.fit_mask(r, candidates) & room]
             if len(fit):
                 node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
         if node < 0:
@@ -138,7 +145,7 @@ def _move_workload(
             plan.stuck.append(Stuck(w.id, p.replica, p.node, why))
             continue
         cluster.release(cluster.index[p.node], r, p.gpu_indices)
-        gpus = cluster.allocate(node, r)
+        gpus = cluster.allocate(node, r, view.choose_gpus(node, r) if r.wants_gpu else None)
         new = greedy.placement(cluster, problem.scenario, spec, p.replica, node, gpus)
         new = replace(new, start_time=p.start_time)  # a move does not restart the replica
         reps[p.replica] = new
@@ -224,18 +231,21 @@ def plan_rebalance(
     return plan
 
 
-def held_later(problem: Problem) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def held_later(problem: Problem) -> Held:
     """Per node, the CPU and memory that reservations (work starting later) will need beyond
-    what is free now: a moved replica must leave it (``problem.timeline``: none without)."""
+    what is free now, and the millis per GPU free in every hour ahead (as ``Cluster.gpu_free``
+    has them): a moved replica must leave them (``problem.timeline``: none without)."""
     cluster = problem.cluster
     zero = np.zeros(len(cluster), dtype=np.int64)
     tl = problem.timeline
     if tl is None:
-        return zero, zero.copy()
+        return zero, zero.copy(), None
     cpu, mem = tl.free(tl.base, tl.end)
+    gpus = tl.gpu_free_of(np.maximum(tl.hourly_gpu_free().min(axis=2), 0), cluster.gpu_free)
     return (
         np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
         np.maximum(0, cluster.free_mem - mem).astype(np.int64),
+        gpus,
     )
 
 
