@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.bench.checker import check_over_time
+from scheduler.bench.day import SimClock
 from scheduler.domain import (
     Cluster,
+    ReplicaPlacement,
     Resources,
     Scenario,
     Topology,
@@ -22,10 +24,14 @@ from scheduler.domain import (
     WorkloadState,
     parse_scenario,
 )
-from scheduler.domain.forecast import hour_of
+from scheduler.domain.forecast import hour_of, parse_forecast
 from scheduler.domain.timeline import Timeline, hours_covering
+from scheduler.loop import LoopConfig, SchedulingLoop
 from scheduler.loop.allocation import Allocation, hold_in_time
+from scheduler.loop.draining import plan_drain
 from scheduler.solver import SolverParams, solve
+from scheduler.store import Store
+from tests.test_loop_support import store_fixture  # noqa: F401
 from tests.test_time import MIDNIGHT, NOW, problem  # 20:10 local; cheap from 00:00
 
 CHEAP = [0.2 if h < 6 else 1.0 for h in range(24)]
@@ -199,3 +205,58 @@ def test_a_reserved_gpu_job_takes_the_gpus_it_holds_when_it_starts() -> None:
     assert [x.id for x in a.start_due(rep.start_time)] == ["w0"]
     node = a.cluster.index[rep.node]
     assert [int(a.cluster.gpu_free[node, g]) for g in rep.gpu_indices] == [0]
+
+
+def test_a_gpu_reservation_is_planned_again_and_takes_its_gpus_when_it_starts(
+    store: Store,
+) -> None:
+    scenario = gpu_scenario(1, 0)
+    sim = SimClock(NOW)
+    loop = SchedulingLoop(
+        store,
+        scenario,
+        params=SolverParams(num_workers=1),
+        config=LoopConfig(solver_process=False, solve_budget_s=1.0),
+        clock=sim,
+    )
+    loop.load()
+    (w,) = store.submit("", "", [gpu_job(1, 1, 10)], sim.now).workloads
+    loop.submitted([w])
+    loop.run_cycle()
+    first = store.get(w.id).placements[0].start_time
+    assert first is not None and first >= MIDNIGHT
+    # a new forecast makes another cheap hour cheaper still: the reservation moves there
+    target = MIDNIGHT + timedelta(hours=3 if first != MIDNIGHT + timedelta(hours=3) else 1)
+    forecast = parse_forecast(
+        {"start": target.isoformat(), "sites": {"a": {"price_cny_per_kwh": [0.05]}}}, scenario
+    )
+    loop.set_forecast(forecast)
+    loop.run_cycle()
+    (rep,) = store.get(w.id).placements
+    assert rep.start_time == target and len(rep.gpu_indices) == 1
+    assert (loop.snapshot().cluster.gpu_free[0] == 1000).all()  # nothing held before it starts
+    sim.now = target + timedelta(minutes=1)
+    loop.run_cycle()
+    assert int(loop.snapshot().cluster.gpu_free[0, rep.gpu_indices[0]]) == 0
+
+
+def test_a_drained_gpu_replica_never_moves_onto_gpus_a_reservation_holds() -> None:
+    scenario = gpu_scenario(2, 0)
+    p = problem(scenario)
+    cluster, tl = p.cluster, p.timeline
+    assert tl is not None
+    r = Resources(2000, 4096, gpus=1)
+    running = Workload(
+        "run",
+        WorkloadSpec(tenant="t", resources=r, kind=WorkloadKind.SERVICE),
+        WorkloadState.PLACED,
+        (ReplicaPlacement(0, "a", "a/gpu-0000", 1.0, (0,)),),
+        placed_at=NOW,
+    )
+    cluster.allocate(0, r, (0,))
+    tl.hold("run", [0], 2000, 4096, hour_of(NOW), None, gpus=[(0,)], gpu_share=1000)
+    midnight = hour_of(MIDNIGHT)
+    tl.hold("later", [1], 2000, 4096, midnight, midnight + 2, True, gpus=[(0,)], gpu_share=1000)
+    plan = plan_drain(p, PARAMS, [running], ["a/gpu-0000"])
+    (rep,) = plan.placements["run"][0]
+    assert (rep.node, rep.gpu_indices) == ("a/gpu-0001", (1,))
