@@ -101,6 +101,12 @@ def test_a_deferrable_gpu_job_is_reserved_at_the_cheap_hour_holding_its_gpus() -
     assert int(free[held[0] - 1]) == int(free[held[-1] + 1]) == 1000
 
 
+def test_a_deferrable_gpu_job_bound_to_the_dearer_site_is_reserved_there() -> None:
+    p = problem(gpu_scenario(), gpu_job(1, 2, 20, allowed_sites=("b",)))
+    (rep,) = solve(p, PARAMS).placements["w0"]
+    assert rep.site == "b" and rep.start_time is not None and rep.start_time >= MIDNIGHT
+
+
 def test_work_placed_now_never_takes_the_gpus_a_reservation_holds() -> None:
     scenario = gpu_scenario(1, 0)
     cluster = Cluster(scenario)

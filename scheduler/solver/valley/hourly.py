@@ -155,7 +155,9 @@ def pack_later(
                 taken = None if nodes is None else [(n, ()) for n in sorted(nodes)]
             else:
                 view = free.window_cluster(cluster, index.nodes(elig[wid].pools), a, b)
-                scorer = greedy.site_ranked(sites, cluster.site_names, greedy.best_fit)
+                # every site ranked (the scorer asks); only the eligible ones have nodes here
+                order = sites + [s for s in cluster.site_names if s not in sites]
+                scorer = greedy.site_ranked(order, cluster.site_names, greedy.best_fit)
                 taken = greedy.place_slots(view, index, spec, elig[wid], scorer, sites)
                 for node, gpus in taken or ():
                     windows.take(int(cluster.node_pool[node]), node, a, b, r, gpus)
