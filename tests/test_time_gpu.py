@@ -266,3 +266,12 @@ def test_a_drained_gpu_replica_never_moves_onto_gpus_a_reservation_holds() -> No
     plan = plan_drain(p, PARAMS, [running], ["a/gpu-0000"])
     (rep,) = plan.placements["run"][0]
     assert (rep.node, rep.gpu_indices) == ("a/gpu-0001", (1,))
+
+
+def test_a_timeline_passed_as_state_keeps_its_cordoned_nodes_without_room() -> None:
+    cluster = Cluster(gpu_scenario(2, 0))
+    tl = Timeline(cluster, hour_of(NOW)).without_room_on([0])
+    again = Timeline.from_state(cluster, tl.state())
+    cpu, _ = again.free(again.base, again.end)
+    assert cpu.tolist() == [0, 16000]
+    assert (again.hourly_gpu_free()[0] <= 0).all() and (again.hourly_gpu_free()[1] == 1000).all()

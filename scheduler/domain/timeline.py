@@ -123,16 +123,19 @@ class Timeline:
             self.reserved,
             self.forever_gpu,
             self.gpu,
+            (self.cap_cpu, self.cap_mem, self.gpu_cap),
         )
 
     @classmethod
     def from_state(cls, cluster: Cluster, state: tuple[Any, ...]) -> Timeline:
         """A timeline of ``cluster``'s nodes as ``state`` describes it (without its holds: it
         answers queries; ``advance`` would lose the hours its holds reach beyond)."""
-        base, horizon, fc, fm, cpu, mem, reserved, fg, gpu = state
+        base, horizon, fc, fm, cpu, mem, reserved, fg, gpu, caps = state
         out = cls(cluster, int(base), int(horizon))
         out.forever_cpu, out.forever_mem, out.cpu, out.mem = fc, fm, cpu, mem
         out.forever_gpu, out.gpu = fg, gpu
+        # a cordoned node's capacity is none (``without_room_on``): the state carries it
+        out.cap_cpu, out.cap_mem, out.gpu_cap = caps
         out.reserved = int(reserved)
         return out
 
