@@ -275,3 +275,15 @@ def test_a_timeline_passed_as_state_keeps_its_cordoned_nodes_without_room() -> N
     cpu, _ = again.free(again.base, again.end)
     assert cpu.tolist() == [0, 16000]
     assert (again.hourly_gpu_free()[0] <= 0).all() and (again.hourly_gpu_free()[1] == 1000).all()
+
+
+def test_the_time_checker_flags_a_gang_whose_replicas_start_at_different_times() -> None:
+    scenario = gpu_scenario(2, 0)
+    gang = gpu_job(1, 1, 20, replicas=2, topology=Topology.GANG)
+    placements = {
+        "g": tuple(ReplicaPlacement(i, "a", f"a/gpu-000{i}", 1.0, (0,)) for i in range(2))
+    }
+    together = {"g": [(0.0, 3600.0), (0.0, 3600.0)]}
+    assert check_over_time(scenario, {"g": gang}, placements, together) == []
+    apart = {"g": [(0.0, 3600.0), (3600.0, 7200.0)]}
+    assert [v.rule for v in check_over_time(scenario, {"g": gang}, placements, apart)] == ["gang"]
