@@ -55,7 +55,7 @@ def plan(
     stranded: list[tuple[str, WorkloadSpec]],
     holders: list[Workload],
     **kw: object,
-) -> list:  # type: ignore[type-arg]
+) -> list:
     problem = Problem(tiny, cluster, ())
     pending = [PendingWorkload(wid, s) for wid, s in stranded]
     return plan_preemptions(problem, SolverParams(), pending, holders, **kw)  # type: ignore[arg-type]
@@ -245,3 +245,30 @@ def test_preemptions_keep_every_rule_and_displace_only_lower_unprotected_work(
             freed.release(freed.index[rp.node], by_id[v].spec.resources, rp.gpu_indices)
     placed = {p.preemptor: p.placements for p in out}
     assert check_placements(tiny, pending, placed, baseline=freed, cpu_on_gpu_nodes=False) == []
+
+
+def test_a_gpu_preemptor_keeps_off_gpus_reserved_for_later(tiny: Scenario) -> None:
+    from datetime import UTC, datetime
+
+    from scheduler.domain.forecast import hour_of
+    from scheduler.domain.timeline import Timeline
+
+    now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)
+    one_gpu = replace(spec(1), resources=Resources(1000, 1024, gpus=1))
+    two_gpus = replace(spec(1, priority=2), resources=Resources(1000, 1024, gpus=2))
+
+    def preempted(reserve: bool) -> list:
+        cluster = Cluster(tiny)
+        victim = running(cluster, "v", one_gpu, ["green/gpu-0000"])
+        timeline = Timeline(cluster, hour_of(now))
+        if reserve:  # the GPU the victim leaves free is reserved two hours ahead
+            node = cluster.index["green/gpu-0000"]
+            h = hour_of(now) + 2
+            timeline.hold("later", [node], 1000, 1024, h, h + 1, True, gpus=[[1]], gpu_share=1000)
+        problem = Problem(tiny, cluster, (), now=now, timeline=timeline)
+        stranded = [PendingWorkload("p", two_gpus)]
+        return plan_preemptions(problem, SolverParams(), stranded, [victim])
+
+    (free,) = preempted(reserve=False)
+    assert free.victims == ("v",)
+    assert preempted(reserve=True) == []

@@ -21,7 +21,8 @@ Rules (the ``rule`` of a ``Violation``):
 - ``cpu`` / ``memory``: a node's CPU or memory over capacity
 - ``gpu_share``: one physical GPU's shares sum above 1000 millis
 - ``gpu_exclusive``: a GPU held whole by one replica and used by anything else
-- ``gang``: a GANG workload in more than one site
+- ``gang``: a GANG workload in more than one site (``check_over_time``: or its replicas
+  starting at different times)
 - ``spread``: a SPREAD workload in fewer than ``min_sites`` distinct sites
 - ``spread_node``: more of a workload's replicas on one node than ``max_replicas_per_node``,
   or, when the spec leaves it 0, than ``ceil(replicas / 2)`` for a SERVICE with 2 or more
@@ -414,6 +415,9 @@ def check_over_time(
             continue
         scratch: dict[str, _Usage] = defaultdict(_Usage)  # capacity is checked over time below
         out.extend(_check_workload(scenario, nodes, scratch, wid, spec, reps, cpu_on_gpu_nodes))
+        starts = {t0 for t0, t1 in spans[wid] if t1 > t0}
+        if spec.topology == Topology.GANG and len(starts) > 1:
+            out.append(Violation(wid, "gang", f"replicas start at {len(starts)} different times"))
         for rp, (t0, t1) in zip(reps, spans[wid], strict=True):
             if rp.node in nodes and t1 > t0:
                 held.append((rp.node, t0, t1, wid, rp, spec))

@@ -2,10 +2,10 @@
 scheduling loop, for Valley with and without time shifting and its peers.
 
 Arrivals (``day_arrivals``): Poisson with a daytime peak, durations and deadlines from stated
-distributions; a third of the batch work deferrable, its slack beyond its duration uniform in
-2-24 h. The cluster is the default scenario scaled (``scenario.scaled_for``) so that the
-arrivals fill ``--load`` of its capacity on average and the latency-critical work
-``--critical-share`` of E-Town's CPU nodes at its busiest hour.
+distributions; a third of the batch work (CPU batch and GPU training) deferrable, its slack
+beyond its duration uniform in 2-24 h. The cluster is the default scenario scaled
+(``scenario.scaled_for``) so that the arrivals fill ``--load`` of its capacity on average and
+the latency-critical work ``--critical-share`` of E-Town's CPU nodes at its busiest hour.
 
 The loop (``SchedulingLoop``, a SQLite store in a temporary directory, the solver in this
 process) runs on a simulated clock: every ``--cycle-s`` simulated seconds (300) the arrivals
@@ -56,6 +56,7 @@ from scheduler.bench.day_account import (
     by_site,
     deferrable_floor,
     hourly_series,
+    is_deferrable,
     ledger,
     replica_start,
     runs_of,
@@ -335,15 +336,21 @@ def measure(
     hours: int,
     floor: tuple[float, float],
     moves: Mapping[str, Sequence[tuple[datetime, tuple[ReplicaPlacement, ...]]]] | None = None,
+    gpu_floor: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, Any]:
     """One row from the final records (see the module docstring); a moved workload counts on
-    each node it ran on, for the time it ran there (``moves``: its placements before each)."""
+    each node it ran on, for the time it ran there (``moves``: its placements before each).
+    ``gpu_floor``: the floor of the deferrable GPU work alone."""
     cluster = Cluster(scenario)
     parts, part_spans = segments(records, moves or {}, start)
     runs = runs_of(parts, cluster, start, part_spans)
     book = ledger(runs, cluster, rates)
     kwh, cny, kg = book.total()
     _, d_cny, d_kg = book.total("deferrable")
+    # the deferrable GPU work's share of that (its attributed power: the ledger of it alone)
+    gpu_work = [w for w in parts if is_deferrable(w.spec) and w.spec.resources.wants_gpu]
+    gpu_runs = runs_of(gpu_work, cluster, start, part_spans)
+    _, g_cny, g_kg = ledger(gpu_runs, cluster, rates).total("deferrable")
     placed = [w for w in records if w.placements and w.placed_at is not None]
     checked = [w for w in parts if w.placements and w.placed_at is not None]
     specs = {w.id: w.spec for w in checked}
@@ -388,6 +395,10 @@ def measure(
         "deferrable_carbon_kg": d_kg,
         "deferrable_energy_floor_cny": floor[0],
         "deferrable_carbon_floor_kg": floor[1],
+        "deferrable_gpu_energy_cny": g_cny,
+        "deferrable_gpu_carbon_kg": g_kg,
+        "deferrable_gpu_energy_floor_cny": gpu_floor[0],
+        "deferrable_gpu_carbon_floor_kg": gpu_floor[1],
         "sites": by_site(book),
         "hourly": hourly_series(book),
     }
@@ -468,8 +479,10 @@ def run(
     # rates for every hour a replica can run in: the drain, a deadline, a duration beyond it
     rates = scenario_rates(scaled, START, hours + DRAIN_HOURS + 48, seed)
     floor = deferrable_floor(submitted, scaled, rates, START)
+    on_gpus = [(t, spec) for t, spec in submitted if spec.resources.wants_gpu]
+    gpu_floor = deferrable_floor(on_gpus, scaled, rates, START)
     setting = _Setting(
-        arrivals, scaled, rates, floor, hours, cycle_s, time_limit, seed, floor_every_h
+        arrivals, scaled, rates, floor, hours, cycle_s, time_limit, seed, gpu_floor, floor_every_h
     )
     # a RAM disk where there is one: the store's commits are fsynced, the benchmark measures
     # scheduling, not the disk
@@ -503,6 +516,7 @@ class _Setting:
     cycle_s: float
     time_limit: float
     seed: int
+    gpu_floor: tuple[float, float] = (0.0, 0.0)
     floor_every_h: float = 0.0
 
 
@@ -531,6 +545,7 @@ def policy_row(setting: _Setting, policy: str, workdir: str, bar: bool = True) -
         setting.hours,
         setting.floor,
         moves,
+        setting.gpu_floor,
     )
     row.update(figures)
     # replicas running at a time, on average over the simulated time: the moves' yardstick

@@ -7,7 +7,8 @@ CPU share of max - idle, its GPU share of the GPU watts). A replica runs from it
 (``ReplicaPlacement.start_time``, or its workload's ``placed_at`` when that is None) for its
 workload's ``duration_s``. Facility power = IT power x the site's PUE.
 
-Kinds of work: the mix's classes, with the deferrable batch workloads apart (``deferrable``),
+Kinds of work: the mix's classes, with the deferrable batch workloads apart (``deferrable``:
+``batch`` and ``gpu-training`` with a deadline; a GPU job's floor is its best GPU pool's),
 each charged its attributed power (``energy.attributed_watts``: dynamic power plus its CPU
 share of the node's idle power); ``idle`` is the rest of the idle power of powered nodes (the
 share of their idle power no replica's CPU accounts for). The kinds add up to the cluster.

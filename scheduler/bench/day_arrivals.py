@@ -13,9 +13,11 @@ Distributions (the benchmarks README states the same):
   uniform (whole hours; the mix's), services (interactive, regional, GPU inference) 30-240
   minutes uniform (whole minutes): services live about as long as batch, so each class's share
   of the demand at any moment stays its share of the mix's cores.
-- **Deadlines**: a third of the batch workloads (each with probability 1/3) are deferrable:
-  deadline = arrival + duration + slack, slack uniform between 2 and 24 hours (whole seconds).
-  No other workload has a deadline (the mix's own deadlines are dropped).
+- **Deadlines**: a third of the batch workloads - ``batch`` and ``gpu-training`` alike, each
+  with probability 1/3 - are deferrable: deadline = arrival + duration + slack, slack uniform
+  between 2 and 24 hours (whole seconds). No other workload has a deadline (the mix's own
+  deadlines are dropped). GPU training draws from a random stream of its own, so the other
+  classes' arrivals are those of a mix without deferrable GPU work.
 
 Every policy gets the same arrivals for a seed. ``day_demand`` sizes the cluster for them
 (``scenario.scaled_for``).
@@ -41,6 +43,7 @@ START = EPOCH.replace(hour=0)
 PEAK_HOUR = 14.0
 PEAK_AMPLITUDE = 0.5
 DEFERRABLE_SHARE = 1.0 / 3.0
+DEFERRABLE_CLASSES = ("batch", "gpu-training")
 SLACK_HOURS = (2.0, 24.0)
 SERVICE_MINUTES = (30, 240)
 SERVICE_CLASSES = ("interactive", "regional", "gpu-inference")
@@ -79,9 +82,11 @@ def generate_arrivals(
     counts = rng.poisson(per_day / 1440.0 * rate_shape(local))
     at_s = np.sort((np.repeat(minutes, counts) + rng.random(int(counts.sum()))) * 60.0)
     mix = _workloads(len(at_s), seed, shapes)
+    gpu_rng = np.random.default_rng([seed, 13])
     out = []
     for t, w in zip(at_s, mix, strict=False):
-        out.append(Arrival(float(t), _timed(w.spec, start + timedelta(seconds=float(t)), rng)))
+        at = start + timedelta(seconds=float(t))
+        out.append(Arrival(float(t), _timed(w.spec, at, rng, gpu_rng)))
     return tuple(out)
 
 
@@ -95,13 +100,19 @@ def _workloads(n: int, seed: int, shapes: Sequence[Shape] | None) -> list[Pendin
         replicas *= 2
 
 
-def _timed(spec: WorkloadSpec, arrival: datetime, rng: np.random.Generator) -> WorkloadSpec:
+def _timed(
+    spec: WorkloadSpec,
+    arrival: datetime,
+    rng: np.random.Generator,
+    gpu_rng: np.random.Generator,
+) -> WorkloadSpec:
     cls = spec.labels.get("class", "")
     if cls in SERVICE_CLASSES:
         low, high = SERVICE_MINUTES
         return replace(spec, duration_s=int(rng.integers(low, high + 1)) * 60, deadline=None)
-    if cls == "batch" and rng.random() < DEFERRABLE_SHARE:
-        slack = rng.uniform(*SLACK_HOURS) * 3600.0
+    draw = gpu_rng if cls == "gpu-training" else rng
+    if cls in DEFERRABLE_CLASSES and draw.random() < DEFERRABLE_SHARE:
+        slack = draw.uniform(*SLACK_HOURS) * 3600.0
         deadline = arrival + timedelta(seconds=round(spec.duration_s + slack))
         return replace(spec, deadline=deadline)
     return replace(spec, deadline=None)
@@ -167,8 +178,9 @@ def _resources(vec: np.ndarray) -> Resources:
 def arrival_stats(arrivals: Sequence[Arrival], hours: int, start: datetime = START) -> dict:
     """What the arrivals are, to check against the stated distributions: arrivals per day,
     the ratio of the busiest to the quietest local hour, the deferrable share of batch
-    workloads, and the least and largest slack beyond duration (hours)."""
-    batch = [a for a in arrivals if a.spec.labels.get("class") == "batch"]
+    workloads (``batch`` and ``gpu-training``), and the least and largest slack beyond duration
+    (hours)."""
+    batch = [a for a in arrivals if a.spec.labels.get("class") in DEFERRABLE_CLASSES]
     deferrable = [a for a in batch if a.deferrable]
     slack = [
         (a.spec.deadline - start).total_seconds() - a.at_s - a.spec.duration_s

@@ -1,4 +1,4 @@
-"""Capacity in time: the CPU and memory every node holds in each hour of a horizon ahead.
+"""Capacity in time: the CPU, memory and GPUs every node holds in each hour of a horizon ahead.
 
 ``Cluster`` says what is held now. ``Timeline`` adds when it ends and what is reserved to start
 later: work without an end (services, batch without a duration) holds its node ``forever``;
@@ -8,21 +8,24 @@ or is a reservation for a later start. ``free`` answers "free capacity on node n
 [t0, t1)". Columns are absolute hours (``forecast.hour_of``) from ``base``, the current hour;
 ``advance`` drops the hours past, so the cost of a timeline never grows with its history.
 
-Only CPU and memory are kept: work that may start later is CPU-only (see the solver's
-``shifting``); GPU work always starts when placed.
+GPUs are kept per physical GPU, as ``Cluster.gpu_free`` keeps them (a share of one GPU, or
+whole GPUs): a hold names the GPUs of each replica (``ReplicaPlacement.gpu_indices``), so a
+reservation holds the very GPUs it will take at its start, and the millis each holds. Only
+nodes with GPUs have GPU columns (``gpu_nodes``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from scheduler.domain.cluster import Cluster
+from scheduler.domain.resources import GPU_MILLIS
 
 IntArray = npt.NDArray[np.int64]
 DEFAULT_HORIZON_HOURS = 48
@@ -31,7 +34,9 @@ DEFAULT_HORIZON_HOURS = 48
 @dataclass(frozen=True)
 class Hold:
     """What one workload holds: a node per replica, per-replica CPU and memory, from absolute
-    hour ``first`` to ``end`` (exclusive; None = no end). ``reserved``: it has not started."""
+    hour ``first`` to ``end`` (exclusive; None = no end). ``reserved``: it has not started.
+    ``gpu_rows`` and ``gpu_cols``: the (GPU node row, GPU) of every GPU its replicas hold, each
+    holding ``gpu_share`` millis of it."""
 
     nodes: IntArray
     cpu_millis: int
@@ -39,6 +44,9 @@ class Hold:
     first: int
     end: int | None
     reserved: bool = False
+    gpu_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    gpu_cols: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    gpu_share: int = 0
 
 
 class Timeline:
@@ -64,11 +72,24 @@ class Timeline:
         self.reserved = 0  # holds that have not started
         # cores those hold per site and hour (sites x horizon), kept as they change
         self.reserved_site = np.zeros((self.n_sites, horizon))
+        # GPUs, of the nodes that have any: row r is node ``gpu_nodes[r]``; millis per GPU
+        # (a GPU a node lacks has capacity 0, so nothing ever fits there)
+        self.gpu_nodes = np.flatnonzero(cluster.n_gpus > 0)
+        self.gpu_row = np.full(n, -1, dtype=np.int64)
+        self.gpu_row[self.gpu_nodes] = np.arange(len(self.gpu_nodes))
+        cols = np.arange(max(cluster.max_gpus, 1))
+        self.gpu_cap = np.where(
+            cols[None, :] < cluster.n_gpus[self.gpu_nodes, None], GPU_MILLIS, 0
+        ).astype(np.int64)
+        self.forever_gpu = np.zeros_like(self.gpu_cap)
+        # int16: a GPU's millis fit
+        self.gpu = np.zeros((len(self.gpu_nodes), len(cols), horizon), dtype=np.int16)
 
     def copy(self) -> Timeline:
         other = object.__new__(Timeline)
         other.__dict__.update(self.__dict__)
-        for name in ("forever_cpu", "forever_mem", "cpu", "mem", "reserved_site"):
+        arrays = ("forever_cpu", "forever_mem", "cpu", "mem", "reserved_site", "forever_gpu", "gpu")
+        for name in arrays:
             setattr(other, name, getattr(self, name).copy())
         other.holds = dict(self.holds)
         return other
@@ -82,6 +103,9 @@ class Timeline:
             other.cap_mem = self.cap_mem.copy()
             other.cap_cpu[list(nodes)] = 0
             other.cap_mem[list(nodes)] = 0
+            rows = self.gpu_row[list(nodes)]
+            other.gpu_cap = self.gpu_cap.copy()
+            other.gpu_cap[rows[rows >= 0]] = 0
         return other
 
     def __len__(self) -> int:
@@ -97,15 +121,21 @@ class Timeline:
             self.cpu,
             self.mem,
             self.reserved,
+            self.forever_gpu,
+            self.gpu,
+            (self.cap_cpu, self.cap_mem, self.gpu_cap),
         )
 
     @classmethod
     def from_state(cls, cluster: Cluster, state: tuple[Any, ...]) -> Timeline:
         """A timeline of ``cluster``'s nodes as ``state`` describes it (without its holds: it
         answers queries; ``advance`` would lose the hours its holds reach beyond)."""
-        base, horizon, fc, fm, cpu, mem, reserved = state
+        base, horizon, fc, fm, cpu, mem, reserved, fg, gpu, caps = state
         out = cls(cluster, int(base), int(horizon))
         out.forever_cpu, out.forever_mem, out.cpu, out.mem = fc, fm, cpu, mem
+        out.forever_gpu, out.gpu = fg, gpu
+        # a cordoned node's capacity is none (``without_room_on``): the state carries it
+        out.cap_cpu, out.cap_mem, out.gpu_cap = caps
         out.reserved = int(reserved)
         return out
 
@@ -139,6 +169,22 @@ class Timeline:
             (self.cap_mem - self.forever_mem)[:, None] - self.mem[:, :n],
         )
 
+    def hourly_gpu_free(self, hours: int | None = None) -> IntArray:
+        """Free millis per GPU of each GPU node (``gpu_nodes`` order) and hour of the horizon
+        (or of its first ``hours``): a (GPU nodes x GPUs x hours) array, the caller's to
+        change; 0 for a GPU a node lacks."""
+        n = self.horizon if hours is None else min(hours, self.horizon)
+        free = (self.gpu_cap - self.forever_gpu)[:, :, None] - self.gpu[:, :, :n]
+        return np.asarray(free, dtype=np.int64)
+
+    def gpu_free_of(self, free: IntArray, like: IntArray) -> IntArray:
+        """``free`` (GPU nodes x GPUs, as a column of ``hourly_gpu_free``) as ``Cluster.gpu_free``
+        has it (``like``): every node's row, -1 for a GPU a node lacks."""
+        out = np.full_like(like, -1)
+        g = min(free.shape[1], like.shape[1])
+        out[self.gpu_nodes, :g] = np.where(self.gpu_cap[:, :g] > 0, free[:, :g], -1)
+        return out
+
     def reserved_cores(self) -> npt.NDArray[np.float64]:
         """Cores reserved (not started) per site and hour of the horizon (sites x horizon)."""
         return self.reserved_site.copy()
@@ -154,13 +200,30 @@ class Timeline:
         first: int,
         end: int | None,
         reserved: bool = False,
+        *,
+        gpus: Sequence[Sequence[int]] = (),
+        gpu_share: int = 0,
     ) -> None:
-        """Hold per-replica ``cpu_millis`` and ``memory_mib`` on ``nodes`` (one per replica)
-        from absolute hour ``first`` to ``end`` (None: no end, from now on) under ``key``; a
-        key held
-        before is released first. Unchecked: the caller placed it where it fits."""
+        """Hold per-replica ``cpu_millis`` and ``memory_mib`` on ``nodes`` (one per replica),
+        and ``gpu_share`` millis of each GPU ``gpus`` names (per replica, its node's GPU
+        indices), from absolute hour ``first`` to ``end`` (None: no end, from now on) under
+        ``key``; a key held before is released first. Unchecked: the caller placed it where it
+        fits."""
         self.release(key)
-        h = Hold(np.asarray(nodes, dtype=np.int64), cpu_millis, memory_mib, first, end, reserved)
+        node_arr = np.asarray(nodes, dtype=np.int64)
+        rows = [int(self.gpu_row[n]) for n, g in zip(node_arr, gpus, strict=False) for _ in g]
+        cols = [int(i) for g in gpus for i in g]
+        h = Hold(
+            node_arr,
+            cpu_millis,
+            memory_mib,
+            first,
+            end,
+            reserved,
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(cols, dtype=np.int64),
+            gpu_share if cols else 0,
+        )
         self.holds[key] = h
         self.reserved += reserved
         self._apply(h, 1)
@@ -179,7 +242,7 @@ class Timeline:
         h = self.holds.get(key)
         if h is not None and h.reserved:
             self._add_reserved(h, *self._columns(h.first, h.end), -1)
-            self.holds[key] = Hold(h.nodes, h.cpu_millis, h.memory_mib, h.first, h.end)
+            self.holds[key] = replace(h, reserved=False)
             self.reserved -= 1
 
     def advance(self, now_hour: int) -> None:
@@ -191,12 +254,12 @@ class Timeline:
         # the first hour no column held before
         fill_from = self.end if shift < self.horizon else now_hour
         self.base = now_hour
-        for arr in (self.cpu, self.mem, self.reserved_site):
+        for arr in (self.cpu, self.mem, self.reserved_site, self.gpu):
             if shift >= self.horizon:
                 arr[:] = 0
             else:
-                arr[:, :-shift] = arr[:, shift:]
-                arr[:, -shift:] = 0
+                arr[..., :-shift] = arr[..., shift:]
+                arr[..., -shift:] = 0
         for h in self.holds.values():
             # holds without an end are in ``forever``; those ending within the old horizon
             # had every hour they reach there already
@@ -213,6 +276,7 @@ class Timeline:
         if h.end is None:
             np.add.at(self.forever_cpu, h.nodes, sign * h.cpu_millis)
             np.add.at(self.forever_mem, h.nodes, sign * h.memory_mib)
+            np.add.at(self.forever_gpu, (h.gpu_rows, h.gpu_cols), sign * h.gpu_share)
             return
         a, b = self._columns(h.first, h.end)
         self._add(h, a, b, sign)
@@ -222,6 +286,8 @@ class Timeline:
             return
         np.add.at(self.cpu[:, a:b], h.nodes, sign * h.cpu_millis)
         np.add.at(self.mem[:, a:b], h.nodes, sign * h.memory_mib)
+        if h.gpu_share:
+            np.add.at(self.gpu[:, :, a:b], (h.gpu_rows, h.gpu_cols), sign * h.gpu_share)
         if h.reserved:
             self._add_reserved(h, a, b, sign)
 

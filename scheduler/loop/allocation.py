@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from scheduler.domain import (
+    GPU_MILLIS,
     CapacityError,
     Cluster,
     Cost,
@@ -47,11 +48,17 @@ def hold_in_time(
     start_s: float,
     reserved: bool,
 ) -> None:
-    """Hold a workload's placements in ``timeline`` from ``start_s`` for its duration."""
+    """Hold a workload's placements in ``timeline`` from ``start_s`` for its duration (its
+    replicas' GPUs too)."""
     first, end = hours_covering(start_s, spec.duration_s)
-    nodes = [cluster.index[p.node] for p in placements if p.node in cluster.index]
+    known = [p for p in placements if p.node in cluster.index]
+    nodes = [cluster.index[p.node] for p in known]
     r = spec.resources
-    timeline.hold(wid, nodes, r.cpu_millis, r.memory_mib, first, end, reserved)
+    share = GPU_MILLIS if r.gpus else r.gpu_millis
+    gpus = [p.gpu_indices for p in known]
+    timeline.hold(
+        wid, nodes, r.cpu_millis, r.memory_mib, first, end, reserved, gpus=gpus, gpu_share=share
+    )
 
 
 def hold_placed(

@@ -21,7 +21,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import numpy as np
-import numpy.typing as npt
 
 from scheduler.domain import (
     Cluster,
@@ -41,7 +40,7 @@ from scheduler.solver.objective import (
     site_rates,
     workload_cost,
 )
-from scheduler.solver.problem import held_later
+from scheduler.solver.problem import Held, held_later
 
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
@@ -100,7 +99,7 @@ def _move_workload(
     on: Sequence[ReplicaPlacement],
     out: set[int],
     plan: DrainPlan,
-    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    held: Held,
     awake_only: bool = False,
 ) -> tuple[ReplicaPlacement, ...] | None:
     """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow (with
@@ -125,13 +124,17 @@ def _move_workload(
             and per_node[cluster.node_names[n]] < e.per_node
             and (not awake_only or cluster.replicas_on[n] > 0)
         ]
-        node = -1
+        node, view = -1, cluster
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
             room = (cluster.free_cpu[candidates] - held[0][candidates] >= r.cpu_millis) & (
                 cluster.free_mem[candidates] - held[1][candidates] >= r.memory_mib
             )
-            fit = candidates[cluster.fit_mask(r, candidates) & room]
+            # GPU work: the GPUs reservations hold later are not free (``held_later``)
+            if held[2] is not None and r.wants_gpu:
+                view = cluster.copy()
+                view.gpu_free = np.minimum(cluster.gpu_free, held[2])
+            fit = candidates[view.fit_mask(r, candidates) & room]
             if len(fit):
                 node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
         if node < 0:
@@ -139,7 +142,7 @@ def _move_workload(
             plan.stuck.append(Stuck(w.id, p.replica, p.node, why))
             continue
         cluster.release(cluster.index[p.node], r, p.gpu_indices)
-        gpus = cluster.allocate(node, r)
+        gpus = cluster.allocate(node, r, view.choose_gpus(node, r) if r.wants_gpu else None)
         new = greedy.placement(cluster, problem.scenario, spec, p.replica, node, gpus)
         new = replace(new, start_time=p.start_time)  # a move does not restart the replica
         reps[p.replica] = new
@@ -220,7 +223,7 @@ class _Rebalancing:
         cluster: Cluster,
         index: greedy.NodeIndex,
         scorer: greedy.NodeScorer,
-        held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        held: Held,
         blocked: set[int],
         current: dict[str, Workload],
         plan: DrainPlan,

@@ -38,7 +38,7 @@ from scheduler.domain import (
 from scheduler.solver import greedy
 from scheduler.solver.filters import Eligibility, eligibility
 from scheduler.solver.objective import cheapest_site_order, site_rates, workload_cost
-from scheduler.solver.problem import PendingWorkload, Problem, SolverParams, held_later
+from scheduler.solver.problem import Held, PendingWorkload, Problem, SolverParams, held_later
 
 # candidate nodes a replica's victims are worked out on (fewest victim replicas first): bounds
 # the planner's time on a big cluster, and past a few hundred nodes the choice barely changes
@@ -91,6 +91,7 @@ def plan_preemptions(
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
     held = held_later(problem)
     out_nodes = {cluster.index[n] for n in blocked if n in cluster.index}
+    gpu_reserved = _gpu_reservation_nodes(problem)
     rates = site_rates(problem)
     now = problem.now
     victims = {
@@ -110,9 +111,12 @@ def plan_preemptions(
         lower = {wid: w for wid, w in victims.items() if w.spec.priority < p.spec.priority}
         sites = [s for s in order if s in elig.sites]
         groups = [[s] for s in sites] if p.spec.topology == Topology.GANG else [sites]
+        # GPU work keeps off nodes with GPUs reserved for later (which GPUs a victim's leaving
+        # would leave to the reservation is not worked out here)
+        closed = out_nodes | gpu_reserved if p.spec.resources.wants_gpu else out_nodes
         best: _Try | None = None
         for group in groups:
-            t = _attempt(cluster, index, scorer, held, out_nodes, p.spec, elig, group, lower, end)
+            t = _attempt(cluster, index, scorer, held, closed, p.spec, elig, group, lower, end)
             if t is not None and (best is None or t.key < best.key):
                 best = t
         if best is None:
@@ -133,7 +137,7 @@ def _attempt(
     base: Cluster,
     index: greedy.NodeIndex,
     scorer: greedy.NodeScorer,
-    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    held: Held,
     out_nodes: set[int],
     spec: WorkloadSpec,
     elig: Eligibility,
@@ -199,7 +203,7 @@ def _attempt(
 def _cheapest_node(
     cluster: Cluster,
     scorer: greedy.NodeScorer,
-    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    held: Held,
     r: Resources,
     nodes: npt.NDArray[np.int64],
     live: npt.NDArray[np.int64],
@@ -241,7 +245,7 @@ def _nodes_of(cluster: Cluster, w: Workload) -> set[int]:
 
 def _victims_for(
     cluster: Cluster,
-    held: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    held: Held,
     r: Resources,
     node: int,
     on: list[str],
@@ -271,6 +275,14 @@ def _victims_for(
         return None
     keys = [_victim_key(lower[v]) for v in chosen]
     return (sum(k[0] for k in keys), sum(k[1] for k in keys), sum(k[2] for k in keys)), chosen
+
+
+def _gpu_reservation_nodes(problem: Problem) -> set[int]:
+    """The nodes holding GPUs for work that has not started (``problem.timeline``)."""
+    tl = problem.timeline
+    if tl is None:
+        return set()
+    return {int(n) for h in tl.holds.values() if h.reserved and len(h.gpu_rows) for n in h.nodes}
 
 
 def _victim_key(w: Workload) -> VictimKey:

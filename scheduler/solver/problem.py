@@ -330,16 +330,24 @@ class PlacementResult:
         )
 
 
-def held_later(problem: Problem) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+# what reservations hold later: CPU and memory per node, free millis per GPU (``held_later``)
+Held = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
+
+
+def held_later(problem: Problem) -> Held:
     """Per node, the CPU and memory that reservations (work starting later) will need beyond
-    what is free now: a moved replica must leave it (``problem.timeline``: none without)."""
+    what is free now, and the millis per GPU free in every hour ahead (as ``Cluster.gpu_free``
+    has them): a replica placed or moved now must leave them (``problem.timeline``: none
+    without)."""
     cluster = problem.cluster
     zero = np.zeros(len(cluster), dtype=np.int64)
     tl = problem.timeline
     if tl is None:
-        return zero, zero.copy()
+        return zero, zero.copy(), None
     cpu, mem = tl.free(tl.base, tl.end)
+    gpus = tl.gpu_free_of(np.maximum(tl.hourly_gpu_free().min(axis=2), 0), cluster.gpu_free)
     return (
         np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
         np.maximum(0, cluster.free_mem - mem).astype(np.int64),
+        gpus,
     )

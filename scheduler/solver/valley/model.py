@@ -52,6 +52,7 @@ class WorkloadClass:
     g: dict[str, int] = field(default_factory=dict)  # GANG: site -> variable: workloads there
     u: dict[str, int] = field(default_factory=dict)  # SPREAD: site -> variable: site used
     placed_row: int = -1  # the row: replicas placed = replica_count x workloads placed
+    gang_row: int = -1  # GANG: the row: workloads in a site summed = workloads placed
     # CNY/h a placed member pays at least for replicas sharing a rack (``Model.price_racks``)
     racks: float = 0.0
 
@@ -288,6 +289,7 @@ def _add_class(
                 continue
             c.g[site] = lm.var(f"g[{ci},{site}]", 0, count)
             lm.row([c.x[p] for p in site_pools] + [c.g[site]], [1] * len(site_pools) + [-n], 0, 0)
+        c.gang_row = len(lm.rows)
         lm.row([*c.g.values(), c.k], [1] * len(c.g) + [-1], 0, 0)
     elif spec.topology == Topology.SPREAD:
         # u[s] = 1 only if site s holds a replica; at least min_sites sites when placed

@@ -28,15 +28,14 @@ def shifting_applies(problem: Problem, params: SolverParams) -> bool:
 
 
 def is_deferrable(spec: WorkloadSpec) -> bool:
-    """API.md "Time": BATCH with a duration and a deadline. Valley shifts CPU-only work without
-    GANG or SPREAD (the timeline keeps CPU and memory, and one start per workload), and without
-    a per-node limit of its own (the deferred packing does not keep one)."""
+    """API.md "Time": BATCH with a duration and a deadline. Valley shifts CPU and GPU work, a
+    GANG whole (one site, one start for all its replicas); SPREAD work and work with a per-node
+    limit of its own start now (the joint model does not keep their rules per hour)."""
     return (
         spec.kind == WorkloadKind.BATCH
         and spec.duration_s > 0
         and spec.deadline is not None
-        and not spec.resources.wants_gpu
-        and spec.topology == Topology.UNSPECIFIED
+        and spec.topology != Topology.SPREAD
         and spec.max_replicas_per_node == 0
     )
 

@@ -17,7 +17,8 @@ One solve with time (``solve_in_time``):
    it is the reported bound.
 2. Each deferrable workload takes the start the LP gives most of (``_choose_starts``); those
    to start later are packed onto nodes with room in every hour they run
-   (``_pack_later``), trying other starts, cheapest first, where the LP's has no room.
+   (``hourly.pack_later``: a GANG whole in one site, GPU replicas on the GPUs they will take),
+   trying other starts, cheapest first, where the LP's has no room.
 3. The rest (services, work without a deadline, deferrable work starting now, or that found no
    room later) is solved by the pipeline as a problem of its own, on a copy of the cluster whose
    free capacity is what is free in every hour that work may run (``blocked_cluster``), so no
@@ -33,10 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from scheduler.domain import Cluster, Cost, ReplicaPlacement, attributed_watts, dynamic_watts
-from scheduler.domain.forecast import HOUR_S, hour_of, hour_start
+from scheduler.domain import Cost, ReplicaPlacement, Topology, attributed_watts, dynamic_watts
+from scheduler.domain.forecast import HOUR_S, hour_of
 from scheduler.domain.timeline import hours_covering
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.filters import Eligibility
@@ -44,20 +43,20 @@ from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.objective import apply_placements, evaluate, evaluate_state, site_rates
 from scheduler.solver.problem import (
     Breakdown,
-    PendingWorkload,
     PlacementResult,
     Problem,
     SolverParams,
 )
 from scheduler.solver.valley.bound import MipBound
-from scheduler.solver.valley.model import Model, WorkloadClass, build_model
+from scheduler.solver.valley.hourly import HourlyFree, blocked_cluster, pack_later
+from scheduler.solver.valley.linear import LinearModel
+from scheduler.solver.valley.model import RESOURCES, Model, WorkloadClass, amounts, build_model
 from scheduler.solver.valley.run_rates import RunRates
 
 # share of the budget the joint LP may take (at least this many seconds), and its MIP bound
 TIME_LP_SHARE, TIME_LP_LEAST_S = 0.3, 0.05
 MIP_SHARE, MIP_LEAST_S, MIP_GAP_SHARE = 0.7, 0.02, 0.0005
 REST_LEAST_S = 0.02
-RESOURCES = ("cpu_millis", "memory_mib")
 
 Solve = Callable[[Problem, SolverParams, float | None], PlacementResult]
 
@@ -89,14 +88,14 @@ def solve_in_time(
         problem = replace(problem, timeline=timeline)
     index = NodeIndex(problem.cluster)
     rates = RunRates(problem, params, timeline.end)
-    free_cpu, free_mem = timeline.hourly_free(_columns_needed(problem, starts))
+    free = HourlyFree.of(timeline, _columns_needed(problem, starts))
     t_lp = time.monotonic()
-    model, tclasses = time_model(problem, params, elig, index, starts, rates, free_cpu, free_mem)
+    model, tclasses = time_model(problem, params, elig, index, starts, rates, free)
     lp = model.lm.solve_lp(budget.share(TIME_LP_SHARE, TIME_LP_LEAST_S))
     later: dict[str, tuple[int, tuple[ReplicaPlacement, ...]]] = {}
     if lp.solved and tclasses:
         chosen = _choose_starts(problem, tclasses, lp.x, rates)
-        later = _pack_later(problem, elig, index, chosen, rates, free_cpu, free_mem)
+        later = pack_later(problem, elig, index, chosen, rates, free)
     lp_seconds = time.monotonic() - t_lp
     mip = None
     if lp.bound is not None and model.wake_vars and params.mip_bound:
@@ -107,7 +106,7 @@ def solve_in_time(
     rest = tuple(w for w in problem.workloads if w.id not in later)
     sub = Problem(
         scenario=problem.scenario,
-        cluster=blocked_cluster(problem, rest, free_cpu, free_mem),
+        cluster=blocked_cluster(problem, rest, free),
         workloads=rest,
         hour=problem.hour,
         month=problem.month,
@@ -144,8 +143,8 @@ def without_reserved(problem: Problem) -> Problem:
         timeline = timeline.copy()
         timeline.advance(hour_of(problem.now))
         problem = replace(problem, timeline=timeline)
-    free_cpu, free_mem = timeline.hourly_free(_columns_needed(problem, {}))
-    cluster = blocked_cluster(problem, problem.workloads, free_cpu, free_mem)
+    free = HourlyFree.of(timeline, _columns_needed(problem, {}))
+    cluster = blocked_cluster(problem, problem.workloads, free)
     return replace(problem, cluster=cluster, timeline=None)
 
 
@@ -174,8 +173,7 @@ def time_model(
     index: NodeIndex,
     starts: Mapping[str, tuple[int, ...]],
     rates: RunRates,
-    free_cpu: np.ndarray,
-    free_mem: np.ndarray,
+    free: HourlyFree,
 ) -> tuple[Model, list[_TimeClass]]:
     """The joint model (module docstring, step 1), on the cluster as it is now."""
     assert problem.now is not None and problem.timeline is not None
@@ -200,11 +198,41 @@ def time_model(
             for h in hours:
                 unit = dyn * rates.cost(pools[pi].site, h * HOUR_S, d).money
                 y[(pi, h)] = lm.var(f"y[{ci},{pi},{h}]", 0, n_max, unit)
-        idx, coef, lo, hi = lm.rows[c.placed_row]
-        lm.rows[c.placed_row] = (idx + list(y.values()), coef + [1] * len(y), lo, hi)
+        _extend_row(lm, c.placed_row, list(y.values()))
+        if c.spec.topology == Topology.GANG:
+            _add_gang_starts(lm, ci, c, y, hours)
         tclasses.append(_TimeClass(c, d, y))
-    _add_hour_capacity(model, problem, index, tclasses, now_s, free_cpu, free_mem)
+    _add_hour_capacity(model, problem, index, tclasses, now_s, free)
     return model, tclasses
+
+
+def _extend_row(lm: LinearModel, row: int, variables: list[int]) -> None:
+    """Row ``row`` of ``lm`` with ``variables`` added, each with coefficient 1."""
+    idx, coef, lo, hi = lm.rows[row]
+    lm.rows[row] = (idx + variables, coef + [1] * len(variables), lo, hi)
+
+
+def _add_gang_starts(
+    lm: LinearModel,
+    ci: int,
+    c: WorkloadClass,
+    y: dict[tuple[int, int], int],
+    hours: tuple[int, ...],
+) -> None:
+    """A GANG starting later: ``g[s, h]`` workloads wholly in site s starting at hour h (all
+    replicas in one site, all at one start), counted with those placed now (``c.g``) as the
+    workloads placed."""
+    n = c.spec.replica_count
+    added: list[int] = []
+    for site, site_pools in c.elig.pools_by_site.items():
+        for h in hours:
+            ys = [y[(p, h)] for p in site_pools if (p, h) in y]
+            if not ys:
+                continue
+            g = lm.var(f"g[{ci},{site},{h}]", 0, len(c.members))
+            lm.row([*ys, g], [1] * len(ys) + [-n], 0, 0)
+            added.append(g)
+    _extend_row(lm, c.gang_row, added)
 
 
 def _add_hour_capacity(
@@ -213,40 +241,41 @@ def _add_hour_capacity(
     index: NodeIndex,
     tclasses: list[_TimeClass],
     now_s: float,
-    free_cpu: np.ndarray,
-    free_mem: np.ndarray,
+    free: HourlyFree,
 ) -> None:
     """Per pool with work starting later and per hour that work may run in: what runs then
-    (starting later, or now and still running) fits the pool's free capacity of that hour."""
+    (starting later, or now and still running) fits the pool's free capacity of that hour, in
+    every capacity row of the model (CPU, memory, whole GPUs, GPU millis, GPU slots)."""
     assert problem.timeline is not None
     base = problem.timeline.base
-    # pool -> hour -> [(variable, cpu, memory)]
-    users: dict[int, dict[int, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    # pool -> hour -> [(variable, demand per replica)]
+    users: dict[int, dict[int, list[tuple[int, dict[str, int]]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for tc in tclasses:
-        r = tc.cls.spec.resources
+        need = amounts(tc.cls.spec.resources)
         for (pi, h), v in tc.y.items():
             first, end = hours_covering(h * HOUR_S, tc.duration_s)
             assert end is not None
             for hh in range(first, end):
-                users[pi][hh].append((v, r.cpu_millis, r.memory_mib))
+                users[pi][hh].append((v, need))
     for c in model.classes:
-        r = c.spec.resources
+        need = amounts(c.spec.resources)
         _, end = hours_covering(now_s, c.spec.duration_s)
         for pi, v in c.x.items():
             if pi not in users:
                 continue
             for hh, entries in users[pi].items():
                 if end is None or hh < end:
-                    entries.append((v, r.cpu_millis, r.memory_mib))
+                    entries.append((v, need))
     for pi, by_hour in users.items():
         nodes = index.by_pool[pi]
         for hh, entries in sorted(by_hour.items()):
-            col = hh - base
-            idx = [v for v, _, _ in entries]
-            cpu_free = int(np.maximum(free_cpu[nodes, col], 0).sum())
-            mem_free = int(np.maximum(free_mem[nodes, col], 0).sum())
-            model.lm.row(idx, [a for _, a, _ in entries], hi=cpu_free)
-            model.lm.row(idx, [m for _, _, m in entries], hi=mem_free)
+            pool_free = free.pool_free(nodes, hh - base)
+            for res in RESOURCES:
+                used = [(v, need[res]) for v, need in entries if need[res]]
+                if used:
+                    model.lm.row([v for v, _ in used], [a for _, a in used], hi=pool_free[res])
 
 
 def _choose_starts(
@@ -284,127 +313,6 @@ def _choose_starts(
             if pick is None:
                 continue
             out[wid] = [pick] + [h for h in hours if h != pick and price[h] < price[None]]
-    return out
-
-
-def _pack_later(
-    problem: Problem,
-    elig: Mapping[str, Eligibility],
-    index: NodeIndex,
-    chosen: Mapping[str, list[int]],
-    rates: RunRates,
-    free_cpu: np.ndarray,
-    free_mem: np.ndarray,
-) -> dict[str, tuple[int, tuple[ReplicaPlacement, ...]]]:
-    """Workloads to start later onto nodes with room in every hour they run (best fit: the
-    fullest such node first), at the first of their start hours where all replicas fit;
-    ``free_cpu`` and ``free_mem`` (nodes x hours) lose what they take."""
-    assert problem.timeline is not None
-    base = problem.timeline.base
-    cluster = problem.cluster
-    specs = {w.id: w.spec for w in problem.workloads}
-    windows = _WindowFree(index, free_cpu, free_mem)
-    out: dict[str, tuple[int, tuple[ReplicaPlacement, ...]]] = {}
-    for wid, hours in chosen.items():
-        spec = specs[wid]
-        r = spec.resources
-        for h in hours:
-            first, end = hours_covering(h * HOUR_S, spec.duration_s)
-            assert end is not None
-            a, b = first - base, end - base
-            pools = sorted(
-                elig[wid].pools,
-                key=lambda p: rates.cost(cluster.pools[p].site, h * HOUR_S, spec.duration_s).money,
-            )
-            taken = windows.fit(pools, a, b, spec.replica_count, r.cpu_millis, r.memory_mib)
-            if taken is None:
-                continue
-            start = hour_start(h)
-            reps = []
-            for i, node in enumerate(sorted(taken)):
-                site = cluster.site_of(node)
-                rtt = problem.scenario.site(site).latency_ms[spec.origin] if spec.origin else 0.0
-                reps.append(ReplicaPlacement(i, site, cluster.node_names[node], rtt, (), start))
-            out[wid] = (h, tuple(reps))
-            break
-    return out
-
-
-class _WindowFree:
-    """Free CPU and memory of each pool's nodes over hour windows [a, b) of ``free_cpu`` and
-    ``free_mem`` (nodes x hours): the least over the window, kept per (pool, window) and
-    patched as replicas are taken, so packing a workload costs a look at one pool's nodes."""
-
-    def __init__(self, index: NodeIndex, free_cpu: np.ndarray, free_mem: np.ndarray) -> None:
-        self.index, self.free_cpu, self.free_mem = index, free_cpu, free_mem
-        self._cache: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def _window(self, pool: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        got = self._cache.get((pool, a, b))
-        if got is None:
-            nodes = self.index.by_pool[pool]
-            got = (
-                nodes,
-                self.free_cpu[nodes, a:b].min(axis=1),
-                self.free_mem[nodes, a:b].min(axis=1),
-            )
-            self._cache[(pool, a, b)] = got
-        return got
-
-    def fit(
-        self, pools: list[int], a: int, b: int, replicas: int, cpu: int, mem: int
-    ) -> list[int] | None:
-        """Nodes for ``replicas`` replicas (a node may take several) from ``pools`` in order,
-        each pool's fullest nodes that fit first, taken; None (nothing taken) if they do not
-        all fit."""
-        plan: list[tuple[int, int, int]] = []  # (pool, node, replicas)
-        left = replicas
-        for p in pools:
-            nodes, fc, fm = self._window(p, a, b)
-            room = np.minimum(fc // max(cpu, 1), fm // max(mem, 1))
-            ok = np.flatnonzero(room > 0)
-            for j in ok[np.argsort(fc[ok], kind="stable")]:
-                k = min(int(room[j]), left)
-                plan.append((p, int(nodes[j]), k))
-                left -= k
-                if not left:
-                    break
-            if not left:
-                break
-        if left:
-            return None
-        for p, node, k in plan:
-            self.free_cpu[node, a:b] -= k * cpu
-            self.free_mem[node, a:b] -= k * mem
-            for (q, a2, b2), (nodes, fc, fm) in self._cache.items():
-                if q == p and a2 < b and a < b2:
-                    j = int(np.searchsorted(nodes, node))
-                    fc[j] = self.free_cpu[node, a2:b2].min()
-                    fm[j] = self.free_mem[node, a2:b2].min()
-        return [node for _, node, k in plan for _ in range(k)]
-
-
-def blocked_cluster(
-    problem: Problem,
-    rest: tuple[PendingWorkload, ...],
-    free_cpu: np.ndarray,
-    free_mem: np.ndarray,
-) -> Cluster:
-    """A copy of the cluster whose free CPU and memory are what stays free in every hour ahead
-    that work of ``rest`` placed now may still run in (to the horizon for work without an end):
-    capacity reservations need is not free now."""
-    assert problem.now is not None and problem.timeline is not None
-    base, horizon = problem.timeline.base, problem.timeline.horizon
-    last = 1
-    for w in rest:
-        _, end = hours_covering(problem.now.timestamp(), w.spec.duration_s)
-        last = horizon if end is None else max(last, min(end - base, horizon))
-        if last == horizon:
-            break
-    out = problem.cluster.copy()
-    if last > 1:
-        out.free_cpu = np.minimum(out.free_cpu, np.maximum(free_cpu[:, 1:last].min(axis=1), 0))
-        out.free_mem = np.minimum(out.free_mem, np.maximum(free_mem[:, 1:last].min(axis=1), 0))
     return out
 
 
