@@ -3,6 +3,9 @@ green: 3 cheap CPU nodes and a GPU node): what it moves, and where."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
 from scheduler.domain import (
     Cluster,
     Resources,
@@ -41,3 +44,26 @@ def test_work_held_to_the_dear_site_stays_there(tiny: Scenario) -> None:
     w = running_on(cluster, tiny, "w", "near/cpu-0000", allowed_sites=("near",))
     plan = plan_rebalance(Problem(tiny, cluster, (), hour=12, month=1), SolverParams(), [w])
     assert plan.moves == [] and plan.cost_after == plan.cost_before
+
+
+def test_the_move_budget_goes_first_to_the_node_whose_work_runs_longest(tiny: Scenario) -> None:
+    now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)
+    cluster = Cluster(tiny)
+
+    def started(w: Workload, minutes_ago: int) -> Workload:
+        at = now - timedelta(minutes=minutes_ago)
+        return replace(w, placements=tuple(replace(p, start_time=at) for p in w.placements))
+
+    hour = {"duration_s": 3600}
+    # green/cpu-0000 holds three jobs with 20 minutes left; cpu-0001 one with 5 minutes left,
+    # cpu-0002 one with three hours left: emptying cpu-0002 saves the most per move
+    holders = [
+        started(running_on(cluster, tiny, f"r{i}", "green/cpu-0000", **hour), 40) for i in range(3)
+    ]
+    holders.append(started(running_on(cluster, tiny, "short", "green/cpu-0001", **hour), 55))
+    long = running_on(cluster, tiny, "long", "green/cpu-0002", duration_s=4 * 3600)
+    holders.append(started(long, 60))
+    problem = Problem(tiny, cluster, (), hour=12, month=1, now=now)
+    plan = plan_rebalance(problem, SolverParams(), holders, max_moves=1)
+    (move,) = plan.moves
+    assert move.workload_id == "long"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -164,8 +164,9 @@ def plan_rebalance(
     sites: Collection[str] = (),
     budget_s: float = 2.0,
 ) -> DrainPlan:
-    """Moves that let powered nodes power down: the least used powered nodes first (of
-    ``sites``, all when empty), each emptied onto other powered nodes - every replica where its
+    """Moves that let powered nodes power down: the powered nodes (of ``sites``, all when
+    empty) whose emptying saves the most idle time per move first (``_worth_emptying``), each
+    emptied onto other powered nodes - every replica where its
     rules allow, or none of the node's - when that lowers the cluster's objective; at most
     ``max_moves`` replica moves (0: no limit), nodes tried for at most ``budget_s`` seconds.
     ``problem.cluster`` is not changed."""
@@ -184,14 +185,7 @@ def plan_rebalance(
     for w in current.values():
         for p in w.placements:
             by_node.setdefault(p.node, {}).setdefault(w.id, []).append(p)
-    used = (cluster.cap_cpu - cluster.free_cpu) / cluster.cap_cpu + (
-        cluster.cap_mem - cluster.free_mem
-    ) / cluster.cap_mem
-    awake = [
-        n
-        for n in np.argsort(used, kind="stable").tolist()
-        if cluster.replicas_on[n] > 0 and (not sites or cluster.site_of(n) in sites)
-    ]
+    awake = _worth_emptying(problem, cluster, current.values(), sites)
     end = time.monotonic() + budget_s
     state = _Rebalancing(problem, params, cluster, index, scorer, held, blocked, current, plan)
     for a in awake:  # onto powered nodes: the emptied node powers down
@@ -271,6 +265,42 @@ class _Rebalancing:
                 by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
             cost = workload_cost(problem, current[wid].spec, reps, self.rates)
             plan.placements[wid] = (reps, cost)
+
+
+# how long a replica without a duration (a service that runs until cancelled) is counted on to
+# run on, when nodes are ranked by what emptying them is worth
+OPEN_ENDED_S = 24 * 3600.0
+
+
+def _worth_emptying(
+    problem: Problem, cluster: Cluster, running: Iterable[Workload], sites: Collection[str]
+) -> list[int]:
+    """The powered nodes (of ``sites``, all when empty) in the order a rebalance tries to empty
+    them: the most idle time saved per replica moved first - a node powers down only as long
+    as its work would have kept it up (the longest remaining run on it), and each of its
+    replicas is a move - then the least used first."""
+    now = problem.now
+    longest = np.zeros(len(cluster))
+    for w in running:
+        for p in w.placements:
+            n = cluster.index.get(p.node)
+            if n is None:
+                continue
+            left = OPEN_ENDED_S
+            if w.spec.duration_s > 0 and now is not None:
+                since = (now - p.start_time).total_seconds() if p.start_time else 0.0
+                left = min(OPEN_ENDED_S, max(0.0, w.spec.duration_s - since))
+            longest[n] = max(longest[n], left)
+    used = (cluster.cap_cpu - cluster.free_cpu) / cluster.cap_cpu + (
+        cluster.cap_mem - cluster.free_mem
+    ) / cluster.cap_mem
+    worth = longest / np.maximum(cluster.replicas_on, 1)
+    order = np.lexsort((used, -worth))
+    return [
+        n
+        for n in order.tolist()
+        if cluster.replicas_on[n] > 0 and (not sites or cluster.site_of(n) in sites)
+    ]
 
 
 def _reserved(w: Workload, problem: Problem) -> bool:
