@@ -123,6 +123,26 @@ def test_gpu_repack_never_groups_shares_whose_cores_exceed_a_node(tiny):
     assert holds_exactly_what_it_says(state)
 
 
+def test_gpu_repack_leaves_nodes_with_gpus_reserved_for_later_out(tiny):
+    # regression: a node asleep now but with a GPU reserved for later (time shifting: its
+    # GPU is not free in the cycle's cluster) was repacked from GPU 0 on, and the repair raised
+    scenario = tiny.scaled({"green/gpu": 3})
+    cluster = Cluster(scenario)
+    cluster.gpu_free[cluster.index["green/gpu-0000"], 0] = 0  # GPU 0 reserved later
+    specs = {"a": gpu(gpus=1), "b": gpu(gpus=1), "c": gpu(gpus=1)}
+    state = state_of(scenario, specs, cluster.copy())
+    for wid, node, g in (("a", 0, 1), ("b", 1, 0), ("c", 2, 0)):
+        state.place_on(wid, [f"green/gpu-{node:04d}"], [(g,)])
+    with state.transaction():  # as run_repairs does: an error here is a failed repair
+        assert apply_unwrapped("gpu-repack", state)
+    assert nodes_of(state, "b") == nodes_of(state, "c") != nodes_of(state, "a")
+    assert holds_exactly_what_it_says_over(state, cluster)
+
+
+def apply_unwrapped(name: str, state: PackingState) -> bool:
+    return REGISTRY[name]().apply(state, TimeBudget.unlimited())
+
+
 def test_gpu_pools_differing_only_in_model_are_packed_together(tiny):
     h800 = TINY.split('gpu_model = "A800"')[0].rsplit("[[sites.green.pools]]", 1)[1]
     h800 = h800.replace('name = "gpu"', 'name = "gpu-h800"')

@@ -139,7 +139,13 @@ class GpuRepack:
         cluster, index = state.cluster, state.index
         node = cluster.pools[group[0]].node
         capacity = (node.cpu_millis, node.memory_mib, node.gpus)
-        woken = {p: state.woken(index.by_pool[p]) for p in group}
+        # nodes whose GPUs were all free before this cycle (not those holding GPUs a
+        # reservation takes later): the repack lays GPUs from the first on
+        before = state.problem.cluster.gpu_free
+        woken = {}
+        for p in group:
+            nodes = state.woken(index.by_pool[p])
+            woken[p] = nodes[np.all((before[nodes] == GPU_MILLIS) | (before[nodes] < 0), axis=1)]
         n_woken = sum(len(w) for w in woken.values())
         if n_woken < 2:
             return False
