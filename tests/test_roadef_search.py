@@ -27,6 +27,13 @@ A1_4 = SHARED / "A" / "model_a1_4.txt"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernel():
+    """Compile the numba kernel once before the timed tests (a cold cache takes seconds)."""
+    inst, initial = load(EXAMPLE)
+    reassign(inst, initial, time_limit_s=60.0, seed=0, max_la=1000, max_lns=1)
+
+
 def load(path: Path) -> tuple:
     inst = read_model(path)
     return inst, read_assignment(assignment_path(path), inst)
@@ -113,7 +120,9 @@ def test_search_is_repeatable_for_the_same_seed_when_the_work_is_capped():
     inst, initial = load(A1_1)
     params = SearchParams(lns_time_s=0.2)
     runs = [
-        reassign(inst, initial, time_limit_s=60.0, seed=7, params=params, max_lns=15)
+        reassign(
+            inst, initial, time_limit_s=60.0, seed=7, params=params, max_lns=15, max_la=200_000
+        )
         for _ in range(2)
     ]
     assert np.array_equal(runs[0].assignment, runs[1].assignment)
