@@ -26,7 +26,8 @@ import numpy as np
 
 from scheduler.solver.reassign.model import Instance, IntArray
 
-INF = np.int64(1) << np.int64(62)  # an infeasible move's price
+INF = 1 << 62  # an infeasible move's price (an int64 constant to numba)
+CHAIN_TRIES = 4  # machines an ejected process is priced on
 
 
 def _jit(func: Callable[..., Any]) -> Any:
@@ -320,6 +321,46 @@ def try_swap(md: Any, st: Any, p: int, q: int, limit: int) -> int:
 
 
 @_jit
+def try_chain(md: Any, st: Any, p: int, m: int, tries: int, limit: int, out: Any) -> int:
+    """An ejection chain: move ``p`` to ``m`` even where it does not fit, then a random process
+    of ``m`` to the best of ``tries`` random machines; kept when every rule holds and the exact
+    change is at most ``limit`` (the ejected process goes to ``out[4]``). The change, or
+    ``INF`` (nothing applied)."""
+    assign = st[0]
+    m0 = assign[p]
+    if m == m0:
+        return INF
+    n_proc = assign.shape[0]
+    n_mach = md[4].shape[0]
+    q = -1
+    for _ in range(4 * n_proc // n_mach + 8):  # a process on m (P/M draws find one on average)
+        c = np.random.randint(n_proc)
+        if assign[c] == m and c != p:
+            q = c
+            break
+    if q < 0:
+        return INF
+    before = total_cost(md, st)
+    apply_shift(md, st, p, m)
+    best_m, best_d = -1, INF
+    for _ in range(tries):
+        m2 = np.random.randint(n_mach)
+        if m2 != m0:  # back to p's machine would be a swap
+            d = shift_delta(md, st, q, m2)
+            if d < best_d:
+                best_m, best_d = m2, d
+    if best_m >= 0:
+        apply_shift(md, st, q, best_m)
+        delta = total_cost(md, st) - before
+        if delta <= limit and check_local(md, st, m0, m, p, -1):
+            out[4] = q
+            return delta
+        apply_shift(md, st, q, m)
+    apply_shift(md, st, p, m0)
+    return INF
+
+
+@_jit
 def _keep(st: Any, best: Any, log: Any, ctl: Any, p: int) -> None:
     """Note that ``p`` changed since the best assignment (the log overflows to a full copy)."""
     if ctl[0] < len(log):
@@ -354,15 +395,17 @@ def search(
     iters: int,
     seed: int,
     swap_share: float,
-    temperature: float,
     shift_tries: int,
+    chain_share: float,
 ) -> int:
     """``iters`` moves of late-acceptance hill climbing: a move is taken when the cost after
     it is at most the current cost or the cost ``len(history)`` moves ago. The moving process
-    is drawn from ``hot`` (processes to favour) half the time, else from all; a shift goes to a
-    random machine, a swap exchanges with a random process. ``best`` (with ``ctl`` = [log
-    length, log overflowed, best cost, history position]) follows the best state met. Returns
-    the moves taken. ``seed`` < 0 continues the random stream of the previous call."""
+    is drawn from ``hot`` (processes to favour) half the time, else from all. ``chain_share``
+    of the moves are ejection chains (to a random machine), ``swap_share`` swaps (with a random
+    process), the rest shifts (to the best of ``shift_tries`` random machines). ``best``
+    (with ``ctl`` = [log length, log overflowed, best cost, history position, last ejected
+    process]) follows the best state met. Returns the moves taken. ``seed`` < 0 continues the
+    random stream of the previous call."""
     if seed >= 0:
         np.random.seed(seed)
     assign = st[0]
@@ -374,17 +417,20 @@ def search(
     for _ in range(iters):
         v = ctl[3] % n_hist
         ctl[3] += 1
-        if temperature > 0:  # simulated annealing: a rise d passes with odds exp(-d / T)
-            limit = np.int64(-temperature * np.log(1.0 - np.random.random()))
-        else:
-            limit = history[v] - cur
-            if limit < 0:
-                limit = 0
+        limit = max(history[v] - cur, 0)
         if len(hot) and np.random.random() < 0.5:
             p = hot[np.random.randint(len(hot))]
         else:
             p = np.random.randint(n_proc)
-        if np.random.random() < swap_share:
+        kind = np.random.random()
+        if kind < chain_share:
+            d = try_chain(md, st, p, np.random.randint(n_mach), CHAIN_TRIES, limit, ctl)
+            if d == INF:
+                history[v] = cur
+                continue
+            _keep(st, best, log, ctl, p)
+            _keep(st, best, log, ctl, ctl[4])
+        elif kind < chain_share + swap_share:
             q = np.random.randint(n_proc)
             d = try_swap(md, st, p, q, limit)
             if d == INF:
@@ -416,13 +462,13 @@ def search(
 @_jit
 def descend(md: Any, st: Any, order: Any, others: Any) -> int:
     """One pass of steepest descent: each process of ``order`` goes to its best machine when
-    that lowers the cost, else is swapped with the best improving process of ``others``.
-    Returns the moves made."""
+    that lowers the cost, else is swapped with the best improving process of ``others`` (none:
+    shifts only). Returns the moves made."""
     n_mach = md[4].shape[0]
     moves = 0
     for k in range(order.shape[0]):
         p = order[k]
-        best_m, best_d = -1, np.int64(0)
+        best_m, best_d = -1, 0
         for m in range(n_mach):
             d = shift_delta(md, st, p, m)
             if d < best_d:
@@ -431,7 +477,7 @@ def descend(md: Any, st: Any, order: Any, others: Any) -> int:
             apply_shift(md, st, p, best_m)
             moves += 1
             continue
-        best_q, best_d = -1, np.int64(0)
+        best_q, best_d = -1, 0
         for j in range(others.shape[0]):
             q = others[j]
             d = try_swap(md, st, p, q, best_d - 1)

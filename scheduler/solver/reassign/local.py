@@ -20,6 +20,7 @@ from scheduler.solver.reassign.state import State
 CHUNK_S = 0.2
 HISTORY_SHARE = 3e-4  # history length / moves expected within the budget
 MIN_HISTORY = 1000
+DESCENT_SLICE = 64  # processes per descent call (the deadline is looked at between)
 FIXED_CHUNK = 50_000  # moves per chunk when the moves are capped
 HOT_SHARE = 0.1  # the costliest tenth of the machines: their processes are drawn half the time
 
@@ -55,23 +56,25 @@ class Compiled:
 def descend(
     state: State, deadline: float, rng: np.random.Generator, sample: int, min_gain: float
 ) -> tuple[State, dict[str, int]]:
-    """Steepest-descent passes (processes of the costliest machines first; each to its best
-    machine, else swapped with the best of ``sample`` processes) until a pass gains less than
-    ``min_gain`` of the cost or the deadline."""
+    """Steepest-descent passes (processes of the costliest machines first: a pass of shifts,
+    each to its best machine, then one where a process that no shift improves is swapped with
+    the best of ``sample`` processes) until a pass gains less than ``min_gain`` of the cost or
+    the deadline."""
     c = Compiled(state)
     n = state.inst.processes
     moves = passes = 0
+    none = np.zeros(0, dtype=np.int64)
     while time.perf_counter() < deadline:
         before = c.cost
         key = c.st[3][c.assign].astype(np.float64)
         order = np.lexsort((rng.random(n), -key)).astype(np.int64)
-        others = rng.permutation(n)[:sample].astype(np.int64)
-        step = max(1, n // 20)
+        # a shift pass, then a pass that also swaps (shifts are cheap and gain most at first)
         made = 0
-        for k in range(0, n, step):  # slices, so that the deadline is looked at
-            if time.perf_counter() > deadline:
-                break
-            made += kernel.descend(c.md, c.st, order[k : k + step], others)
+        for others in (none, rng.permutation(n)[:sample].astype(np.int64)):
+            for k in range(0, n, DESCENT_SLICE):  # slices, so that the deadline is looked at
+                if time.perf_counter() > deadline:
+                    break
+                made += kernel.descend(c.md, c.st, order[k : k + DESCENT_SLICE], others)
         moves += made
         passes += 1
         if not made or before - c.cost < min_gain * before:
@@ -86,6 +89,7 @@ def late_acceptance(
     *,
     swap_share: float = 0.5,
     shift_tries: int = 1,
+    chain_share: float = 0.0,
     max_moves: int | None = None,
     margin: int = 0,
 ) -> tuple[State, dict[str, int]]:
@@ -98,11 +102,11 @@ def late_acceptance(
     start_cost = c.cost
     best = c.assign.copy()
     log = np.empty(4 * state.inst.processes + 16, dtype=np.int64)
-    ctl = np.array([0, 0, start_cost, 0], dtype=np.int64)
+    ctl = np.array([0, 0, start_cost, 0, 0], dtype=np.int64)
     # with a move cap the history is sized from it and the chunks are fixed: repeatable; with
     # a clock, a short history until the speed is known (the first chunk loads the code)
     capped = max_moves is not None
-    length = max(MIN_HISTORY, int(HISTORY_SHARE * max_moves)) if capped else MIN_HISTORY
+    length = MIN_HISTORY if max_moves is None else max(MIN_HISTORY, int(HISTORY_SHARE * max_moves))
     history = np.full(length, start_cost + margin, dtype=np.int64)
     tried = taken = 0
     chunk = FIXED_CHUNK if capped else 20_000
@@ -113,7 +117,18 @@ def late_acceptance(
         t = time.perf_counter()
         hot = c.hot()
         taken += kernel.search(
-            c.md, c.st, best, log, ctl, history, hot, n, stream, swap_share, 0.0, shift_tries
+            c.md,
+            c.st,
+            best,
+            log,
+            ctl,
+            history,
+            hot,
+            n,
+            stream,
+            swap_share,
+            shift_tries,
+            chain_share,
         )
         stream = -1
         tried += n

@@ -3,7 +3,7 @@
 1. **Steepest descent** (``local.descend``, compiled: ``kernel``): the processes of the
    costliest machines first, each moved to its best machine when that lowers the cost, else
    swapped with the best improving one of a sample; passes repeat until one gains less than
-   ``climb_min_gain`` of the cost.
+   ``climb_min_gain`` of the cost (or ``climb_share`` of the time limit is spent).
 2. **Late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
    left: millions of random shifts and swaps, exactly priced, each taken when the cost after
    it is at most the current one or the one a history length ago (the history starts
@@ -38,21 +38,28 @@ from scheduler.solver.reassign.state import State
 class SearchParams:
     """Knobs of the search (the defaults are what the benchmark runs)."""
 
-    swap_sample: int = 1000  # processes a swap is priced against (all when fewer)
+    swap_sample: int = 300  # processes a descent swap is priced against (all when fewer)
     lns_machines: int = 5  # machines per neighbourhood
     lns_free: int = 40  # processes on them that may move (a random subset when more)
     lns_returners: int = 8  # processes elsewhere that may come back to an original machine
     lns_time_s: float = 0.5  # CP-SAT limit per neighbourhood (wall and deterministic)
-    climb_min_gain: float = 0.001  # hill climbing stops after a pass gaining less (share of cost)
-    la_share: float = 0.7  # share of the time left after the descent for late acceptance
+    climb_min_gain: float = 0.001  # the descent stops after a pass gaining less (share of cost)
+    climb_share: float = 0.7  # and by this share of the time limit at the latest
+    la_share: float = 0.4  # share of the time left after the descent for late acceptance
     la_margin: float = 0.05  # its first uphill allowance, as a share of what the descent gained
+    la_chains: float = 0.0  # share of its moves that are ejection chains
 
     def __post_init__(self) -> None:
         if self.swap_sample < 1 or self.lns_machines < 2 or self.lns_free < 1:
             raise ValueError("swap_sample, lns_free >= 1 and lns_machines >= 2")
         if self.lns_returners < 0 or self.lns_time_s <= 0:
             raise ValueError("lns_returners >= 0 and lns_time_s > 0")
-        if not 0 <= self.la_share <= 1 or self.la_margin < 0:
+        if (
+            not 0 <= self.climb_share <= 1
+            or not 0 <= self.la_share <= 1
+            or self.la_margin < 0
+            or not 0 <= self.la_chains <= 1
+        ):
             raise ValueError("la_share in [0, 1] and la_margin >= 0")
 
 
@@ -116,7 +123,10 @@ def reassign(
     state = State(inst, initial)
     initial_cost = state.cost
     stats = {"lns": 0, "lns_improved": 0}
-    state, climb_stats = descend(state, deadline, rng, params.swap_sample, params.climb_min_gain)
+    climb_deadline = started + params.climb_share * time_limit_s
+    state, climb_stats = descend(
+        state, climb_deadline, rng, params.swap_sample, params.climb_min_gain
+    )
     stats.update(climb_stats)
     stats["climb_cost"] = state.cost
     if params.la_share > 0:
@@ -127,6 +137,7 @@ def reassign(
             int(rng.integers(1 << 30)),
             max_moves=max_la,
             margin=int(params.la_margin * (initial_cost - state.cost)),
+            chain_share=params.la_chains,
         )
         stats.update(la_stats)
         stats["la_cost"] = state.cost
