@@ -25,6 +25,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
 A2_2 = SHARED / "A" / "model_a2_2.txt"  # transient resources
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
+pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")
 
 
 def load(path: Path) -> tuple:

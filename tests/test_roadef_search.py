@@ -25,13 +25,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_1 = SHARED / "A" / "model_a1_1.txt"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compiled_kernel():
-    """Compile the numba kernel once before the timed tests (a cold cache takes seconds)."""
-    inst, initial = load(EXAMPLE)
-    reassign(inst, initial, time_limit_s=60.0, seed=0, max_la=1000, max_lns=1)
+pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")
 
 
 def load(path: Path) -> tuple:

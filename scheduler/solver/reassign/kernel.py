@@ -17,7 +17,6 @@ evaluator agree with them to the unit.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -31,12 +30,12 @@ CHAIN_TRIES = 4  # machines an ejected process is priced on
 
 
 def _jit(func: Callable[..., Any]) -> Any:
-    """``numba.njit`` with an on-disk cache when the package folder takes one (a read-only
-    install compiles at first call instead: a few seconds, once per process)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    cacheable = os.access(here, os.W_OK) or bool(os.environ.get("NUMBA_CACHE_DIR"))
+    """``numba.njit`` with an on-disk cache: beside the module, or in the user's cache folder
+    (``NUMBA_CACHE_DIR``, else ``~/.cache``) when the package folder is read-only. Where no
+    cache can be written at all the code compiles at first call instead (some seconds, once per
+    process, inside the search's time limit)."""
     try:
-        return numba.njit(cache=cacheable, nogil=True)(func)
+        return numba.njit(cache=True, nogil=True)(func)
     except RuntimeError:  # numba found no cache locator
         return numba.njit(nogil=True)(func)
 
