@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from scheduler.domain import Scenario, load_scenario, parse_scenario
@@ -60,3 +62,16 @@ def tiny() -> Scenario:
 @pytest.fixture(scope="session")
 def beijing_hebei() -> Scenario:
     return load_scenario()
+
+
+@pytest.fixture(scope="session")
+def roadef_kernel_compiled() -> None:
+    """Compile (or load from numba's cache) the reassignment kernel before timed tests: a cold
+    compile takes tens of seconds on a shared machine."""
+    from scheduler.solver.reassign import read_assignment, read_model, reassign
+    from scheduler.solver.reassign.model import assignment_path
+
+    model = Path(__file__).parent / "data" / "roadef" / "model_example.txt"
+    inst = read_model(model)
+    initial = read_assignment(assignment_path(model), inst)
+    reassign(inst, initial, time_limit_s=600.0, seed=0, max_la=1000, max_lns=1)

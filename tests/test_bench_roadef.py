@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from scheduler.bench.roadef import canonical, command, find_models
@@ -13,6 +14,7 @@ from scheduler.solver.reassign import evaluate, read_assignment, read_model
 DATA = Path(__file__).parent / "data" / "roadef"
 EXAMPLE = DATA / "model_example.txt"
 BEST = DATA / "best_known.csv"
+pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")  # the 2 s runs are timed
 
 
 def run(*args: str):

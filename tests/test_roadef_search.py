@@ -25,6 +25,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_1 = SHARED / "A" / "model_a1_1.txt"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
+pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")
 
 
 def load(path: Path) -> tuple:
@@ -113,7 +114,9 @@ def test_search_is_repeatable_for_the_same_seed_when_the_work_is_capped():
     inst, initial = load(A1_1)
     params = SearchParams(lns_time_s=0.2)
     runs = [
-        reassign(inst, initial, time_limit_s=60.0, seed=7, params=params, max_lns=15)
+        reassign(
+            inst, initial, time_limit_s=60.0, seed=7, params=params, max_lns=15, max_la=200_000
+        )
         for _ in range(2)
     ]
     assert np.array_equal(runs[0].assignment, runs[1].assignment)

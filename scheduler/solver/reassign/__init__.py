@@ -6,7 +6,9 @@ usage, conflict, spread, dependency) and a priced objective (load, balance, proc
 and machine-move costs). ``model`` reads and writes the challenge's files; ``evaluate`` is an
 independent checker written from the specification; ``state`` keeps an assignment's cost and
 constraint counters incrementally and prices moves (``State.shift_deltas``, ``swap_deltas``);
-``search`` (``reassign``) is the engine: hill climbing over shifts and swaps, then a large
+``kernel`` is the same bookkeeping compiled (numba: exact shift, swap and ejection-chain moves at
+about a million a second) and ``local`` drives it (steepest descent, late-acceptance hill
+climbing); ``search`` (``reassign``) is the engine: the descent, late acceptance, then a large
 neighbourhood search whose sub-problems (a few machines) CP-SAT solves exactly (``lns``).
 """
 

@@ -1,22 +1,24 @@
-"""The reassignment engine: hill climbing over shifts and swaps, then large neighbourhood search.
+"""The reassignment engine: descent, late acceptance, then large neighbourhood search.
 
-1. **Hill climbing.** A shift pass takes the processes of the costliest machines first and moves
-   each to its best machine when that lowers the cost (``State.shift_deltas`` prices every
-   machine at once, with every hard rule as a mask). A swap pass exchanges a process with the
-   best of a sample of processes elsewhere (``State.swap_deltas`` prices them together; the
-   winner is applied, checked locally and undone if a rule breaks or the cost does not drop).
-   Passes repeat until neither moves anything or a pass gains less than ``climb_min_gain`` of
-   the cost.
-2. **Large neighbourhood search** (``lns``) until the time limit: a costly machine and a few
+1. **Steepest descent** (``local.descend``, compiled: ``kernel``): the processes of the
+   costliest machines first, each moved to its best machine when that lowers the cost, else
+   swapped with the best improving one of a sample; passes repeat until one gains less than
+   ``climb_min_gain`` of the cost (or ``climb_share`` of the time limit is spent).
+2. **Late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
+   left: millions of random shifts and swaps, exactly priced, each taken when the cost after
+   it is at most the current one or the one a history length ago (the history starts
+   ``la_margin`` of the descent's gain above, so the walk can leave the descent's optimum).
+   It keeps the best state it meets.
+3. **Large neighbourhood search** (``lns``) until the time limit: a costly machine and a few
    others (those with the most room in the resource it overloads most, or drawn among the
-   cheapest and all), some processes on them and some
-   away from an original machine among them; CP-SAT re-places them exactly (the current
-   placement as the hint) and the result is kept only when the exact cost drops.
+   cheapest and all), some processes on them and some away from an original machine among
+   them; CP-SAT re-places them exactly (the current placement as the hint) and the result is
+   kept only when the exact cost drops.
 
-Every accepted change lowers the exact cost, so the answer is never costlier than the initial
-assignment and every intermediate state is feasible. The sequence of changes is a function of
-the seed; the wall-clock limit only decides how far along it the search gets (``max_lns``
-caps the neighbourhoods instead, for repeatable runs).
+Every state is feasible and the best one is returned, so the answer is never costlier than the
+initial assignment. Under a wall-clock limit the late-acceptance history is sized from the
+measured speed, so runs on different machines differ; ``max_la`` and ``max_lns`` cap the moves
+and the neighbourhoods instead, which makes the states a function of the seed alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
+from scheduler.solver.reassign.local import descend, late_acceptance
 from scheduler.solver.reassign.model import Instance, IntArray
 from scheduler.solver.reassign.state import State
 
@@ -35,18 +38,29 @@ from scheduler.solver.reassign.state import State
 class SearchParams:
     """Knobs of the search (the defaults are what the benchmark runs)."""
 
-    swap_sample: int = 1000  # processes a swap is priced against (all when fewer)
+    swap_sample: int = 300  # processes a descent swap is priced against (all when fewer)
     lns_machines: int = 5  # machines per neighbourhood
     lns_free: int = 40  # processes on them that may move (a random subset when more)
     lns_returners: int = 8  # processes elsewhere that may come back to an original machine
     lns_time_s: float = 0.5  # CP-SAT limit per neighbourhood (wall and deterministic)
-    climb_min_gain: float = 0.001  # hill climbing stops after a pass gaining less (share of cost)
+    climb_min_gain: float = 0.001  # the descent stops after a pass gaining less (share of cost)
+    climb_share: float = 0.7  # and by this share of the time limit at the latest
+    la_share: float = 0.4  # share of the time left after the descent for late acceptance
+    la_margin: float = 0.05  # its first uphill allowance, as a share of what the descent gained
+    la_chains: float = 0.0  # share of its moves that are ejection chains
 
     def __post_init__(self) -> None:
         if self.swap_sample < 1 or self.lns_machines < 2 or self.lns_free < 1:
             raise ValueError("swap_sample, lns_free >= 1 and lns_machines >= 2")
         if self.lns_returners < 0 or self.lns_time_s <= 0:
             raise ValueError("lns_returners >= 0 and lns_time_s > 0")
+        if (
+            not 0 <= self.climb_share <= 1
+            or not 0 <= self.la_share <= 1
+            or self.la_margin < 0
+            or not 0 <= self.la_chains <= 1
+        ):
+            raise ValueError("la_share in [0, 1] and la_margin >= 0")
 
 
 @dataclass(frozen=True)
@@ -59,60 +73,6 @@ class ReassignResult:
     initial_cost: int
     seconds: float
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def hot_first(state: State, rng: np.random.Generator) -> IntArray:
-    """Every process, those on the costliest machines first (random among equals)."""
-    key = state.machine_cost[state.assign].astype(np.float64)
-    return np.lexsort((rng.random(len(key)), -key))
-
-
-def shift_pass(state: State, order: IntArray, deadline: float) -> int:
-    """Move each process in ``order`` to its best machine where that lowers the cost."""
-    moves = 0
-    for k, p in enumerate(order):
-        if k % 32 == 0 and time.perf_counter() > deadline:
-            break
-        d = state.shift_deltas(int(p))
-        m = int(np.argmin(d))
-        if d[m] < 0:
-            state.shift(int(p), m)
-            moves += 1
-    return moves
-
-
-def try_swap(state: State, p: int, q: int) -> bool:
-    """Exchange the machines of ``p`` and ``q`` if every rule holds and the cost drops."""
-    before = state.cost
-    mp, mq = int(state.assign[p]), int(state.assign[q])
-    state.shift(p, mq)
-    state.shift(q, mp)
-    if state.cost < before and state.check((mp, mq), (p, q)):
-        return True
-    state.shift(q, mq)
-    state.shift(p, mp)
-    return False
-
-
-def swap_pass(
-    state: State, order: IntArray, sample: int, rng: np.random.Generator, deadline: float
-) -> int:
-    """Swap each process in ``order`` with the best improving one of a sample (the four
-    best-priced candidates are tried in turn)."""
-    n = state.inst.processes
-    swaps = 0
-    for k, p in enumerate(order):
-        if k % 8 == 0 and time.perf_counter() > deadline:
-            break
-        others = np.arange(n) if n <= sample else rng.choice(n, sample, replace=False)
-        d = state.swap_deltas(int(p), others)
-        for j in np.argsort(d)[:4]:
-            if d[j] >= 0:
-                break
-            if try_swap(state, int(p), int(others[j])):
-                swaps += 1
-                break
-    return swaps
 
 
 def pick_machines(state: State, k: int, rng: np.random.Generator) -> IntArray:
@@ -152,6 +112,7 @@ def reassign(
     seed: int = 0,
     params: SearchParams | None = None,
     max_lns: int | None = None,
+    max_la: int | None = None,
 ) -> ReassignResult:
     """Reassign the processes of ``inst`` from ``initial`` to lower the challenge's cost
     within ``time_limit_s`` seconds (wall clock); every hard rule holds throughout."""
@@ -161,18 +122,25 @@ def reassign(
     rng = np.random.default_rng(seed)
     state = State(inst, initial)
     initial_cost = state.cost
-    stats = {"shifts": 0, "swaps": 0, "passes": 0, "lns": 0, "lns_improved": 0}
-    while time.perf_counter() < deadline:
-        before = state.cost
-        moved = shift_pass(state, hot_first(state, rng), deadline)
-        swapped = swap_pass(state, hot_first(state, rng), params.swap_sample, rng, deadline)
-        stats["shifts"] += moved
-        stats["swaps"] += swapped
-        stats["passes"] += 1
-        # a pass that gains little hands over to the neighbourhoods, which gain more per second
-        if (not moved and not swapped) or before - state.cost < params.climb_min_gain * before:
-            break
+    stats = {"lns": 0, "lns_improved": 0}
+    climb_deadline = started + params.climb_share * time_limit_s
+    state, climb_stats = descend(
+        state, climb_deadline, rng, params.swap_sample, params.climb_min_gain
+    )
+    stats.update(climb_stats)
     stats["climb_cost"] = state.cost
+    if params.la_share > 0:
+        la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
+        state, la_stats = late_acceptance(
+            state,
+            la_deadline,
+            int(rng.integers(1 << 30)),
+            max_moves=max_la,
+            margin=int(params.la_margin * (initial_cost - state.cost)),
+            chain_share=params.la_chains,
+        )
+        stats.update(la_stats)
+        stats["la_cost"] = state.cost
     while time.perf_counter() < deadline - 0.02 and (max_lns is None or stats["lns"] < max_lns):
         machines = pick_machines(state, params.lns_machines, rng)
         on = np.flatnonzero(np.isin(state.assign, machines))

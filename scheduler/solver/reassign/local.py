@@ -1,0 +1,146 @@
+"""Local search on the compiled kernel: steepest descent, then late-acceptance hill climbing.
+
+The kernel takes move counts, not a clock: the driver runs chunks of about a fifth of a second
+until the deadline, so the sequence of states is a function of the seed and only how far along
+it the search gets depends on the machine. The late-acceptance history (how many moves back a
+move's result is compared with) is sized from the measured speed, a small share of the moves
+the budget allows (3 in 10,000), so that the walk narrows to a descent by the end of it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from scheduler.solver.reassign import kernel
+from scheduler.solver.reassign.state import State
+
+CHUNK_S = 0.2
+HISTORY_SHARE = 3e-4  # history length / moves expected within the budget
+MIN_HISTORY = 1000
+DESCENT_SLICE = 64  # processes per descent call (the deadline is looked at between)
+FIXED_CHUNK = 50_000  # moves per chunk when the moves are capped
+HOT_SHARE = 0.1  # the costliest tenth of the machines: their processes are drawn half the time
+
+
+class Compiled:
+    """A ``State``'s counters in the kernel's layout, and the way back."""
+
+    def __init__(self, state: State) -> None:
+        self.inst = state.inst
+        self.initial = state.initial
+        self.md = kernel.model_arrays(state.inst, state.initial)
+        self.st = kernel.state_arrays(state)
+
+    @property
+    def cost(self) -> int:
+        return int(kernel.total_cost(self.md, self.st))
+
+    @property
+    def assign(self) -> Any:
+        return self.st[0]
+
+    def hot(self) -> Any:
+        """The processes on the costliest machines."""
+        mcost = self.st[3]
+        k = max(1, int(HOT_SHARE * len(mcost)))
+        top = np.argsort(-mcost, kind="stable")[:k]
+        return np.flatnonzero(np.isin(self.assign, top)).astype(np.int64)
+
+    def state(self, assignment: Any = None) -> State:
+        return State(self.inst, self.initial, self.assign if assignment is None else assignment)
+
+
+def descend(
+    state: State, deadline: float, rng: np.random.Generator, sample: int, min_gain: float
+) -> tuple[State, dict[str, int]]:
+    """Steepest-descent passes (processes of the costliest machines first: a pass of shifts,
+    each to its best machine, then one where a process that no shift improves is swapped with
+    the best of ``sample`` processes) until a pass gains less than ``min_gain`` of the cost or
+    the deadline."""
+    c = Compiled(state)
+    n = state.inst.processes
+    moves = passes = 0
+    none = np.zeros(0, dtype=np.int64)
+    while time.perf_counter() < deadline:
+        before = c.cost
+        key = c.st[3][c.assign].astype(np.float64)
+        order = np.lexsort((rng.random(n), -key)).astype(np.int64)
+        # a shift pass, then a pass that also swaps (shifts are cheap and gain most at first)
+        made = 0
+        for others in (none, rng.permutation(n)[:sample].astype(np.int64)):
+            for k in range(0, n, DESCENT_SLICE):  # slices, so that the deadline is looked at
+                if time.perf_counter() > deadline:
+                    break
+                made += kernel.descend(c.md, c.st, order[k : k + DESCENT_SLICE], others)
+        moves += made
+        passes += 1
+        if not made or before - c.cost < min_gain * before:
+            break
+    return c.state(), {"descent_moves": moves, "descent_passes": passes}
+
+
+def late_acceptance(
+    state: State,
+    deadline: float,
+    seed: int,
+    *,
+    swap_share: float = 0.5,
+    shift_tries: int = 1,
+    chain_share: float = 0.0,
+    max_moves: int | None = None,
+    margin: int = 0,
+) -> tuple[State, dict[str, int]]:
+    """The best state late-acceptance hill climbing from ``state`` meets before ``deadline``
+    (or within ``max_moves`` tried moves); never costlier than ``state``. ``margin`` is how
+    far above the start the first moves may climb (the history starts there): from a local
+    optimum, without it the walk could only move sideways. ``swap_share`` of the moves are
+    swaps, the rest shifts to the best of ``shift_tries`` random machines."""
+    c = Compiled(state)
+    start_cost = c.cost
+    best = c.assign.copy()
+    log = np.empty(4 * state.inst.processes + 16, dtype=np.int64)
+    ctl = np.array([0, 0, start_cost, 0, 0], dtype=np.int64)
+    # with a move cap the history is sized from it and the chunks are fixed: repeatable; with
+    # a clock, a short history until the speed is known (the first chunk loads the code)
+    capped = max_moves is not None
+    length = MIN_HISTORY if max_moves is None else max(MIN_HISTORY, int(HISTORY_SHARE * max_moves))
+    history = np.full(length, start_cost + margin, dtype=np.int64)
+    tried = taken = 0
+    chunk = FIXED_CHUNK if capped else 20_000
+    sized = capped
+    stream = seed  # the kernel's random stream runs on across chunks
+    while time.perf_counter() < deadline and (max_moves is None or tried < max_moves):
+        n = chunk if max_moves is None else min(chunk, max_moves - tried)
+        t = time.perf_counter()
+        hot = c.hot()
+        taken += kernel.search(
+            c.md,
+            c.st,
+            best,
+            log,
+            ctl,
+            history,
+            hot,
+            n,
+            stream,
+            swap_share,
+            shift_tries,
+            chain_share,
+        )
+        stream = -1
+        tried += n
+        spent = max(time.perf_counter() - t, 1e-4)
+        if not sized and tried > n:
+            left = max(0.0, deadline - time.perf_counter())
+            length = max(MIN_HISTORY, int(HISTORY_SHARE * n / spent * left))
+            history = np.full(length, c.cost + margin, dtype=np.int64)
+            ctl[3] = 0
+            sized = True
+        if not capped:
+            chunk = max(1000, min(4 * chunk, int(n * CHUNK_S / spent)))
+    out = c.state(best)
+    stats = {"la_tried": tried, "la_taken": taken, "la_history": len(history)}
+    return (out if out.cost <= start_cost else state), stats
