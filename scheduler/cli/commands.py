@@ -271,8 +271,9 @@ def drain(api: Api, nodes: tuple[str, ...], site: str, dry_run: bool) -> Shown:
 @click.option("--site", "sites", multiple=True, help="only nodes of this site (repeatable)")
 @client_command
 def rebalance(api: Api, dry_run: bool, max_moves: int, sites: tuple[str, ...]) -> Shown:
-    """Move running replicas so that the least used powered nodes can power down, where that
-    lowers the cluster's cost; every rule kept, no node woken."""
+    """Move running replicas so that powered nodes can power down, and from dearer sites to
+    cheaper ones, where that lowers the cluster's cost; every rule kept. The plan shows the
+    cost before and after and the floor no placement of the running work can beat."""
     plan = api.call(
         api.operator.Rebalance,
         pb.RebalanceRequest(dry_run=dry_run, max_moves=max_moves, sites=list(sites)),

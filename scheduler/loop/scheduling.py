@@ -262,9 +262,10 @@ class SchedulingLoop:
     def rebalance(
         self, dry_run: bool, max_moves: int, sites: Sequence[str], timeout: float
     ) -> DrainPlan:
-        """Empty the least used powered nodes onto other powered ones where that lowers the
-        objective (``draining.plan_rebalance``), at most ``max_moves`` moves (0: no limit), on
-        the loop thread; with ``dry_run`` the plan only. ``TimeoutError`` as ``drain``.
+        """Empty powered nodes onto other powered ones, and dearer sites' onto cheaper ones,
+        where that lowers the objective (``draining.plan_rebalance``), at most ``max_moves``
+        moves (0: no limit), on the loop thread; with ``dry_run`` the plan only.
+        ``TimeoutError`` as ``drain``.
 
         The plan carries the floor of the running work (``floors.objective_floor``, at most
         ``FLOOR_TIME_LIMIT_S`` of solving on the caller's thread, not the loop's), so that its

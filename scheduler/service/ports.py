@@ -60,8 +60,9 @@ class Scheduling(Protocol):
     def rebalance(
         self, dry_run: bool, max_moves: int, sites: Sequence[str], timeout: float
     ) -> DrainPlan:
-        """Move running replicas so that powered nodes can power down, where that lowers the
-        objective; ``NotLeaderError`` where no loop runs here."""
+        """Move running replicas so that powered nodes can power down, and from dearer sites to
+        cheaper ones, where that lowers the objective; ``NotLeaderError`` where no loop runs
+        here."""
         ...
 
     def capacity_changed(self) -> None:

@@ -539,10 +539,11 @@ class OperatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Rebalance(self, request, context):
-        """Re-optimises live placements: the least used powered nodes are emptied onto other powered
-        nodes (every rule kept, no node woken) where that lowers the objective, at most max_moves
-        replica moves (0: no limit), only nodes of `sites` (all when empty). Applies the plan
-        unless dry_run.
+        """Re-optimises live placements: powered nodes are emptied onto other powered nodes (those
+        whose emptying saves the most idle time per move first), then nodes of dearer sites onto
+        cheaper sites (waking nodes there), every rule kept, each where that lowers the objective,
+        at most max_moves replica moves (0: no limit), only nodes of `sites` (all when empty).
+        Applies the plan unless dry_run; the plan carries the floor of the running work.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
