@@ -20,7 +20,8 @@ from scheduler.solver import Problem, SolverParams, greedy
 
 
 def running_on(cluster: Cluster, scenario: Scenario, wid: str, node: str, **kw: object) -> Workload:
-    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024), kind=WorkloadKind.BATCH, **kw)  # type: ignore[arg-type]
+    kw.setdefault("kind", WorkloadKind.BATCH)
+    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024), **kw)  # type: ignore[arg-type]
     n = cluster.index[node]
     gpus = cluster.allocate(n, spec.resources)
     placement = greedy.placement(cluster, scenario, spec, 0, n, gpus)
@@ -67,3 +68,19 @@ def test_the_move_budget_goes_first_to_the_node_whose_work_runs_longest(tiny: Sc
     plan = plan_rebalance(problem, SolverParams(), holders, max_moves=1)
     (move,) = plan.moves
     assert move.workload_id == "long"
+
+
+def test_a_service_is_not_moved_farther_from_its_users_than_its_latency_price_allows(
+    tiny: Scenario,
+) -> None:
+    def moves(latency_price: float) -> list[str]:
+        cluster = Cluster(tiny)
+        w = running_on(
+            cluster, tiny, "web", "near/cpu-0000", kind=WorkloadKind.SERVICE, origin="city"
+        )
+        params = SolverParams(latency_cny_per_ms_hour=latency_price)
+        plan = plan_rebalance(Problem(tiny, cluster, (), hour=12, month=1), params, [w])
+        return [m.to_node for m in plan.moves]
+
+    assert [n.split("/")[0] for n in moves(0.0001)] == ["green"]  # the default: energy wins
+    assert moves(10.0) == []  # 3 ms more at 10 CNY per ms-hour costs more than green saves

@@ -253,7 +253,9 @@ class _Rebalancing:
             if reps is not None:
                 moved[wid] = reps
         after = plan.objective(cluster_cost(trial, problem.hour, problem.month))
-        if scratch.stuck or after >= self.objective - 1e-9:
+        # a service moved further from its users costs what the solver's objective prices it
+        farther = sum(self._latency(current[wid], reps) for wid, reps in moved.items())
+        if scratch.stuck or after + farther >= self.objective - 1e-9:
             return  # the node stays as it is
         self.cluster, self.objective = trial, after
         plan.moves += scratch.moves
@@ -265,6 +267,13 @@ class _Rebalancing:
                 by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
             cost = workload_cost(problem, current[wid].spec, reps, self.rates)
             plan.placements[wid] = (reps, cost)
+
+    def _latency(self, w: Workload, reps: Sequence[ReplicaPlacement]) -> float:
+        """CNY per hour the move of ``w`` to ``reps`` adds in latency (services only)."""
+        if not w.spec.is_service:
+            return 0.0
+        rtt = sum(p.latency_ms for p in reps) - sum(p.latency_ms for p in w.placements)
+        return self.params.latency_cny_per_ms_hour * rtt
 
 
 # how long a replica without a duration (a service that runs until cancelled) is counted on to
