@@ -4,9 +4,7 @@ changes nothing; and the planner's topology rules on their own."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -25,7 +23,7 @@ from scheduler.domain import (
 )
 from scheduler.loop.draining import plan_drain
 from scheduler.solver import Problem, SolverParams
-from tests.test_service_support import PLACED, Client, cpu_spec, serve, until
+from tests.test_service_support import PLACED, Client, Watching, cpu_spec, serve, until
 
 NEAR = ["near"]
 
@@ -54,19 +52,8 @@ def test_a_drain_moves_running_replicas_off_and_watchers_see_each_move(
         (a, b) = placed(client, [cpu_spec(1, name=f"j{i}", allowed_sites=NEAR) for i in range(2)])
         node = a.placements[0].node
         on_node = sorted(w.id for w in (a, b) if w.placements[0].node == node)
-        seen: list[pb.WorkloadEvent] = []
-        stream: Any = client.placement.WatchWorkloads(pb.WatchWorkloadsRequest(), timeout=30)
-        stream.initial_metadata()
-
-        def follow() -> None:
-            try:
-                for e in stream:
-                    seen.append(e)
-            except grpc.RpcError:
-                pass
-
-        watcher = threading.Thread(target=follow, daemon=True)
-        watcher.start()
+        watching = Watching(client, timeout=30)
+        seen = watching.seen
         plan = drain(client, [node])
         assert sorted(m.workload_id for m in plan.moves) == on_node
         assert all(m.from_node == node and m.to_node.startswith("near/") for m in plan.moves)
@@ -74,7 +61,7 @@ def test_a_drain_moves_running_replicas_off_and_watchers_see_each_move(
         for wid in on_node:
             assert nodes_of(client, wid) != [node] and nodes_of(client, wid)[0].startswith("near/")
         until(lambda: len(seen) >= len(on_node), 20, "the move events")
-        stream.cancel()
+        watching.stop()
         moved = {e.workload.id: e for e in seen}
         for wid in on_node:
             e = moved[wid]

@@ -6,16 +6,12 @@ placed again once there is room (the preemptor cancelled), and nothing is lost."
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
-
-import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler.cli.tables import event_line
 from scheduler.domain import Scenario
-from tests.test_service_support import CANCELLED, PENDING, PLACED, serve, until
+from tests.test_service_support import CANCELLED, PENDING, PLACED, Watching, serve, until
 
 PREEMPTED = pb.WORKLOAD_STATE_PREEMPTED
 
@@ -48,18 +44,8 @@ def test_a_latency_critical_service_displaces_batch_work_in_a_full_etown(
     with serve(beijing_hebei, tmp_path) as (valley, client):
         filled = client.submit([batch(i) for i in range(1000)])
         until(lambda: all(w.state == PLACED for w in client.all_workloads("batch")), 120, "full")
-        seen: list[pb.WorkloadEvent] = []
-        stream: Any = client.placement.WatchWorkloads(pb.WatchWorkloadsRequest(), timeout=60)
-        stream.initial_metadata()
-
-        def follow() -> None:
-            try:
-                for e in stream:
-                    seen.append(e)
-            except grpc.RpcError:
-                pass
-
-        threading.Thread(target=follow, daemon=True).start()
+        watching = Watching(client, timeout=60)
+        seen = watching.seen
         loop = valley.loop
         assert loop is not None
         before = loop.cycles
@@ -68,7 +54,7 @@ def test_a_latency_critical_service_displaces_batch_work_in_a_full_etown(
         assert loop.cycles - before <= 2  # placed within 2 cycles
         until(lambda: sum(e.workload.state == PREEMPTED for e in seen) >= 1, 20, "PREEMPTED")
         until(lambda: any(e.previous_state == PREEMPTED for e in seen), 20, "back to PENDING")
-        stream.cancel()
+        watching.stop()
         (gone,) = [e for e in seen if e.workload.state == PREEMPTED]
         victim = gone.workload.id
         assert gone.previous_state == PLACED and victim in {w.id for w in filled}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -269,3 +270,28 @@ def placement_violations(
                 f"placements hold {len(shares)}/{sum(shares.values())}"
             )
     return problems
+
+
+class Watching:
+    """Every event of a ``WatchWorkloads`` stream, collected by a background thread, from
+    the time the stream is open (``initial_metadata``) until ``stop``."""
+
+    def __init__(self, client: Client, timeout: float = 60.0) -> None:
+        self.seen: list[pb.WorkloadEvent] = []
+        self._stream: Any = client.placement.WatchWorkloads(
+            pb.WatchWorkloadsRequest(), timeout=timeout
+        )
+        self._stream.initial_metadata()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            for e in self._stream:
+                self.seen.append(e)
+        except grpc.RpcError:
+            pass
+
+    def stop(self) -> None:
+        self._stream.cancel()
+        self._thread.join(5)
