@@ -289,3 +289,9 @@ class Workload:
     created_at: datetime | None = None
     placed_at: datetime | None = None
     cost: Cost = field(default_factory=Cost)
+
+    def starts_after(self, now: datetime | None) -> bool:
+        """Whether it is a reservation that has not started at ``now`` (time shifting): placed
+        to start later, it holds no node yet. False without a ``now``."""
+        start = self.placements[0].start_time if self.placements else None
+        return start is not None and now is not None and start > now

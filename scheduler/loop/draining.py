@@ -76,7 +76,7 @@ def plan_drain(
         on = [p for p in w.placements if p.node in cluster.index and cluster.index[p.node] in gone]
         if not on:
             continue
-        if _reserved(w, problem):
+        if w.starts_after(problem.now):
             plan.stuck += [
                 Stuck(w.id, p.replica, p.node, "a reservation that has not started: not moved")
                 for p in on
@@ -180,7 +180,7 @@ def plan_rebalance(
     index = greedy.NodeIndex(cluster)
     order = cheapest_site_order(problem, params)
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
-    current = {w.id: w for w in holders if not _reserved(w, problem)}
+    current = {w.id: w for w in holders if not w.starts_after(problem.now)}
     by_node: dict[str, dict[str, list[ReplicaPlacement]]] = {}
     for w in current.values():
         for p in w.placements:
@@ -310,9 +310,3 @@ def _worth_emptying(
         for n in order.tolist()
         if cluster.replicas_on[n] > 0 and (not sites or cluster.site_of(n) in sites)
     ]
-
-
-def _reserved(w: Workload, problem: Problem) -> bool:
-    """A reservation that has not started (it holds no node now)."""
-    start = w.placements[0].start_time if w.placements else None
-    return start is not None and problem.now is not None and start > problem.now

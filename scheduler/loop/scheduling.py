@@ -348,7 +348,7 @@ class SchedulingLoop:
         running = [
             PendingWorkload(w.id, w.spec)
             for w in self._allocation.holders()
-            if w.placements and (w.placements[0].start_time or now) <= now
+            if w.placements and not w.starts_after(now)
         ]
         empty, _ = without_room_on(Cluster(self.scenario), None, self._cordoned)
         return Problem(self.scenario, empty, tuple(running), hour, month)

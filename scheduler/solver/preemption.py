@@ -97,9 +97,7 @@ def plan_preemptions(
     victims = {
         w.id: w
         for w in running
-        if w.id not in protected
-        and w.placements
-        and (now is None or w.placements[0].start_time is None or w.placements[0].start_time <= now)
+        if w.id not in protected and w.placements and not w.starts_after(now)
     }
     out: list[Preemption] = []
     for p in sorted(stranded, key=lambda p: -p.spec.priority):
