@@ -40,7 +40,7 @@ from scheduler.solver.objective import (
     site_rates,
     workload_cost,
 )
-from scheduler.solver.problem import Held, held_later
+from scheduler.solver.problem import Held, held_later, leaves_held
 
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
@@ -127,9 +127,7 @@ def _move_workload(
         node, view = -1, cluster
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
-            room = (cluster.free_cpu[candidates] - held[0][candidates] >= r.cpu_millis) & (
-                cluster.free_mem[candidates] - held[1][candidates] >= r.memory_mib
-            )
+            room = leaves_held(cluster, held, r, candidates)
             # GPU work: the GPUs reservations hold later are not free (``held_later``)
             if held[2] is not None and r.wants_gpu:
                 view = cluster.copy()

@@ -38,7 +38,14 @@ from scheduler.domain import (
 from scheduler.solver import greedy
 from scheduler.solver.filters import Eligibility, eligibility
 from scheduler.solver.objective import cheapest_site_order, site_rates, workload_cost
-from scheduler.solver.problem import Held, PendingWorkload, Problem, SolverParams, held_later
+from scheduler.solver.problem import (
+    Held,
+    PendingWorkload,
+    Problem,
+    SolverParams,
+    held_later,
+    leaves_held,
+)
 
 # candidate nodes a replica's victims are worked out on (fewest victim replicas first): bounds
 # the planner's time on a big cluster, and past a few hundred nodes the choice barely changes
@@ -215,10 +222,7 @@ def _cheapest_node(
     node needs, for the next replica (the caller forgets the nodes that change)."""
     if not len(nodes):
         return -1, []
-    room = (cluster.free_cpu[nodes] - held[0][nodes] >= r.cpu_millis) & (
-        cluster.free_mem[nodes] - held[1][nodes] >= r.memory_mib
-    )
-    fit = nodes[cluster.fit_mask(r, nodes) & room]
+    fit = nodes[cluster.fit_mask(r, nodes) & leaves_held(cluster, held, r, nodes)]
     if len(fit):
         return int(fit[int(np.argmin(scorer(cluster, fit, r)))]), []
     # the nodes victims could make room on, those holding the fewest victims first
@@ -260,11 +264,7 @@ def _victims_for(
     for wid in names:
         _release_on(cluster, lower[wid], node)
         chosen.append(wid)
-        if (
-            cluster.fits(node, r)
-            and cluster.free_cpu[node] - held[0][node] >= r.cpu_millis
-            and cluster.free_mem[node] - held[1][node] >= r.memory_mib
-        ):
+        if cluster.fits(node, r) and leaves_held(cluster, held, r, np.array([node]))[0]:
             ok = True
             break
     cluster.undo_to(mark)

@@ -19,6 +19,7 @@ from scheduler.domain import (
     Cost,
     Reason,
     ReplicaPlacement,
+    Resources,
     Scenario,
     ValidationError,
     WorkloadSpec,
@@ -350,4 +351,15 @@ def held_later(problem: Problem) -> Held:
         np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
         np.maximum(0, cluster.free_mem - mem).astype(np.int64),
         gpus,
+    )
+
+
+def leaves_held(
+    cluster: Cluster, held: Held, r: Resources, nodes: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Which of ``nodes`` have the CPU and memory for one replica of ``r`` now and still leave
+    what reservations need there later (``held_later``); GPUs and the rest of fitting are
+    ``Cluster.fit_mask``'s."""
+    return (cluster.free_cpu[nodes] - held[0][nodes] >= r.cpu_millis) & (
+        cluster.free_mem[nodes] - held[1][nodes] >= r.memory_mib
     )
