@@ -385,8 +385,8 @@ class SchedulingLoop:
     ) -> None:
         """Displace lower-priority running work for what a batch left ``pending`` for want of
         room (``loop.preempting``), if any may and can be."""
-        if not self.config.preemption or self._stopping:
-            return
+        if not self.config.preemption or self._stopping or not pending:
+            return  # most cycles: nothing left pending, so no list of every holder to build
         stranded = self._preempter.stranded(pending, why, self._allocation.holders(), now)
         if not stranded:
             return
