@@ -94,3 +94,9 @@ def test_a_rebalance_plan_carries_the_floor_of_the_running_work_and_its_gap(
             dry.objective_before - dry.objective_bound
         )
         assert "no placement of the running work does better than" in move_plan_note(dry, True)
+
+
+def test_a_plan_at_its_floor_shows_a_gap_of_zero_not_minus_zero() -> None:
+    # the bound may exceed the plan by rounding noise of the LP
+    plan = pb.MovePlan(objective_before=13.13, objective_after=12.55, objective_bound=12.55 + 1e-9)
+    assert "(gap 0.0%)" in move_plan_note(plan, True)

@@ -293,7 +293,7 @@ def move_plan_note(plan: pb.MovePlan, dry_run: bool) -> str:
         gap = (plan.objective_after - plan.objective_bound) / plan.objective_after
         note += (
             f"; no placement of the running work does better than {plan.objective_bound:.2f} "
-            f"(gap {100 * gap:.1f}%)"
+            f"(gap {round(100 * gap, 1) + 0.0:.1f}%)"
         )
     return note
 
