@@ -19,9 +19,12 @@ from scheduler.loop.draining import plan_rebalance
 from scheduler.solver import Problem, SolverParams, greedy
 
 
-def running_on(cluster: Cluster, scenario: Scenario, wid: str, node: str, **kw: object) -> Workload:
+def running_on(
+    cluster: Cluster, scenario: Scenario, wid: str, node: str, cores: int = 1, **kw: object
+) -> Workload:
     kw.setdefault("kind", WorkloadKind.BATCH)
-    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024), **kw)  # type: ignore[arg-type]
+    resources = Resources(1000 * cores, 1024 * cores)
+    spec = WorkloadSpec(tenant="t", resources=resources, **kw)  # type: ignore[arg-type]
     n = cluster.index[node]
     gpus = cluster.allocate(n, spec.resources)
     placement = greedy.placement(cluster, scenario, spec, 0, n, gpus)
@@ -47,13 +50,17 @@ def test_work_held_to_the_dear_site_stays_there(tiny: Scenario) -> None:
     assert plan.moves == [] and plan.cost_after == plan.cost_before
 
 
-def test_the_move_budget_goes_first_to_the_node_whose_work_runs_longest(tiny: Scenario) -> None:
-    now = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)
-    cluster = Cluster(tiny)
+NOW = datetime(2025, 7, 1, 4, 0, tzinfo=UTC)
 
-    def started(w: Workload, minutes_ago: int) -> Workload:
-        at = now - timedelta(minutes=minutes_ago)
-        return replace(w, placements=tuple(replace(p, start_time=at) for p in w.placements))
+
+def started(w: Workload, minutes_ago: int) -> Workload:
+    at = NOW - timedelta(minutes=minutes_ago)
+    return replace(w, placements=tuple(replace(p, start_time=at) for p in w.placements))
+
+
+def test_the_move_budget_goes_first_to_the_node_whose_work_runs_longest(tiny: Scenario) -> None:
+    now = NOW
+    cluster = Cluster(tiny)
 
     hour = {"duration_s": 3600}
     # green/cpu-0000 holds three jobs with 20 minutes left; cpu-0001 one with 5 minutes left,
@@ -84,3 +91,42 @@ def test_a_service_is_not_moved_farther_from_its_users_than_its_latency_price_al
 
     assert [n.split("/")[0] for n in moves(0.0001)] == ["green"]  # the default: energy wins
     assert moves(10.0) == []  # 3 ms more at 10 CNY per ms-hour costs more than green saves
+
+
+def test_a_moved_replica_goes_to_the_node_whose_work_outlasts_it_not_the_fullest(
+    tiny: Scenario,
+) -> None:
+    cluster = Cluster(tiny)
+    # cpu-0000 is the fullest (3 of 4 cores) but its work ends in 30 minutes; cpu-0001's runs
+    # 6 hours more, cpu-0002's 8: cpu-0002 is emptied first, onto cpu-0001, which it keeps up
+    # 2 hours longer (onto cpu-0000 it would add 7.5 hours of idle power)
+    holders = [
+        started(running_on(cluster, tiny, f"s{i}", "green/cpu-0000", duration_s=3600), 30)
+        for i in range(3)
+    ]
+    holders.append(running_on(cluster, tiny, "y", "green/cpu-0001", duration_s=6 * 3600))
+    holders.append(running_on(cluster, tiny, "z", "green/cpu-0002", duration_s=8 * 3600))
+    holders = [started(w, 0) if w.id in ("y", "z") else w for w in holders]
+    problem = Problem(tiny, cluster, (), hour=12, month=1, now=NOW)
+    plan = plan_rebalance(problem, SolverParams(), holders, max_moves=1)
+    (move,) = plan.moves
+    assert (move.workload_id, move.to_node) == ("z", "green/cpu-0001")
+
+
+def test_a_node_is_not_emptied_onto_nodes_it_would_keep_up_longer_than_it_saves(
+    tiny: Scenario,
+) -> None:
+    cluster = Cluster(tiny)
+    # cpu-0000's two replicas run 2 hours more; cpu-0001 and cpu-0002 each have one core free
+    # and their work ends in 10 minutes. Emptying cpu-0000 saves 2 hours of its idle power
+    # but keeps each of the other two up 1 h 50 min longer: 3 h 40 min of idle power added
+    holders = [
+        started(running_on(cluster, tiny, f"x{i}", "green/cpu-0000", duration_s=3 * 3600), 60)
+        for i in range(2)
+    ]
+    for n in ("1", "2"):
+        filler = running_on(cluster, tiny, f"f{n}", f"green/cpu-000{n}", cores=3, duration_s=3600)
+        holders.append(started(filler, 50))
+    problem = Problem(tiny, cluster, (), hour=12, month=1, now=NOW)
+    plan = plan_rebalance(problem, SolverParams(), holders)
+    assert [m for m in plan.moves if m.from_node == "green/cpu-0000"] == []

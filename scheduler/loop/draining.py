@@ -28,6 +28,7 @@ from scheduler.domain import (
     DrainPlan,
     Move,
     ReplicaPlacement,
+    Resources,
     Stuck,
     Workload,
     site_costs,
@@ -183,9 +184,10 @@ def plan_rebalance(
     for w in current.values():
         for p in w.placements:
             by_node.setdefault(p.node, {}).setdefault(w.id, []).append(p)
-    awake = _worth_emptying(problem, cluster, current.values(), sites)
     end = time.monotonic() + budget_s
     state = _Rebalancing(problem, params, cluster, index, scorer, held, blocked, current, plan)
+    state.longest = remaining_runs(problem, cluster, current.values())
+    awake = _worth_emptying(cluster, state.longest, state.idle_cny_h, sites)
     for a in awake:  # onto powered nodes: the emptied node powers down
         if time.monotonic() > end:
             break
@@ -225,6 +227,11 @@ class _Rebalancing:
         self.current, self.plan = current, plan
         self.rates = site_rates(problem)
         self.objective = plan.objective(plan.cost_before)
+        self.longest = np.zeros(len(cluster))  # seconds each node's work keeps it powered
+        cprice = carbon_price(problem, params)
+        money = np.asarray([self.rates[s].money_per_it_watt(cprice) for s in cluster.site_names])
+        idle = np.asarray([pool.idle_watts for pool in cluster.pools])[cluster.node_pool]
+        self.idle_cny_h = idle * money[cluster.node_site]  # a powered node's idle, CNY/h
 
     def empty(
         self,
@@ -234,28 +241,41 @@ class _Rebalancing:
         awake_only: bool,
     ) -> None:
         """Move every replica off node ``a`` where its rules allow (``awake_only``: onto
-        powered nodes only), if all can go within ``max_moves`` and the objective falls."""
+        powered nodes only), if all can go within ``max_moves`` and the objective falls.
+        Each replica prefers a node whose own work outlasts it (a node kept up longer by a
+        moved replica gives back part of the idle time emptying ``a`` saves); onto powered
+        nodes, the idle time added must be worth less than the idle time saved."""
         problem, plan, current = self.problem, self.plan, self.current
         on = by_node.get(self.cluster.node_names[a], {})
         count = sum(len(ps) for ps in on.values())
         if not count or (max_moves and len(plan.moves) + count > max_moves):
             return
-        trial = self.cluster.copy()
+        trial, longest = self.cluster.copy(), self.longest.copy()
         scratch = DrainPlan()
         moved: dict[str, tuple[ReplicaPlacement, ...]] = {}
+        added = 0.0  # CNY of idle power the moves add on the nodes they go to
         for wid, ps in on.items():
+            run = max(_left(problem, current[wid], p) for p in ps)
+            first = len(scratch.moves)
             reps = _move_workload(
-                problem, self.params, trial, self.index, self.scorer, current[wid], ps,
-                self.blocked | {a}, scratch, self.held, awake_only=awake_only,
+                problem, self.params, trial, self.index, self._outlasting(longest, run),
+                current[wid], ps, self.blocked | {a}, scratch, self.held, awake_only=awake_only,
             )  # fmt: skip
             if reps is not None:
                 moved[wid] = reps
+            for m in scratch.moves[first:]:
+                t = trial.index[m.to_node]
+                added += self.idle_cny_h[t] * max(0.0, run - longest[t]) / 3600.0
+                longest[t] = max(longest[t], run)
         after = plan.objective(cluster_cost(trial, problem.hour, problem.month))
         # a service moved further from its users costs what the solver's objective prices it
         farther = sum(self._latency(current[wid], reps) for wid, reps in moved.items())
         if scratch.stuck or after + farther >= self.objective - 1e-9:
             return  # the node stays as it is
-        self.cluster, self.objective = trial, after
+        if awake_only and added >= self.idle_cny_h[a] * self.longest[a] / 3600.0:
+            return  # keeping the others up longer costs more than powering ``a`` down saves
+        longest[a] = 0.0
+        self.cluster, self.objective, self.longest = trial, after, longest
         plan.moves += scratch.moves
         for wid, reps in moved.items():
             for p in current[wid].placements:
@@ -265,6 +285,18 @@ class _Rebalancing:
                 by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
             cost = workload_cost(problem, current[wid].spec, reps, self.rates)
             plan.placements[wid] = (reps, cost)
+
+    def _outlasting(self, longest: np.ndarray, run: float) -> greedy.NodeScorer:
+        """The rebalance's scorer, with nodes whose work ends before a replica that runs
+        ``run`` more seconds made worse in proportion to the time it would add (up to 5:
+        powered nodes stay first, a step of 10, and cheaper sites, 100)."""
+        base = self.scorer
+
+        def score(cluster: Cluster, nodes: greedy.IntArray, r: Resources) -> greedy.FloatArray:
+            extra = np.clip(run - longest[nodes], 0.0, None) / max(run, 1.0)
+            return base(cluster, nodes, r) + 5.0 * extra
+
+        return score
 
     def _latency(self, w: Workload, reps: Sequence[ReplicaPlacement]) -> float:
         """CNY per hour the move of ``w`` to ``reps`` adds in latency (services only)."""
@@ -279,29 +311,38 @@ class _Rebalancing:
 OPEN_ENDED_S = 24 * 3600.0
 
 
-def _worth_emptying(
-    problem: Problem, cluster: Cluster, running: Iterable[Workload], sites: Collection[str]
-) -> list[int]:
-    """The powered nodes (of ``sites``, all when empty) in the order a rebalance tries to empty
-    them: the most idle time saved per replica moved first - a node powers down only as long
-    as its work would have kept it up (the longest remaining run on it), and each of its
-    replicas is a move - then the least used first."""
-    now = problem.now
+def remaining_runs(problem: Problem, cluster: Cluster, running: Iterable[Workload]) -> np.ndarray:
+    """Per node of ``cluster``, the seconds its work keeps it powered from ``problem.now``: the
+    longest remaining run of a replica on it (``OPEN_ENDED_S`` for work without a duration)."""
     longest = np.zeros(len(cluster))
     for w in running:
         for p in w.placements:
             n = cluster.index.get(p.node)
-            if n is None:
-                continue
-            left = OPEN_ENDED_S
-            if w.spec.duration_s > 0 and now is not None:
-                since = (now - p.start_time).total_seconds() if p.start_time else 0.0
-                left = min(OPEN_ENDED_S, max(0.0, w.spec.duration_s - since))
-            longest[n] = max(longest[n], left)
+            if n is not None:
+                longest[n] = max(longest[n], _left(problem, w, p))
+    return longest
+
+
+def _left(problem: Problem, w: Workload, p: ReplicaPlacement) -> float:
+    """The seconds replica ``p`` of ``w`` has still to run at ``problem.now``."""
+    if w.spec.duration_s <= 0 or problem.now is None:
+        return OPEN_ENDED_S
+    since = (problem.now - p.start_time).total_seconds() if p.start_time else 0.0
+    return min(OPEN_ENDED_S, max(0.0, w.spec.duration_s - since))
+
+
+def _worth_emptying(
+    cluster: Cluster, longest: np.ndarray, idle_cny_h: np.ndarray, sites: Collection[str]
+) -> list[int]:
+    """The powered nodes (of ``sites``, all when empty) in the order a rebalance tries to empty
+    them: the most idle power saved per replica moved first - a node powers down only as long
+    as its work would have kept it up (``longest``, ``remaining_runs``), its idle power costs
+    ``idle_cny_h`` (a GPU node's several times a CPU node's), and each of its replicas is a
+    move - then the least used first."""
     used = (cluster.cap_cpu - cluster.free_cpu) / cluster.cap_cpu + (
         cluster.cap_mem - cluster.free_mem
     ) / cluster.cap_mem
-    worth = longest / np.maximum(cluster.replicas_on, 1)
+    worth = idle_cny_h * longest / np.maximum(cluster.replicas_on, 1)
     order = np.lexsort((used, -worth))
     return [
         n
