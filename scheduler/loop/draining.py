@@ -164,7 +164,7 @@ def plan_rebalance(
     budget_s: float = 2.0,
 ) -> DrainPlan:
     """Moves that let powered nodes power down: the powered nodes (of ``sites``, all when
-    empty) whose emptying saves the most idle time per move first (``_worth_emptying``), each
+    empty) whose emptying saves the most idle power per move first (``_worth_emptying``), each
     emptied onto other powered nodes - every replica where its
     rules allow, or none of the node's - when that lowers the cluster's objective; at most
     ``max_moves`` replica moves (0: no limit), nodes tried for at most ``budget_s`` seconds.
