@@ -67,7 +67,7 @@ def fill_exactly(
     if has_ratio:
         step = ratio * unit
         for s in range(states + 1):
-            target[s] = min(np.int64(step * s), free_mem)
+            target[s] = min(int(step * s), free_mem)
     miss = np.abs(table - target)
     better = np.zeros((bundles, states + 1), dtype=np.bool_)
     b_shape = np.empty(bundles, dtype=np.int64)
@@ -365,3 +365,37 @@ def pack_cpu_pool(
         if done:
             break
     return placed[:n_placed], handed[:n_handed], w_rem
+
+
+def warm_up() -> None:
+    """Compile the kernel (or load it from numba's cache) on a two-node pool: the first call
+    in a process costs about a second even from the cache (numba's start-up), tens of seconds
+    without one, and a solve's time limit must not pay for it."""
+    i64 = np.int64
+    d_cpu = np.array([1000, 500], dtype=i64)
+    d_mem = np.array([1024, 4096], dtype=i64)
+    norm = np.stack([d_cpu / 4000, d_mem / 8192, np.zeros(2)], axis=1)
+    pack_cpu_pool(
+        np.array([0, 1], dtype=i64),
+        np.array([4000, 4000], dtype=i64),
+        np.array([8192, 8192], dtype=i64),
+        4000,
+        8192,
+        d_cpu,
+        d_mem,
+        norm,
+        norm.max(axis=1),
+        np.array([3, 2], dtype=i64),
+        np.array([2, 2], dtype=i64),
+        np.array([2, 0], dtype=i64),
+        np.array([True, False]),
+        np.array([0, 1, 2], dtype=i64),
+        np.array([3, 2], dtype=i64),
+        np.array([2, 2], dtype=i64),
+        np.array([True, False]),
+        np.array([2, 2], dtype=i64),
+        4000,
+    )
+
+
+warm_up()
