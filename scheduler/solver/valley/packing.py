@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -268,7 +269,7 @@ def per_node_holds(state: PackingState, wid: str, got: Sequence[Slot]) -> bool:
     limit = state.elig[wid].per_node
     if limit >= len(got):
         return True
-    return max(Counter(node for node, _ in got).values()) <= limit
+    return max(Counter(map(itemgetter(0), got)).values()) <= limit
 
 
 def awake_first(cluster: Cluster, nodes: np.ndarray) -> np.ndarray:
