@@ -143,6 +143,9 @@ class LinearModel:
         add_row = m.constraint.add
         for idx, coef, lo, hi in self.rows:
             row = add_row(lower_bound=lo, upper_bound=hi)
+            if len(set(idx)) < len(idx):  # a variable named twice: its last coefficient holds
+                terms = dict(zip(idx, coef, strict=True))
+                idx, coef = list(terms), list(terms.values())
             row.var_index.extend(idx)
             row.coefficient.extend(map(float, coef))
         return m
