@@ -169,15 +169,6 @@ def test_leftovers_go_to_the_cheapest_site_on_powered_nodes_first(tiny):
     assert nodes_of(state, "new") == ["green/cpu-0002"]
 
 
-def test_leftovers_start_no_workload_once_the_grace_is_spent(tiny):
-    state = state_of(tiny, {"a": job(1, 1), "b": job(1, 1)})
-    now = time.monotonic()
-    assert not apply("leftovers", state, TimeBudget(now - 2.0, now - 1.0, grace=0.5))
-    assert state.placed() == []
-    assert apply("leftovers", state, TimeBudget(now, now + 60.0))
-    assert sorted(state.placed()) == ["a", "b"]
-
-
 def test_work_stranded_over_nodes_gets_room_by_swapping_two_replicas(tiny):
     # near-0: 1 core and 0.5 GiB free; near-1: no core but 4 GiB free. The new 1-core, 1 GiB
     # job fits neither, and no replica can simply move; swapping x (1 core, 4 GiB) on near-0
