@@ -9,6 +9,7 @@ import time
 from scheduler.domain import Cluster, Resources, WorkloadSpec
 from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from scheduler.solver.valley.linear import LinearModel
+from scheduler.solver.valley.pipeline import GC_PAUSE_REPLICAS
 from scheduler.solver.valley.search import improve
 
 
@@ -46,21 +47,22 @@ def test_a_variable_named_twice_in_a_row_keeps_its_last_coefficient_when_solved(
     assert lm.solve_lp(5.0).x == (1.5,)
 
 
-def _solve_one_job(tiny) -> None:
-    spec = WorkloadSpec(tenant="t", resources=Resources(1000, 1024))
+def _solve_a_large_job(tiny) -> None:
+    """A solve large enough for the collector to be paused during it."""
+    spec = WorkloadSpec(tenant="t", resources=Resources(10, 16), replicas=GC_PAUSE_REPLICAS)
     solve(Problem(tiny, Cluster(tiny), (PendingWorkload("w", spec),)))
 
 
-def test_a_solve_leaves_the_garbage_collector_on_when_it_was_on(tiny):
+def test_a_large_solve_leaves_the_garbage_collector_on_when_it_was_on(tiny):
     assert gc.isenabled()
-    _solve_one_job(tiny)
+    _solve_a_large_job(tiny)
     assert gc.isenabled()
 
 
-def test_a_solve_leaves_the_garbage_collector_off_when_it_was_off(tiny):
+def test_a_large_solve_leaves_the_garbage_collector_off_when_it_was_off(tiny):
     gc.disable()
     try:
-        _solve_one_job(tiny)
+        _solve_a_large_job(tiny)
         assert not gc.isenabled()
     finally:
         gc.enable()

@@ -53,6 +53,8 @@ MIP_SHARE, MIP_LEAST_S = 0.7, 0.02
 # twice as long as turning a packing into placements (both go replica by replica): CP-SAT ends
 # that long before the limit (0.2 s at 50k replicas, 0.04 s at 10k)
 RESULT_RESERVE = 2.0
+# the garbage collector is paused for solves of at least this many replicas
+GC_PAUSE_REPLICAS = 5000
 # rounds of adding the per-node limit rows the LP's solution breaks (``Model.lazy``)
 LAZY_ROUNDS = 3
 # the MIP bound is solved to within this share of the LP bound (CNY/h)
@@ -68,18 +70,22 @@ def solve_valley(
 ) -> PlacementResult:
     """Valley's placement of ``problem`` within ``params.time_limit_s`` (and ``deadline``, a
     ``time.monotonic()`` instant): the phases in the module docstring."""
-    with _collector_paused():
+    large = sum(w.spec.replica_count for w in problem.workloads) >= GC_PAUSE_REPLICAS
+    with _collector_paused(large):
         return _solve(problem, params, seed, deadline)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the solve: packing 50k replicas makes some
-    300k small objects (slots, placements), none of them in cycles, and the collections they
-    set off (each scanning every object the problem holds) took 40% of packing's time. The
-    collector runs again once the solve ends (and stays off if it was off before)."""
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Python's cyclic garbage collector off for a large solve (``pause``): packing 50k
+    replicas makes some 300k small objects (slots, placements), none of them in cycles, and
+    the collections they set off (each scanning every object the problem holds) took 40% of
+    packing's time. The collector runs again once the solve ends (and stays off if it was off
+    before). Small solves, a service's cycles among them, leave it alone: a process that
+    solves back to back would otherwise rarely collect."""
     was_on = gc.isenabled()
-    gc.disable()
+    if pause:
+        gc.disable()
     try:
         yield
     finally:
@@ -253,8 +259,6 @@ class _Run:
         if out.value >= hint_value - 1e-9:
             return best
         self.stats["decision_objective"] = out.value
-        if self.budget.left(grace=True) < self.stats["pack_seconds"]:
-            return best  # CP-SAT ended late (a busy machine): no time to pack its decision
         # a better decision: pack it too and keep the better of the two placements
         alt = self._packed(model, out.counts)
         if self._objective(alt) < self._objective(best):
