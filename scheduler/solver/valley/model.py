@@ -202,14 +202,17 @@ def _classes(
     scenario = problem.scenario
     penalties = unplaced_penalties(problem, params)
     by_key: dict[tuple[object, ...], WorkloadClass] = {}
+    rtts_from: dict[str, tuple[float, ...]] = {}  # per origin, the RTT to each site
     for w in problem.workloads:
         e = elig[w.id]
         if e.final_reason:
             continue
-        rtts = tuple(
-            scenario.site(s).latency_ms[w.spec.origin] if w.spec.origin else 0.0
-            for s in scenario.site_names
-        )
+        origin = w.spec.origin
+        rtts = rtts_from.get(origin)
+        if rtts is None:
+            rtts = rtts_from[origin] = tuple(
+                s.latency_ms[origin] if origin else 0.0 for s in scenario.sites
+            )
         key = _class_key(w.spec, e, penalties[w.id], rtts)
         if extra_key is not None:
             key = (*key, extra_key.get(w.id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,9 @@ from scheduler.solver.problem import SolverParams
 from scheduler.solver.valley.linear import MONEY_SCALE, LinearModel
 
 log = logging.getLogger(__name__)
+
+# CP-SAT is not started with less time than this (seconds)
+MIN_SECONDS = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +67,21 @@ def improve(
     params: SolverParams,
     *,
     seed: int,
-    seconds: float,
+    until: float,
     bound: float | None,
 ) -> SearchOutcome | None:
-    """Search the integer model from ``hint`` for ``seconds`` (None: too little time given)."""
+    """Search the integer model from ``hint`` until ``until`` (a ``time.monotonic()`` instant;
+    building the model counts: 0.15 s at 50k replicas). None: too little time given."""
     solver = cp_model.CpSolver()
-    solver.parameters.copy_from(cpsat_parameters(params, seed, seconds, bound, lm.money_scale))
-    if solver.parameters.max_time_in_seconds <= 0.005:
+    sp = cpsat_parameters(params, seed, until - time.monotonic(), bound, lm.money_scale)
+    if sp.max_time_in_seconds <= MIN_SECONDS:
         return None
     model, xs = lm.build_cpsat()
+    if "max_time_in_seconds" not in params.solver_parameters:
+        sp.max_time_in_seconds = max(0.0, until - time.monotonic())
+        if sp.max_time_in_seconds <= MIN_SECONDS:
+            return None
+    solver.parameters.copy_from(sp)
     for v, h in zip(xs, hint, strict=True):
         model.add_hint(v, h)
     code = solver.solve(model)

@@ -98,15 +98,20 @@ class PackingState:
 
     def placements(self) -> dict[str, tuple[ReplicaPlacement, ...]]:
         """The placement as the solver returns it: replicas numbered in node order."""
-        cluster, scenario = self.cluster, self.problem.scenario
+        cluster = self.cluster
+        # per node its site's name and index; per site its latencies (50k replicas at a time)
+        site_names = cluster.site_names
+        node_site = cluster.node_site.tolist()
+        latency = [self.problem.scenario.site(name).latency_ms for name in site_names]
+        names = cluster.node_names
         out = {}
         for wid, slots in self._slots.items():
             origin = self.specs[wid].origin
             reps = []
             for i, (node, gpus) in enumerate(sorted(slots)):
-                site = cluster.site_of(node)
-                rtt = scenario.site(site).latency_ms[origin] if origin else 0.0
-                reps.append(ReplicaPlacement(i, site, cluster.node_names[node], rtt, gpus))
+                site = node_site[node]
+                rtt = latency[site][origin] if origin else 0.0
+                reps.append(ReplicaPlacement(i, site_names[site], names[node], rtt, gpus))
             out[wid] = tuple(reps)
         return out
 
