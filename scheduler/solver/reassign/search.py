@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
-from scheduler.solver.reassign.local import descend, late_acceptance
+from scheduler.solver.reassign.local import anneal, descend, late_acceptance
 from scheduler.solver.reassign.model import Instance, IntArray
 from scheduler.solver.reassign.state import State
 
@@ -48,6 +48,9 @@ class SearchParams:
     la_share: float = 0.4  # share of the time left after the descent for late acceptance
     la_margin: float = 0.05  # its first uphill allowance, as a share of what the descent gained
     la_chains: float = 0.0  # share of its moves that are ejection chains
+    anneal_share: float = 0.45  # share of the time limit for annealing from the initial state,
+    # only on instances this small and with no transient resource (``anneals``)
+    anneal_max_processes: int = 2000
 
     def __post_init__(self) -> None:
         if self.swap_sample < 1 or self.lns_machines < 2 or self.lns_free < 1:
@@ -59,6 +62,7 @@ class SearchParams:
             or not 0 <= self.la_share <= 1
             or self.la_margin < 0
             or not 0 <= self.la_chains <= 1
+            or not 0 <= self.anneal_share <= 1
         ):
             raise ValueError("la_share in [0, 1] and la_margin >= 0")
 
@@ -104,6 +108,19 @@ def pick_machines(state: State, k: int, rng: np.random.Generator) -> IntArray:
     return np.asarray(chosen, dtype=np.int64)
 
 
+def anneals(inst: Instance, params: SearchParams) -> bool:
+    """Whether the search anneals from the initial assignment before the descent. Not on
+    many processes (set B: the moves a limit allows are too few per process, and the descent's
+    start was the better one in every trial) nor with transient resources (a process moved
+    off its original machine still holds them there, and the hot random walk of the first
+    moves fills the machines with what it holds: on a2_2 the descent's start was better)."""
+    return (
+        params.anneal_share > 0
+        and inst.processes <= params.anneal_max_processes
+        and not inst.transient.any()
+    )
+
+
 def reassign(
     inst: Instance,
     initial: IntArray,
@@ -113,6 +130,7 @@ def reassign(
     params: SearchParams | None = None,
     max_lns: int | None = None,
     max_la: int | None = None,
+    max_anneal: int | None = None,
 ) -> ReassignResult:
     """Reassign the processes of ``inst`` from ``initial`` to lower the challenge's cost
     within ``time_limit_s`` seconds (wall clock); every hard rule holds throughout."""
@@ -123,12 +141,26 @@ def reassign(
     state = State(inst, initial)
     initial_cost = state.cost
     stats = {"lns": 0, "lns_improved": 0}
-    climb_deadline = started + params.climb_share * time_limit_s
-    state, climb_stats = descend(
-        state, climb_deadline, rng, params.swap_sample, params.climb_min_gain
+    start = state
+    if anneals(inst, params):
+        state, anneal_stats = anneal(
+            start,
+            started + params.anneal_share * time_limit_s,
+            int(rng.integers(1 << 30)),
+            max_moves=max_anneal if max_anneal is not None else max_la,
+        )
+        stats.update(anneal_stats)
+        stats["anneal_cost"] = state.cost
+    # the descent from the initial state too: on some instances its optimum is the better start
+    left = deadline - time.perf_counter()
+    climb_deadline = time.perf_counter() + params.climb_share * left
+    climbed, climb_stats = descend(
+        start, climb_deadline, rng, params.swap_sample, params.climb_min_gain
     )
     stats.update(climb_stats)
-    stats["climb_cost"] = state.cost
+    stats["climb_cost"] = climbed.cost
+    if climbed.cost < state.cost:
+        state = climbed
     if params.la_share > 0:
         la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
         state, la_stats = late_acceptance(
