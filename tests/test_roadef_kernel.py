@@ -11,6 +11,7 @@ import pytest
 from scheduler.solver.reassign import (
     Instance,
     State,
+    annealing,
     assignment_path,
     evaluate,
     kernel,
@@ -142,3 +143,46 @@ def test_late_acceptance_with_chains_reaches_the_blocked_optimum():
     )
     assert state.cost == 0 and evaluate(inst, initial, state.assign).valid
     assert stats["la_tried"] == 2000
+
+
+def test_eviction_finds_an_improvement_no_shift_or_swap_can_when_the_target_is_full():
+    inst, initial = blocked_instance()
+    c = Compiled(State(inst, initial))
+    out = np.zeros(annealing.EVICT_MAX + 2, dtype=np.int64)
+    for _ in range(50):  # q's new machine is drawn: C comes up soon
+        d = annealing.try_evict(c.md, c.st, 0, 1, 2, 2, -1, out)
+        if d != kernel.INF:
+            break
+    assert d == -6 and out[-1] == 2 and out[:2].tolist() == [1, 0]  # q out, then p in
+    assert c.assign.tolist() == [1, 2]
+    ev = evaluate(inst, initial, c.assign)
+    assert ev.valid and ev.total == 0 == c.cost
+
+
+def test_eviction_leaves_every_counter_as_it_was_when_refused():
+    inst, initial = blocked_instance()
+    c = Compiled(State(inst, initial))
+    before = [a.copy() for a in c.st]
+    out = np.zeros(annealing.EVICT_MAX + 2, dtype=np.int64)
+    for _ in range(20):  # nothing gains 7: every attempt is undone
+        assert annealing.try_evict(c.md, c.st, 0, 1, 2, 2, -7, out) == kernel.INF
+    assert all(np.array_equal(a, b) for a, b in zip(before, c.st, strict=True))
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(A1_4, marks=needs_shared), pytest.param(A2_2, marks=needs_shared)]
+)
+def test_evictions_keep_every_rule_and_the_exact_cost_of_the_evaluator(path):
+    inst, initial = load(path)
+    c = Compiled(State(inst, initial))
+    rng = np.random.default_rng(4)
+    out = np.zeros(annealing.EVICT_MAX + 2, dtype=np.int64)
+    kept = 0
+    for _ in range(400):  # any change accepted: the rules alone decide
+        p, m = int(rng.integers(inst.processes)), int(rng.integers(inst.machines))
+        kept += annealing.try_evict(
+            c.md, c.st, p, m, annealing.EVICT_MAX, 8, kernel.INF - 1, out
+        ) != (kernel.INF)
+    ev = evaluate(inst, initial, c.assign)
+    assert kept and ev.valid and ev.total == c.cost
+    assert c.state().cost == c.cost

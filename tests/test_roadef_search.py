@@ -17,6 +17,7 @@ from scheduler.solver.reassign import (
     reassign,
 )
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
+from scheduler.solver.reassign.local import anneal, descend
 from scheduler.solver.reassign.search import SearchParams
 
 DATA = Path(__file__).parent / "data" / "roadef"
@@ -164,3 +165,33 @@ def test_neighbourhoods_keep_every_rule_and_the_exact_cost_on_a1_4():
         ev = evaluate(inst, initial, state.assign)
         assert ev.valid and ev.total == state.cost <= before
     assert improved
+
+
+@pytest.mark.parametrize("path", [EXAMPLE, pytest.param(A1_4, marks=needs_shared)])
+def test_annealing_returns_a_valid_state_no_costlier_than_its_start_when_the_moves_are_capped(
+    path,
+):
+    inst, initial = load(path)
+    start = State(inst, initial)
+    # a local optimum as the start: annealing climbs out of it, and must still not end worse
+    start, _ = descend(start, float("inf"), np.random.default_rng(0), 50, 0.0)
+    out, stats = anneal(start, float("inf"), 3, max_moves=120_000)
+    ev = evaluate(inst, initial, out.assign)
+    assert ev.valid and ev.total == out.cost <= start.cost
+    assert stats["anneal_tried"] == 120_000
+
+
+@needs_shared
+def test_annealing_from_the_initial_assignment_improves_a1_4():
+    inst, initial = load(A1_4)
+    out, _ = anneal(State(inst, initial), float("inf"), 1, max_moves=200_000)
+    assert out.cost < State(inst, initial).cost
+    assert evaluate(inst, initial, out.assign).total == out.cost
+
+
+@needs_shared
+def test_annealing_is_repeatable_for_the_same_seed_when_the_moves_are_capped():
+    inst, initial = load(A1_4)
+    runs = [anneal(State(inst, initial), float("inf"), 11, max_moves=150_000)[0] for _ in range(2)]
+    assert np.array_equal(runs[0].assign, runs[1].assign)
+    assert runs[0].cost == runs[1].cost

@@ -7,8 +7,10 @@ and machine-move costs). ``model`` reads and writes the challenge's files; ``eva
 independent checker written from the specification; ``state`` keeps an assignment's cost and
 constraint counters incrementally and prices moves (``State.shift_deltas``, ``swap_deltas``);
 ``kernel`` is the same bookkeeping compiled (numba: exact shift, swap and ejection-chain moves at
-about a million a second) and ``local`` drives it (steepest descent, late-acceptance hill
-climbing); ``search`` (``reassign``) is the engine: the descent, late acceptance, then a large
+about a million a second), ``annealing`` its simulated annealing (with evictions: processes
+moved off a full machine to make room) and ``local`` drives them (annealing, steepest descent,
+late-acceptance hill climbing); ``search`` (``reassign``) is the engine: annealing and the
+descent from the initial assignment, late acceptance from the better, then a large
 neighbourhood search whose sub-problems (a few machines) CP-SAT solves exactly (``lns``).
 """
 

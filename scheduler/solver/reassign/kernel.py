@@ -29,7 +29,7 @@ INF = 1 << 62  # an infeasible move's price (an int64 constant to numba)
 CHAIN_TRIES = 4  # machines an ejected process is priced on
 
 
-def _jit(func: Callable[..., Any]) -> Any:
+def jit(func: Callable[..., Any]) -> Any:
     """``numba.njit`` with an on-disk cache: beside the module, or in the user's cache folder
     (``NUMBA_CACHE_DIR``, else ``~/.cache``) when the package folder is read-only. Where no
     cache can be written at all the code compiles at first call instead (some seconds, once per
@@ -110,7 +110,7 @@ def state_arrays(state: Any) -> tuple[Any, ...]:
     )
 
 
-@_jit
+@jit
 def machine_cost(md: Any, usage: Any, m: int, add: int, sub: int) -> int:
     """The load and balance cost of machine ``m`` with process ``add`` more and ``sub`` less
     (-1: none)."""
@@ -140,14 +140,14 @@ def machine_cost(md: Any, usage: Any, m: int, add: int, sub: int) -> int:
     return total
 
 
-@_jit
+@jit
 def total_cost(md: Any, st: Any) -> int:
     """The objective of the state (load + balance + weighted move costs)."""
     w, sc = md[13], st[9]
     return sc[0] + w[0] * sc[1] + w[1] * sc[3] + w[2] * sc[2]
 
 
-@_jit
+@jit
 def shift_delta(md: Any, st: Any, p: int, m: int) -> int:
     """The exact cost change of moving ``p`` to ``m``, or ``INF`` when a hard rule forbids
     it (or ``m`` is its machine)."""
@@ -191,7 +191,7 @@ def shift_delta(md: Any, st: Any, p: int, m: int) -> int:
     return delta
 
 
-@_jit
+@jit
 def apply_shift(md: Any, st: Any, p: int, m: int) -> None:
     """Move ``p`` to ``m`` with no check, keeping every counter and cost exact."""
     req, pmc, svc, init, loc, nb, mmc = md[0], md[1], md[2], md[3], md[6], md[7], md[8]
@@ -237,7 +237,7 @@ def apply_shift(md: Any, st: Any, p: int, m: int) -> None:
     assign[p] = m
 
 
-@_jit
+@jit
 def _service_ok(md: Any, st: Any, s: int, m1: int, m2: int) -> bool:
     """Conflict on ``m1``/``m2``, spread and dependency (in their neighbourhoods) for ``s``."""
     nb, spread = md[7], md[14]
@@ -265,7 +265,7 @@ def _service_ok(md: Any, st: Any, s: int, m1: int, m2: int) -> bool:
     return True
 
 
-@_jit
+@jit
 def check_local(md: Any, st: Any, m1: int, m2: int, p: int, q: int) -> bool:
     """Whether the rules that moving ``p`` and ``q`` (-1: none) between ``m1`` and ``m2`` can
     break still hold (everything else held before)."""
@@ -280,7 +280,7 @@ def check_local(md: Any, st: Any, m1: int, m2: int, p: int, q: int) -> bool:
     return not (q >= 0 and not _service_ok(md, st, svc[q], m1, m2))
 
 
-@_jit
+@jit
 def try_swap(md: Any, st: Any, p: int, q: int, limit: int) -> int:
     """Exchange the machines of ``p`` and ``q`` when every rule holds and the exact cost
     change is at most ``limit``; the change, or ``INF`` (nothing applied)."""
@@ -319,7 +319,7 @@ def try_swap(md: Any, st: Any, p: int, q: int, limit: int) -> int:
     return INF
 
 
-@_jit
+@jit
 def try_chain(md: Any, st: Any, p: int, m: int, tries: int, limit: int, out: Any) -> int:
     """An ejection chain: move ``p`` to ``m`` even where it does not fit, then a random process
     of ``m`` to the best of ``tries`` random machines; kept when every rule holds and the exact
@@ -359,8 +359,8 @@ def try_chain(md: Any, st: Any, p: int, m: int, tries: int, limit: int, out: Any
     return INF
 
 
-@_jit
-def _keep(st: Any, best: Any, log: Any, ctl: Any, p: int) -> None:
+@jit
+def keep(st: Any, best: Any, log: Any, ctl: Any, p: int) -> None:
     """Note that ``p`` changed since the best assignment (the log overflows to a full copy)."""
     if ctl[0] < len(log):
         log[ctl[0]] = p
@@ -369,8 +369,8 @@ def _keep(st: Any, best: Any, log: Any, ctl: Any, p: int) -> None:
         ctl[1] = 1
 
 
-@_jit
-def _new_best(st: Any, best: Any, log: Any, ctl: Any, cost: int) -> None:
+@jit
+def new_best(st: Any, best: Any, log: Any, ctl: Any, cost: int) -> None:
     assign = st[0]
     if ctl[1]:
         best[:] = assign
@@ -382,7 +382,7 @@ def _new_best(st: Any, best: Any, log: Any, ctl: Any, cost: int) -> None:
     ctl[2] = cost
 
 
-@_jit
+@jit
 def search(
     md: Any,
     st: Any,
@@ -427,16 +427,16 @@ def search(
             if d == INF:
                 history[v] = cur
                 continue
-            _keep(st, best, log, ctl, p)
-            _keep(st, best, log, ctl, ctl[4])
+            keep(st, best, log, ctl, p)
+            keep(st, best, log, ctl, ctl[4])
         elif kind < chain_share + swap_share:
             q = np.random.randint(n_proc)
             d = try_swap(md, st, p, q, limit)
             if d == INF:
                 history[v] = cur
                 continue
-            _keep(st, best, log, ctl, p)
-            _keep(st, best, log, ctl, q)
+            keep(st, best, log, ctl, p)
+            keep(st, best, log, ctl, q)
         else:
             m = np.random.randint(n_mach)
             d = shift_delta(md, st, p, m)
@@ -449,16 +449,16 @@ def search(
                 history[v] = cur
                 continue
             apply_shift(md, st, p, m)
-            _keep(st, best, log, ctl, p)
+            keep(st, best, log, ctl, p)
         taken += 1
         cur += d
         if cur < ctl[2]:
-            _new_best(st, best, log, ctl, cur)
+            new_best(st, best, log, ctl, cur)
         history[v] = cur
     return taken
 
 
-@_jit
+@jit
 def descend(md: Any, st: Any, order: Any, others: Any) -> int:
     """One pass of steepest descent: each process of ``order`` goes to its best machine when
     that lowers the cost, else is swapped with the best improving process of ``others`` (none:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.solver.reassign import kernel
+from scheduler.solver.reassign import annealing, kernel
 from scheduler.solver.reassign.state import State
 
 CHUNK_S = 0.2
@@ -143,4 +143,67 @@ def late_acceptance(
             chunk = max(1000, min(4 * chunk, int(n * CHUNK_S / spent)))
     out = c.state(best)
     stats = {"la_tried": tried, "la_taken": taken, "la_history": len(history)}
+    return (out if out.cost <= start_cost else state), stats
+
+
+def typical_rise(c: Compiled, rng: np.random.Generator, samples: int = 4000) -> float:
+    """The median cost rise of feasible random shifts: the scale of the annealing
+    temperature (1 when no sampled shift is feasible and costlier)."""
+    n, m = c.inst.processes, c.inst.machines
+    rises = [
+        d
+        for p, to in zip(rng.integers(n, size=samples), rng.integers(m, size=samples), strict=True)
+        if 0 < (d := kernel.shift_delta(c.md, c.st, int(p), int(to))) < kernel.INF
+    ]
+    return float(np.median(rises)) if rises else 1.0
+
+
+def anneal(
+    state: State,
+    deadline: float,
+    seed: int,
+    *,
+    heat: float = 3.0,
+    cooling: float = 0.01,
+    swap_share: float = 0.6,
+    evict_share: float = 0.02,
+    max_moves: int | None = None,
+) -> tuple[State, dict[str, int]]:
+    """The best state simulated annealing from ``state`` meets before ``deadline`` (or within
+    ``max_moves`` tried moves); never costlier than ``state``. The temperature starts at
+    ``heat`` times the typical rise of a random shift and falls geometrically to ``cooling``
+    of that over the time (or the moves) allowed. Processes on the costliest machines are
+    drawn half the time and the cheapest quarter of the machines are targets half the time;
+    ``swap_share`` of the moves are swaps, ``evict_share`` make room for a process on a full
+    machine by moving some of its processes off (``kernel.try_evict``), the rest shifts."""
+    c = Compiled(state)
+    rng = np.random.default_rng(seed)
+    start_cost = c.cost
+    t0 = heat * typical_rise(c, rng)
+    best = c.assign.copy()
+    log = np.empty(4 * state.inst.processes + 16, dtype=np.int64)
+    ctl = np.array([0, 0, start_cost, 0, 0], dtype=np.int64)
+    capped = max_moves is not None
+    chunk = FIXED_CHUNK if capped else 20_000
+    started = time.perf_counter()
+    budget = max(deadline - started, 1e-9)
+    tried = taken = 0
+    stream = seed
+    quarter = max(1, state.inst.machines // 4)
+    while time.perf_counter() < deadline and (max_moves is None or tried < max_moves):
+        n = chunk if max_moves is None else min(chunk, max_moves - tried)
+        done = tried / max_moves if max_moves else (time.perf_counter() - started) / budget
+        temp = t0 * cooling ** min(done, 1.0)
+        roomy = np.argsort(c.st[3], kind="stable")[:quarter].astype(np.int64)
+        t = time.perf_counter()
+        taken += annealing.anneal(
+            c.md, c.st, best, log, ctl, c.hot(), roomy, n, stream, temp, swap_share, 1, evict_share
+        )
+        stream = -1
+        tried += n
+        if not capped:
+            spent = max(time.perf_counter() - t, 1e-4)
+            chunk = max(1000, min(4 * chunk, int(n * CHUNK_S / spent)))
+    out = c.state(best)
+    stats = {"anneal_tried": tried, "anneal_taken": taken, "anneal_t0": int(t0)}
     return (out if out.cost <= start_cost else state), stats

@@ -1,9 +1,15 @@
-"""The reassignment engine: descent, late acceptance, then large neighbourhood search.
+"""The reassignment engine: annealing and descent, late acceptance, then large neighbourhood
+search.
 
-1. **Steepest descent** (``local.descend``, compiled: ``kernel``): the processes of the
-   costliest machines first, each moved to its best machine when that lowers the cost, else
-   swapped with the best improving one of a sample; passes repeat until one gains less than
-   ``climb_min_gain`` of the cost (or ``climb_share`` of the time limit is spent).
+0. **Simulated annealing** (``local.anneal``, compiled: ``annealing``) from the initial
+   assignment for ``anneal_share`` of the time limit, where ``anneals`` says so (small
+   instances with no transient resource): shifts, swaps and evictions, the temperature
+   falling geometrically from a multiple of the typical rise of a random shift.
+1. **Steepest descent** (``local.descend``, compiled: ``kernel``) from the initial assignment
+   too: the processes of the costliest machines first, each moved to its best machine when
+   that lowers the cost, else swapped with the best improving one of a sample; passes repeat
+   until one gains less than ``climb_min_gain`` of the cost (or ``climb_share`` of the time
+   left is spent). The cheaper of the two states goes on.
 2. **Late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
    left: millions of random shifts and swaps, exactly priced, each taken when the cost after
    it is at most the current one or the one a history length ago (the history starts
@@ -17,8 +23,9 @@
 
 Every state is feasible and the best one is returned, so the answer is never costlier than the
 initial assignment. Under a wall-clock limit the late-acceptance history is sized from the
-measured speed, so runs on different machines differ; ``max_la`` and ``max_lns`` cap the moves
-and the neighbourhoods instead, which makes the states a function of the seed alone.
+measured speed and the annealing's temperature follows the clock, so runs on different machines
+differ; ``max_la`` (``max_anneal``) and ``max_lns`` cap the moves and the neighbourhoods
+instead, which makes the states a function of the seed alone.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
-from scheduler.solver.reassign.local import descend, late_acceptance
+from scheduler.solver.reassign.local import anneal, descend, late_acceptance
 from scheduler.solver.reassign.model import Instance, IntArray
 from scheduler.solver.reassign.state import State
 
@@ -48,6 +55,11 @@ class SearchParams:
     la_share: float = 0.4  # share of the time left after the descent for late acceptance
     la_margin: float = 0.05  # its first uphill allowance, as a share of what the descent gained
     la_chains: float = 0.0  # share of its moves that are ejection chains
+    anneal_share: float = 0.45  # share of the time limit for annealing from the initial state,
+    # only on instances this small and with no transient resource (``anneals``)
+    anneal_max_processes: int = 2000
+    reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
+    # in late acceptance's place (0: late acceptance all the same)
 
     def __post_init__(self) -> None:
         if self.swap_sample < 1 or self.lns_machines < 2 or self.lns_free < 1:
@@ -59,6 +71,8 @@ class SearchParams:
             or not 0 <= self.la_share <= 1
             or self.la_margin < 0
             or not 0 <= self.la_chains <= 1
+            or not 0 <= self.anneal_share <= 1
+            or self.reheat < 0
         ):
             raise ValueError("la_share in [0, 1] and la_margin >= 0")
 
@@ -104,6 +118,19 @@ def pick_machines(state: State, k: int, rng: np.random.Generator) -> IntArray:
     return np.asarray(chosen, dtype=np.int64)
 
 
+def anneals(inst: Instance, params: SearchParams) -> bool:
+    """Whether the search anneals from the initial assignment before the descent. Not on
+    many processes (set B: the moves a limit allows are too few per process, and the descent's
+    start was the better one in every trial) nor with transient resources (a process moved
+    off its original machine still holds them there, and the hot random walk of the first
+    moves fills the machines with what it holds: on a2_2 the descent's start was better)."""
+    return (
+        params.anneal_share > 0
+        and inst.processes <= params.anneal_max_processes
+        and not inst.transient.any()
+    )
+
+
 def reassign(
     inst: Instance,
     initial: IntArray,
@@ -113,6 +140,7 @@ def reassign(
     params: SearchParams | None = None,
     max_lns: int | None = None,
     max_la: int | None = None,
+    max_anneal: int | None = None,
 ) -> ReassignResult:
     """Reassign the processes of ``inst`` from ``initial`` to lower the challenge's cost
     within ``time_limit_s`` seconds (wall clock); every hard rule holds throughout."""
@@ -123,18 +151,41 @@ def reassign(
     state = State(inst, initial)
     initial_cost = state.cost
     stats = {"lns": 0, "lns_improved": 0}
-    climb_deadline = started + params.climb_share * time_limit_s
-    state, climb_stats = descend(
-        state, climb_deadline, rng, params.swap_sample, params.climb_min_gain
+    start = state
+    if anneals(inst, params):
+        state, anneal_stats = anneal(
+            start,
+            started + params.anneal_share * time_limit_s,
+            int(rng.integers(1 << 30)),
+            max_moves=max_anneal if max_anneal is not None else max_la,
+        )
+        stats.update(anneal_stats)
+        stats["anneal_cost"] = state.cost
+    # the descent from the initial state too: on some instances its optimum is the better start
+    left = deadline - time.perf_counter()
+    climb_deadline = time.perf_counter() + params.climb_share * left
+    climbed, climb_stats = descend(
+        start, climb_deadline, rng, params.swap_sample, params.climb_min_gain
     )
     stats.update(climb_stats)
-    stats["climb_cost"] = state.cost
-    if params.la_share > 0:
-        la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
+    stats["climb_cost"] = climbed.cost
+    annealed = state is not start and state.cost <= climbed.cost
+    if not annealed:
+        state = climbed
+    la_seed = int(rng.integers(1 << 30))
+    la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
+    if params.la_share > 0 and annealed and params.reheat > 0:
+        # late acceptance gained nothing after the annealing's optimum in trials: anneal again
+        state, reheat_stats = anneal(
+            state, la_deadline, la_seed, heat=params.reheat, max_moves=max_la
+        )
+        stats.update({f"re{k}": v for k, v in reheat_stats.items()})
+        stats["reanneal_cost"] = state.cost
+    elif params.la_share > 0:
         state, la_stats = late_acceptance(
             state,
             la_deadline,
-            int(rng.integers(1 << 30)),
+            la_seed,
             max_moves=max_la,
             margin=int(params.la_margin * (initial_cost - state.cost)),
             chain_share=params.la_chains,

@@ -1,0 +1,173 @@
+"""Simulated annealing on the compiled kernel (numba), with an eviction move.
+
+``anneal`` runs a given number of moves at one temperature: shifts, swaps and evictions
+(``try_evict``: processes moved off a full machine, each by an exact, checked shift, until a
+process fits there), each taken with the Metropolis probability. The threshold is drawn
+before the move is priced, so a swap or an eviction over it is undone at once. The state and
+the best-state log are ``kernel``'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scheduler.solver.reassign import kernel
+
+EVICT_MAX = 8  # processes moved off a machine to make room for one
+EVICT_TRIES = 16  # machines each of them is priced on
+
+
+@kernel.jit
+def _shortfall(md: Any, st: Any, p: int, m: int) -> bool:
+    """Whether ``p`` lacks capacity (or transient capacity) on ``m``."""
+    req, init, cap, trm = md[0], md[3], md[4], md[10]
+    usage, trans = st[1], st[2]
+    for r in range(usage.shape[1]):
+        if usage[m, r] + req[p, r] > cap[m, r]:
+            return True
+        if trm[r] and m != init[p] and trans[m, r] + req[p, r] > cap[m, r]:
+            return True
+    return False
+
+
+@kernel.jit
+def try_evict(
+    md: Any, st: Any, p: int, m: int, max_out: int, tries: int, limit: int, out: Any
+) -> int:
+    """Make room for ``p`` on ``m`` and move it there: while ``p`` lacks capacity on ``m``, a
+    process of ``m`` (the one of a few drawn there that frees most of what ``p`` lacks) goes to
+    the best of ``tries`` random machines; at most ``max_out`` of them. Each step is a shift
+    priced and checked exactly, so every state on the way is feasible. Kept when the total
+    change is at most ``limit`` (the moved processes, ``p`` last, in ``out[:k]``, k
+    returned through ``out[-1]``); else undone. The change, or ``kernel.INF``."""
+    req, cap = md[0], md[4]
+    assign, usage = st[0], st[1]
+    m0 = assign[p]
+    if m == m0:
+        return kernel.INF
+    n_proc = assign.shape[0]
+    n_mach = cap.shape[0]
+    total = 0
+    k = 0
+    while True:
+        d = kernel.shift_delta(md, st, p, m)
+        if d != kernel.INF:
+            if total + d <= limit:
+                kernel.apply_shift(md, st, p, m)
+                out[k] = p
+                out[out.shape[0] - 1] = k + 1
+                return total + d
+            break
+        if k >= max_out or not _shortfall(md, st, p, m):
+            break
+        q, gain = -1, -1
+        for _ in range(3 * (n_proc // n_mach) + 8):  # draw processes until three are on m
+            c = np.random.randint(n_proc)
+            if assign[c] != m:
+                continue
+            g = 0
+            for r in range(usage.shape[1]):  # what it frees of what p lacks
+                lack = usage[m, r] + req[p, r] - cap[m, r]
+                if lack > 0:
+                    g += min(lack, req[c, r])
+            if g > gain:
+                q, gain = c, g
+            if gain >= 0 and q >= 0 and _ >= n_proc // n_mach:
+                break
+        if q < 0:
+            break
+        best_m, best_d = -1, kernel.INF
+        for _ in range(tries):
+            m2 = np.random.randint(n_mach)
+            if m2 != m:
+                d2 = kernel.shift_delta(md, st, q, m2)
+                if d2 < best_d:
+                    best_m, best_d = m2, d2
+        if best_m < 0:
+            break
+        kernel.apply_shift(md, st, q, best_m)
+        total += best_d
+        out[k] = q
+        k += 1
+    for j in range(k - 1, -1, -1):  # undo: back to states that held every rule
+        kernel.apply_shift(md, st, out[j], m)
+    return kernel.INF
+
+
+@kernel.jit
+def anneal(
+    md: Any,
+    st: Any,
+    best: Any,
+    log: Any,
+    ctl: Any,
+    hot: Any,
+    roomy: Any,
+    iters: int,
+    seed: int,
+    temp: float,
+    swap_share: float,
+    shift_tries: int,
+    evict_share: float,
+) -> int:
+    """``iters`` moves of simulated annealing at temperature ``temp``: a move of cost change
+    ``d`` is taken with probability ``min(1, exp(-d / temp))`` (the threshold is drawn first,
+    so that a swap is undone at once when it exceeds it). The moving process is drawn from
+    ``hot`` half the time (else from all), a shift's machine from ``roomy`` half the time
+    (else from all); ``swap_share`` of the moves are swaps with a random process. ``best`` and
+    ``ctl`` as for ``search``. Returns the moves taken."""
+    if seed >= 0:
+        np.random.seed(seed)
+    assign = st[0]
+    n_proc = assign.shape[0]
+    n_mach = md[4].shape[0]
+    cur = kernel.total_cost(md, st)
+    taken = 0
+    buf = np.zeros(EVICT_MAX + 2, dtype=np.int64)
+    for _ in range(iters):
+        u = 1.0 - np.random.random()
+        t = -temp * np.log(u)
+        limit = kernel.INF - 1 if t > 1e18 else int(t)
+        if len(hot) and np.random.random() < 0.5:
+            p = hot[np.random.randint(len(hot))]
+        else:
+            p = np.random.randint(n_proc)
+        kind = np.random.random()
+        if kind < evict_share:
+            if len(roomy) and np.random.random() < 0.5:
+                m = roomy[np.random.randint(len(roomy))]
+            else:
+                m = np.random.randint(n_mach)
+            d = try_evict(md, st, p, m, EVICT_MAX, EVICT_TRIES, limit, buf)
+            if d == kernel.INF:
+                continue
+            for j in range(buf[buf.shape[0] - 1]):
+                kernel.keep(st, best, log, ctl, buf[j])
+        elif kind < evict_share + swap_share:
+            q = np.random.randint(n_proc)
+            d = kernel.try_swap(md, st, p, q, limit)
+            if d == kernel.INF:
+                continue
+            kernel.keep(st, best, log, ctl, p)
+            kernel.keep(st, best, log, ctl, q)
+        else:
+            m, d = -1, kernel.INF
+            for _ in range(shift_tries):  # the best of a few machines
+                if len(roomy) and np.random.random() < 0.5:
+                    m2 = roomy[np.random.randint(len(roomy))]
+                else:
+                    m2 = np.random.randint(n_mach)
+                d2 = kernel.shift_delta(md, st, p, m2)
+                if d2 < d:
+                    m, d = m2, d2
+            if d > limit:
+                continue
+            kernel.apply_shift(md, st, p, m)
+            kernel.keep(st, best, log, ctl, p)
+        taken += 1
+        cur += d
+        if cur < ctl[2]:
+            kernel.new_best(st, best, log, ctl, cur)
+    return taken
