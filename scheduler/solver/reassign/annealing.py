@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from scheduler.solver.jit import jit
 from scheduler.solver.reassign import kernel
 
 EVICT_MAX = 8  # processes moved off a machine to make room for one
 EVICT_TRIES = 16  # machines each of them is priced on
 
 
-@kernel.jit
+@jit
 def _shortfall(md: Any, st: Any, p: int, m: int) -> bool:
     """Whether ``p`` lacks capacity (or transient capacity) on ``m``."""
     req, init, cap, trm = md[0], md[3], md[4], md[10]
@@ -32,7 +33,7 @@ def _shortfall(md: Any, st: Any, p: int, m: int) -> bool:
     return False
 
 
-@kernel.jit
+@jit
 def try_evict(
     md: Any, st: Any, p: int, m: int, max_out: int, tries: int, limit: int, out: Any
 ) -> int:
@@ -96,7 +97,7 @@ def try_evict(
     return kernel.INF
 
 
-@kernel.jit
+@jit
 def anneal(
     md: Any,
     st: Any,

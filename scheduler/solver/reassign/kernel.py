@@ -17,27 +17,15 @@ evaluator agree with them to the unit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 
+from scheduler.solver.jit import jit
 from scheduler.solver.reassign.model import Instance, IntArray
 
 INF = 1 << 62  # an infeasible move's price (an int64 constant to numba)
 CHAIN_TRIES = 4  # machines an ejected process is priced on
-
-
-def jit(func: Callable[..., Any]) -> Any:
-    """``numba.njit`` with an on-disk cache: beside the module, or in the user's cache folder
-    (``NUMBA_CACHE_DIR``, else ``~/.cache``) when the package folder is read-only. Where no
-    cache can be written at all the code compiles at first call instead (some seconds, once per
-    process, inside the search's time limit)."""
-    try:
-        return numba.njit(cache=True, nogil=True)(func)
-    except RuntimeError:  # numba found no cache locator
-        return numba.njit(nogil=True)(func)
 
 
 def model_arrays(inst: Instance, initial: IntArray) -> tuple[Any, ...]:
