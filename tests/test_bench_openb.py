@@ -181,6 +181,18 @@ def test_every_policy_places_only_what_fits_on_the_toy_trace():
     assert 0 < run.full_placed <= run.full_arrived
 
 
+def test_cpu_only_pods_may_use_cpu_nodes_when_a_gpu_pod_of_any_model_came_first():
+    # both list no GPU model: the nodes allowed for the GPU pod must not be reused for the CPU pod
+    nodes = read_nodes(NODES)
+    gpu_pod = Pod("g", Resources(1000, 1024, gpu_millis=500))
+    cpu_pod = Pod("c", Resources(1000, 1024))
+    sim = Simulation(nodes, [gpu_pod, cpu_pod])
+    cpu_nodes = sim.empty.n_gpus == 0
+    assert cpu_nodes.any()
+    assert not sim.allowed(gpu_pod)[cpu_nodes].any()
+    assert sim.allowed(cpu_pod).all()
+
+
 def test_toy_run_through_the_cli_reports_consistent_numbers(tmp_path):
     plot = tmp_path / "openb.png"
     res = CliRunner().invoke(

@@ -120,21 +120,37 @@ def test_valley_modes_weigh_a_type_by_the_share_of_gpus_its_model_allows():
 
 def test_unconstrained_work_leaves_gpus_to_the_types_held_to_their_model_when_valley_scores():
     # A100 nodes: 2 GPUs, 3 cores; T4 node: 2 GPUs, 8 cores. Types: a whole GPU with 2 cores
-    # (any model, p=.85) and a whole GPU on T4 only (p=.15): T4-only demand is 15% of the pods
-    # but all of it lands on the T4 node, a fifth of the GPUs.
-    # A100 node, plain frequencies: F before .85*(0 + 1000) + .15*(2000 + 2000) = 1450, after
-    # the pod (1 GPU, 1 core left) .85*2000 + .15*2000 = 2000: +550; the T4 node stays at 0, so
-    # the pod would take a T4 GPU. Weighted (.531, .469): 2406 -> 2000, -406: an A100 node.
+    # (any model, p=.8) and a whole GPU on T4 only (p=.2): T4-only demand is 20% of the pods
+    # but all of it lands on the T4 node, a fifth of the GPUs. Whole-GPU types count FGD's
+    # fragment alone. On an A100 node the pod leaves 1 core: the first type loses both GPUs
+    # (0 -> 1000), the T4-only type, which never could use them, sees 2000 -> 1000. The T4 node
+    # keeps room for both types (0 -> 0).
+    # Plain frequencies: .8 * 1000 - .2 * 1000 = +600, so FGD takes a T4 GPU. Weighted
+    # (.8 / 1, .2 / .2, rescaled: .444, .556): 1000 * (.444 - .556) = -111: an A100 node.
     c = cluster_of(("a", 4, 3000, 2, "A100"), ("t", 1, 8000, 2, "T4"))
     pod = Resources(2000, 1024, gpus=1)
-    t = [RequestType(pod, 0.85), RequestType(WHOLE_1, 0.15, ("T4",))]
+    t = [RequestType(pod, 0.8), RequestType(WHOLE_1, 0.2, ("T4",))]
     nodes = np.arange(len(c))
     valley = FragmentationScorer(t, mode="fill+fgd")(c, nodes, pod)
     assert c.pool_of(int(nodes[np.argmin(valley)])).gpu_model == "A100"
-    assert valley[0] == pytest.approx(2000 - (0.85 * 1000 + 0.75 * 4000) / 1.6)
+    assert valley[0] == pytest.approx(1000 * (0.8 - 1.0) / 1.8)
     # the paper's FGD keeps plain frequencies
     fgd = FragmentationScorer(t, mode="fgd")
-    assert fgd(c, nodes, pod)[0] == pytest.approx(0.85 * 1000 + 0.15 * 1000 - 0.15 * 2000)
+    assert fgd(c, nodes, pod)[0] == pytest.approx(0.8 * 1000 - 0.2 * 1000)
+    assert c.pool_of(int(nodes[np.argmin(fgd(c, nodes, pod))])).gpu_model == "T4"
+
+
+def test_whole_gpu_work_counts_only_fgds_fragment_when_valley_scores():
+    # one idle node, 2 GPUs, 2 cores; a whole-GPU type with 2 cores: one task takes every core,
+    # stranding the other GPU. FGD sees no fragment (the type fits); the fill term would count
+    # the stranded GPU, but for whole-GPU types Valley's score counts FGD's fragment alone.
+    # A half-GPU type with 2 cores is stranded the same way and keeps the fill term.
+    c = cluster_of(("g", 1, 2000, 2, "T4"))
+    whole = [RequestType(Resources(2000, 1024, gpus=1), 1.0)]
+    assert FragmentationScorer(whole, mode="fill+fgd").node_fragmentation(c)[0] == 0
+    assert FragmentationScorer(whole, mode="fill").node_fragmentation(c)[0] == 1000
+    share = [RequestType(Resources(2000, 1024, gpu_millis=500), 1.0)]
+    assert FragmentationScorer(share, mode="fill+fgd").node_fragmentation(c)[0] == 1500
 
 
 def test_whole_gpu_tasks_take_fully_free_gpus():

@@ -271,18 +271,21 @@ class Simulation:
             (p.resources, p.gpu_models) for p in pods
         )
         self.frag = FragmentationScorer(self.target)
-        # per set of accepted GPU models: which nodes carry one of them
-        self._model_mask: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+        # per kind of pod (GPU or not) and set of accepted GPU models: the nodes it may use
+        self._model_mask: dict[tuple[bool, tuple[str, ...]], npt.NDArray[np.bool_]] = {}
         models = np.asarray([self.empty.pool_of(i).gpu_model for i in range(len(self.empty))])
         self._node_models = models
 
     def allowed(self, pod: Pod) -> npt.NDArray[np.bool_]:
-        key = pod.gpu_models
+        """The nodes ``pod`` may use: GPU nodes of a model it accepts, or any node for a pod
+        without GPU (a CPU-only pod and a GPU pod accepting any model both list no model, so
+        the kind of pod is part of the key)."""
+        key = (pod.resources.wants_gpu, pod.gpu_models)
         if key not in self._model_mask:
             if pod.resources.wants_gpu:
                 mask = self.empty.n_gpus > 0
-                if key:
-                    mask &= np.isin(self._node_models, list(key))
+                if pod.gpu_models:
+                    mask &= np.isin(self._node_models, list(pod.gpu_models))
             else:
                 mask = np.ones(len(self.empty), dtype=np.bool_)  # CPU pods may use GPU nodes
             self._model_mask[key] = mask

@@ -39,8 +39,10 @@ BoolArray = npt.NDArray[np.bool_]
 
 # "fgd": the paper's fragment F_n(m). "fill": the free GPU millis a node would still hold after
 # taking as many tasks of type m as its GPUs, CPU and memory allow (a smoother measure that also
-# sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum. The two Valley modes
-# also weigh each type by the share of the cluster's GPUs it may use (``type_weights``).
+# sees GPUs stranded by CPU or memory running out). "fill+fgd": their sum for the types that
+# share a GPU, the FGD fragment alone for whole-GPU types (see ``FragmentationScorer``). The two
+# Valley modes also weigh each type by the share of the cluster's GPUs it may use
+# (``type_weights``).
 MODES = ("fgd", "fill", "fill+fgd")
 # distinct requests whose per-node scores are kept (least recently used dropped first)
 CACHED_REQUESTS = 256
@@ -120,6 +122,13 @@ class RequestHistory:
 class FragmentationScorer:
     """FGD's node score for a target workload, usable as a ``greedy.NodeScorer``.
 
+    In mode "fill+fgd" the fill term counts for the types that share a GPU only. For a
+    whole-GPU type FGD's fragment already is every GPU it cannot take; the fill term added the
+    nodes where its cores or memory run out before the GPUs, which drew whole-GPU work with
+    many cores to the nodes richest in CPU and memory per GPU, the only ones 8-GPU pods of 120
+    cores fit (openb multigpu30, random order: 6-8 of those pods failed per seed instead of
+    0-1, and 226 GPUs were left unallocated against FGD's 220; now 218).
+
     ``FragmentationScorer(target_workload(requests))`` builds it from the request types and
     their frequencies (O(M) for M types). A call on K candidate nodes with up to G GPUs costs
     O(K * G * (U + M)) vectorised numpy work (U: distinct GPU shares among the types); node
@@ -165,10 +174,13 @@ class FragmentationScorer:
         self.cpu, self.mem, self.share, self.count = cols.T
         self.shares, self.share_index = np.unique(self.share, return_inverse=True)
         self.whole = self.share >= GPU_MILLIS
+        # per shape: whether the fill term counts for it (every shape in mode "fill")
+        self._fills = ~self.whole if mode == "fill+fgd" else np.ones(len(self.share), np.bool_)
         self.models = [frozenset(t.gpu_models) for t in g]
         self._access_key: tuple[object, ...] | None = None
         self._access = np.zeros((0, 0), dtype=np.bool_)
         self._weights = self.p
+        self._shape_weights = np.add.reduceat(self.p[self._by_shape], self._shape_starts)
         # F of node states seen before: per node, the state it had and its F
         self._cache_key: int | None = None
         self._seen_cpu = np.zeros(0, dtype=np.int64)
@@ -193,6 +205,7 @@ class FragmentationScorer:
             self._access = acc
             self._access_key = key
             self._weights = self.type_weights(cluster, acc) if self.mode != "fgd" else self.p
+            self._shape_weights = np.add.reduceat(self._weights[self._by_shape], self._shape_starts)
         return self._access
 
     def type_weights(self, cluster: Cluster, access: BoolArray | None = None) -> FloatArray:
@@ -226,7 +239,7 @@ class FragmentationScorer:
         w = access * self._weights[None, :]
         reach = np.add.reduceat(w[:, self._by_shape], self._shape_starts, axis=1)  # S x K
         frag = np.zeros((len(total), len(self.cpu)))
-        terms = 0
+        terms = np.zeros(len(self.cpu))  # per shape: how many terms count for it
         if self.mode in ("fgd", "fill+fgd"):
             # per distinct share: GPUs with at least that much free, and the free millis below
             ge = g[:, :, None] >= self.shares[None, None, :]  # S x G x U
@@ -238,7 +251,7 @@ class FragmentationScorer:
                 & (count_ge[:, u] >= self.count[None, :])
             )
             frag += np.where(usable, below[:, u], total[:, None])
-            terms += 1
+            terms += 1.0
         if self.mode in ("fill", "fill+fgd"):
             # tasks of a shape the node could still take: GPU slots, CPU and memory alike
             slots = np.floor(g[:, :, None] / self.shares[None, None, :]).sum(axis=1)  # S x U
@@ -250,11 +263,11 @@ class FragmentationScorer:
             mem_tasks = np.floor(free_mem[:, None] / np.maximum(self.mem, 1)[None, :])
             tasks = np.minimum(np.minimum(gpu_tasks, cpu_tasks), mem_tasks)
             used = np.minimum(tasks * (self.share * self.count)[None, :], total[:, None])
-            frag += total[:, None] - used
-            terms += 1
+            frag += np.where(self._fills[None, :], total[:, None] - used, 0.0)
+            terms += self._fills
         # sum over types of weight x fragment, where a type without access has terms x total
-        held = ((frag - terms * total[:, None]) * reach).sum(axis=1)
-        return np.asarray(out + held + terms * total * self._weights.sum(), dtype=np.float64)
+        held = ((frag - terms[None, :] * total[:, None]) * reach).sum(axis=1)
+        return np.asarray(out + held + total * (terms @ self._shape_weights), dtype=np.float64)
 
     def _states(
         self, cluster: Cluster, nodes: IntArray
