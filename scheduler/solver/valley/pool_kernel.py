@@ -159,6 +159,44 @@ def _choose(
 
 
 @jit
+def _take(
+    node: int,
+    t: int,
+    k: int,
+    free_cpu: Any,
+    free_mem: Any,
+    d_cpu: Any,
+    d_mem: Any,
+    here: Any,
+    touched: Any,
+    n_touched: int,
+    left: Any,
+    room: Any,
+    remaining: Any,
+    norm: Any,
+    weight: Any,
+    base: Any,
+    size: Any,
+    norm_sq: Any,
+) -> int:
+    """Node ``node`` takes ``k`` replicas of shape ``t``: its free room, the shape's count on
+    it (``touched`` lists the shapes it took, in order), what is left to pack and the weights
+    of what remains; the new count of ``touched``."""
+    free_cpu[node] -= k * d_cpu[t]
+    free_mem[node] -= k * d_mem[t]
+    if here[t] == 0:
+        touched[n_touched] = t
+        n_touched += 1
+    here[t] += k
+    left[t] -= k
+    room[t] -= k
+    for d in range(3):
+        remaining[d] -= k * norm[t, d]
+    _reweigh(remaining, weight, base, size, norm_sq)
+    return n_touched
+
+
+@jit
 def pack_cpu_pool(
     order: Any,
     free_cpu: Any,
@@ -263,19 +301,11 @@ def pack_cpu_pool(
                 last_cpu, last_mem = fc, fm
                 last_take[:] = take
                 for t in range(n):
-                    k = take[t]
-                    if k:
-                        free_cpu[node] -= k * d_cpu[t]
-                        free_mem[node] -= k * d_mem[t]
-                        if here[t] == 0:
-                            touched[n_touched] = t
-                            n_touched += 1
-                        here[t] += k
-                        left[t] -= k
-                        room[t] -= k
-                        for d in range(3):
-                            remaining[d] -= k * norm[t, d]
-                        _reweigh(remaining, weight, base, size, norm_sq)
+                    if take[t]:
+                        n_touched = _take(
+                            node, t, take[t], free_cpu, free_mem, d_cpu, d_mem, here, touched,
+                            n_touched, left, room, remaining, norm, weight, base, size, norm_sq,
+                        )  # fmt: skip
                 continue
             stop_at = exact_below if phase == 1 else -1
             while True:
@@ -288,17 +318,10 @@ def pack_cpu_pool(
                     break
                 fits = min(fc // max(d_cpu[t], 1), fm // max(d_mem[t], 1))
                 k = max(1, min(left[t], room[t], fits // 2))
-                free_cpu[node] -= k * d_cpu[t]
-                free_mem[node] -= k * d_mem[t]
-                if here[t] == 0:
-                    touched[n_touched] = t
-                    n_touched += 1
-                here[t] += k
-                left[t] -= k
-                room[t] -= k
-                for d in range(3):
-                    remaining[d] -= k * norm[t, d]
-                _reweigh(remaining, weight, base, size, norm_sq)
+                n_touched = _take(
+                    node, t, k, free_cpu, free_mem, d_cpu, d_mem, here, touched, n_touched,
+                    left, room, remaining, norm, weight, base, size, norm_sq,
+                )  # fmt: skip
         for i in range(n_touched):
             t = touched[i]
             slots = here[t]
