@@ -130,3 +130,17 @@ def test_a_node_is_not_emptied_onto_nodes_it_would_keep_up_longer_than_it_saves(
     problem = Problem(tiny, cluster, (), hour=12, month=1, now=NOW)
     plan = plan_rebalance(problem, SolverParams(), holders)
     assert [m for m in plan.moves if m.from_node == "green/cpu-0000"] == []
+
+
+def test_work_placed_without_a_start_time_has_run_since_it_was_placed(tiny: Scenario) -> None:
+    cluster = Cluster(tiny)
+    # "old" was placed 3 h 50 min ago with no start time of its own (work that started when
+    # placed): 10 minutes left, not its whole 4 hours; "new" has 2 hours left. The one move
+    # goes to emptying the node whose work runs longest: new's
+    old = running_on(cluster, tiny, "old", "green/cpu-0000", duration_s=4 * 3600)
+    old = replace(old, placed_at=NOW - timedelta(hours=3, minutes=50))
+    new = started(running_on(cluster, tiny, "new", "green/cpu-0001", duration_s=2 * 3600), 0)
+    problem = Problem(tiny, cluster, (), hour=12, month=1, now=NOW)
+    plan = plan_rebalance(problem, SolverParams(), [old, new], max_moves=1)
+    (move,) = plan.moves
+    assert move.workload_id == "new"

@@ -33,6 +33,7 @@ from scheduler.domain import (
     Workload,
     site_costs,
 )
+from scheduler.loop.allocation import start_of
 from scheduler.solver import Problem, SolverParams, greedy
 from scheduler.solver.filters import eligibility_of, sites_for_a_move
 from scheduler.solver.objective import (
@@ -324,10 +325,12 @@ def remaining_runs(problem: Problem, cluster: Cluster, running: Iterable[Workloa
 
 
 def _left(problem: Problem, w: Workload, p: ReplicaPlacement) -> float:
-    """The seconds replica ``p`` of ``w`` has still to run at ``problem.now``."""
+    """The seconds replica ``p`` of ``w`` has still to run at ``problem.now``: from its own
+    start (a moved replica keeps it), else from when ``w`` started (``start_of``)."""
     if w.spec.duration_s <= 0 or problem.now is None:
         return OPEN_ENDED_S
-    since = (problem.now - p.start_time).total_seconds() if p.start_time else 0.0
+    start = p.start_time if p.start_time is not None else start_of(w)
+    since = (problem.now - start).total_seconds() if start is not None else 0.0
     return min(OPEN_ENDED_S, max(0.0, w.spec.duration_s - since))
 
 
