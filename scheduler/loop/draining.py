@@ -187,7 +187,6 @@ def plan_rebalance(
             by_node.setdefault(p.node, {}).setdefault(w.id, []).append(p)
     end = time.monotonic() + budget_s
     state = _Rebalancing(problem, params, cluster, index, scorer, held, blocked, current, plan)
-    state.longest = remaining_runs(problem, cluster, current.values())
     awake = _worth_emptying(cluster, state.longest, state.idle_cny_h, sites)
     for a in awake:  # onto powered nodes: the emptied node powers down
         if time.monotonic() > end:
@@ -228,7 +227,8 @@ class _Rebalancing:
         self.current, self.plan = current, plan
         self.rates = site_rates(problem)
         self.objective = plan.objective(plan.cost_before)
-        self.longest = np.zeros(len(cluster))  # seconds each node's work keeps it powered
+        # seconds each node's work keeps it powered
+        self.longest = remaining_runs(problem, cluster, current.values())
         cprice = carbon_price(problem, params)
         money = np.asarray([self.rates[s].money_per_it_watt(cprice) for s in cluster.site_names])
         idle = np.asarray([pool.idle_watts for pool in cluster.pools])[cluster.node_pool]
