@@ -30,14 +30,20 @@ def _used(take, cpu, mem):
     )
 
 
+def _random_node(rng):
+    """Free CPU and memory of a node, and up to 4 shapes (CPU, memory, how many there are)."""
+    n = rng.randint(1, 4)
+    cpu = [rng.choice([250, 500, 750, 1000, 1500, 2050]) for _ in range(n)]
+    mem = [rng.randint(1, 8) * 512 for _ in range(n)]
+    most = [rng.randint(0, 4) for _ in range(n)]
+    free_cpu, free_mem = rng.randint(0, 8000), rng.randint(0, 16384)
+    return free_cpu, free_mem, cpu, mem, most
+
+
 def test_best_fill_fills_the_most_cpu_with_the_least_memory_when_compared_with_every_choice():
     rng = random.Random(7)
     for _ in range(200):
-        n = rng.randint(1, 4)
-        cpu = [rng.choice([250, 500, 750, 1000, 1500, 2050]) for _ in range(n)]
-        mem = [rng.randint(1, 8) * 512 for _ in range(n)]
-        most = [rng.randint(0, 4) for _ in range(n)]
-        free_cpu, free_mem = rng.randint(0, 8000), rng.randint(0, 16384)
+        free_cpu, free_mem, cpu, mem, most = _random_node(rng)
         take = best_fill(free_cpu, free_mem, cpu, mem, most)
         assert all(0 <= k <= m for k, m in zip(take, most, strict=True))
         assert _used(take, cpu, mem) == _brute_force(free_cpu, free_mem, cpu, mem, most)
@@ -46,11 +52,7 @@ def test_best_fill_fills_the_most_cpu_with_the_least_memory_when_compared_with_e
 def test_best_fill_near_a_memory_ratio_never_overfills_the_node():
     rng = random.Random(11)
     for _ in range(200):
-        n = rng.randint(1, 4)
-        cpu = [rng.choice([250, 500, 750, 1000, 1500, 2050]) for _ in range(n)]
-        mem = [rng.randint(1, 8) * 512 for _ in range(n)]
-        most = [rng.randint(0, 4) for _ in range(n)]
-        free_cpu, free_mem = rng.randint(0, 8000), rng.randint(0, 16384)
+        free_cpu, free_mem, cpu, mem, most = _random_node(rng)
         take = best_fill(free_cpu, free_mem, cpu, mem, most, ratio=rng.uniform(0.5, 4.0))
         used_cpu, used_mem = _used(take, cpu, mem)
         assert all(0 <= k <= m for k, m in zip(take, most, strict=True))

@@ -26,6 +26,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
 A2_2 = SHARED / "A" / "model_a2_2.txt"  # transient resources
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
+# the example, and (with the shared data) a1_4 and a2_2, which has transient resources
+ON_THREE_INSTANCES = pytest.mark.parametrize(
+    "path",
+    [EXAMPLE, pytest.param(A1_4, marks=needs_shared), pytest.param(A2_2, marks=needs_shared)],
+)
 pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")
 
 
@@ -43,10 +48,7 @@ def wander(state: State, rng: np.random.Generator, steps: int) -> None:
             state.shift(p, int(rng.choice(ok)))
 
 
-@pytest.mark.parametrize(
-    "path",
-    [EXAMPLE, pytest.param(A1_4, marks=needs_shared), pytest.param(A2_2, marks=needs_shared)],
-)
+@ON_THREE_INSTANCES
 def test_compiled_shift_pricing_agrees_with_the_reference_on_random_moves(path):
     inst, initial = load(path)
     state = State(inst, initial)
@@ -63,10 +65,7 @@ def test_compiled_shift_pricing_agrees_with_the_reference_on_random_moves(path):
                 assert d == reference[m], (p, m)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [EXAMPLE, pytest.param(A1_4, marks=needs_shared), pytest.param(A2_2, marks=needs_shared)],
-)
+@ON_THREE_INSTANCES
 def test_compiled_swaps_and_shifts_keep_the_exact_cost_of_the_evaluator(path):
     inst, initial = load(path)
     state = State(inst, initial)
