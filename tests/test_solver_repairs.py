@@ -401,7 +401,6 @@ def test_gpu_repack_packs_onto_fewer_nodes_keeping_a_services_replicas_apart(tin
     assert holds_exactly_what_it_says(state)
 
 
-
 def two_gpu_nodes():
     """The tiny scenario with two GPU nodes in green."""
     return parse_scenario(TINY.replace('name = "gpu"\ncount = 1', 'name = "gpu"\ncount = 2'), "t")
