@@ -25,13 +25,16 @@ from scheduler.solver.valley.state import PackingState
 from tests.conftest import TINY
 
 
-def state_of(scenario, specs: dict[str, WorkloadSpec], cluster=None, **problem_kw) -> PackingState:
+def state_of(
+    scenario, specs: dict[str, WorkloadSpec], cluster=None, params=None, **problem_kw
+) -> PackingState:
     cluster = cluster or Cluster(scenario)
+    params = params or SolverParams()
     p = Problem(
         scenario, cluster, tuple(PendingWorkload(w, s) for w, s in specs.items()), **problem_kw
     )
-    elig = eligibility_of(scenario, cluster, specs.items(), SolverParams())
-    return PackingState(p, SolverParams(), elig)
+    elig = eligibility_of(scenario, cluster, specs.items(), params)
+    return PackingState(p, params, elig)
 
 
 def apply(name: str, state: PackingState, budget: TimeBudget | None = None) -> bool:
@@ -399,3 +402,43 @@ def test_gpu_repack_packs_onto_fewer_nodes_keeping_a_services_replicas_apart(tin
     assert len(set(nodes_of(state, "s"))) == 2
     assert len({n for w in ("s", "c", "d") for n in nodes_of(state, w)}) == 2
     assert holds_exactly_what_it_says(state)
+
+
+def two_gpu_nodes():
+    """The tiny scenario with two GPU nodes in green."""
+    return parse_scenario(TINY.replace('name = "gpu"\ncount = 1', 'name = "gpu"\ncount = 2'), "t")
+
+
+@pytest.mark.parametrize("wakes", [False, True])
+def test_fgd_refit_keeps_gpu_work_on_a_powered_node_where_waking_one_fragments_less(wakes):
+    # both GPUs of the powered node hold 300 millis of earlier work: a new 400 there leaves
+    # 300 free on that GPU, too small for the 500-millis requests expected, where the empty
+    # node would keep 600 usable. Waking it (its idle power for the replica's whole run)
+    # costs more than the fragment: the replica stays on the powered node - unless the
+    # refit may wake nodes (``fgd_wakes_nodes``: fragmentation alone, as FGD)
+    scenario = two_gpu_nodes()
+    cluster = Cluster(scenario)
+    node = cluster.index["green/gpu-0000"]
+    for g in (0, 1):
+        cluster.allocate(node, Resources(1000, 1024, gpu_millis=300), (g,))
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    params = SolverParams(fgd_wakes_nodes=wakes)
+    state = state_of(scenario, {"w": gpu(400)}, cluster, params, gpu_target=target)
+    state.place_on("w", ["green/gpu-0000"], [(0,)])
+    apply("fgd-refit", state)
+    assert nodes_of(state, "w") == ["green/gpu-0001" if wakes else "green/gpu-0000"]
+
+
+def test_fgd_refit_moves_gpu_work_to_the_gpu_that_fragments_least_among_powered_nodes():
+    # GPU 0 of the first node holds 300 millis, GPU 0 of the second 900: the new 400 goes to
+    # the first node's GPU 1, where a 500 still fits on every GPU that had room for one
+    scenario = two_gpu_nodes()
+    cluster = Cluster(scenario)
+    cluster.allocate(cluster.index["green/gpu-0000"], Resources(1000, 1024, gpu_millis=300), (0,))
+    cluster.allocate(cluster.index["green/gpu-0001"], Resources(1000, 1024, gpu_millis=900), (0,))
+    target = (RequestType(Resources(1000, 1024, gpu_millis=500), 1.0),)
+    state = state_of(scenario, {"w": gpu(400)}, cluster, gpu_target=target)
+    state.place_on("w", ["green/gpu-0000"], [(0,)])
+    assert apply("fgd-refit", state)
+    assert nodes_of(state, "w") == ["green/gpu-0000"]
+    assert state.placements()["w"][0].gpu_indices == (1,)

@@ -114,6 +114,11 @@ class SolverParams:
     priority_factor: float = 4.0
     # whether CPU-only work may use GPU nodes (kept for GPU work by default)
     cpu_on_gpu_nodes: bool = False
+    # whether the fgd-refit repair may wake a GPU node where that leaves less fragmented GPU
+    # capacity. False: a powered node first (energy: a GPU node's idle power for the replica's
+    # whole run); True: fragmentation alone, as FGD (a cluster filled to the last GPU, where
+    # energy is not counted: the ``openb`` suite)
+    fgd_wakes_nodes: bool = False
     # CP-SAT workers. One: its search is then the same for a seed whatever the machine (for
     # a given amount of search), the MIP bound's thread keeps the second core, and the rare
     # multi-worker aborts of OR-Tools 9.15 (CHECK failures in its parallel subsolvers: one in
@@ -161,7 +166,13 @@ class SolverParams:
             raise ValidationError(
                 "headroom_target", f"must be in (0, 1] (got {self.headroom_target})"
             )
-        for name in ("cpu_on_gpu_nodes", "mip_bound", "time_shifting", "default_spread"):
+        for name in (
+            "cpu_on_gpu_nodes",
+            "fgd_wakes_nodes",
+            "mip_bound",
+            "time_shifting",
+            "default_spread",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, "must be true or false")
         if not isinstance(self.repairs, tuple):

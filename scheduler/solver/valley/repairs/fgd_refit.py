@@ -56,7 +56,8 @@ def _fits_slot(state: PackingState, wid: str, slot: Slot) -> bool:
 
 def _place_by_score(state: PackingState, scorer: FragmentationScorer, wid: str, i: int) -> bool:
     """Put lifted replica ``i`` of ``wid`` on the node (and GPU) of its site where the
-    fragmentation grows least; False if no node of the site has room."""
+    fragmentation grows least: among the powered nodes, or where none has room, among the
+    others (``fgd_wakes_nodes``: among all); False if no node of the site has room."""
     cluster = state.cluster
     r = state.specs[wid].resources
     site = cluster.site_of(state.slots(wid)[i][0])
@@ -65,10 +66,14 @@ def _place_by_score(state: PackingState, scorer: FragmentationScorer, wid: str, 
     if not len(nodes):
         return False
     growth, share_gpu = scorer.best_placement(cluster, nodes, r)
-    if not r.wants_gpu:
-        # where fragmentation does not decide, a powered node before waking one
-        growth = growth + 1e-9 * (cluster.replicas_on[nodes] == 0)
-    k = int(np.argmin(growth))
+    # a powered node before waking one, whatever the fragmentation: waking a GPU node for
+    # less fragmentation costs its idle power (1.5 kW) for as long as the replica runs, which
+    # over a day cost more than the fragmentation saved (``valley bench day``)
+    empty = cluster.replicas_on[nodes] == 0
+    if state.params.fgd_wakes_nodes:  # fragmentation alone; a powered node where it ties
+        k = int(np.argmin(growth + 1e-9 * empty)) if not r.wants_gpu else int(np.argmin(growth))
+    else:
+        k = int(np.lexsort((growth, empty))[0])
     target = int(nodes[k])
     state.put(wid, i, target, scorer.gpus_for(cluster, target, r, int(share_gpu[k])))
     return True
