@@ -74,7 +74,7 @@ def test_every_policy_reports_the_fields_and_breaks_no_rule_when_a_short_day_run
         assert all(field in row for field in FIELDS), where
         assert row["hours"] == 6
         assert row["slo_violations"] == 0, where
-        assert row["violations"] == 0, (where, row["violation_rules"])
+        assert row["violations"] == 0, (where, row["violation_rules"], row["violation_examples"])
         assert row["deadline_misses"] == 0, where
         assert 0 < row["placed"] <= row["arrivals"], where
         assert row["pending_at_end"] == 0, where
@@ -343,7 +343,7 @@ def test_a_rebalanced_short_day_moves_replicas_and_breaks_no_rule():
         assert r["floor_samples"] == 3, r["policy"]
         assert 0 <= r["above_floor_best"] <= r["above_floor_mean"] <= r["above_floor_worst"]
     moved = by[REBALANCED]
-    assert moved["violations"] == 0, moved["violation_rules"]
+    assert moved["violations"] == 0, moved["violation_examples"]
     assert moved["slo_violations"] == 0 and moved["deadline_misses"] == 0
     assert moved["placed"] == by["valley"]["placed"]
     assert by["valley"]["moved_replicas"] == 0

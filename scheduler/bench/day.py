@@ -89,6 +89,8 @@ POLICIES = ("valley", "valley-now", "kube", "cheapest-first")
 # Valley (time shifting) with a rebalance every 30 minutes of at most 0.8% of the replicas
 # held then: under 2% of the running replicas moved per hour (issue 14)
 REBALANCED = "valley+rebalance"
+# violations a JSON row shows in full (``violation_examples``)
+VIOLATION_EXAMPLES = 10
 REBALANCE_EVERY_S = 1800.0
 REBALANCE_SHARE = 0.008
 KNOWN_POLICIES = (
@@ -364,15 +366,14 @@ def measure(
         if w.placed_at is not None
     }
     params = solver_params(policy, 1.0)
-    violations = count_by_rule(
-        check_over_time(
-            scenario,
-            specs,
-            {w.id: w.placements for w in checked},
-            spans,
-            cpu_on_gpu_nodes=params.cpu_on_gpu_nodes,
-        )
+    found = check_over_time(
+        scenario,
+        specs,
+        {w.id: w.placements for w in checked},
+        spans,
+        cpu_on_gpu_nodes=params.cpu_on_gpu_nodes,
     )
+    violations = count_by_rule(found)
     slo = violations.pop("slo", 0)
     states = [w.state for w in records]
     return {
@@ -388,6 +389,8 @@ def measure(
         "slo_violations": slo,
         "violations": sum(violations.values()),
         "violation_rules": violations,
+        # the first few, to find a rare one again (a run's violations can depend on its timing)
+        "violation_examples": [str(v) for v in found[:VIOLATION_EXAMPLES]],
         "energy_kwh": kwh,
         "energy_cny": cny,
         "carbon_kg": kg,
