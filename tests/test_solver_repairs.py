@@ -10,6 +10,7 @@ import pytest
 from scheduler.domain import (
     Cluster,
     Resources,
+    Scenario,
     Topology,
     WorkloadKind,
     WorkloadSpec,
@@ -142,16 +143,58 @@ def test_gpu_repack_leaves_nodes_with_gpus_reserved_for_later_out(tiny):
     assert holds_exactly_what_it_says_over(state, cluster)
 
 
+def test_gpu_repack_leaves_nodes_with_cores_reserved_for_later_out(tiny):
+    # the repack fills a node to its whole capacity: one whose cores are reserved for later
+    # (its GPUs free) cannot take what a whole node would, and the repair raised
+    scenario = tiny.scaled({"green/gpu": 4})
+    cluster = Cluster(scenario)
+    cluster.free_cpu[cluster.index["green/gpu-0000"]] = 1000  # the rest reserved later
+    specs = {w: gpu(gpus=1) for w in "abcd"}
+    state = state_of(scenario, specs, cluster.copy())
+    for k, wid in enumerate(specs):
+        state.place_on(wid, [f"green/gpu-{k:04d}"], [(0,)])
+    with state.transaction():  # as run_repairs does: an error here is a failed repair
+        assert apply_unwrapped("gpu-repack", state)
+    assert nodes_of(state, "a") == ["green/gpu-0000"]
+    assert len({nodes_of(state, w)[0] for w in "bcd"} - {"green/gpu-0000"}) == 2
+    assert holds_exactly_what_it_says_over(state, cluster)
+
+
 def apply_unwrapped(name: str, state: PackingState) -> bool:
     return REGISTRY[name]().apply(state, TimeBudget.unlimited())
 
 
-def test_gpu_pools_differing_only_in_model_are_packed_together(tiny):
+def two_gpu_pools() -> Scenario:
+    """Tiny with a second GPU pool in green, "gpu-h800", like "gpu" but for its GPU model: the
+    repack packs both together ("gpu" first)."""
     h800 = TINY.split('gpu_model = "A800"')[0].rsplit("[[sites.green.pools]]", 1)[1]
     h800 = h800.replace('name = "gpu"', 'name = "gpu-h800"')
     text = TINY + "[[sites.green.pools]]" + h800 + 'gpu_model = "H800"\nidle_watts = 300.0\n'
     text += "max_watts = 600.0\ngpu_watts = 700.0\n"
-    scenario = parse_scenario(text, "two-gpu-pools.toml")
+    return parse_scenario(text, "two-gpu-pools.toml")
+
+
+def test_gpu_repack_spills_onto_no_asleep_node_with_gpus_reserved_for_later(tiny):
+    # regression: bins beyond a pool's woken nodes went to its nodes asleep before the cycle,
+    # one with GPU 0 reserved for later among them (time shifting takes it out of the cycle's
+    # cluster); the repack laid GPUs there from the first on, and the repair raised
+    scenario = two_gpu_pools().scaled({"green/gpu": 2, "green/gpu-h800": 2})
+    cluster = Cluster(scenario)
+    cluster.gpu_free[cluster.index["green/gpu-0001"], 0] = 0  # asleep, GPU 0 reserved later
+    specs = {"a": gpu(gpus=1), "b": gpu(gpus=1), "c": gpu(gpus=1)}
+    state = state_of(scenario, specs, cluster.copy())
+    # three nodes woken, one GPU each: two nodes would do
+    for wid, node in (("a", "gpu-0000"), ("b", "gpu-h800-0000"), ("c", "gpu-h800-0001")):
+        state.place_on(wid, [f"green/{node}"], [(0,)])
+    with state.transaction():  # as run_repairs does: an error here is a failed repair
+        assert apply_unwrapped("gpu-repack", state)
+    assert len({nodes_of(state, w)[0] for w in specs}) == 2
+    assert "green/gpu-0001" not in {nodes_of(state, w)[0] for w in specs}
+    assert holds_exactly_what_it_says_over(state, cluster)
+
+
+def test_gpu_pools_differing_only_in_model_are_packed_together(tiny):
+    scenario = two_gpu_pools()
     only_h800 = WorkloadSpec(
         tenant="t", resources=Resources(1000, 1024, gpus=1), gpu_models=("H800",)
     )

@@ -139,13 +139,10 @@ class GpuRepack:
         cluster, index = state.cluster, state.index
         node = cluster.pools[group[0]].node
         capacity = (node.cpu_millis, node.memory_mib, node.gpus)
-        # nodes whose GPUs were all free before this cycle (not those holding GPUs a
-        # reservation takes later): the repack lays GPUs from the first on
-        before = state.problem.cluster.gpu_free
         woken = {}
         for p in group:
             nodes = state.woken(index.by_pool[p])
-            woken[p] = nodes[np.all((before[nodes] == GPU_MILLIS) | (before[nodes] < 0), axis=1)]
+            woken[p] = nodes[_whole_before(state, nodes)]
         n_woken = sum(len(w) for w in woken.values())
         if n_woken < 2:
             return False
@@ -245,20 +242,13 @@ class GpuRepack:
     def _nodes_for(
         state: PackingState, group: list[int], woken: dict[int, np.ndarray], bins: list[Bin]
     ) -> list[int] | None:
-        """A node per bin: per pool, its woken nodes first, then nodes empty before this
-        cycle; None if a pool has too few."""
-        cluster = state.cluster
-        spare = {
-            p: [
-                *sorted(woken[p].tolist()),
-                *[
-                    n
-                    for n in state.index.by_pool[p].tolist()
-                    if cluster.replicas_on[n] == 0 and not state.awake_before[n]
-                ],
-            ]
-            for p in group
-        }
+        """A node per bin: per pool, its woken nodes first, then nodes empty and wholly free
+        before this cycle; None if a pool has too few."""
+        spare = {}
+        for p in group:
+            nodes = state.index.by_pool[p]
+            empty = nodes[(state.cluster.replicas_on[nodes] == 0) & ~state.awake_before[nodes]]
+            spare[p] = [*sorted(woken[p].tolist()), *empty[_whole_before(state, empty)].tolist()]
         node_of: list[int] = []
         for p, _ in bins:
             if p < 0:  # the first pool of the group with a node to spare
@@ -267,6 +257,20 @@ class GpuRepack:
                 return None
             node_of.append(spare[p].pop(0))
         return node_of
+
+
+def _whole_before(state: PackingState, nodes: np.ndarray) -> np.ndarray:
+    """Which of ``nodes`` had all their cores, memory and GPUs free before this cycle: the
+    repack fills a node from its first GPU on, to its whole capacity. Not so a node holding
+    capacity a reservation takes later (time shifting leaves it out of the cycle's cluster,
+    asleep or not) or a cordoned one (none of its capacity is free)."""
+    before = state.problem.cluster
+    gpus = before.gpu_free[nodes]
+    return (
+        (before.free_cpu[nodes] == before.cap_cpu[nodes])
+        & (before.free_mem[nodes] == before.cap_mem[nodes])
+        & np.all((gpus == GPU_MILLIS) | (gpus < 0), axis=1)
+    )
 
 
 def _keep_limits(
