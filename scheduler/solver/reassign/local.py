@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.solver.reassign import annealing, kernel
+from scheduler.solver.reassign import annealing, kernel, relocate
 from scheduler.solver.reassign.state import State
 
 CHUNK_S = 0.2
@@ -80,6 +80,34 @@ def descend(
         if not made or before - c.cost < min_gain * before:
             break
     return c.state(), {"descent_moves": moves, "descent_passes": passes}
+
+
+def relocate_descend(
+    state: State, deadline: float, rng: np.random.Generator, sample: int, min_gain: float
+) -> tuple[State, dict[str, int]]:
+    """Relocation passes (``relocate.relocation_pass``: processes of the costliest machines
+    first, each to the machine where making room for it gains most), each followed by a
+    descent, until a round gains less than ``min_gain`` of the cost or the deadline."""
+    c = Compiled(state)
+    hold = relocate.origin_hold(state.inst, state.initial)
+    n = state.inst.processes
+    made = rounds = 0
+    while time.perf_counter() < deadline:
+        before = c.cost
+        key = c.st[3][c.assign].astype(np.float64)
+        order = np.lexsort((rng.random(n), -key)).astype(np.int64)
+        for k in range(0, n, DESCENT_SLICE):
+            if time.perf_counter() > deadline:
+                break
+            made += relocate.relocation_pass(
+                c.md, c.st, hold, order[k : k + DESCENT_SLICE], relocate.MAX_OUT
+            )
+        rounds += 1
+        if time.perf_counter() < deadline:
+            c = Compiled(descend(c.state(), deadline, rng, sample, min_gain)[0])
+        if before - c.cost < min_gain * before:
+            break
+    return c.state(), {"relocations": made, "relocation_rounds": rounds}
 
 
 def late_acceptance(

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
-from scheduler.solver.reassign.local import anneal, descend, late_acceptance
+from scheduler.solver.reassign.local import anneal, descend, late_acceptance, relocate_descend
 from scheduler.solver.reassign.model import Instance, IntArray
 from scheduler.solver.reassign.state import State
 
@@ -58,6 +58,8 @@ class SearchParams:
     anneal_share: float = 0.45  # share of the time limit for annealing from the initial state,
     # only on instances this small and with no transient resource (``anneals``)
     anneal_max_processes: int = 2000
+    relocate: bool = True  # relocation rounds (room made for a process) after the descent
+    relocate_min_gain: float = 1e-4  # they stop after a round gaining less (share of cost)
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -172,6 +174,17 @@ def reassign(
     annealed = state is not start and state.cost <= climbed.cost
     if not annealed:
         state = climbed
+    if params.relocate:
+        left = deadline - time.perf_counter()
+        state, reloc_stats = relocate_descend(
+            state,
+            time.perf_counter() + params.climb_share * left,
+            rng,
+            params.swap_sample,
+            params.relocate_min_gain,
+        )
+        stats.update(reloc_stats)
+        stats["relocate_cost"] = state.cost
     la_seed = int(rng.integers(1 << 30))
     la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
     if params.la_share > 0 and annealed and params.reheat > 0:
