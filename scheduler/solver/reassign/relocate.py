@@ -101,9 +101,10 @@ def _best_machine(md: Any, st: Any, q: int, avoid: int) -> tuple[int, int]:
 
 @jit
 def _floor(md: Any, st: Any, p: int, m: int) -> int:
-    """A lower bound on the cost change of moving ``p`` to ``m`` whatever leaves ``m`` first:
-    what its machine saves, its move costs, and at best ``m``'s balance cost gone and one
-    step of the service-move cost."""
+    """About the least the cost can change by moving ``p`` to ``m`` whatever leaves ``m``
+    first: what its machine saves, its move costs, and at best ``m``'s balance cost gone and
+    one step of the service-move cost. Not a strict bound (an evictee may land on ``p``'s
+    machine, and later evictions may gain): the relocations it prunes are rarely the best."""
     pmc, init, mmc, w = md[1], md[3], md[8], md[13]
     assign, mcost = st[0], st[3]
     m0, o = assign[p], init[p]
@@ -120,9 +121,10 @@ def relocate(
     md: Any, st: Any, p: int, m: int, members: Any, max_out: int, limit: int, out: Any
 ) -> int:
     """Move ``p`` to ``m``, first moving processes of ``m`` (``members``: those on it) out,
-    each to its best machine, while ``p`` cannot go there, at most ``max_out`` of them. Kept when the total change is at
-    most ``limit``: the moved processes (evictees first, ``p`` last) in ``out[:k]``, k in
-    ``out[-1]``. Else undone. The change, or ``kernel.INF``."""
+    each to its best machine, while ``p`` cannot go there, at most ``max_out`` of them. Kept
+    when the total change is at most ``limit``: the moved processes (evictees first, ``p``
+    last) in ``out[:k]``, k in ``out[-1]``. Else undone. The change, or ``kernel.INF``. The
+    evictions stop early once even the best end (``_floor``) would exceed the limit."""
     assign = st[0]
     m0 = assign[p]
     if m == m0:
