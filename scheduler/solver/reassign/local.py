@@ -195,6 +195,7 @@ def anneal(
     cooling: float = 0.01,
     swap_share: float = 0.6,
     evict_share: float = 0.02,
+    relocate_share: float = 0.0,
     max_moves: int | None = None,
 ) -> tuple[State, dict[str, int]]:
     """The best state simulated annealing from ``state`` meets before ``deadline`` (or within
@@ -218,6 +219,7 @@ def anneal(
     tried = taken = 0
     stream = seed
     quarter = max(1, state.inst.machines // 4)
+    hold = relocate.origin_hold(state.inst, state.initial)
     while time.perf_counter() < deadline and (max_moves is None or tried < max_moves):
         n = chunk if max_moves is None else min(chunk, max_moves - tried)
         done = tried / max_moves if max_moves else (time.perf_counter() - started) / budget
@@ -225,7 +227,21 @@ def anneal(
         roomy = np.argsort(c.st[3], kind="stable")[:quarter].astype(np.int64)
         t = time.perf_counter()
         taken += annealing.anneal(
-            c.md, c.st, best, log, ctl, c.hot(), roomy, n, stream, temp, swap_share, 1, evict_share
+            c.md,
+            c.st,
+            best,
+            log,
+            ctl,
+            c.hot(),
+            roomy,
+            n,
+            stream,
+            temp,
+            swap_share,
+            1,
+            evict_share,
+            hold,
+            relocate_share,
         )
         stream = -1
         tried += n

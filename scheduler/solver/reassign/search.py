@@ -60,6 +60,10 @@ class SearchParams:
     anneal_max_processes: int = 2000
     relocate: bool = True  # relocation rounds (room made for a process) after the descent
     relocate_min_gain: float = 1e-4  # they stop after a round gaining less (share of cost)
+    settle_heat: float = 1.0  # on instances too small for late acceptance's (and no first
+    # annealing): the heat of an annealing with relocations in its place
+    settle_share: float = 0.8  # its share of the time left (late acceptance's: la_share)
+    relocate_share: float = 0.05  # share of the moves of the later annealings that relocate
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -186,14 +190,34 @@ def reassign(
         stats.update(reloc_stats)
         stats["relocate_cost"] = state.cost
     la_seed = int(rng.integers(1 << 30))
-    la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
+    small = inst.processes <= params.anneal_max_processes
+    share = params.settle_share if small and params.settle_heat > 0 else params.la_share
+    la_deadline = time.perf_counter() + share * (deadline - time.perf_counter())
     if params.la_share > 0 and annealed and params.reheat > 0:
         # late acceptance gained nothing after the annealing's optimum in trials: anneal again
         state, reheat_stats = anneal(
-            state, la_deadline, la_seed, heat=params.reheat, max_moves=max_la
+            state,
+            la_deadline,
+            la_seed,
+            heat=params.reheat,
+            relocate_share=params.relocate_share,
+            max_moves=max_la,
         )
         stats.update({f"re{k}": v for k, v in reheat_stats.items()})
         stats["reanneal_cost"] = state.cost
+    elif small and params.settle_heat > 0:
+        # from the relocations' optimum, a warm annealing with relocations among its moves
+        # gained several times what late acceptance did (a2_2, 20 s trials)
+        state, settle_stats = anneal(
+            state,
+            la_deadline,
+            la_seed,
+            heat=params.settle_heat,
+            relocate_share=params.relocate_share,
+            max_moves=max_la,
+        )
+        stats.update({f"settle_{k}": v for k, v in settle_stats.items()})
+        stats["settle_cost"] = state.cost
     elif params.la_share > 0:
         state, la_stats = late_acceptance(
             state,
