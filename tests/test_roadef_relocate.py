@@ -19,7 +19,7 @@ from scheduler.solver.reassign import (
     read_model,
 )
 from scheduler.solver.reassign import relocate as rl
-from scheduler.solver.reassign.local import Compiled, descend, relocate_descend
+from scheduler.solver.reassign.local import Compiled, anneal, descend, relocate_descend
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
@@ -125,6 +125,21 @@ def test_relocation_rounds_improve_the_descent_and_repeat_for_the_same_seed():
     ]
     (first, stats), (second, _) = runs
     assert stats["relocations"] > 0 and first.cost < climbed.cost
+    assert np.array_equal(first.assign, second.assign)
+    ev = evaluate(inst, initial, first.assign)
+    assert ev.valid and ev.total == first.cost
+
+
+@needs_shared
+def test_annealing_with_relocations_keeps_every_rule_and_repeats_when_the_moves_are_capped():
+    inst, initial = load(A2_2)
+    climbed, _ = descend(State(inst, initial), float("inf"), np.random.default_rng(0), 300, 1e-2)
+    runs = [
+        anneal(climbed, float("inf"), 7, heat=1.0, relocate_share=0.2, max_moves=30_000)
+        for _ in range(2)
+    ]
+    (first, stats), (second, _) = runs
+    assert stats["anneal_taken"] > 0 and first.cost <= climbed.cost
     assert np.array_equal(first.assign, second.assign)
     ev = evaluate(inst, initial, first.assign)
     assert ev.valid and ev.total == first.cost

@@ -60,9 +60,11 @@ class SearchParams:
     anneal_max_processes: int = 2000
     relocate: bool = True  # relocation rounds (room made for a process) after the descent
     relocate_min_gain: float = 1e-4  # they stop after a round gaining less (share of cost)
+    relocate_time_share: float = 0.9  # or by this share of the time left at the latest
     settle_heat: float = 1.0  # on instances too small for late acceptance's (and no first
     # annealing): the heat of an annealing with relocations in its place
     settle_share: float = 0.8  # its share of the time left (late acceptance's: la_share)
+    settle_max_processes: int = 2000
     relocate_share: float = 0.05  # share of the moves of the later annealings that relocate
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
@@ -178,11 +180,13 @@ def reassign(
     annealed = state is not start and state.cost <= climbed.cost
     if not annealed:
         state = climbed
-    if params.relocate:
+    # relocations cost a scan of the machines per eviction: only once the descent has
+    # converged (on the largest instances, b_09, its cheaper moves were still gaining)
+    if params.relocate and time.perf_counter() < climb_deadline:
         left = deadline - time.perf_counter()
         state, reloc_stats = relocate_descend(
             state,
-            time.perf_counter() + params.climb_share * left,
+            time.perf_counter() + params.relocate_time_share * left,
             rng,
             params.swap_sample,
             params.relocate_min_gain,
@@ -190,7 +194,7 @@ def reassign(
         stats.update(reloc_stats)
         stats["relocate_cost"] = state.cost
     la_seed = int(rng.integers(1 << 30))
-    small = inst.processes <= params.anneal_max_processes
+    small = inst.processes <= params.settle_max_processes
     share = params.settle_share if small and params.settle_heat > 0 else params.la_share
     la_deadline = time.perf_counter() + share * (deadline - time.perf_counter())
     if params.la_share > 0 and annealed and params.reheat > 0:
