@@ -10,7 +10,13 @@ search.
    that lowers the cost, else swapped with the best improving one of a sample; passes repeat
    until one gains less than ``climb_min_gain`` of the cost (or ``climb_share`` of the time
    left is spent). The cheaper of the two states goes on.
-2. **Late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
+1b. **Relocation rounds** (``local.relocate_descend``, compiled: ``relocate``) on instances
+   with a transient resource, once the descent has converged: a process of a costly machine
+   goes to the machine where making room for it (its processes out, each to its best machine)
+   gains most; a descent after each round.
+2. On instances of at most ``settle_max_processes`` that did not anneal first, a warm
+   **annealing with relocations** among its moves (``settle_heat``, ``settle_share``); else
+   **late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
    left: millions of random shifts and swaps, exactly priced, each taken when the cost after
    it is at most the current one or the one a history length ago (the history starts
    ``la_margin`` of the descent's gain above, so the walk can leave the descent's optimum).
