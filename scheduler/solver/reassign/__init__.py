@@ -8,9 +8,11 @@ independent checker written from the specification; ``state`` keeps an assignmen
 constraint counters incrementally and prices moves (``State.shift_deltas``, ``swap_deltas``);
 ``kernel`` is the same bookkeeping compiled (numba: exact shift, swap and ejection-chain moves at
 about a million a second), ``annealing`` its simulated annealing (with evictions: processes
-moved off a full machine to make room) and ``local`` drives them (annealing, steepest descent,
-late-acceptance hill climbing); ``search`` (``reassign``) is the engine: annealing and the
-descent from the initial assignment, late acceptance from the better, then a large
+moved off a full machine to make room), ``relocate`` relocations (a process to a machine once
+some of its processes have moved out, aware of what transient resources hold) and ``local``
+drives them (annealing, steepest descent, relocation rounds, late-acceptance hill climbing);
+``search`` (``reassign``) is the engine: annealing and the descent from the initial assignment,
+relocation rounds, a warm annealing or late acceptance from the better, then a large
 neighbourhood search whose sub-problems (a few machines) CP-SAT solves exactly (``lns``).
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.solver.jit import jit
-from scheduler.solver.reassign import kernel
+from scheduler.solver.reassign import kernel, relocate
 
 EVICT_MAX = 8  # processes moved off a machine to make room for one
 EVICT_TRIES = 16  # machines each of them is priced on
@@ -112,6 +112,8 @@ def anneal(
     swap_share: float,
     shift_tries: int,
     evict_share: float,
+    hold: Any,
+    relocate_share: float,
 ) -> int:
     """``iters`` moves of simulated annealing at temperature ``temp``: a move of cost change
     ``d`` is taken with probability ``min(1, exp(-d / temp))`` (the threshold is drawn first,
@@ -126,7 +128,8 @@ def anneal(
     n_mach = md[4].shape[0]
     cur = kernel.total_cost(md, st)
     taken = 0
-    buf = np.zeros(EVICT_MAX + 2, dtype=np.int64)
+    buf = np.zeros(max(EVICT_MAX, relocate.MAX_OUT) + 2, dtype=np.int64)
+    on_m = np.empty(n_proc, dtype=np.int64)
     for _ in range(iters):
         u = 1.0 - np.random.random()
         t = -temp * np.log(u)
@@ -136,7 +139,21 @@ def anneal(
         else:
             p = np.random.randint(n_proc)
         kind = np.random.random()
-        if kind < evict_share:
+        if kind < relocate_share:
+            m = np.random.randint(n_mach)
+            if not relocate.could_hold(md, hold, p, m):
+                continue
+            k = 0
+            for q in range(n_proc):  # the processes on m
+                if assign[q] == m:
+                    on_m[k] = q
+                    k += 1
+            d = relocate.relocate(md, st, p, m, on_m[:k], relocate.MAX_OUT, limit, buf)
+            if d == kernel.INF:
+                continue
+            for j in range(buf[buf.shape[0] - 1]):
+                kernel.keep(st, best, log, ctl, buf[j])
+        elif kind < relocate_share + evict_share:
             if len(roomy) and np.random.random() < 0.5:
                 m = roomy[np.random.randint(len(roomy))]
             else:
@@ -146,7 +163,7 @@ def anneal(
                 continue
             for j in range(buf[buf.shape[0] - 1]):
                 kernel.keep(st, best, log, ctl, buf[j])
-        elif kind < evict_share + swap_share:
+        elif kind < relocate_share + evict_share + swap_share:
             q = np.random.randint(n_proc)
             d = kernel.try_swap(md, st, p, q, limit)
             if d == kernel.INF:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.solver.reassign import annealing, kernel
+from scheduler.solver.reassign import annealing, kernel, relocate
 from scheduler.solver.reassign.state import State
 
 CHUNK_S = 0.2
@@ -80,6 +80,34 @@ def descend(
         if not made or before - c.cost < min_gain * before:
             break
     return c.state(), {"descent_moves": moves, "descent_passes": passes}
+
+
+def relocate_descend(
+    state: State, deadline: float, rng: np.random.Generator, sample: int, min_gain: float
+) -> tuple[State, dict[str, int]]:
+    """Relocation passes (``relocate.relocation_pass``: processes of the costliest machines
+    first, each to the machine where making room for it gains most), each followed by a
+    descent, until a round gains less than ``min_gain`` of the cost or the deadline."""
+    c = Compiled(state)
+    hold = relocate.origin_hold(state.inst, state.initial)
+    n = state.inst.processes
+    made = rounds = 0
+    while time.perf_counter() < deadline:
+        before = c.cost
+        key = c.st[3][c.assign].astype(np.float64)
+        order = np.lexsort((rng.random(n), -key)).astype(np.int64)
+        for k in range(0, n, DESCENT_SLICE):
+            if time.perf_counter() > deadline:
+                break
+            made += relocate.relocation_pass(
+                c.md, c.st, hold, order[k : k + DESCENT_SLICE], relocate.MAX_OUT
+            )
+        rounds += 1
+        if time.perf_counter() < deadline:
+            c = Compiled(descend(c.state(), deadline, rng, sample, min_gain)[0])
+        if before - c.cost < min_gain * before:
+            break
+    return c.state(), {"relocations": made, "relocation_rounds": rounds}
 
 
 def late_acceptance(
@@ -167,6 +195,7 @@ def anneal(
     cooling: float = 0.01,
     swap_share: float = 0.6,
     evict_share: float = 0.02,
+    relocate_share: float = 0.0,
     max_moves: int | None = None,
 ) -> tuple[State, dict[str, int]]:
     """The best state simulated annealing from ``state`` meets before ``deadline`` (or within
@@ -190,6 +219,7 @@ def anneal(
     tried = taken = 0
     stream = seed
     quarter = max(1, state.inst.machines // 4)
+    hold = relocate.origin_hold(state.inst, state.initial)
     while time.perf_counter() < deadline and (max_moves is None or tried < max_moves):
         n = chunk if max_moves is None else min(chunk, max_moves - tried)
         done = tried / max_moves if max_moves else (time.perf_counter() - started) / budget
@@ -197,7 +227,21 @@ def anneal(
         roomy = np.argsort(c.st[3], kind="stable")[:quarter].astype(np.int64)
         t = time.perf_counter()
         taken += annealing.anneal(
-            c.md, c.st, best, log, ctl, c.hot(), roomy, n, stream, temp, swap_share, 1, evict_share
+            c.md,
+            c.st,
+            best,
+            log,
+            ctl,
+            c.hot(),
+            roomy,
+            n,
+            stream,
+            temp,
+            swap_share,
+            1,
+            evict_share,
+            hold,
+            relocate_share,
         )
         stream = -1
         tried += n

@@ -10,7 +10,13 @@ search.
    that lowers the cost, else swapped with the best improving one of a sample; passes repeat
    until one gains less than ``climb_min_gain`` of the cost (or ``climb_share`` of the time
    left is spent). The cheaper of the two states goes on.
-2. **Late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
+1b. **Relocation rounds** (``local.relocate_descend``, compiled: ``relocate``) on instances
+   with a transient resource, once the descent has converged: a process of a costly machine
+   goes to the machine where making room for it (its processes out, each to its best machine)
+   gains most; a descent after each round.
+2. On instances of at most ``settle_max_processes`` that did not anneal first, a warm
+   **annealing with relocations** among its moves (``settle_heat``, ``settle_share``); else
+   **late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
    left: millions of random shifts and swaps, exactly priced, each taken when the cost after
    it is at most the current one or the one a history length ago (the history starts
    ``la_margin`` of the descent's gain above, so the walk can leave the descent's optimum).
@@ -36,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
-from scheduler.solver.reassign.local import anneal, descend, late_acceptance
+from scheduler.solver.reassign.local import anneal, descend, late_acceptance, relocate_descend
 from scheduler.solver.reassign.model import Instance, IntArray
 from scheduler.solver.reassign.state import State
 
@@ -58,6 +64,14 @@ class SearchParams:
     anneal_share: float = 0.45  # share of the time limit for annealing from the initial state,
     # only on instances this small and with no transient resource (``anneals``)
     anneal_max_processes: int = 2000
+    relocate: bool = True  # relocation rounds (room made for a process) after the descent
+    relocate_min_gain: float = 1e-4  # they stop after a round gaining less (share of cost)
+    relocate_time_share: float = 0.9  # or by this share of the time left at the latest
+    settle_heat: float = 1.0  # on instances too small for late acceptance's (and no first
+    # annealing): the heat of an annealing with relocations in its place
+    settle_share: float = 0.8  # its share of the time left (late acceptance's: la_share)
+    settle_max_processes: int = 2000
+    relocate_share: float = 0.05  # share of the moves of the later annealings that relocate
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -172,15 +186,50 @@ def reassign(
     annealed = state is not start and state.cost <= climbed.cost
     if not annealed:
         state = climbed
+    # relocations cost a scan of the machines per eviction: only once the descent has
+    # converged (on the largest instances, b_09, its cheaper moves were still gaining), and
+    # only with transient resources, where what a moved process holds at its origin blocks
+    # the shifts (without, late acceptance gained several times more: b_02)
+    if params.relocate and inst.transient.any() and time.perf_counter() < climb_deadline:
+        left = deadline - time.perf_counter()
+        state, reloc_stats = relocate_descend(
+            state,
+            time.perf_counter() + params.relocate_time_share * left,
+            rng,
+            params.swap_sample,
+            params.relocate_min_gain,
+        )
+        stats.update(reloc_stats)
+        stats["relocate_cost"] = state.cost
     la_seed = int(rng.integers(1 << 30))
-    la_deadline = time.perf_counter() + params.la_share * (deadline - time.perf_counter())
+    small = inst.processes <= params.settle_max_processes
+    share = params.settle_share if small and params.settle_heat > 0 else params.la_share
+    la_deadline = time.perf_counter() + share * (deadline - time.perf_counter())
     if params.la_share > 0 and annealed and params.reheat > 0:
         # late acceptance gained nothing after the annealing's optimum in trials: anneal again
         state, reheat_stats = anneal(
-            state, la_deadline, la_seed, heat=params.reheat, max_moves=max_la
+            state,
+            la_deadline,
+            la_seed,
+            heat=params.reheat,
+            relocate_share=params.relocate_share,
+            max_moves=max_la,
         )
         stats.update({f"re{k}": v for k, v in reheat_stats.items()})
         stats["reanneal_cost"] = state.cost
+    elif small and params.settle_heat > 0:
+        # from the relocations' optimum, a warm annealing with relocations among its moves
+        # gained several times what late acceptance did (a2_2, 20 s trials)
+        state, settle_stats = anneal(
+            state,
+            la_deadline,
+            la_seed,
+            heat=params.settle_heat,
+            relocate_share=params.relocate_share,
+            max_moves=max_la,
+        )
+        stats.update({f"settle_{k}": v for k, v in settle_stats.items()})
+        stats["settle_cost"] = state.cost
     elif params.la_share > 0:
         state, la_stats = late_acceptance(
             state,

@@ -1,0 +1,145 @@
+"""Relocation with evictions: a process goes where it does not fit once that machine's
+processes have made room; with transient resources, only a process that is not originally
+there frees any (it goes home)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scheduler.solver.reassign import (
+    Instance,
+    State,
+    assignment_path,
+    evaluate,
+    kernel,
+    read_assignment,
+    read_model,
+)
+from scheduler.solver.reassign import relocate as rl
+from scheduler.solver.reassign.local import Compiled, anneal, descend, relocate_descend
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
+A1_4 = SHARED / "A" / "model_a1_4.txt"
+A2_2 = SHARED / "A" / "model_a2_2.txt"  # transient resources
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
+pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")
+
+
+def transient_instance() -> tuple[Instance, np.ndarray, np.ndarray]:
+    """p (6, on A where every unit costs) fits by capacity on B, but B's one transient
+    resource is held by r (2, originally there) and q (4, moved in from C): p fits once q
+    goes home. C is too small for p. The initial assignment and the current one."""
+    i64 = np.int64
+    inst = Instance(
+        name="transient",
+        transient=np.array([True]),
+        weight_load=np.array([1], i64),
+        neighborhood=np.zeros(3, i64),
+        location=np.zeros(3, i64),
+        capacity=np.array([[10], [10], [5]], i64),
+        safety=np.array([[0], [10], [5]], i64),
+        machine_move_cost=np.zeros((3, 3), i64),
+        spread_min=np.zeros(3, i64),
+        dependencies=(np.zeros(0, i64),) * 3,
+        service=np.array([0, 1, 2], i64),
+        requirement=np.array([[6], [4], [2]], i64),
+        process_move_cost=np.zeros(3, i64),
+        balance=np.zeros((0, 3), i64),
+        weight_balance=np.zeros(0, i64),
+        weight_process_move=0,
+        weight_service_move=0,
+        weight_machine_move=0,
+    )
+    return inst, np.array([0, 2, 1], i64), np.array([0, 1, 1], i64)
+
+
+def load(path: Path) -> tuple[Instance, np.ndarray]:
+    inst = read_model(path)
+    return inst, read_assignment(assignment_path(path), inst)
+
+
+def members(c: Compiled, m: int) -> np.ndarray:
+    return np.flatnonzero(c.assign == m).astype(np.int64)
+
+
+def test_relocation_sends_a_moved_process_home_to_free_transient_room():
+    inst, initial, current = transient_instance()
+    state = State(inst, initial, current)
+    assert state.cost == 6
+    assert np.isinf(state.shift_deltas(0)[1:]).all()  # p fits nowhere as things are
+    c = Compiled(state)
+    out = np.zeros(rl.MAX_OUT + 2, dtype=np.int64)
+    d = rl.relocate(c.md, c.st, 0, 1, members(c, 1), rl.MAX_OUT, -1, out)
+    assert d == -6 and out[-1] == 2 and out[:2].tolist() == [1, 0]  # q home, then p in
+    assert c.assign.tolist() == [1, 2, 1]
+    ev = evaluate(inst, initial, c.assign)
+    assert ev.valid and ev.total == 0 == c.cost
+
+
+def test_relocation_leaves_every_counter_as_it_was_when_refused():
+    inst, initial, current = transient_instance()
+    c = Compiled(State(inst, initial, current))
+    before = [a.copy() for a in c.st]
+    out = np.zeros(rl.MAX_OUT + 2, dtype=np.int64)
+    assert rl.relocate(c.md, c.st, 0, 1, members(c, 1), rl.MAX_OUT, -7, out) == kernel.INF
+    assert all(np.array_equal(a, b) for a, b in zip(before, c.st, strict=True))
+
+
+def test_relocation_pass_reaches_the_optimum_no_shift_can():
+    inst, initial, current = transient_instance()
+    c = Compiled(State(inst, initial, current))
+    hold = rl.origin_hold(inst, initial)
+    assert hold.tolist() == [[6], [2], [4]]
+    made = rl.relocation_pass(c.md, c.st, hold, np.arange(3, dtype=np.int64), rl.MAX_OUT)
+    assert made == 1 and c.cost == 0 and evaluate(inst, initial, c.assign).valid
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(A1_4, marks=needs_shared), pytest.param(A2_2, marks=needs_shared)]
+)
+def test_relocations_keep_every_rule_and_the_exact_cost_of_the_evaluator(path):
+    inst, initial = load(path)
+    c = Compiled(State(inst, initial))
+    rng = np.random.default_rng(4)
+    out = np.zeros(rl.MAX_OUT + 2, dtype=np.int64)
+    kept = 0
+    for _ in range(300):  # any change accepted: the rules alone decide
+        p, m = int(rng.integers(inst.processes)), int(rng.integers(inst.machines))
+        d = rl.relocate(c.md, c.st, p, m, members(c, m), rl.MAX_OUT, kernel.INF - 1, out)
+        kept += d != kernel.INF
+    ev = evaluate(inst, initial, c.assign)
+    assert kept and ev.valid and ev.total == c.cost
+    assert c.state().cost == c.cost
+
+
+@needs_shared
+def test_relocation_rounds_improve_the_descent_and_repeat_for_the_same_seed():
+    inst, initial = load(A1_4)
+    climbed, _ = descend(State(inst, initial), float("inf"), np.random.default_rng(0), 300, 1e-3)
+    runs = [
+        relocate_descend(climbed, float("inf"), np.random.default_rng(1), 300, 1e-3)
+        for _ in range(2)
+    ]
+    (first, stats), (second, _) = runs
+    assert stats["relocations"] > 0 and first.cost < climbed.cost
+    assert np.array_equal(first.assign, second.assign)
+    ev = evaluate(inst, initial, first.assign)
+    assert ev.valid and ev.total == first.cost
+
+
+@needs_shared
+def test_annealing_with_relocations_keeps_every_rule_and_repeats_when_the_moves_are_capped():
+    inst, initial = load(A2_2)
+    climbed, _ = descend(State(inst, initial), float("inf"), np.random.default_rng(0), 300, 1e-2)
+    runs = [
+        anneal(climbed, float("inf"), 7, heat=1.0, relocate_share=0.2, max_moves=30_000)
+        for _ in range(2)
+    ]
+    (first, stats), (second, _) = runs
+    assert stats["anneal_taken"] > 0 and first.cost <= climbed.cost
+    assert np.array_equal(first.assign, second.assign)
+    ev = evaluate(inst, initial, first.assign)
+    assert ev.valid and ev.total == first.cost
