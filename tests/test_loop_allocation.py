@@ -60,3 +60,18 @@ def test_an_adopted_cluster_holds_the_placed_workloads(tiny: Scenario) -> None:
     assert used_cpu(a.cluster) == 2000
     assert a.release("w")
     assert used_cpu(a.cluster) == 0
+
+
+def test_moves_hold_every_workload_when_one_lands_where_another_left(tiny: Scenario) -> None:
+    # one rebalance plan: "b" takes the room on near/cpu-0000 that "c" leaves for green. Taken
+    # one workload at a time in the plan's order, b's new placement would not fit beside c
+    # (not moved yet): b would be held nowhere and run unaccounted
+    a = Allocation(tiny)
+    assert a.restore(placed("c", 3, "near/cpu-0000"))
+    assert a.restore(placed("b", 2, "near/cpu-0001"))
+    a.moved([placed("b", 2, "near/cpu-0000"), placed("c", 3, "green/cpu-0000")])
+    assert len(a) == 2 and used_cpu(a.cluster) == 5000
+    on = a.cluster.index
+    assert a.cluster.free_cpu[on["near/cpu-0000"]] == 2000
+    assert a.cluster.free_cpu[on["near/cpu-0001"]] == 4000
+    assert a.cluster.free_cpu[on["green/cpu-0000"]] == 1000

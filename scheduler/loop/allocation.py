@@ -194,10 +194,15 @@ class Allocation:
         """Every PLACED workload this allocation holds (reservations included)."""
         return list(self._holders.values())
 
-    def moved(self, w: Workload) -> None:
-        """``w`` (a running holder whose replicas moved) holds its new placements."""
-        self.release(w.id)
-        self.restore(w)
+    def moved(self, moved: Sequence[Workload]) -> None:
+        """``moved`` (running holders whose replicas moved: one plan's moves) hold their new
+        placements. Every old placement is given back before any new one is taken, as the plan
+        was made: one workload at a time, a replica could land on room another had not left
+        yet, and the workload would not be held at all (it would run unaccounted)."""
+        for w in moved:
+            self.release(w.id)
+        for w in moved:
+            self.restore(w)
 
     def next_due(self) -> float | None:
         """When the next holder completes (epoch seconds), if any has a duration."""

@@ -42,7 +42,7 @@ from scheduler.solver.objective import (
     site_rates,
     workload_cost,
 )
-from scheduler.solver.problem import Held, held_later, leaves_held
+from scheduler.solver.problem import LaterRoom
 
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
@@ -67,7 +67,7 @@ def plan_drain(
         cost_before=cluster_cost(cluster, problem.hour, problem.month),
         carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
     )
-    held = held_later(problem)
+    room = LaterRoom(problem)
     out = {cluster.index[n] for n in (*drained, *cordoned) if n in cluster.index}
     gone = {cluster.index[n] for n in drained if n in cluster.index}
     index = greedy.NodeIndex(cluster)
@@ -84,7 +84,7 @@ def plan_drain(
                 for p in on
             ]
             continue
-        reps = _move_workload(problem, params, cluster, index, scorer, w, on, out, plan, held)
+        reps = _move_workload(problem, params, cluster, index, scorer, w, on, out, plan, room)
         if reps is not None:
             plan.placements[w.id] = (reps, workload_cost(problem, w.spec, reps, rates))
     plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
@@ -101,13 +101,13 @@ def _move_workload(
     on: Sequence[ReplicaPlacement],
     out: set[int],
     plan: DrainPlan,
-    held: Held,
+    room: LaterRoom,
     awake_only: bool = False,
 ) -> tuple[ReplicaPlacement, ...] | None:
     """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow (with
     ``awake_only``, only to nodes that hold replicas now: a rebalance wakes none); the
     workload's placements after (None if none moved). ``cluster`` is changed: the moves are
-    taken."""
+    taken, and so is the room they take from reservations later (``room``)."""
     spec, r = w.spec, w.spec.resources
     e = eligibility_of(problem.scenario, cluster, [(w.id, spec)], params)[w.id]
     reps = {p.replica: p for p in w.placements}
@@ -129,12 +129,9 @@ def _move_workload(
         node, view = -1, cluster
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
-            room = leaves_held(cluster, held, r, candidates)
-            # GPU work: the GPUs reservations hold later are not free (``held_later``)
-            if held[2] is not None and r.wants_gpu:
-                view = cluster.copy()
-                view.gpu_free = np.minimum(cluster.gpu_free, held[2])
-            fit = candidates[view.fit_mask(r, candidates) & room]
+            # GPU work: the GPUs reservations hold later are not free
+            view = room.gpu_view(cluster, r)
+            fit = candidates[view.fit_mask(r, candidates) & room.fits(cluster, r, candidates)]
             if len(fit):
                 node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
         if node < 0:
@@ -143,6 +140,7 @@ def _move_workload(
             continue
         cluster.release(cluster.index[p.node], r, p.gpu_indices)
         gpus = cluster.allocate(node, r, view.choose_gpus(node, r) if r.wants_gpu else None)
+        room.take(node, r, gpus)
         new = greedy.placement(cluster, problem.scenario, spec, p.replica, node, gpus)
         new = replace(new, start_time=p.start_time)  # a move does not restart the replica
         reps[p.replica] = new
@@ -176,7 +174,7 @@ def plan_rebalance(
         carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
     )
     blocked = {cluster.index[n] for n in cordoned if n in cluster.index}
-    held = held_later(problem)
+    room = LaterRoom(problem)
     index = greedy.NodeIndex(cluster)
     order = cheapest_site_order(problem, params)
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
@@ -186,7 +184,7 @@ def plan_rebalance(
         for p in w.placements:
             by_node.setdefault(p.node, {}).setdefault(w.id, []).append(p)
     end = time.monotonic() + budget_s
-    state = _Rebalancing(problem, params, cluster, index, scorer, held, blocked, current, plan)
+    state = _Rebalancing(problem, params, cluster, index, scorer, room, blocked, current, plan)
     awake = _worth_emptying(cluster, state.longest, state.idle_cny_h, sites)
     for a in awake:  # onto powered nodes: the emptied node powers down
         if time.monotonic() > end:
@@ -217,13 +215,13 @@ class _Rebalancing:
         cluster: Cluster,
         index: greedy.NodeIndex,
         scorer: greedy.NodeScorer,
-        held: Held,
+        room: LaterRoom,
         blocked: set[int],
         current: dict[str, Workload],
         plan: DrainPlan,
     ) -> None:
         self.problem, self.params, self.cluster = problem, params, cluster
-        self.index, self.scorer, self.held, self.blocked = index, scorer, held, blocked
+        self.index, self.scorer, self.room, self.blocked = index, scorer, room, blocked
         self.current, self.plan = current, plan
         self.rates = site_rates(problem)
         self.objective = plan.objective(plan.cost_before)
@@ -251,7 +249,7 @@ class _Rebalancing:
         count = sum(len(ps) for ps in on.values())
         if not count or (max_moves and len(plan.moves) + count > max_moves):
             return
-        trial, longest = self.cluster.copy(), self.longest.copy()
+        trial, longest, room = self.cluster.copy(), self.longest.copy(), self.room.copy()
         scratch = DrainPlan()
         moved: dict[str, tuple[ReplicaPlacement, ...]] = {}
         added = 0.0  # CNY of idle power the moves add on the nodes they go to
@@ -260,7 +258,7 @@ class _Rebalancing:
             first = len(scratch.moves)
             reps = _move_workload(
                 problem, self.params, trial, self.index, self._outlasting(longest, run),
-                current[wid], ps, self.blocked | {a}, scratch, self.held, awake_only=awake_only,
+                current[wid], ps, self.blocked | {a}, scratch, room, awake_only=awake_only,
             )  # fmt: skip
             if reps is not None:
                 moved[wid] = reps
@@ -276,7 +274,7 @@ class _Rebalancing:
         if awake_only and added >= self.idle_cny_h[a] * self.longest[a] / 3600.0:
             return  # keeping the others up longer costs more than powering ``a`` down saves
         longest[a] = 0.0
-        self.cluster, self.objective, self.longest = trial, after, longest
+        self.cluster, self.objective, self.longest, self.room = trial, after, longest, room
         plan.moves += scratch.moves
         for wid, reps in moved.items():
             for p in current[wid].placements:

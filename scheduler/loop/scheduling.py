@@ -373,8 +373,9 @@ class SchedulingLoop:
         self._moved_since_send = True
         holders = {wid: self._allocation.holder(wid) for wid in plan.placements}
         moves = {wid: (holders[wid], reps, cost) for wid, (reps, cost) in plan.placements.items()}
-        for w in self.store.move(moves, now):
-            self._allocation.moved(w)
+        done = self.store.move(moves, now)
+        self._allocation.moved(done)  # all at once: the plan moved them together
+        for w in done:
             self._tell("on_state_change", w, WorkloadState.PLACED)
             self._tell_optional("on_moved", holders[w.id], w, now)
         self._publish()
