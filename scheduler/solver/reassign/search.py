@@ -205,31 +205,26 @@ def reassign(
     small = inst.processes <= params.settle_max_processes
     share = params.settle_share if small and params.settle_heat > 0 else params.la_share
     la_deadline = time.perf_counter() + share * (deadline - time.perf_counter())
+    # an annealing in late acceptance's place: after the annealing's optimum (late acceptance
+    # gained nothing there in trials), or on small instances from the relocations' optimum (a
+    # warm annealing with relocations gained several times what it did: a2_2, 20 s trials)
+    again: tuple[float, str, str] | None = None
     if params.la_share > 0 and annealed and params.reheat > 0:
-        # late acceptance gained nothing after the annealing's optimum in trials: anneal again
-        state, reheat_stats = anneal(
-            state,
-            la_deadline,
-            la_seed,
-            heat=params.reheat,
-            relocate_share=params.relocate_share,
-            max_moves=max_la,
-        )
-        stats.update({f"re{k}": v for k, v in reheat_stats.items()})
-        stats["reanneal_cost"] = state.cost
+        again = (params.reheat, "re", "reanneal_cost")
     elif small and params.settle_heat > 0:
-        # from the relocations' optimum, a warm annealing with relocations among its moves
-        # gained several times what late acceptance did (a2_2, 20 s trials)
-        state, settle_stats = anneal(
+        again = (params.settle_heat, "settle_", "settle_cost")
+    if again is not None:
+        heat, prefix, cost_key = again
+        state, again_stats = anneal(
             state,
             la_deadline,
             la_seed,
-            heat=params.settle_heat,
+            heat=heat,
             relocate_share=params.relocate_share,
             max_moves=max_la,
         )
-        stats.update({f"settle_{k}": v for k, v in settle_stats.items()})
-        stats["settle_cost"] = state.cost
+        stats.update({f"{prefix}{k}": v for k, v in again_stats.items()})
+        stats[cost_key] = state.cost
     elif params.la_share > 0:
         state, la_stats = late_acceptance(
             state,
