@@ -16,6 +16,7 @@ from tests.test_service_support import (
     PENDING,
     PLACED,
     UNSCHEDULABLE,
+    consistent_view,
     mixed_specs,
     placement_violations,
     serve,
@@ -36,9 +37,8 @@ def run_mix(scenario: Scenario, tmp_path: Path, n: int, seed: int) -> list[pb.Wo
     with serve(scenario, tmp_path) as (_, client):
         for i in range(0, n, 100):
             client.submit(specs[i : i + 100])
-        workloads = wait_settled(client)
-        sites = client.cluster.ListSites(pb.ListSitesRequest(include_nodes=True), timeout=30)
-        workloads = client.all_workloads()  # the state ListSites saw (nothing moves when settled)
+        wait_settled(client)
+        workloads, sites = consistent_view(client)
     assert len(workloads) == n
     problems = placement_violations(workloads, sites)
     assert problems == [], "\n".join(problems[:20])

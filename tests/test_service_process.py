@@ -24,6 +24,7 @@ from tests.conftest import TINY
 from tests.test_service_support import (
     PLACED,
     Client,
+    consistent_view,
     cpu_spec,
     placement_violations,
     wait_settled,
@@ -135,9 +136,9 @@ def test_kill_9_right_after_submit_loses_nothing_duplicates_nothing_moves_nothin
                 assert list(after[wid].placements) == list(w.placements), f"{wid} moved"
         again = client.submit([cpu_spec(0.5, name=f"last{i}") for i in range(5)], request_id="last")
         assert [w.id for w in again] == [w.id for w in last]
-        settled = wait_settled(client)
+        wait_settled(client)
+        settled, sites = consistent_view(client)
         assert len(settled) == 15
-        sites = client.cluster.ListSites(pb.ListSitesRequest(include_nodes=True))
         assert placement_violations(settled, sites) == []
         client.close()
 

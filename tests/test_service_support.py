@@ -112,6 +112,35 @@ def wait_settled(client: Client, timeout: float = 90.0) -> list[pb.Workload]:
     return out
 
 
+def consistent_view(
+    client: Client, timeout: float = 60.0
+) -> tuple[list[pb.Workload], pb.ListSitesResponse]:
+    """The workloads and ListSites(include_nodes) as of one moment. Settled is not still: later
+    cycles may preempt or place what waits, and the loop commits to the store before it shows
+    the new allocation. So read workloads, sites, workloads, sites, and take the pair only when
+    nothing changed between the reads."""
+    view: tuple[list[pb.Workload], pb.ListSitesResponse] | None = None
+
+    def placements(ws: list[pb.Workload]) -> dict[str, tuple[object, ...]]:
+        return {w.id: (w.state, *(p.SerializeToString() for p in w.placements)) for w in ws}
+
+    def still() -> bool:
+        nonlocal view
+        request = pb.ListSitesRequest(include_nodes=True)
+        before = client.all_workloads()
+        sites = client.cluster.ListSites(request, timeout=30)
+        after = client.all_workloads()
+        again = client.cluster.ListSites(request, timeout=30)
+        if placements(before) != placements(after) or sites != again:
+            return False
+        view = (after, sites)
+        return True
+
+    until(still, timeout, "a still moment (workloads and sites read alike twice)")
+    assert view is not None
+    return view
+
+
 def cpu_spec(cores: float, tenant: str = "acme", **kw: object) -> pb.WorkloadSpec:
     return pb.WorkloadSpec(
         tenant=tenant,
