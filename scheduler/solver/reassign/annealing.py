@@ -141,8 +141,11 @@ def anneal(
         kind = np.random.random()
         if kind < relocate_share:
             m = np.random.randint(n_mach)
-            if not relocate.could_hold(md, hold, p, m):
-                continue
+            if (
+                not relocate.could_hold(md, hold, p, m)
+                or relocate.relocation_floor(md, st, p, m) > limit
+            ):
+                continue  # (before the scan of the processes: most draws end here)
             k = 0
             for q in range(n_proc):  # the processes on m
                 if assign[q] == m:

@@ -100,7 +100,7 @@ def _best_machine(md: Any, st: Any, q: int, avoid: int) -> tuple[int, int]:
 
 
 @jit
-def _floor(md: Any, st: Any, p: int, m: int) -> int:
+def relocation_floor(md: Any, st: Any, p: int, m: int) -> int:
     """About the least the cost can change by moving ``p`` to ``m`` whatever leaves ``m``
     first: what its machine saves, its move costs, and at best ``m``'s balance cost gone and
     one step of the service-move cost. Not a strict bound (an evictee may land on ``p``'s
@@ -124,12 +124,12 @@ def relocate(
     each to its best machine, while ``p`` cannot go there, at most ``max_out`` of them. Kept
     when the total change is at most ``limit``: the moved processes (evictees first, ``p``
     last) in ``out[:k]``, k in ``out[-1]``. Else undone. The change, or ``kernel.INF``. The
-    evictions stop early once even the best end (``_floor``) would exceed the limit."""
+    evictions stop early once even the best end (``relocation_floor``) would exceed the limit."""
     assign = st[0]
     m0 = assign[p]
     if m == m0:
         return kernel.INF
-    floor = _floor(md, st, p, m)
+    floor = relocation_floor(md, st, p, m)
     total = 0
     k = 0
     while True:
@@ -199,7 +199,11 @@ def relocation_pass(md: Any, st: Any, hold: Any, order: Any, max_out: int) -> in
             continue  # its machine gains nothing from its leaving
         best_m, best_d = -1, 0
         for m in range(n_mach):
-            if m == m0 or not could_hold(md, hold, p, m) or _floor(md, st, p, m) >= best_d:
+            if (
+                m == m0
+                or not could_hold(md, hold, p, m)
+                or relocation_floor(md, st, p, m) >= best_d
+            ):
                 continue
             on_m = items[first[m] : first[m + 1]]
             d = relocate(md, st, p, m, on_m, max_out, best_d - 1, out)
