@@ -74,9 +74,10 @@ class SearchParams:
     settle_cooling: float = 0.01  # its last temperature, as a share of its first
     settle_max_processes: int = 2000
     relocate_share: float = 0.05  # share of the moves of the later annealings that relocate
-    relocate_tries: int = 16  # machines (and home) each evictee of theirs is priced on (0: all;
-    # 16 against all, 10 s from the relocation rounds' optimum at heat 10: a2_2 832-853 M
-    # against 853-879 M, a2_3 1,312-1,373 M against 1,402-1,406 M, twice the moves a second)
+    relocate_tries: int = 16  # with a transient resource: machines (and home) each evictee
+    # of theirs is priced on (0: all, as without; 16 against all, 10 s from the relocation
+    # rounds' optimum at heat 10: a2_2 832-853 M against 853-879 M, a2_3 1,312-1,373 M
+    # against 1,402-1,406 M, twice the moves a second)
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -227,7 +228,9 @@ def reassign(
             heat=heat,
             cooling=params.settle_cooling,
             relocate_share=params.relocate_share,
-            relocate_tries=params.relocate_tries,
+            # home is where an evictee most often fits only when it holds transient
+            # resources there (a2_5, none: its later annealing gained less in a trial)
+            relocate_tries=params.relocate_tries if inst.transient.any() else 0,
             max_moves=max_la,
         )
         stats.update({f"{prefix}{k}": v for k, v in again_stats.items()})
