@@ -131,13 +131,15 @@ def _kill_leader(
     """kill -9 the leader with work pending, time its successor, start a replacement."""
     leader = servers.leader(query)
     time.sleep(0.5)  # work pending at the moment of the kill
-    servers.kill(leader)
-    # after the process is gone: whatever is placed later, its successor placed
     killed_at = time.time()
+    servers.kill(leader)
+    # the dead leader stamped its last placements before it was gone: whatever is stamped
+    # later, its successor placed (times count from the kill, the lock freed after it)
+    gone_at = time.time()
     dead = watchers.pop(leader.port)
     dead.close()
     out.watcher_problems += watcher_problems(f"watcher on killed {leader.port}", dead.sequences)
-    placed_after = f"SELECT MIN(placed_at) FROM workloads WHERE placed_at > {killed_at}"
+    placed_after = f"SELECT MIN(placed_at) FROM workloads WHERE placed_at > {gone_at}"
     until(
         lambda: query(placed_after)[0][0] is not None,
         PLACEMENT_TIMEOUT_S,

@@ -83,6 +83,7 @@ class Target:
 
     @property
     def port(self) -> int:
+        """The loopback port it serves gRPC on."""
         return int(self.address.rpartition(":")[2])
 
     def peak_rss_mib(self) -> float | None:
