@@ -41,26 +41,31 @@ class HourlyRoom:
         cluster, tl = problem.cluster, problem.timeline
         self.timeline: Timeline | None = tl
         self.now = problem.now
-        # per node, its row here (-1: it holds no reservation, the cluster answers for it)
+        # per node, its row of CPU and memory here, and of GPUs (-1: it holds no reservation,
+        # or has no GPUs; the cluster answers for it)
         self.row = np.full(len(cluster), -1, dtype=np.int64)
+        self.gpu_row = self.row.copy()
         held = [h.nodes for h in tl.holds.values() if h.reserved] if tl is not None else []
         nodes = np.unique(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
         self.row[nodes] = np.arange(len(nodes))
+        gpu_nodes = nodes[cluster.n_gpus[nodes] > 0]
+        self.gpu_row[gpu_nodes] = np.arange(len(gpu_nodes))
         hours = tl.horizon if tl is not None else 0
         width = cluster.gpu_free.shape[1]
-        self.cpu = np.zeros((len(nodes), hours), dtype=np.int64)
-        self.mem = np.zeros((len(nodes), hours), dtype=np.int64)
-        self.gpu = np.zeros((len(nodes), width, hours), dtype=np.int64)
+        # int32, as the timeline keeps them: copied for every trial of a plan
+        self.cpu = np.zeros((len(nodes), hours), dtype=np.int32)
+        self.mem = np.zeros((len(nodes), hours), dtype=np.int32)
+        self.gpu = np.zeros((len(gpu_nodes), width, hours), dtype=np.int32)
         if tl is not None and len(nodes):
             cpu, mem = tl.hourly_free()
             self.cpu[:], self.mem[:] = cpu[nodes], mem[nodes]
-            rows = tl.gpu_row[nodes]
-            has = rows >= 0
             free = tl.hourly_gpu_free()
             w = min(width, free.shape[1])
-            self.gpu[has, :w] = free[rows[has], :w]
+            self.gpu[:, :w] = free[tl.gpu_row[gpu_nodes], :w]
         # (node, span, cpu, mem, GPUs, millis per GPU, sign) of every change, for ``undo_to``
         self._journal: list[tuple[int, Span, int, int, tuple[int, ...], int, int]] = []
+        # what each victim holds here (``_held_by``), shared by the copies: the holds stay
+        self._pieces: dict[str, list[Piece]] = {}
 
     def copy(self) -> HourlyRoom:
         """A copy to plan a trial on (its arrays and changes its own)."""
@@ -105,8 +110,9 @@ class HourlyRoom:
         ok = (self.cpu[rows, a:b].min(axis=1) >= r.cpu_millis) & (
             self.mem[rows, a:b].min(axis=1) >= r.memory_mib
         )
-        if r.wants_gpu:
-            free = np.minimum(cluster.gpu_free[nodes[sel]], self.gpu[rows, :, a:b].min(axis=2))
+        if r.wants_gpu:  # the nodes that fit it now have GPUs
+            later = self.gpu[self.gpu_row[nodes[sel]], :, a:b].min(axis=2)
+            free = np.minimum(cluster.gpu_free[nodes[sel]], later)
             if r.gpus:
                 ok &= (free == GPU_MILLIS).sum(axis=1) >= r.gpus
             else:
@@ -115,8 +121,19 @@ class HourlyRoom:
         return mask
 
     def fits(self, cluster: Cluster, r: Resources, node: int, span: Span) -> bool:
-        """``fit_mask`` of one node."""
-        return bool(self.fit_mask(cluster, r, np.array([node], dtype=np.int64), span)[0])
+        """``fit_mask`` of one node (without arrays where it can: the planner asks it of
+        every node it tries victims on)."""
+        row = self.row[node]
+        a, b = span
+        if row < 0 or b <= a:
+            return cluster.fits(node, r)
+        if r.wants_gpu:
+            return bool(self.fit_mask(cluster, r, np.array([node], dtype=np.int64), span)[0])
+        return (
+            cluster.fits(node, r)
+            and int(self.cpu[row, a:b].min()) >= r.cpu_millis
+            and int(self.mem[row, a:b].min()) >= r.memory_mib
+        )
 
     def choose_gpus(
         self, cluster: Cluster, node: int, r: Resources, span: Span
@@ -125,7 +142,7 @@ class HourlyRoom:
         over what is free now and in every hour of ``span``; None where the cluster's own
         choice will do (no GPUs wanted, or the node holds no reservation)."""
         a, b = span
-        row = self.row[node]
+        row = self.gpu_row[node]
         if not r.wants_gpu or row < 0 or b <= a:
             return None
         view = cluster.copy()
@@ -155,7 +172,7 @@ class HourlyRoom:
             a, b = span
             if row >= 0 and b > a:
                 room = [self.cpu[row, a:b] >= cpu, self.mem[row, a:b] >= mem]
-                room += [self.gpu[row, g, a:b] >= share for g in gpus]
+                room += [self.gpu[self.gpu_row[n], g, a:b] >= share for g in gpus]
                 if not all(x.all() for x in room):
                     self.undo_to(mark)
                     return False
@@ -175,15 +192,19 @@ class HourlyRoom:
     def _held_by(self, w: Workload) -> list[Piece]:
         """What ``w`` holds in the timeline on the nodes with rows here, a replica's CPU and
         memory and each of its GPUs apart."""
+        known = self._pieces.get(w.id)
+        if known is not None:
+            return known
         tl = self.timeline
         h = tl.holds.get(w.id) if tl is not None else None
-        if tl is None or h is None:
-            return []  # it holds nothing later (a problem without a timeline)
-        span = self._columns(h.first, h.end)
-        out: list[Piece] = [(int(n), span, h.cpu_millis, h.memory_mib, (), 0) for n in h.nodes]
-        for r, g in zip(h.gpu_rows.tolist(), h.gpu_cols.tolist(), strict=True):
-            out.append((int(tl.gpu_nodes[r]), span, 0, 0, (g,), h.gpu_share))
-        return [x for x in out if self.row[x[0]] >= 0]
+        out: list[Piece] = []
+        if tl is not None and h is not None:  # else it holds nothing later (no timeline)
+            span = self._columns(h.first, h.end)
+            out = [(int(n), span, h.cpu_millis, h.memory_mib, (), 0) for n in h.nodes]
+            for r, g in zip(h.gpu_rows.tolist(), h.gpu_cols.tolist(), strict=True):
+                out.append((int(tl.gpu_nodes[r]), span, 0, 0, (g,), h.gpu_share))
+        self._pieces[w.id] = [x for x in out if self.row[x[0]] >= 0]
+        return self._pieces[w.id]
 
     def _add(
         self,
@@ -203,6 +224,6 @@ class HourlyRoom:
         self.cpu[row, a:b] += sign * cpu
         self.mem[row, a:b] += sign * mem
         for g in gpus:
-            self.gpu[row, g, a:b] += sign * share
+            self.gpu[self.gpu_row[node], g, a:b] += sign * share
         if keep:
             self._journal.append((node, span, cpu, mem, gpus, share, sign))
