@@ -171,11 +171,13 @@ def plan_rebalance(
     sites: Collection[str] = (),
     budget_s: float = 2.0,
 ) -> DrainPlan:
-    """Moves that let powered nodes power down: the powered nodes (of ``sites``, all when
-    empty) whose emptying saves the most idle power per move first (``_worth_emptying``), each
-    emptied onto other powered nodes - every replica where its
-    rules allow, or none of the node's - when that lowers the cluster's objective; at most
-    ``max_moves`` replica moves (0: no limit), nodes tried for at most ``budget_s`` seconds.
+    """Moves that lower what the running work costs: first whole workloads to a site where the
+    rest of their run costs less (``_Rebalancing.to_cheaper_sites``); then moves that let
+    powered nodes power down: the powered nodes (of ``sites``, all when empty) whose emptying
+    saves the most idle power per move first (``_worth_emptying``), each emptied onto other
+    powered nodes - every replica where its rules allow, or none of the node's - when that
+    lowers the cluster's objective; then nodes of dearer sites emptied onto cheaper ones. At
+    most ``max_moves`` replica moves (0: no limit), for at most ``budget_s`` seconds.
     ``problem.cluster`` is not changed."""
     cluster = problem.cluster.copy()
     plan = DrainPlan(
