@@ -284,6 +284,8 @@ class Replica:
         self._lease.release()
         if self._shared and not self._stop.is_set():
             log.warning("no longer leading (term %s)", self.term)
+            if self._standby is not None:  # a follower again: ready for the next term
+                self._standby.ensure()
 
     def _tell(self, leading: bool) -> None:
         if self._on_leadership is not None:

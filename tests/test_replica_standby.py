@@ -43,14 +43,15 @@ def _gone(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _replicas(url: str, scenario: Scenario) -> Iterator[Callable[[], Replica]]:
-    """A function that starts a replica on ``url``; all are stopped, their stores closed after."""
+def _replicas(url: str, scenario: Scenario) -> Iterator[Callable[..., Replica]]:
+    """A function that starts a replica on ``url`` (trying the lease every ``poll_s``
+    seconds); all are stopped, their stores closed after."""
     started: list[Replica] = []
 
-    def start() -> Replica:
+    def start(poll_s: float = 0.1) -> Replica:
         store = open_store(url)
         assert isinstance(store, SqlStore)
-        replica = Replica(store, scenario, poll_s=0.1)
+        replica = Replica(store, scenario, poll_s=poll_s)
         started.append(replica)
         replica.start()
         return replica
@@ -63,9 +64,11 @@ def _replicas(url: str, scenario: Scenario) -> Iterator[Callable[[], Replica]]:
             r._store.close()
 
 
-def _leader_and_follower(start: Callable[[], Replica]) -> tuple[Replica, Replica, int]:
+def _leader_and_follower(
+    start: Callable[..., Replica], leader_poll_s: float = 0.1
+) -> tuple[Replica, Replica, int]:
     """Two replicas, the first leading, and the pid of the follower's warm standby solver."""
-    leader, follower = start(), start()
+    leader, follower = start(leader_poll_s), start()
     assert leader.leading and not follower.leading
     until(lambda: follower.standby_pid is not None, WARM_S, "a warm standby solver")
     standby = follower.standby_pid
@@ -103,6 +106,25 @@ def test_the_new_leaders_loop_places_with_the_followers_solver_when_the_leader_s
         # the standby solved it: this process started no other solver process meanwhile
         assert standby in children(os.getpid()) <= before
         assert follower.standby_pid is None  # leading: none kept until it steps down
+
+
+def test_a_leader_that_lost_its_lease_builds_a_standby_when_another_server_took_over(
+    postgres_url: str, tiny: Scenario
+) -> None:
+    with _replicas(postgres_url, tiny) as start:
+        # the leader checks its lease every second, the follower tries it every 0.1 s: the
+        # follower takes it before the old leader notices it lost it
+        leader, follower, standby = _leader_and_follower(start, leader_poll_s=1.0)
+        assert leader.loop is not None
+        old_solver = leader.loop.solver_pid
+        assert old_solver is not None
+        # the lease's session ends, as when the leader's connection to the database breaks
+        lock = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        pg_query(postgres_url)(f"SELECT pg_terminate_backend(pid) FROM ({lock}) AS l")
+        until(lambda: follower.leading and not leader.leading, 10, "the follower leading")
+        assert follower.loop is not None and follower.loop.solver_pid == standby
+        until(lambda: leader.standby_pid is not None, WARM_S, "the old leader's new standby")
+        assert leader.standby_pid not in (standby, old_solver) and _gone(old_solver)
 
 
 @pytest.mark.slow
