@@ -56,12 +56,6 @@ class StandbySolver:
         ready = self._ready
         return None if ready is None else ready.pid
 
-    @property
-    def ready(self) -> bool:
-        """Whether a warm standby waits to be taken."""
-        ready = self._ready
-        return ready is not None and ready.warm
-
     def ensure(self) -> None:
         """Start building a standby unless one is ready or being built; close a ready one whose
         child died, and build its replacement once a build may start again."""
