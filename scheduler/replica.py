@@ -141,9 +141,12 @@ class Replica:
         return self._loop is not None
 
     def wait_ready(self, timeout: float) -> bool:
-        """See ``SchedulingLoop.wait_ready``; True at once on a follower."""
+        """See ``SchedulingLoop.wait_ready``; on a follower, until its standby solver is built
+        (a server that starts following is ready once it could lead without starting one)."""
         loop = self._loop
-        return loop.wait_ready(timeout) if loop is not None else True
+        if loop is not None:
+            return loop.wait_ready(timeout)
+        return self._standby.wait_ready(timeout) if self._standby is not None else True
 
     # ------------------------------------------------------------------ Scheduling
 

@@ -87,6 +87,17 @@ def test_a_follower_keeps_a_warm_solver_process_when_another_server_leads(
         assert not _gone(standby)
 
 
+def test_a_follower_is_ready_once_its_standby_solver_is_warm(
+    postgres_url: str, tiny: Scenario
+) -> None:
+    with _replicas(postgres_url, tiny) as start:
+        start()
+        follower = start()
+        assert not follower.leading
+        assert follower.wait_ready(WARM_S)  # as a server waits before it serves
+        assert follower.standby_pid is not None
+
+
 def test_the_new_leaders_loop_places_with_the_followers_solver_when_the_leader_stops(
     postgres_url: str, tiny: Scenario
 ) -> None:

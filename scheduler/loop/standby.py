@@ -78,6 +78,15 @@ class StandbySolver:
         if dead is not None:
             dead.close()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until a build in progress has ended (True at once when none is), False after
+        ``timeout`` seconds."""
+        building = self._building
+        if building is None:
+            return True
+        building.join(timeout)
+        return not building.is_alive()
+
     def take(self, wait_s: float = BUILD_WAIT_S) -> SolverClient | None:
         """The warm standby, for a loop to own (waiting up to ``wait_s`` seconds for a build in
         progress); None when there is none or its child died (the loop then starts its own)."""
