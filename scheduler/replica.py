@@ -11,7 +11,8 @@ others: the loop pauses while the store is away and resumes by itself.
 A follower on a shared store keeps a warm solver ready (``StandbySolver``: a solver process that
 has solved once), built in the background when it starts following, and hands it to the loop it
 builds when it wins the lease: the new leader's first placement does not wait for a solver
-process to start. SQLite's only server leads at once and keeps none.
+process to start. A follower is ready (``wait_ready``: the server serves) once its standby is
+warm. SQLite's only server leads at once and keeps none.
 
 On a shared store the leader learns of work from the events of every server (a subscription
 taken before the loop loads, the events up to what the load reflects skipped); on SQLite, the
