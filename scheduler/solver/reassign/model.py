@@ -250,6 +250,37 @@ def write_assignment(path: str | Path, assignment: IntArray) -> None:
     Path(path).write_text(" ".join(str(int(m)) for m in assignment) + "\n", encoding="utf-8")
 
 
+def _line(values: IntArray) -> str:
+    return " ".join(map(str, np.asarray(values).tolist()))
+
+
+def write_model(path: str | Path, inst: Instance) -> None:
+    """Write a model file in the order of the specification (section 2.1), one machine,
+    service, process or balance item a line: ``read_model`` reads it back to the same
+    instance."""
+    lines = [str(inst.resources)]
+    lines += [f"{int(t)} {int(w)}" for t, w in zip(inst.transient, inst.weight_load, strict=True)]
+    lines.append(str(inst.machines))
+    machines = np.column_stack(
+        (inst.neighborhood, inst.location, inst.capacity, inst.safety, inst.machine_move_cost)
+    )
+    lines += [_line(row) for row in machines]
+    lines.append(str(inst.services))
+    lines += [
+        _line(np.concatenate(([spread, len(deps)], deps)))
+        for spread, deps in zip(inst.spread_min, inst.dependencies, strict=True)
+    ]
+    lines.append(str(inst.processes))
+    processes = np.column_stack((inst.service, inst.requirement, inst.process_move_cost))
+    lines += [_line(row) for row in processes]
+    lines.append(str(len(inst.weight_balance)))
+    for row, weight in zip(inst.balance, inst.weight_balance, strict=True):
+        lines += [_line(row), str(int(weight))]
+    moves = (inst.weight_process_move, inst.weight_service_move, inst.weight_machine_move)
+    lines.append(" ".join(str(int(w)) for w in moves))
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def assignment_path(model: str | Path) -> Path:
     """The initial assignment beside a model file: ``model_X`` -> ``assignment_X`` (or the
     specification example's ``initial_solution_X``)."""
