@@ -2,7 +2,8 @@
 
 Each instance (sets A and B of ``../shared/data/roadef2012``: a model file and the initial
 assignment beside it) is solved by Valley's reassignment engine (``scheduler.solver.reassign``)
-under a wall-clock limit per instance (the challenge's 300 s by default, loading included), and
+under a wall-clock limit per instance (the challenge's 300 s by default, reading the files and
+writing the solution included; the compiled code is loaded before the clock, ``warm_up``), and
 every answer is re-checked by the independent evaluator (``reassign.evaluate``), which also
 gives the reported cost. Per instance: the initial cost, the cost, the lower bound (the data's
 ``lb_*`` file), the gap to it, the best published cost (``best_known_AB.csv``) and the
@@ -247,7 +248,8 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     type=click.FloatRange(min=1.0),
     default=300.0,
     show_default=True,
-    help="wall-clock seconds per instance, loading included (the challenge's limit is 300)",
+    help="wall-clock seconds per instance, reading and writing the files included (the "
+    "challenge's limit is 300)",
 )
 @click.option(
     "--solutions",
