@@ -79,12 +79,26 @@ def test_relocation_sends_a_moved_process_home_to_free_transient_room():
     assert ev.valid and ev.total == 0 == c.cost
 
 
-def test_relocation_leaves_every_counter_as_it_was_when_refused():
+def test_relocation_with_sampled_destinations_still_sends_an_evictee_home():
+    # the annealing prices an evictee on its home and a few random machines, not all: home
+    # (where it holds its transient resources already) is always among them
+    inst, initial, current = transient_instance()
+    for seed in range(5):
+        c = Compiled(State(inst, initial, current))
+        rl.seed_kernel(seed)
+        out = np.zeros(rl.MAX_OUT + 2, dtype=np.int64)
+        d = rl.relocate(c.md, c.st, 0, 1, members(c, 1), rl.MAX_OUT, -1, out, 1)
+        assert d == -6 and c.assign.tolist() == [1, 2, 1]
+
+
+@pytest.mark.parametrize("tries", [0, 1])
+def test_relocation_leaves_every_counter_as_it_was_when_refused(tries):
     inst, initial, current = transient_instance()
     c = Compiled(State(inst, initial, current))
     before = [a.copy() for a in c.st]
     out = np.zeros(rl.MAX_OUT + 2, dtype=np.int64)
-    assert rl.relocate(c.md, c.st, 0, 1, members(c, 1), rl.MAX_OUT, -7, out) == kernel.INF
+    d = rl.relocate(c.md, c.st, 0, 1, members(c, 1), rl.MAX_OUT, -7, out, tries)
+    assert d == kernel.INF
     assert all(np.array_equal(a, b) for a, b in zip(before, c.st, strict=True))
 
 
@@ -131,11 +145,22 @@ def test_relocation_rounds_improve_the_descent_and_repeat_for_the_same_seed():
 
 
 @needs_shared
-def test_annealing_with_relocations_keeps_every_rule_and_repeats_when_the_moves_are_capped():
+@pytest.mark.parametrize("tries", [0, 16])
+def test_annealing_with_relocations_keeps_every_rule_and_repeats_when_the_moves_are_capped(
+    tries,
+):
     inst, initial = load(A2_2)
     climbed, _ = descend(State(inst, initial), float("inf"), np.random.default_rng(0), 300, 1e-2)
     runs = [
-        anneal(climbed, float("inf"), 7, heat=1.0, relocate_share=0.2, max_moves=30_000)
+        anneal(
+            climbed,
+            float("inf"),
+            7,
+            heat=1.0,
+            relocate_share=0.2,
+            relocate_tries=tries,
+            max_moves=30_000,
+        )
         for _ in range(2)
     ]
     (first, stats), (second, _) = runs

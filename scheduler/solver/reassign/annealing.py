@@ -114,6 +114,7 @@ def anneal(
     evict_share: float,
     hold: Any,
     relocate_share: float,
+    relocate_tries: int,
 ) -> int:
     """``iters`` moves of simulated annealing at temperature ``temp``: a move of cost change
     ``d`` is taken with probability ``min(1, exp(-d / temp))`` (the threshold is drawn first,
@@ -141,14 +142,19 @@ def anneal(
         kind = np.random.random()
         if kind < relocate_share:
             m = np.random.randint(n_mach)
-            if not relocate.could_hold(md, hold, p, m):
-                continue
+            if (
+                not relocate.could_hold(md, hold, p, m)
+                or relocate.relocation_floor(md, st, p, m) > limit
+            ):
+                continue  # (before the scan of the processes: most draws end here)
             k = 0
             for q in range(n_proc):  # the processes on m
                 if assign[q] == m:
                     on_m[k] = q
                     k += 1
-            d = relocate.relocate(md, st, p, m, on_m[:k], relocate.MAX_OUT, limit, buf)
+            d = relocate.relocate(
+                md, st, p, m, on_m[:k], relocate.MAX_OUT, limit, buf, relocate_tries
+            )
             if d == kernel.INF:
                 continue
             for j in range(buf[buf.shape[0] - 1]):

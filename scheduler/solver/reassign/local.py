@@ -197,6 +197,7 @@ def anneal(
     swap_share: float = 0.6,
     evict_share: float = 0.02,
     relocate_share: float = 0.0,
+    relocate_tries: int = 0,
     max_moves: int | None = None,
 ) -> tuple[State, dict[str, int]]:
     """The best state simulated annealing from ``state`` meets before ``deadline`` (or within
@@ -243,6 +244,7 @@ def anneal(
             evict_share,
             hold,
             relocate_share,
+            relocate_tries,
         )
         stream = -1
         tried += n

@@ -88,10 +88,20 @@ def _evictee(md: Any, st: Any, p: int, m: int, members: Any, skip: Any, n_skip: 
 
 
 @jit
-def _best_machine(md: Any, st: Any, q: int, avoid: int) -> tuple[int, int]:
-    """The machine (not ``avoid``) where moving ``q`` costs least, and that cost (``INF``)."""
+def _best_machine(md: Any, st: Any, q: int, avoid: int, tries: int) -> tuple[int, int]:
+    """The machine (not ``avoid``) where moving ``q`` costs least, and that cost (``INF``):
+    among all machines, or (``tries`` > 0) among ``q``'s original machine and ``tries``
+    random ones (home is where an evictee most often fits: it holds its transient resources
+    there already)."""
+    n_mach = md[4].shape[0]
     best_m, best_d = -1, kernel.INF
-    for m2 in range(md[4].shape[0]):
+    for i in range(n_mach if tries <= 0 else tries + 1):
+        if tries <= 0:
+            m2 = i
+        elif i == 0:
+            m2 = md[3][q]
+        else:
+            m2 = np.random.randint(n_mach)
         if m2 != avoid:
             d = kernel.shift_delta(md, st, q, m2)
             if d < best_d:
@@ -100,7 +110,13 @@ def _best_machine(md: Any, st: Any, q: int, avoid: int) -> tuple[int, int]:
 
 
 @jit
-def _floor(md: Any, st: Any, p: int, m: int) -> int:
+def seed_kernel(seed: int) -> None:
+    """Seed the compiled code's random stream (the sampled evictee destinations draw on it)."""
+    np.random.seed(seed)
+
+
+@jit
+def relocation_floor(md: Any, st: Any, p: int, m: int) -> int:
     """About the least the cost can change by moving ``p`` to ``m`` whatever leaves ``m``
     first: what its machine saves, its move costs, and at best ``m``'s balance cost gone and
     one step of the service-move cost. Not a strict bound (an evictee may land on ``p``'s
@@ -118,18 +134,27 @@ def _floor(md: Any, st: Any, p: int, m: int) -> int:
 
 @jit
 def relocate(
-    md: Any, st: Any, p: int, m: int, members: Any, max_out: int, limit: int, out: Any
+    md: Any,
+    st: Any,
+    p: int,
+    m: int,
+    members: Any,
+    max_out: int,
+    limit: int,
+    out: Any,
+    tries: int = 0,
 ) -> int:
     """Move ``p`` to ``m``, first moving processes of ``m`` (``members``: those on it) out,
-    each to its best machine, while ``p`` cannot go there, at most ``max_out`` of them. Kept
+    each to its best machine (of all, or of its home and ``tries`` random ones:
+    ``_best_machine``), while ``p`` cannot go there, at most ``max_out`` of them. Kept
     when the total change is at most ``limit``: the moved processes (evictees first, ``p``
     last) in ``out[:k]``, k in ``out[-1]``. Else undone. The change, or ``kernel.INF``. The
-    evictions stop early once even the best end (``_floor``) would exceed the limit."""
+    evictions stop early once even the best end (``relocation_floor``) would exceed the limit."""
     assign = st[0]
     m0 = assign[p]
     if m == m0:
         return kernel.INF
-    floor = _floor(md, st, p, m)
+    floor = relocation_floor(md, st, p, m)
     total = 0
     k = 0
     while True:
@@ -149,7 +174,7 @@ def relocate(
             q = _evictee(md, st, p, m, members, skip, c)
             if q < 0:
                 break
-            to, dq = _best_machine(md, st, q, m)
+            to, dq = _best_machine(md, st, q, m, tries)
             if to < 0:
                 skip[c] = q
                 continue
@@ -199,7 +224,11 @@ def relocation_pass(md: Any, st: Any, hold: Any, order: Any, max_out: int) -> in
             continue  # its machine gains nothing from its leaving
         best_m, best_d = -1, 0
         for m in range(n_mach):
-            if m == m0 or not could_hold(md, hold, p, m) or _floor(md, st, p, m) >= best_d:
+            if (
+                m == m0
+                or not could_hold(md, hold, p, m)
+                or relocation_floor(md, st, p, m) >= best_d
+            ):
                 continue
             on_m = items[first[m] : first[m + 1]]
             d = relocate(md, st, p, m, on_m, max_out, best_d - 1, out)

@@ -69,11 +69,17 @@ class SearchParams:
     relocate_time_share: float = 0.9  # or by this share of the time left at the latest
     relocate_max_machines: int = 1000  # and only up to this many machines: a relocation pass
     # looks at the deadline every 64 processes, which took 58 s at 5,000 machines (a 2 s limit)
-    settle_heat: float = 1.0  # on instances too small for late acceptance's (and no first
-    # annealing): the heat of an annealing with relocations in its place
+    settle_heat: float = 10.0  # on instances too small for late acceptance's (and no first
+    # annealing): the heat of an annealing with relocations in its place (10 against 1, 120 s:
+    # a2_2 4.48 against 5.89, a2_3 5.91 against 6.80; a1_2 and a1_4 the same or better)
     settle_share: float = 0.8  # its share of the time left (late acceptance's: la_share)
+    settle_cooling: float = 0.01  # its last temperature, as a share of its first
     settle_max_processes: int = 2000
     relocate_share: float = 0.05  # share of the moves of the later annealings that relocate
+    relocate_tries: int = 16  # with a transient resource: machines (and home) each evictee
+    # of theirs is priced on (0: all, as without; 16 against all, 10 s from the relocation
+    # rounds' optimum at heat 10: a2_2 832-853 M against 853-879 M, a2_3 1,312-1,373 M
+    # against 1,402-1,406 M, twice the moves a second)
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -227,7 +233,11 @@ def reassign(
             la_deadline,
             la_seed,
             heat=heat,
+            cooling=params.settle_cooling,
             relocate_share=params.relocate_share,
+            # home is where an evictee most often fits only when it holds transient
+            # resources there (a2_5, none: its later annealing gained less in a trial)
+            relocate_tries=params.relocate_tries if inst.transient.any() else 0,
             max_moves=max_la,
         )
         stats.update({f"{prefix}{k}": v for k, v in again_stats.items()})
