@@ -8,6 +8,12 @@ committed) whose cycle commits name its term. It checks the lease as often, and 
 (the database restarted, the connection broke) it stops the loop and tries again like the
 others: the loop pauses while the store is away and resumes by itself.
 
+A follower on a shared store keeps a warm solver ready (``StandbySolver``: a solver process that
+has solved once), built in the background when it starts following, and hands it to the loop it
+builds when it wins the lease: the new leader's first placement does not wait for a solver
+process to start. A follower is ready (``wait_ready``: the server serves) once its standby is
+warm. SQLite's only server leads at once and keeps none.
+
 On a shared store the leader learns of work from the events of every server (a subscription
 taken before the loop loads, the events up to what the load reflects skipped); on SQLite, the
 only server, RPC threads hand it work directly, as before.
@@ -24,7 +30,14 @@ from collections.abc import Callable, Sequence
 
 from scheduler.domain import DrainPlan, Scenario, Workload, WorkloadState
 from scheduler.domain.forecast import Forecast
-from scheduler.loop import LoopConfig, LoopObserver, SchedulingLoop, Snapshot
+from scheduler.loop import (
+    LoopConfig,
+    LoopObserver,
+    SchedulingLoop,
+    Snapshot,
+    SolverClient,
+    StandbySolver,
+)
 from scheduler.solver import SolverParams
 from scheduler.store import StoreError, Subscription
 from scheduler.store.base import NotLeaderError
@@ -76,6 +89,17 @@ class Replica:
         self._thread: threading.Thread | None = None
         self.term: int | None = None
         self._forecast = forecast  # None: the scenario's day profile
+        # the solver for the loop to come, kept warm while following (a shared store only)
+        self._standby = (
+            StandbySolver(
+                scenario,
+                self._params,
+                process=self._config.solver_process,
+                seed=self._config.seed,
+            )
+            if self._shared
+            else None
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -87,6 +111,8 @@ class Replica:
             self._lead(term)
         elif not self._shared:
             raise StoreError("the store's lease is held by another server")
+        elif self._standby is not None:
+            self._standby.ensure()
         if self._shared:
             self._thread = threading.Thread(target=self._elect, name="valley-leader", daemon=True)
             self._thread.start()
@@ -97,6 +123,14 @@ class Replica:
             self._thread.join(10)
         self._step_down()
         self._lease.release()
+        if self._standby is not None:
+            self._standby.close()
+
+    @property
+    def standby_pid(self) -> int | None:
+        """The process id of the warm solver kept for when this server leads, while there is
+        one (a follower on a shared store, once it has started and warmed up)."""
+        return None if self._standby is None else self._standby.pid
 
     @property
     def loop(self) -> SchedulingLoop | None:
@@ -108,9 +142,12 @@ class Replica:
         return self._loop is not None
 
     def wait_ready(self, timeout: float) -> bool:
-        """See ``SchedulingLoop.wait_ready``; True at once on a follower."""
+        """See ``SchedulingLoop.wait_ready``; on a follower, until its standby solver is built
+        (a server that starts following is ready once it could lead without starting one)."""
         loop = self._loop
-        return loop.wait_ready(timeout) if loop is not None else True
+        if loop is not None:
+            return loop.wait_ready(timeout)
+        return self._standby.wait_ready(timeout) if self._standby is not None else True
 
     # ------------------------------------------------------------------ Scheduling
 
@@ -171,7 +208,10 @@ class Replica:
                 term = self._lease.try_acquire()
                 if term is not None:
                     self._lead(term)
-                elif time.monotonic() - self._view_at > VIEW_REFRESH_S:
+                    continue
+                if self._standby is not None:  # after a step-down, or its child died
+                    self._standby.ensure()
+                if time.monotonic() - self._view_at > VIEW_REFRESH_S:
                     self._refresh_view()
             except StoreError as e:
                 log.warning("leadership: %s", e)
@@ -185,7 +225,9 @@ class Replica:
         if loop is not None:
             loop.set_forecast(forecast)
 
-    def _new_loop(self, store: FencedStore | SqlStore) -> SchedulingLoop:
+    def _new_loop(
+        self, store: FencedStore | SqlStore, solver: SolverClient | None = None
+    ) -> SchedulingLoop:
         return SchedulingLoop(
             store,
             self.scenario,
@@ -193,6 +235,7 @@ class Replica:
             observers=self._observers,
             config=self._config,
             forecast=self._forecast,
+            solver=solver,
         )
 
     def _lead(self, term: int) -> None:
@@ -200,7 +243,14 @@ class Replica:
         fed by every server's events from before the load on."""
         fenced = FencedStore(self._store, term if self._shared else None)
         subscription = self._store.subscribe() if self._shared else None
-        loop = self._new_loop(fenced if self._shared else self._store)
+        # the standby's warm solver, the loop's to close from now on (None: it starts its own)
+        solver = self._standby.take() if self._standby is not None else None
+        try:
+            loop = self._new_loop(fenced if self._shared else self._store, solver)
+        except BaseException:
+            if solver is not None:
+                solver.close()
+            raise
         try:
             loop.start()
         except BaseException:
@@ -221,7 +271,8 @@ class Replica:
                 daemon=True,
             ).start()
         if self._shared:
-            log.info("leading (term %d)", term)
+            how = "a warm standby solver" if solver is not None else "a new solver"
+            log.info("leading (term %d, with %s)", term, how)
         self._tell(True)
 
     def _step_down(self) -> None:
@@ -237,6 +288,8 @@ class Replica:
         self._lease.release()
         if self._shared and not self._stop.is_set():
             log.warning("no longer leading (term %s)", self.term)
+            if self._standby is not None:  # a follower again: ready for the next term
+                self._standby.ensure()
 
     def _tell(self, leading: bool) -> None:
         if self._on_leadership is not None:

@@ -1,6 +1,6 @@
 """Runs a command next to a throwaway PostgreSQL server, started as the tests start theirs
-(tests/pg.py: initdb in a temporary directory, a free loopback port, fsync off), and removed
-after. Each ``{db}`` in the command becomes the URL of a fresh, empty database.
+(scheduler/bench/postgres.py: initdb in a temporary directory, a free loopback port, fsync off),
+and removed after. Each ``{db}`` in the command becomes the URL of a fresh, empty database.
 
     python scripts/with_postgres.py -- python -m scheduler.cli bench service \\
         --store sqlite --store {db}
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.pg import running_postgres  # after the repository is on the path
+from scheduler.bench.postgres import throwaway_postgres  # after the repository is on the path
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     if not command:
         print(__doc__, file=sys.stderr)
         return 2
-    with running_postgres() as server:
+    with throwaway_postgres() as server:
         args = [server.create_database() if a == "{db}" else a for a in command]
         return subprocess.run(args, check=False).returncode
 

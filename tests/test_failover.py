@@ -1,10 +1,14 @@
 """Several ``valley serve`` processes on one PostgreSQL: kill -9 the leader again and again, and
 restart the database, under continuous submissions through every server; then nothing accepted
 is lost or duplicated, nothing was placed twice or over a node's capacity, and every watcher saw
-every event once. And 20 kill -9 of a single server on SQLite under load, with the same checks.
+every event once. And kill -9 of a single server on SQLite under load, again and again, with the
+same checks.
 
-The failover times (kill -9 to the first placement the new leader commits) are printed and
-written to ``failover.json`` in the test's directory (the run's median and worst)."""
+The PostgreSQL run is ``valley bench failover`` itself (one run serves as the failover test and
+as the bench's test): how fast placements resume is what the bench measures and reports
+(benchmarks/README.md, ``failover``), never asserted here; that they resume at all is, by the
+bounded waits of each step (30 s for the first placement after a kill or after the database is
+back, 15 s for the first submission after it), which fail the run when they pass."""
 
 from __future__ import annotations
 
@@ -12,15 +16,14 @@ import contextlib
 import json
 import sqlite3
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from click.testing import CliRunner
 
-from tests.failover_support import (
-    Query,
+from scheduler.bench import failover
+from scheduler.bench.failover_support import (
     Servers,
     Submitters,
     node_capacity,
@@ -30,109 +33,58 @@ from tests.failover_support import (
     watcher_problems,
     watching,
 )
-from tests.pg import running_postgres
+from scheduler.bench.postgres import find_pg_bin
+from tests.conftest import TINY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-KILLS = 5
+# three kills: the last leader took over from one that had itself taken over, each kill with
+# work pending; the bench's default (10) is for gathering the times
+KILLS = 3
+# issue 12's twenty; each costs a server start (~3-5 s, mostly its solver warming up)
 SQLITE_KILLS = 20
 
 
-def _pg_query(url: str) -> Query:
-    def query(sql: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            return list(conn.execute(sql).fetchall())
-
-    return query
-
-
-def _leader(servers: Servers, query: Query) -> Any:
-    holder = query("SELECT holder FROM leadership")[0][0]
-    pid = int(holder.rpartition(":")[2] or 0)
-    return next((s for s in servers.live if s.proc.pid == pid), None)
+def _tiny(tmp_path: Path) -> str:
+    """The scenario: 11 nodes, so that the load's one-second workloads contend for them."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return str(path)
 
 
-def test_placements_resume_within_5_s_of_killing_the_leader_and_nothing_is_lost(
+def test_placements_resume_after_killing_the_leader_and_restarting_the_database_and_nothing_is_lost(
     tmp_path: Path,
 ) -> None:
-    with running_postgres() as pg, contextlib.ExitStack() as stack:
-        url = pg.create_database()
-        query = _pg_query(url)
-        servers = Servers(tmp_path, url, stack)
-        for _ in range(3):
-            servers.start()
-        capacity = node_capacity(servers.live[0].port)
-        failovers: list[float] = []
-        problems: list[str] = []
-        with watching(servers.ports()) as watchers, Submitters(servers.ports) as submitters:
-            until(lambda: len(submitters.accepted) > 20, 20, "submissions flowing")
-            for _ in range(KILLS):
-                leader = until_leader(servers, query)
-                time.sleep(0.5)  # work pending at the moment of the kill
-                killed_at = time.time()
-                servers.kill(leader)
-                dead = watchers.pop(leader.port)
-                dead.close()
-                problems += watcher_problems(f"watcher on killed {leader.port}", dead.sequences)
-                failovers.append(
-                    until(
-                        lambda t=killed_at: query(
-                            f"SELECT COUNT(*) FROM workloads WHERE placed_at > {t}"
-                        )[0][0],
-                        30,
-                        "a placement after the leader died",
-                    )
-                )
-                new = servers.start()
-                watchers[new.port] = type(dead)(new.port)
-            # the database restarted under load
-            pg.stop()
-            time.sleep(1.0)
-            pg.start()
-            back = time.time()
-            until(lambda: submitters.first_accepted_after(back), 15, "a submission after restart")
-            resumed = submitters.first_accepted_after(back) - back  # type: ignore[operator]
-            placing = until(
-                lambda: query(f"SELECT COUNT(*) FROM workloads WHERE placed_at > {back}")[0][0],
-                30,
-                "a placement after the database restart",
-            )
-            submitters.stop()
-            wait_all_completed(query)
-            last = int(query("SELECT last FROM event_sequence")[0][0])
-            for port, w in watchers.items():
-                until(lambda w=w: w.sequences and w.sequences[-1] >= last, 20, f"watcher {port}")
-                problems += watcher_problems(f"watcher on {port}", w.sequences, last)
-        problems += store_problems(query, submitters.accepted, capacity)
-        report = {
-            "failover_s": failovers,
-            "median_s": statistics.median(failovers),
-            "worst_s": max(failovers),
-            "db_restart_submissions_resumed_s": resumed,
-            "db_restart_placements_resumed_s": placing,
-            "workloads": len(submitters.accepted),
-        }
-        (tmp_path / "failover.json").write_text(json.dumps(report, indent=1))
-        print(f"\nfailover: {json.dumps(report)}")
-        assert problems == []
-        assert max(failovers) <= 5.0, failovers
-        assert resumed <= 10.0
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL binaries not found: install the Debian package 'postgresql'")
+    args = ["--kills", str(KILLS), "--scenario", _tiny(tmp_path), "--output", "json"]
+    result = CliRunner().invoke(failover.command, args, catch_exceptions=False)
+    print(f"\n{result.output}")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["suite"] == "failover" and report["params"]["kills"] == KILLS
+    rows = report["rows"]
+    assert [r["event"] for r in rows] == [*(f"kill {i + 1}" for i in range(KILLS)), "db restart"]
+    for r in rows:
+        assert set(r) == set(failover.COLUMNS)
+    kills, restart = rows[:-1], rows[-1]
+    for r in kills:  # a new leader took over, then placed (the time is the bench's to report)
+        assert 0 < r["elected_s"] <= r["failover_s"]
+    assert restart["submissions_resumed_s"] > 0 and restart["placements_resumed_s"] > 0
+    summary = report["summary"]
+    failovers = [r["failover_s"] for r in kills]
+    assert summary["failover_median_s"] == statistics.median(failovers)
+    assert summary["failover_worst_s"] == max(failovers)
+    # every accepted workload exists exactly once and nothing else does
+    assert summary["workloads_accepted"] == summary["stored"] > 20
+    assert summary["lost"] == summary["never_accepted"] == summary["duplicate_ids"] == 0
+    # none placed twice, no node ever over its capacity
+    assert summary["placed_twice"] == 0 and summary["over_capacity"] == []
+    # and every watcher saw every event once, in order (its problems are listed here)
+    assert summary["problems"] == [] and summary["passed"] is True
 
 
-def until_leader(servers: Servers, query: Query) -> Any:
-    found: list[Any] = []
-
-    def leader() -> bool:
-        s = _leader(servers, query)
-        if s is not None:
-            found.append(s)
-        return s is not None
-
-    until(leader, 15, "a leader among the live servers", 0.1)
-    return found[-1]
-
-
-def test_twenty_kill_9_of_a_sqlite_server_under_load_lose_and_duplicate_nothing(
+def test_kill_9_of_a_sqlite_server_again_and_again_under_load_loses_and_duplicates_nothing(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "valley.db"
@@ -143,7 +95,7 @@ def test_twenty_kill_9_of_a_sqlite_server_under_load_lose_and_duplicate_nothing(
 
     problems: list[str] = []
     with contextlib.ExitStack() as stack:
-        servers = Servers(tmp_path, f"sqlite:///{db}", stack)
+        servers = Servers(tmp_path, f"sqlite:///{db}", stack, _tiny(tmp_path))
         server = servers.start()
         capacity = node_capacity(server.port)
         with Submitters(servers.ports, n=2) as submitters:

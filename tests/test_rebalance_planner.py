@@ -10,6 +10,7 @@ from scheduler.domain import (
     Cluster,
     Resources,
     Scenario,
+    Topology,
     Workload,
     WorkloadKind,
     WorkloadSpec,
@@ -144,3 +145,35 @@ def test_work_placed_without_a_start_time_has_run_since_it_was_placed(tiny: Scen
     plan = plan_rebalance(problem, SolverParams(), [old, new], max_moves=1)
     (move,) = plan.moves
     assert move.workload_id == "new"
+
+
+def gang_in_near(cluster: Cluster, tiny: Scenario, minutes_left: int) -> list[Workload]:
+    """A two-replica GANG of 3 cores a replica, one replica on each near node (neither node
+    has room for the other), started an hour ago with ``minutes_left`` to run."""
+    spec = dict(topology=Topology.GANG, duration_s=3600 + 60 * minutes_left)
+    a = running_on(cluster, tiny, "g", "near/cpu-0000", cores=3, **spec)  # type: ignore[arg-type]
+    b = running_on(cluster, tiny, "g", "near/cpu-0001", cores=3, **spec)  # type: ignore[arg-type]
+    second = replace(b.placements[0], replica=1)
+    return [started(replace(a, placements=(a.placements[0], second)), 60)]
+
+
+def test_a_gang_moves_whole_to_the_cheaper_site_when_no_replica_may_move_alone(
+    tiny: Scenario,
+) -> None:
+    cluster = Cluster(tiny)
+    holders = gang_in_near(cluster, tiny, minutes_left=240)
+    problem = Problem(tiny, cluster, (), hour=12, month=1, now=NOW)
+    plan = plan_rebalance(problem, SolverParams(), holders)
+    assert sorted(m.replica for m in plan.moves) == [0, 1]
+    reps, _ = plan.placements["g"]
+    assert {p.site for p in reps} == {"green"} and len({p.node for p in reps}) == 2
+    assert plan.objective(plan.cost_after) < plan.objective(plan.cost_before)
+
+
+def test_a_gang_about_to_finish_is_not_moved_for_the_little_its_move_would_save(
+    tiny: Scenario,
+) -> None:
+    cluster = Cluster(tiny)
+    holders = gang_in_near(cluster, tiny, minutes_left=5)
+    problem = Problem(tiny, cluster, (), hour=12, month=1, now=NOW)
+    assert plan_rebalance(problem, SolverParams(), holders).moves == []

@@ -15,6 +15,7 @@ from scheduler.solver.reassign import (
     read_model,
     write_assignment,
 )
+from scheduler.solver.reassign.model import parse_integers
 
 DATA = Path(__file__).parent / "data" / "roadef"
 EXAMPLE = DATA / "model_example.txt"
@@ -114,3 +115,34 @@ def test_missing_file_fails_naming_it(tmp_path):
 
 def test_bound_file_holds_one_number():
     assert read_bound(DATA / "lb_example.txt") == 2411
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
+def test_compiled_reader_reads_every_data_file_as_python_reads_its_integers():
+    paths = [*sorted(SHARED.glob("[AB]/*_*.txt")), *sorted(DATA.glob("*.txt"))]
+    assert len(paths) > 70
+    for path in paths:
+        text = path.read_text()
+        values = np.empty(len(text) // 2 + 1, dtype=np.int64)
+        count, bad = parse_integers(np.frombuffer(text.encode(), dtype=np.uint8), values)
+        assert bad == -1 and values[:count].tolist() == [int(f) for f in text.split()], path
+
+
+@pytest.mark.parametrize(
+    ("text", "numbers", "bad"),
+    [
+        ("1 -2 +3\t4\r\n5", [1, -2, 3, 4, 5], -1),
+        ("  \n", [], -1),
+        ("12 3a 4", [12], 4),
+        ("1 - 2", [1], 3),
+        ("7 1.5", [7], 3),
+        ("4294967295 0", [4294967295, 0], -1),
+    ],
+)
+def test_compiled_reader_stops_at_the_first_character_of_no_integer(text, numbers, bad):
+    values = np.empty(len(text) // 2 + 1, dtype=np.int64)
+    count, at = parse_integers(np.frombuffer(text.encode(), dtype=np.uint8), values)
+    assert (values[:count].tolist(), at) == (numbers, bad)

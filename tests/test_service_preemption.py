@@ -71,7 +71,7 @@ def test_a_latency_critical_service_displaces_batch_work_in_a_full_etown(
         why = client.placement.ExplainWorkload(pb.ExplainWorkloadRequest(id=victim), timeout=10)
         assert f"preempted by {hi.id}" in why.summary
         client.placement.CancelWorkload(pb.CancelWorkloadRequest(id=hi.id), timeout=10)
-        until(lambda: client.get(victim).state == PLACED, 30, "the victim placed again")
+        until(lambda: client.get(victim).state == PLACED, 60, "the victim placed again")
         states = [w.state for w in client.all_workloads("batch")]
         assert states == [PLACED] * 1000  # none lost
         assert client.get(hi.id).state == CANCELLED

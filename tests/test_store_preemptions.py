@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from scheduler.domain import Cost, ReplicaPlacement
 from scheduler.store import Displacement, Store
-from tests.test_store_contract import T0, S, place, reopen, spec, store, store_url
+from tests.test_store_contract import T0, S, events_of, place, reopen, spec, store, store_url
 
 pytest_plugins = ["tests.pg"]
 __all__ = ["store", "store_url"]  # the fixtures, run against both stores
@@ -27,9 +27,7 @@ def test_a_preemption_places_the_preemptor_and_sends_its_victim_back_with_events
         out = store.preempt(
             [Displacement(store.get(hi.id), reps, Cost(0.2), (placed_victim,))], LATER
         )
-        events = []
-        while (e := sub.get(timeout=0.5)) is not None:
-            events.append(e)
+        events = events_of(sub, 3)
     assert [w.id for w in out.placed] == [hi.id]
     assert [(w.id, by) for w, by in out.preempted] == [(victim.id, hi.id)]
     assert [(e.workload.id, e.previous_state, e.workload.state) for e in events] == [

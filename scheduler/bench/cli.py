@@ -17,6 +17,7 @@ SUITES = {
     "loop": "scheduler.bench.loop",
     "day": "scheduler.bench.day",
     "roadef": "scheduler.bench.roadef",
+    "failover": "scheduler.bench.failover",
 }
 
 

@@ -3,7 +3,8 @@
 tqdm and matplotlib come with the ``bench`` extra (the server image leaves them out): they are
 imported when a suite runs, and ``require_bench_extra`` says how to install them.
 
-JSON: ``{"suite": NAME, "params": {...}, "rows": [...]}``, one row per policy (and size).
+JSON: ``{"suite": NAME, "params": {...}, "rows": [...]}``, one row per policy (and size), and
+``"summary": {...}`` for a suite whose run has figures of its own (``failover``).
 """
 
 from __future__ import annotations
@@ -52,13 +53,19 @@ def machine() -> dict[str, Any]:
 
 
 def envelope(
-    suite: str, params: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+    suite: str,
+    params: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    out = {
         "suite": suite,
         "params": {**params, "machine": machine()},
         "rows": [dict(r) for r in rows],
     }
+    if summary is not None:
+        out["summary"] = dict(summary)
+    return out
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
@@ -103,14 +110,18 @@ def emit(
     rows: Sequence[Mapping[str, Any]],
     output: str,
     columns: Sequence[str] | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> None:
-    """Print the suite's result as a table (with its parameters) or as JSON."""
+    """Print the suite's result as a table (with its parameters, then ``summary`` if given: what
+    holds for the run as a whole) or as JSON."""
     if output == "json":
-        click.echo(json.dumps(envelope(suite, params, rows), indent=2, default=str))
+        click.echo(json.dumps(envelope(suite, params, rows, summary), indent=2, default=str))
         return
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     click.echo(f"suite {suite}: {shown}")
     click.echo(table(rows, columns))
+    if summary:
+        click.echo("summary: " + ", ".join(f"{k}={_cell(v)}" for k, v in summary.items()))
 
 
 def save_plot(fig: Any, path: str | Path) -> None:

@@ -2,7 +2,8 @@
 
 Each instance (sets A and B of ``../shared/data/roadef2012``: a model file and the initial
 assignment beside it) is solved by Valley's reassignment engine (``scheduler.solver.reassign``)
-under a wall-clock limit per instance (the challenge's 300 s by default, loading included), and
+under a wall-clock limit per instance (the challenge's 300 s by default, reading the files and
+writing the solution included; the compiled code is loaded before the clock, ``warm_up``), and
 every answer is re-checked by the independent evaluator (``reassign.evaluate``), which also
 gives the reported cost. Per instance: the initial cost, the cost, the lower bound (the data's
 ``lb_*`` file), the gap to it, the best published cost (``best_known_AB.csv``) and the
@@ -16,6 +17,7 @@ import csv
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from scheduler.bench import report
 from scheduler.solver.reassign import (
+    Instance,
     RoadefFormatError,
     assignment_path,
     evaluate,
@@ -33,12 +36,14 @@ from scheduler.solver.reassign import (
     reassign,
     write_assignment,
 )
+from scheduler.solver.reassign.search import SearchParams
 
 PROJECT = Path(__file__).resolve().parents[2]  # the repository: shared/ sits beside it
 DATA = PROJECT.parent / "shared" / "data" / "roadef2012"
 DEFAULT_SETS = (DATA / "A", DATA / "B")
 BEST_KNOWN = DATA / "best_known_AB.csv"
-# the evaluator and the solution file come after the limit: keep a little for them
+# the search ends this much before the limit: writing the solution (inside the limit, as in the
+# challenge) and the search's last step overrunning its deadline take the rest
 MARGIN_S = 0.5
 
 COLUMNS = [
@@ -91,23 +96,67 @@ def find_models(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(set(found), key=lambda q: (q.parent.name, q.name))
 
 
+def _i64(*values: Any) -> Any:
+    return np.array(values, dtype=np.int64)
+
+
+def warm_up() -> float:
+    """Load (or, with no on-disk cache yet, compile: 20-40 s a kernel) the search's compiled
+    code on the specification's example, before any instance's clock starts: the challenge
+    times a built program, and a compile inside the first instance's limit overran a 5 s
+    limit by 27 s. Once on the example as it is (descent, relocations, late acceptance, a
+    neighbourhood) and once without its transient resource (the annealings). The seconds it
+    took."""
+    started = time.perf_counter()
+    example = Instance(
+        name="example",
+        transient=np.array([True, False]),
+        weight_load=_i64(100, 10),
+        neighborhood=_i64(0, 0, 1, 1),
+        location=_i64(0, 0, 1, 2),
+        capacity=_i64([30, 400], [10, 240], [15, 100], [10, 100]),
+        safety=_i64([16, 80], [8, 160], [12, 80], [8, 80]),
+        machine_move_cost=_i64([0, 1, 4, 5], [1, 0, 3, 4], [4, 3, 0, 2], [5, 4, 2, 0]),
+        spread_min=_i64(2, 1),
+        dependencies=(_i64(), _i64(0)),
+        service=_i64(0, 0, 1),
+        requirement=_i64([12, 10], [10, 20], [6, 200]),
+        process_move_cost=_i64(1000, 100, 1),
+        balance=_i64([0, 1, 20]),
+        weight_balance=_i64(10),
+        weight_process_move=1,
+        weight_service_move=10,
+        weight_machine_move=100,
+    )
+    initial = _i64(0, 3, 0)
+    no_settle = SearchParams(settle_max_processes=0)  # late acceptance, not the annealing
+    for inst, params in (
+        (example, no_settle),
+        (replace(example, transient=np.array([False, False])), SearchParams()),
+    ):
+        reassign(inst, initial, time_limit_s=600.0, params=params, max_la=2000, max_lns=1)
+    return time.perf_counter() - started
+
+
 def solve_instance(
     model: str, time_limit_s: float, seed: int, solutions: str | None
 ) -> dict[str, Any]:
-    """Solve one instance within ``time_limit_s`` (loading included) and re-check the answer
-    (a process-pool task)."""
+    """Solve one instance within ``time_limit_s``, as the challenge times it: reading the
+    files, the search and writing the solution (``seconds``; ``read_seconds`` the reading
+    alone). Then re-check the answer (a process-pool task)."""
     started = time.perf_counter()
     inst = read_model(model)
     initial = read_assignment(assignment_path(model), inst)
     lb_file = Path(model).with_name("lb_" + Path(model).name.removeprefix("model_"))
     lower = read_bound(lb_file) if lb_file.is_file() else None
-    budget = time_limit_s - (time.perf_counter() - started) - MARGIN_S
+    read_seconds = time.perf_counter() - started
+    budget = time_limit_s - read_seconds - MARGIN_S
     result = reassign(inst, initial, time_limit_s=max(0.0, budget), seed=seed)
+    if solutions:
+        write_assignment(Path(solutions) / f"solution_{inst.name}.txt", result.assignment)
     seconds = time.perf_counter() - started
     verdict = evaluate(inst, initial, result.assignment)
     start_verdict = evaluate(inst, initial, initial)
-    if solutions:
-        write_assignment(Path(solutions) / f"solution_{inst.name}.txt", result.assignment)
     return {
         "instance": inst.name,
         "set": Path(model).parent.name,
@@ -115,6 +164,7 @@ def solve_instance(
         "cost": verdict.total,
         "lower_bound": lower,
         "seconds": round(seconds, 2),
+        "read_seconds": round(read_seconds, 2),
         # the search's own bookkeeping must agree with the evaluator's recomputation
         "valid": verdict.valid and verdict.total == result.cost,
         "violations": [f"{v.kind}: {v.detail}" for v in verdict.violations[:5]],
@@ -198,7 +248,8 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     type=click.FloatRange(min=1.0),
     default=300.0,
     show_default=True,
-    help="wall-clock seconds per instance, loading included (the challenge's limit is 300)",
+    help="wall-clock seconds per instance, reading and writing the files included (the "
+    "challenge's limit is 300)",
 )
 @click.option(
     "--solutions",
@@ -259,6 +310,7 @@ def command(
         raise click.ClickException(f"{best_path}: {e}") from None
     if solutions_dir:
         Path(solutions_dir).mkdir(parents=True, exist_ok=True)
+    warm_s = warm_up()  # in this process; each pool worker loads the code again from disk
     started = time.perf_counter()
     args = [str(m) for m in models]
     rows: list[dict[str, Any]] = []
@@ -266,7 +318,7 @@ def command(
         for model in report.progress(args, total=len(args), desc="roadef"):
             rows.append(solve_instance(model, time_limit_s, seed, solutions_dir))
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=warm_up) as pool:
             futures = pool.map(
                 solve_instance,
                 args,
@@ -285,6 +337,7 @@ def command(
         "best_known": str(best_path),
         "solutions": solutions_dir,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "warm_up_seconds": round(warm_s, 1),
     }
     if output == "json":
         report.emit("roadef", {**params, "summary": summary}, rows, output)

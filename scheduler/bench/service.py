@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -79,6 +80,11 @@ class Target:
     address: str
     proc: subprocess.Popen[str]
     log: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The loopback port it serves gRPC on."""
+        return int(self.address.rpartition(":")[2])
 
     def peak_rss_mib(self) -> float | None:
         """Peak resident memory of the server and its child processes (Valley's solver
@@ -126,6 +132,16 @@ def _peak_rss_kib(pid: int) -> int | None:
     return None
 
 
+def _code_path() -> dict[str, str]:
+    """Run from a source checkout, the servers run that checkout's code (not whichever one the
+    environment installed): its root first on PYTHONPATH."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").exists():
+        return {}
+    rest = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join([str(root), rest]) if rest else str(root)}
+
+
 def _start(name: str, args: list[str], cwd: str) -> Target:
     proc = subprocess.Popen(
         [sys.executable, *args],
@@ -133,7 +149,7 @@ def _start(name: str, args: list[str], cwd: str) -> Target:
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **_code_path()},
     )
     lines: queue.Queue[str] = queue.Queue()
     target = Target(name, "", proc)

@@ -26,6 +26,7 @@ The parts, one concern each:
 - ``preempting``: ``Preempter``, higher-priority work displacing lower-priority work it
   needs the room of, and the rules against cascades and loops (``PreemptionHistory``);
 - ``solver_client``: ``SolverClient``, solves in a child process (``SolverProcess``) or here;
+- ``standby``: ``StandbySolver``, a warm ``SolverClient`` a follower keeps for when it leads;
 - ``counters``: ``StateCounters``, the counts per state and reason a snapshot shows;
 - ``config`` and ``reports``: ``LoopConfig``; ``CycleReport``, ``LoopObserver``, ``Snapshot``.
 """
@@ -41,6 +42,7 @@ from scheduler.loop.solver_client import (
     SolverProcess,
     SolverProcessError,
 )
+from scheduler.loop.standby import StandbySolver
 
 __all__ = [
     "CycleReport",
@@ -52,5 +54,6 @@ __all__ = [
     "SolverClient",
     "SolverProcess",
     "SolverProcessError",
+    "StandbySolver",
     "scenario_zone",
 ]

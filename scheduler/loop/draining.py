@@ -30,9 +30,12 @@ from scheduler.domain import (
     ReplicaPlacement,
     Resources,
     Stuck,
+    Topology,
     Workload,
+    dynamic_watts,
     site_costs,
 )
+from scheduler.domain.forecast import hour_of
 from scheduler.loop.allocation import start_of
 from scheduler.solver import Problem, SolverParams, greedy
 from scheduler.solver.filters import eligibility_of, sites_for_a_move
@@ -43,6 +46,7 @@ from scheduler.solver.objective import (
     workload_cost,
 )
 from scheduler.solver.problem import LaterRoom
+from scheduler.solver.valley.run_rates import RunRates
 
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
@@ -103,10 +107,12 @@ def _move_workload(
     plan: DrainPlan,
     room: LaterRoom,
     awake_only: bool = False,
+    to_site: str = "",
 ) -> tuple[ReplicaPlacement, ...] | None:
     """Move ``w``'s replicas ``on`` drained nodes, each where its rules allow (with
     ``awake_only``, only to nodes that hold replicas now: a rebalance wakes none); the
-    workload's placements after (None if none moved). ``cluster`` is changed: the moves are
+    workload's placements after (None if none moved). ``to_site``: every replica to that site
+    (the caller moves them all, so a GANG stays whole). ``cluster`` is changed: the moves are
     taken, and so is the room they take from reservations later (``room``)."""
     spec, r = w.spec, w.spec.resources
     e = eligibility_of(problem.scenario, cluster, [(w.id, spec)], params)[w.id]
@@ -116,7 +122,10 @@ def _move_workload(
     for p in on:
         others = [q for q in reps.values() if q.replica != p.replica]
         other_sites = {q.site for q in others}
-        sites = sites_for_a_move(spec.topology, spec.min_sites, e.sites, p.site, other_sites)
+        if to_site:
+            sites = [to_site] if to_site in e.sites else []
+        else:
+            sites = sites_for_a_move(spec.topology, spec.min_sites, e.sites, p.site, other_sites)
         pools = tuple(pi for s in sites for pi in e.pools_by_site.get(s, ()))
         nodes = index.nodes(pools)
         keep = [
@@ -162,11 +171,13 @@ def plan_rebalance(
     sites: Collection[str] = (),
     budget_s: float = 2.0,
 ) -> DrainPlan:
-    """Moves that let powered nodes power down: the powered nodes (of ``sites``, all when
-    empty) whose emptying saves the most idle power per move first (``_worth_emptying``), each
-    emptied onto other powered nodes - every replica where its
-    rules allow, or none of the node's - when that lowers the cluster's objective; at most
-    ``max_moves`` replica moves (0: no limit), nodes tried for at most ``budget_s`` seconds.
+    """Moves that lower what the running work costs: first whole workloads to a site where the
+    rest of their run costs less (``_Rebalancing.to_cheaper_sites``); then moves that let
+    powered nodes power down: the powered nodes (of ``sites``, all when empty) whose emptying
+    saves the most idle power per move first (``_worth_emptying``), each emptied onto other
+    powered nodes - every replica where its rules allow, or none of the node's - when that
+    lowers the cluster's objective; then nodes of dearer sites emptied onto cheaper ones. At
+    most ``max_moves`` replica moves (0: no limit), for at most ``budget_s`` seconds.
     ``problem.cluster`` is not changed."""
     cluster = problem.cluster.copy()
     plan = DrainPlan(
@@ -186,6 +197,8 @@ def plan_rebalance(
     end = time.monotonic() + budget_s
     state = _Rebalancing(problem, params, cluster, index, scorer, room, blocked, current, plan)
     awake = _worth_emptying(cluster, state.longest, state.idle_cny_h, sites)
+    # whole workloads to a site cheaper over the rest of their run (a GANG moves whole)
+    state.to_cheaper_sites(by_node, max_moves, sites, end)
     for a in awake:  # onto powered nodes: the emptied node powers down
         if time.monotonic() > end:
             break
@@ -229,8 +242,8 @@ class _Rebalancing:
         self.longest = remaining_runs(problem, cluster, current.values())
         cprice = carbon_price(problem, params)
         money = np.asarray([self.rates[s].money_per_it_watt(cprice) for s in cluster.site_names])
-        idle = np.asarray([pool.idle_watts for pool in cluster.pools])[cluster.node_pool]
-        self.idle_cny_h = idle * money[cluster.node_site]  # a powered node's idle, CNY/h
+        self.idle_w = np.asarray([pool.idle_watts for pool in cluster.pools])[cluster.node_pool]
+        self.idle_cny_h = self.idle_w * money[cluster.node_site]  # a powered node's idle, CNY/h
 
     def empty(
         self,
@@ -274,16 +287,126 @@ class _Rebalancing:
         if awake_only and added >= self.idle_cny_h[a] * self.longest[a] / 3600.0:
             return  # keeping the others up longer costs more than powering ``a`` down saves
         longest[a] = 0.0
+        self._take(trial, after, longest, room, scratch, moved, by_node)
+
+    def _take(
+        self,
+        trial: Cluster,
+        after: float,
+        longest: np.ndarray,
+        room: LaterRoom,
+        scratch: DrainPlan,
+        moved: dict[str, tuple[ReplicaPlacement, ...]],
+        by_node: dict[str, dict[str, list[ReplicaPlacement]]],
+    ) -> None:
+        """Make a trial the plan: its cluster, objective, nodes' remaining runs, later room,
+        moves and the moved workloads' placements."""
         self.cluster, self.objective, self.longest, self.room = trial, after, longest, room
-        plan.moves += scratch.moves
+        self.plan.moves += scratch.moves
         for wid, reps in moved.items():
-            for p in current[wid].placements:
+            for p in self.current[wid].placements:
                 by_node[p.node].pop(wid, None)
-            current[wid] = replace(current[wid], placements=reps)
+            self.current[wid] = replace(self.current[wid], placements=reps)
             for p in reps:
                 by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
-            cost = workload_cost(problem, current[wid].spec, reps, self.rates)
-            plan.placements[wid] = (reps, cost)
+            cost = workload_cost(self.problem, self.current[wid].spec, reps, self.rates)
+            self.plan.placements[wid] = (reps, cost)
+
+    def to_cheaper_sites(
+        self,
+        by_node: dict[str, dict[str, list[ReplicaPlacement]]],
+        max_moves: int,
+        sites: Collection[str],
+        end: float,
+    ) -> None:
+        """Move whole workloads (every replica, so a GANG stays in one site) to a site where
+        the rest of their run costs less, the workloads that save the most per replica moved
+        first, while ``max_moves`` and the time (``end``, monotonic) allow. Work that landed
+        in the dear site while the cheap one was full stays there for hours (GPU training
+        runs up to a day) after room has come back; a node-by-node rebalance cannot move it,
+        as a GANG's replicas must stay together. A move is taken when, over the workload's
+        remaining run at the forecast's rates, its own power at the new site, plus the idle
+        power of the nodes it wakes there, less the idle power of the nodes it empties here
+        (for as long as their work would have kept them up), saves at least
+        ``MIN_SAVING_PER_MOVE_CNY`` per replica moved; a service's added latency is priced as
+        the solver prices it. SPREAD work stays (its sites are its rule)."""
+        problem = self.problem
+        if problem.now is None:
+            return
+        money = _RunMoney(problem, self.params, self.current.values())
+        chosen = [
+            w
+            for w in self.current.values()
+            if w.spec.topology != Topology.SPREAD
+            and len({p.site for p in w.placements}) == 1
+            and (not sites or w.placements[0].site in sites)
+        ]
+        elig = eligibility_of(
+            problem.scenario, self.cluster, ((w.id, w.spec) for w in chosen), self.params
+        )
+        ranked: list[tuple[float, str, str, float]] = []
+        for w in chosen:
+            here = w.placements[0].site
+            run = max(_left(problem, w, p) for p in w.placements)
+            watts = sum(self._dynamic(p.node, w.spec.resources) for p in w.placements)
+            for there in elig[w.id].sites:
+                gain = watts * (money(here, run) - money(there, run)) * run / 3600.0
+                if there != here and gain > MIN_SAVING_PER_MOVE_CNY * len(w.placements):
+                    ranked.append((gain / len(w.placements), w.id, there, run))
+        ranked.sort(reverse=True)
+        for _, wid, there, run in ranked:
+            if time.monotonic() > end:
+                return
+            w = self.current[wid]
+            if max_moves and len(self.plan.moves) + len(w.placements) > max_moves:
+                continue
+            if w.placements[0].site == there:
+                continue  # moved there already, for a better site's sake
+            self._try_site(w, there, run, money, by_node)
+
+    def _try_site(
+        self,
+        w: Workload,
+        there: str,
+        run: float,
+        money: _RunMoney,
+        by_node: dict[str, dict[str, list[ReplicaPlacement]]],
+    ) -> None:
+        """Move every replica of ``w`` to site ``there`` if that saves what ``to_cheaper_sites``
+        asks (its docstring)."""
+        problem, here = self.problem, w.placements[0].site
+        trial, longest, room = self.cluster.copy(), self.longest.copy(), self.room.copy()
+        scratch = DrainPlan()
+        reps = _move_workload(
+            problem, self.params, trial, self.index, self.scorer, w, w.placements,
+            self.blocked, scratch, room, to_site=there,
+        )  # fmt: skip
+        if scratch.stuck or reps is None:
+            return
+        hours = run / 3600.0
+        saving = hours * (
+            money(here, run) * sum(self._dynamic(p.node, w.spec.resources) for p in w.placements)
+            - money(there, run) * sum(self._dynamic(p.node, w.spec.resources) for p in reps)
+        )
+        for n in {trial.index[p.node] for p in w.placements}:
+            if trial.replicas_on[n] == 0:  # emptied: it powers down
+                saving += self.idle_w[n] * money(here, longest[n]) * longest[n] / 3600.0
+                longest[n] = 0.0
+        for n in {trial.index[p.node] for p in reps}:
+            if self.cluster.replicas_on[n] == 0:  # woken for it
+                saving -= self.idle_w[n] * money(there, run) * hours
+            longest[n] = max(longest[n], run)
+        saving -= self._latency(w, reps) * hours  # a service farther from its users
+        if saving < MIN_SAVING_PER_MOVE_CNY * len(reps):
+            return
+        after = self.plan.objective(cluster_cost(trial, problem.hour, problem.month))
+        self._take(trial, after, longest, room, scratch, {w.id: reps}, by_node)
+
+    def _dynamic(self, node: str, r: Resources) -> float:
+        """IT watts replica resources ``r`` add on ``node``."""
+        return dynamic_watts(
+            self.cluster.pools[self.cluster.node_pool[self.cluster.index[node]]], r
+        )
 
     def _outlasting(self, longest: np.ndarray, run: float) -> greedy.NodeScorer:
         """The rebalance's scorer, with nodes whose work ends before a replica that runs
@@ -308,6 +431,30 @@ class _Rebalancing:
 # how long a replica without a duration (a service that runs until cancelled) is counted on to
 # run on, when nodes are ranked by what emptying them is worth
 OPEN_ENDED_S = 24 * 3600.0
+
+# the least a move of a workload to a cheaper site must save per replica moved, over the rest
+# of its run: a move is not free to the tenant (it is a state change watchers see)
+MIN_SAVING_PER_MOVE_CNY = 0.5
+
+
+class _RunMoney:
+    """CNY per IT watt-hour (energy and priced carbon, at the site's PUE) of a site over the
+    next ``seconds`` from ``problem.now``: the forecast's mean over the run where the problem
+    carries one, else the current hour's rates."""
+
+    def __init__(self, problem: Problem, params: SolverParams, running: Iterable[Workload]):
+        self.cprice = carbon_price(problem, params)
+        self.now = problem.now.timestamp() if problem.now is not None else 0.0
+        self.hourly = site_rates(problem)
+        self.runs: RunRates | None = None
+        if problem.now is not None and problem.forecast is not None:
+            last = max((_left(problem, w, p) for w in running for p in w.placements), default=0)
+            self.runs = RunRates(problem, params, hour_of(problem.now) + 2 + int(last // 3600))
+
+    def __call__(self, site: str, seconds: float) -> float:
+        if self.runs is None or seconds <= 0:
+            return self.hourly[site].money_per_it_watt(self.cprice)
+        return self.runs.cost(site, self.now, int(seconds)).money
 
 
 def remaining_runs(problem: Problem, cluster: Cluster, running: Iterable[Workload]) -> np.ndarray:

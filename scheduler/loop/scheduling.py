@@ -95,7 +95,10 @@ class SchedulingLoop:
     """See the package docstring. ``start()`` loads the state and starts the thread.
 
     ``solve_fn`` is the solver (``scheduler.solver.solve``); with ``config.solver_process`` it
-    runs in a child process and must be picklable."""
+    runs in a child process and must be picklable. ``solver``: a ``SolverClient`` already
+    started and warm (a follower's ``StandbySolver``) for the loop to own and close, so that
+    its start does not wait for a solver process; built for ``scenario`` with ``config.seed``
+    (and then ``solve_fn`` is not used). None: the loop builds its own, as ``config`` says."""
 
     def __init__(
         self,
@@ -107,6 +110,7 @@ class SchedulingLoop:
         clock: Callable[[], datetime] = _utcnow,
         solve_fn: SolveFunction = solve,
         forecast: Forecast | None = None,
+        solver: SolverClient | None = None,
     ) -> None:
         self.store = store
         self.scenario = scenario
@@ -128,9 +132,16 @@ class SchedulingLoop:
         self._queue = WorkQueue()
         self._allocation = Allocation(scenario, self.config.horizon_hours)
         self._replanner = Replanner(self.config.replan_per_cycle)
-        self._solver = SolverClient(
-            scenario, process=self.config.solver_process, seed=self.config.seed, solve_fn=solve_fn
-        )
+        if solver is None:
+            solver = SolverClient(
+                scenario,
+                process=self.config.solver_process,
+                seed=self.config.seed,
+                solve_fn=solve_fn,
+            )
+        elif solver.scenario is not scenario or solver.seed != self.config.seed:
+            raise ValueError("the solver given was built for another scenario or seed")
+        self._solver = solver
         self._solving: _Solving | None = None  # sent to the solver process, not collected
         self._gpu_history = RequestHistory()  # FGD's target workload (config.fgd)
         self._batch_limit: int | None = None  # smaller batches after a solver failure
@@ -176,6 +187,11 @@ class SchedulingLoop:
         solver process, for starting it: a second or two), so that the first clients do not
         wait for it; False after ``timeout`` seconds."""
         return self._warm.wait(timeout)
+
+    @property
+    def solver_pid(self) -> int | None:
+        """The solver process's id, if the loop solves in one."""
+        return self._solver.pid
 
     @property
     def running(self) -> bool:

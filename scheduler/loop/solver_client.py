@@ -250,6 +250,7 @@ class SolverClient:
         self._process: SolverProcess | None = None
         self._restart_at = 0.0  # monotonic time from which a died child may be started again
         self._abandoned = False  # the loop is stopping: nothing more is solved
+        self._warm_in: int | None = None  # the child warmed up (its pid; 0: this process)
 
     def start(self) -> None:
         """Start the child process, if one is wanted."""
@@ -283,6 +284,14 @@ class SolverClient:
     def pid(self) -> int | None:
         """The child process's id, if there is one."""
         return None if self._process is None else self._process.pid
+
+    @property
+    def warm(self) -> bool:
+        """Whether ``warm_up`` has solved where the next solve runs: in the child, still up
+        (a child started again since is cold), or in this process when no child is wanted."""
+        if not self._want_process:
+            return self._warm_in is not None
+        return self.alive and self._warm_in == self.pid
 
     def solve(self, problem: Problem, params: SolverParams, deadline: float) -> PlacementResult:
         """``problem`` solved, in the child if it is up; raises what the solver raised, and
@@ -325,13 +334,18 @@ class SolverClient:
 
     def warm_up(self, cluster: Cluster, params: SolverParams) -> None:
         """Solve a one-replica problem once, so that the first real solve does not pay for
-        imports and start-up (about a second for OR-Tools, more for a child process)."""
+        imports and start-up (about a second for OR-Tools, more for a child process). Nothing
+        to do when it is ``warm`` already (a standby handed to a loop, ``StandbySolver``)."""
+        if self.warm:
+            return
         spec = WorkloadSpec(tenant="warm-up", resources=Resources(1, 1))
         problem = Problem(self.scenario, cluster, (PendingWorkload("warm-up", spec),))
         try:
             self.solve(problem, params, time.monotonic() + 5.0)
         except Exception:
             log.exception("solver warm-up failed")
+            return
+        self._warm_in = self.pid or 0
 
     def _child(self) -> SolverProcess | None:
         """The child process if it is up, started again first if it died and may restart."""

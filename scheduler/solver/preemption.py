@@ -8,9 +8,12 @@ one at a time, each on the node that needs the least displaced to take it - firs
 victim replicas, then the lowest victim priority, then the cheapest victims per hour - under
 every rule the solver keeps: eligibility (SLO, residency, GPU model), the per-node limit, a GANG
 in one site (each site tried, the cheapest in victims kept), a SPREAD over ``min_sites``
-sites, no blocked (cordoned) node, and the room that reservations need later. A victim whose
-replicas fit back where they were once the preemptor is placed is spared (the set is minimal).
-Victims are whole workloads, so evicting one for one replica may free the room of the next.
+sites, no blocked (cordoned) node, and the room that reservations need later, hour by hour as
+the plan goes (``HourlyRoom``: what a victim frees later is the room of the hours it would have
+run; a preemptor holds the hours of its own run). A victim whose replicas fit back where they
+were once the preemptor is placed, now and in every hour it holds, is spared (the set is
+minimal). Victims are whole workloads, so evicting one for one replica may free the room of the
+next.
 
 Protected workloads (the caller's no-loop rule: preempted twice within the hour) are never
 victims; reservations that have not started hold no node now and are not victims either.
@@ -37,15 +40,9 @@ from scheduler.domain import (
 )
 from scheduler.solver import greedy
 from scheduler.solver.filters import Eligibility, eligibility
+from scheduler.solver.hourly_room import HourlyRoom, Span
 from scheduler.solver.objective import cheapest_site_order, site_rates, workload_cost
-from scheduler.solver.problem import (
-    Held,
-    PendingWorkload,
-    Problem,
-    SolverParams,
-    held_later,
-    leaves_held,
-)
+from scheduler.solver.problem import PendingWorkload, Problem, SolverParams
 
 # candidate nodes a replica's victims are worked out on (fewest victim replicas first): bounds
 # the planner's time on a big cluster, and past a few hundred nodes the choice barely changes
@@ -72,6 +69,7 @@ class _Try:
     """One attempt at placing a preemptor on a copy of the cluster."""
 
     cluster: Cluster
+    room: HourlyRoom  # what reservations leave later, after the attempt
     placed: list[tuple[int, tuple[int, ...]]]
     evicted: list[str]
     key: tuple[int, int, float]  # displaced replicas, summed priority, summed cost
@@ -96,9 +94,8 @@ def plan_preemptions(
     index = greedy.NodeIndex(cluster)
     order = cheapest_site_order(problem, params)
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
-    held = held_later(problem)
+    room = HourlyRoom(problem)
     out_nodes = {cluster.index[n] for n in blocked if n in cluster.index}
-    gpu_reserved = _gpu_reservation_nodes(problem)
     rates = site_rates(problem)
     now = problem.now
     victims = {
@@ -116,17 +113,14 @@ def plan_preemptions(
         lower = {wid: w for wid, w in victims.items() if w.spec.priority < p.spec.priority}
         sites = [s for s in order if s in elig.sites]
         groups = [[s] for s in sites] if p.spec.topology == Topology.GANG else [sites]
-        # GPU work keeps off nodes with GPUs reserved for later (which GPUs a victim's leaving
-        # would leave to the reservation is not worked out here)
-        closed = out_nodes | gpu_reserved if p.spec.resources.wants_gpu else out_nodes
         best: _Try | None = None
         for group in groups:
-            t = _attempt(cluster, index, scorer, held, closed, p.spec, elig, group, lower, end)
+            t = _attempt(cluster, room, index, scorer, out_nodes, p.spec, elig, group, lower, end)
             if t is not None and (best is None or t.key < best.key):
                 best = t
         if best is None:
             continue
-        cluster = best.cluster
+        cluster, room = best.cluster, best.room  # the next preemptor sees what this one did
         reps = tuple(
             greedy.placement(cluster, problem.scenario, p.spec, i, node, gpus)
             for i, (node, gpus) in enumerate(best.placed)
@@ -140,9 +134,9 @@ def plan_preemptions(
 
 def _attempt(
     base: Cluster,
+    base_room: HourlyRoom,
     index: greedy.NodeIndex,
     scorer: greedy.NodeScorer,
-    held: Held,
     out_nodes: set[int],
     spec: WorkloadSpec,
     elig: Eligibility,
@@ -150,9 +144,11 @@ def _attempt(
     lower: dict[str, Workload],
     end: float,
 ) -> _Try | None:
-    """Place every replica of ``spec`` in ``sites`` on a copy of ``base``, displacing from
-    ``lower`` what each replica needs; None if some replica cannot be placed."""
-    cluster = base.copy()
+    """Place every replica of ``spec`` in ``sites`` on a copy of ``base`` (and of
+    ``base_room``), displacing from ``lower`` what each replica needs; None if some replica
+    cannot be placed."""
+    cluster, room = base.copy(), base_room.copy()
+    span = room.span(spec.duration_s)  # the hours the preemptor holds
     r = spec.resources
     n = spec.replica_count
     on_node: dict[int, list[str]] = {}  # the victims with a replica on each node
@@ -179,36 +175,39 @@ def _attempt(
         nodes = index.nodes(pools)
         nodes = nodes[~closed[nodes]]
         node, chosen = _cheapest_node(
-            cluster, scorer, held, r, nodes, live, on_node, lower, set(evicted), known
+            cluster, room, span, scorer, r, nodes, live, on_node, lower, set(evicted), known
         )
         if node < 0:
             return None
         known.pop(node, None)
         for wid in chosen:
-            _evict(cluster, lower[wid])
+            _evict(cluster, room, lower[wid])
             evicted.append(wid)
             for x in _nodes_of(cluster, lower[wid]):  # what those nodes need has changed
                 live[x] -= 1
                 known.pop(x, None)
-        placed.append((node, cluster.allocate(node, r)))
+        gpus = cluster.allocate(node, r, room.choose_gpus(cluster, node, r, span))
+        room.take(node, r, gpus, span)
+        placed.append((node, gpus))
         per_node[node] = per_node.get(node, 0) + 1
         closed[node] |= per_node[node] >= elig.per_node
     # spare the victims that fit back where they were, the dearest first
     for wid in sorted(evicted, key=lambda v: _victim_key(lower[v]), reverse=True):
-        if _restore(cluster, lower[wid]):
+        if _restore(cluster, room, lower[wid]):
             evicted.remove(wid)
     key = (
         sum(lower[v].spec.replica_count for v in evicted),
         sum(lower[v].spec.priority for v in evicted),
         sum(lower[v].cost.energy_cny_per_hour for v in evicted),
     )
-    return _Try(cluster, placed, evicted, key)
+    return _Try(cluster, room, placed, evicted, key)
 
 
 def _cheapest_node(
     cluster: Cluster,
+    room: HourlyRoom,
+    span: Span,
     scorer: greedy.NodeScorer,
-    held: Held,
     r: Resources,
     nodes: npt.NDArray[np.int64],
     live: npt.NDArray[np.int64],
@@ -217,12 +216,13 @@ def _cheapest_node(
     gone: Collection[str],
     known: dict[int, tuple[VictimKey, list[str]] | None],
 ) -> tuple[int, list[str]]:
-    """The node of ``nodes`` for one replica of ``r`` needing the least displaced, and whom
-    (victims ``live`` on it); (-1, []) if none can take it even so. ``known`` keeps what each
-    node needs, for the next replica (the caller forgets the nodes that change)."""
+    """The node of ``nodes`` for one replica of ``r`` (holding the hours of ``span``)
+    needing the least displaced, and whom (victims ``live`` on it); (-1, []) if none can take
+    it even so. ``known`` keeps what each node needs, for the next replica (the caller forgets
+    the nodes that change)."""
     if not len(nodes):
         return -1, []
-    fit = nodes[cluster.fit_mask(r, nodes) & leaves_held(cluster, held, r, nodes)]
+    fit = nodes[room.fit_mask(cluster, r, nodes, span)]
     if len(fit):
         return int(fit[int(np.argmin(scorer(cluster, fit, r)))]), []
     # the nodes victims could make room on, those holding the fewest victims first
@@ -231,7 +231,7 @@ def _cheapest_node(
     options: list[tuple[VictimKey, int, list[str]]] = []
     for node in reachable.tolist():
         if node not in known:
-            known[node] = _victims_for(cluster, held, r, node, on_node[node], lower, gone)
+            known[node] = _victims_for(cluster, room, span, r, node, on_node[node], lower, gone)
         found = known[node]
         if found is not None:
             options.append((found[0], node, found[1]))
@@ -247,7 +247,8 @@ def _nodes_of(cluster: Cluster, w: Workload) -> set[int]:
 
 def _victims_for(
     cluster: Cluster,
-    held: Held,
+    room: HourlyRoom,
+    span: Span,
     r: Resources,
     node: int,
     on: list[str],
@@ -258,29 +259,23 @@ def _victims_for(
     until it fits) and their summed key; None if all of them would not do. ``on``: the victims
     on the node, those ``gone`` (evicted) included: they hold nothing there any more."""
     names = sorted((v for v in on if v not in gone), key=lambda v: (_victim_key(lower[v]), v))
-    mark = cluster.mark()
+    mark, room_mark = cluster.mark(), room.mark()
     chosen: list[str] = []
     ok = False
     for wid in names:
         _release_on(cluster, lower[wid], node)
+        room.give(lower[wid], node)  # the hours it held there, no others
         chosen.append(wid)
-        if cluster.fits(node, r) and leaves_held(cluster, held, r, np.array([node]))[0]:
+        if room.fits(cluster, r, node, span):
             ok = True
             break
     cluster.undo_to(mark)
     cluster.forget(mark)
+    room.undo_to(room_mark)
     if not ok:
         return None
     keys = [_victim_key(lower[v]) for v in chosen]
     return (sum(k[0] for k in keys), sum(k[1] for k in keys), sum(k[2] for k in keys)), chosen
-
-
-def _gpu_reservation_nodes(problem: Problem) -> set[int]:
-    """The nodes holding GPUs for work that has not started (``problem.timeline``)."""
-    tl = problem.timeline
-    if tl is None:
-        return set()
-    return {int(n) for h in tl.holds.values() if h.reserved and len(h.gpu_rows) for n in h.nodes}
 
 
 def _victim_key(w: Workload) -> VictimKey:
@@ -294,14 +289,21 @@ def _release_on(cluster: Cluster, w: Workload, node: int) -> None:
             cluster.release(node, w.spec.resources, rp.gpu_indices)
 
 
-def _evict(cluster: Cluster, w: Workload) -> None:
+def _evict(cluster: Cluster, room: HourlyRoom, w: Workload) -> None:
+    """Take ``w``'s replicas off, now and in the hours it holds later."""
+    room.give(w)
     for rp in w.placements:
         if rp.node in cluster.index:
             cluster.release(cluster.index[rp.node], w.spec.resources, rp.gpu_indices)
 
 
-def _restore(cluster: Cluster, w: Workload) -> bool:
-    """Take ``w``'s replicas back where they were, all or none; whether it could."""
+def _restore(cluster: Cluster, room: HourlyRoom, w: Workload) -> bool:
+    """Take ``w``'s replicas back where they were, all or none, now and in the hours it
+    holds later (beside what the plan placed there, a reservation may not have its room);
+    whether it could."""
+    room_mark = room.mark()
+    if not room.restore(w):
+        return False
     mark = cluster.mark()
     try:
         for rp in w.placements:
@@ -310,6 +312,7 @@ def _restore(cluster: Cluster, w: Workload) -> bool:
     except CapacityError:
         cluster.undo_to(mark)
         cluster.forget(mark)
+        room.undo_to(room_mark)
         return False
     cluster.forget(mark)
     return True

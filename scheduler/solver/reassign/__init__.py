@@ -28,6 +28,7 @@ from scheduler.solver.reassign.model import (
     read_bound,
     read_model,
     write_assignment,
+    write_model,
 )
 from scheduler.solver.reassign.search import ReassignResult, reassign
 from scheduler.solver.reassign.state import State
@@ -48,4 +49,5 @@ __all__ = [
     "read_model",
     "reassign",
     "write_assignment",
+    "write_model",
 ]

@@ -61,7 +61,7 @@ def descend(
     the best of ``sample`` processes) until a pass gains less than ``min_gain`` of the cost or
     the deadline."""
     c = Compiled(state)
-    n = state.inst.processes
+    n, n_mach = state.inst.processes, state.inst.machines
     moves = passes = 0
     none = np.zeros(0, dtype=np.int64)
     while time.perf_counter() < deadline:
@@ -74,7 +74,8 @@ def descend(
             for k in range(0, n, DESCENT_SLICE):  # slices, so that the deadline is looked at
                 if time.perf_counter() > deadline:
                     break
-                made += kernel.descend(c.md, c.st, order[k : k + DESCENT_SLICE], others)
+                targets = kernel.descent_targets(n_mach, rng)
+                made += kernel.descend(c.md, c.st, order[k : k + DESCENT_SLICE], others, targets)
         moves += made
         passes += 1
         if not made or before - c.cost < min_gain * before:

@@ -1,5 +1,6 @@
-"""What the failover and crash tests share: servers started and killed, continuous submissions
-that never give up on a request, watchers, and the checks of the end state against the store."""
+"""What failover and crash runs share (``valley bench failover``, tests/test_failover.py):
+``valley serve`` processes started and killed at will, continuous submissions that never give
+up on a request, watchers, and the checks of the end state against the store."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,8 @@ import grpc
 
 from scheduler._proto.valley.v1 import placement_pb2 as pb
 from scheduler._proto.valley.v1 import placement_pb2_grpc as pb_grpc
+from scheduler.bench.service import Target, valley_server
 from scheduler.domain import WorkloadState
-from tests.test_service_process import Server, valley_serve
-from tests.test_service_support import Client
 
 Query = Callable[[str], list[tuple[Any, ...]]]
 SPEC = pb.WorkloadSpec(
@@ -27,21 +29,55 @@ SPEC = pb.WorkloadSpec(
 )
 
 
+def pg_query(url: str) -> Query:
+    """Run SQL on a PostgreSQL database, a connection per query (it outlives restarts)."""
+    import psycopg
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            return list(conn.execute(sql).fetchall())
+
+    return query
+
+
 class Servers:
     """``valley serve`` processes on one store, started and killed at will."""
 
-    def __init__(self, tmp_path: Path, store: str, stack: contextlib.ExitStack) -> None:
-        self._tmp = tmp_path
+    def __init__(
+        self, directory: Path, store: str, stack: contextlib.ExitStack, scenario: str
+    ) -> None:
+        self._directory = directory
         self._store = store
         self._stack = stack
-        self.live: list[Server] = []
+        self._scenario = scenario
+        self.live: list[Target] = []
 
-    def start(self) -> Server:
-        server = self._stack.enter_context(valley_serve(self._tmp, self._store))
-        self.live.append(server)
-        return server
+    def start(self) -> Target:
+        return self.start_many(1)[0]
 
-    def kill(self, server: Server) -> None:
+    def start_many(self, n: int) -> list[Target]:
+        """``n`` servers started at once (each spends seconds warming its solver up)."""
+        # batches gathered for 10 ms, as a busy server would
+        starting = [
+            valley_server(
+                str(self._directory),
+                self._scenario,
+                "valley",
+                store=self._store,
+                extra=("--batch-window-ms", "10", "--grace", "5"),
+            )
+            for _ in range(n)
+        ]
+        # enter_context only appends to the stack's deque, safe from threads; when one start
+        # fails, those that started are on the stack and stopped with it
+        with ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(self._stack.enter_context, cm) for cm in starting]
+        servers = [f.result() for f in futures]
+        self.live += servers
+        return servers
+
+    def kill(self, server: Target) -> None:
+        """kill -9, and wait until the process is gone."""
         self.live.remove(server)
         server.proc.kill()
         server.proc.wait(timeout=30)
@@ -49,10 +85,24 @@ class Servers:
     def ports(self) -> list[int]:
         return [s.port for s in self.live]
 
+    def leader(self, query: Query, timeout: float = 15) -> Target:
+        """The live server that holds the store's leadership (waits for one)."""
+        found: list[Target] = []
+
+        def holder() -> bool:
+            name = query("SELECT holder FROM leadership")[0][0]
+            pid = int(name.rpartition(":")[2] or 0)
+            found[:] = [s for s in self.live if s.proc.pid == pid]
+            return bool(found)
+
+        until(holder, timeout, "a leader among the live servers", 0.1)
+        return found[0]
+
 
 class Submitters:
-    """``n`` threads submitting two workloads at a time to the live servers in turn; a request
-    that fails is sent again, with its request_id, until one server accepts it."""
+    """``n`` threads submitting two workloads at a time to the live servers in turn, pausing
+    ``pause_s`` after each request; a request that fails is sent again, with its request_id,
+    until one server accepts it."""
 
     def __init__(self, ports: Callable[[], list[int]], n: int = 3, pause_s: float = 0.1) -> None:
         self._ports = ports
@@ -110,6 +160,7 @@ class Submitters:
             time.sleep(self._pause)
 
     def first_accepted_after(self, t: float) -> float | None:
+        """When the first request after ``t`` (``time.time()``) was accepted, or None."""
         with self._lock:
             later = [a for a in self.accepted_at if a > t]
         return min(later) if later else None
@@ -141,6 +192,17 @@ def _placement(channel: grpc.Channel) -> Any:
     return pb_grpc.PlacementServiceStub(channel)
 
 
+@contextlib.contextmanager
+def watching(ports: Sequence[int]) -> Iterator[dict[int, Watcher]]:
+    """A ``Watcher`` on each port (by port) for the ``with`` block."""
+    watchers = {p: Watcher(p) for p in ports}
+    try:
+        yield watchers
+    finally:
+        for w in watchers.values():
+            w.close()
+
+
 def watcher_problems(name: str, seqs: Sequence[int], last: int | None = None) -> list[str]:
     """A watcher saw each event once, in order, without a gap (up to ``last`` if given)."""
     if not seqs:
@@ -154,82 +216,111 @@ def watcher_problems(name: str, seqs: Sequence[int], last: int | None = None) ->
 
 
 def wait_all_completed(query: Query, timeout: float = 60) -> None:
+    """Wait until no workload is pending or placed (every ``SPEC`` runs one second)."""
     active = f"({int(WorkloadState.PENDING)}, {int(WorkloadState.PLACED)})"
-    end = time.monotonic() + timeout
-    while query(f"SELECT COUNT(*) FROM workloads WHERE state IN {active}")[0][0]:
-        if time.monotonic() > end:
-            raise AssertionError("workloads still pending or placed after the run")
-        time.sleep(0.2)
+    until(
+        lambda: not query(f"SELECT COUNT(*) FROM workloads WHERE state IN {active}")[0][0],
+        timeout,
+        "every workload completed",
+        0.2,
+    )
 
 
-def store_problems(
+@dataclass(frozen=True)
+class StoreChecks:
+    """The end state against what the clients were told: each a count of what went wrong."""
+
+    stored: int
+    lost: int  # accepted, not stored
+    never_accepted: int  # stored, never accepted
+    duplicate_ids: int
+    placed_twice: int  # workloads with more than one PLACED event
+    over_capacity: tuple[str, ...]  # nodes over capacity at some moment
+
+    def problems(self) -> list[str]:
+        """What went wrong, in words (empty: nothing)."""
+        out = []
+        if self.duplicate_ids:
+            out.append(f"{self.duplicate_ids} duplicate workload ids")
+        if self.lost or self.never_accepted:
+            out.append(f"{self.lost} accepted workloads lost, {self.never_accepted} never accepted")
+        if self.placed_twice:
+            out.append(f"{self.placed_twice} workloads placed more than once")
+        out += [f"{node}: over capacity" for node in self.over_capacity]
+        return out
+
+
+def store_checks(
     query: Query, accepted: dict[str, str], capacity: dict[str, tuple[int, int]]
-) -> list[str]:
-    """Every accepted workload (all are ``SPEC``) exists exactly once and nothing else does,
-    each was placed once, and no node was ever over ``capacity`` (cpu, memory) while its
+) -> StoreChecks:
+    """Whether every accepted workload (all are ``SPEC``) exists exactly once and nothing else
+    does, each was placed once, and no node was ever over ``capacity`` (cpu, memory) while its
     workloads ran."""
-    problems: list[str] = []
     ids = [r[0] for r in query("SELECT id FROM workloads")]
-    if len(ids) != len(set(ids)):
-        problems.append("duplicate workload ids")
-    if set(ids) != set(accepted):
-        lost = set(accepted) - set(ids)
-        extra = set(ids) - set(accepted)
-        problems.append(f"{len(lost)} accepted workloads lost, {len(extra)} never accepted")
     placed = int(WorkloadState.PLACED)
     twice = query(
         f"SELECT workload_id FROM events WHERE state = {placed} "
         "GROUP BY workload_id HAVING COUNT(*) > 1"
     )
-    if twice:
-        problems.append(f"{len(twice)} workloads placed more than once")
     rows = query(
         "SELECT p.node, w.placed_at, w.finished_at FROM placements p "
         "JOIN workloads w ON w.id = p.workload_id"
     )
+    return StoreChecks(
+        stored=len(ids),
+        lost=len(set(accepted) - set(ids)),
+        never_accepted=len(set(ids) - set(accepted)),
+        duplicate_ids=len(ids) - len(set(ids)),
+        placed_twice=len(twice),
+        over_capacity=_over_capacity(rows, capacity),
+    )
+
+
+def _over_capacity(
+    rows: Sequence[tuple[Any, ...]], capacity: dict[str, tuple[int, int]]
+) -> tuple[str, ...]:
     # a sweep per node: a workload holds its node from placed_at to finished_at; at one
     # instant, what finished is given back before what is placed takes
     moments: dict[str, list[tuple[float, int, int, int]]] = defaultdict(list)
+    cpu, mem = SPEC.resources.cpu_millis, SPEC.resources.memory_mib
     for node, start, end in rows:
-        cpu, mem = SPEC.resources.cpu_millis, SPEC.resources.memory_mib
         moments[node].append((start, 1, cpu, mem))
         moments[node].append((end if end is not None else float("inf"), 0, -cpu, -mem))
+    over = []
     for node, marks in moments.items():
-        cpu = mem = 0
+        held_cpu = held_mem = 0
         for _, _, dc, dm in sorted(marks):
-            cpu, mem = cpu + dc, mem + dm
-            if cpu > capacity[node][0] or mem > capacity[node][1]:
-                problems.append(f"{node}: over capacity ({cpu} cpu, {mem} MiB)")
+            held_cpu, held_mem = held_cpu + dc, held_mem + dm
+            if held_cpu > capacity[node][0] or held_mem > capacity[node][1]:
+                over.append(node)
                 break
-    return problems
+    return tuple(sorted(over))
+
+
+def store_problems(
+    query: Query, accepted: dict[str, str], capacity: dict[str, tuple[int, int]]
+) -> list[str]:
+    """``store_checks`` in words: empty when nothing went wrong."""
+    return store_checks(query, accepted, capacity).problems()
 
 
 def node_capacity(port: int) -> dict[str, tuple[int, int]]:
-    client = Client.connect(port)
-    try:
-        sites = client.cluster.ListSites(pb.ListSitesRequest(include_nodes=True), timeout=10)
-    finally:
-        client.close()
+    """Each node's (cpu millis, memory MiB), as the server on ``port`` lists them."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        sites = pb_grpc.ClusterServiceStub(channel).ListSites(
+            pb.ListSitesRequest(include_nodes=True), timeout=10
+        )
     return {
         n.name: (n.capacity.cpu_millis, n.capacity.memory_mib) for s in sites.sites for n in s.nodes
     }
 
 
 def until(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> float:
-    """Wait for ``pred``; the seconds it took."""
+    """Wait for ``pred`` (``AssertionError`` naming ``what`` after ``timeout`` seconds); the
+    seconds it took."""
     t0 = time.monotonic()
     while not pred():
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"{what} not within {timeout} s")
         time.sleep(step)
     return time.monotonic() - t0
-
-
-@contextlib.contextmanager
-def watching(ports: Sequence[int]) -> Iterator[dict[int, Watcher]]:
-    watchers = {p: Watcher(p) for p in ports}
-    try:
-        yield watchers
-    finally:
-        for w in watchers.values():
-            w.close()
