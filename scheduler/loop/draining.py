@@ -333,7 +333,7 @@ class _Rebalancing:
         problem = self.problem
         if problem.now is None:
             return
-        money = _RunMoney(problem, self.params, self.current.values())
+        money = _RunMoney(problem, self.params, float(self.longest.max(initial=0.0)))
         chosen = [
             w
             for w in self.current.values()
@@ -442,14 +442,15 @@ class _RunMoney:
     next ``seconds`` from ``problem.now``: the forecast's mean over the run where the problem
     carries one, else the current hour's rates."""
 
-    def __init__(self, problem: Problem, params: SolverParams, running: Iterable[Workload]):
+    def __init__(self, problem: Problem, params: SolverParams, longest_s: float):
+        """``longest_s``: the longest run asked about (seconds), for the forecast's span."""
         self.cprice = carbon_price(problem, params)
         self.now = problem.now.timestamp() if problem.now is not None else 0.0
         self.hourly = site_rates(problem)
         self.runs: RunRates | None = None
         if problem.now is not None and problem.forecast is not None:
-            last = max((_left(problem, w, p) for w in running for p in w.placements), default=0)
-            self.runs = RunRates(problem, params, hour_of(problem.now) + 2 + int(last // 3600))
+            end = hour_of(problem.now) + 2 + int(longest_s // 3600)
+            self.runs = RunRates(problem, params, end)
 
     def __call__(self, site: str, seconds: float) -> float:
         if self.runs is None or seconds <= 0:
