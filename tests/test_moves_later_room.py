@@ -1,6 +1,8 @@
-"""Drains and rebalances leave reservations the room they will need later, as the plan goes:
-a replica moved off a node gives no room back to a reservation there, and two moved onto one
-GPU both count against what a reservation holds of it later."""
+"""Drains and rebalances leave reservations the room they will need later, hour by hour, as the
+plan goes: a replica moved off a node gives back only the hours it would have run there, one
+moved onto a node needs the room of the hours of the rest of its run (so one that ends before a
+reservation starts may use the room the reservation takes later), and two moved onto one GPU
+both count against what a reservation holds of it later."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from scheduler.domain import (
     Cluster,
+    DrainPlan,
     ReplicaPlacement,
     Resources,
     Scenario,
@@ -91,3 +94,37 @@ def test_two_replicas_drained_onto_one_gpu_leave_a_reservation_its_share(tiny: S
     plan = plan_drain(problem, SolverParams(), holders, ["green/gpu-0000"])
     assert len(plan.moves) == 1 and len(plan.stuck) == 1
     assert plan.stuck[0].reason == "no node its rules allow has room"
+
+
+def rebalance_beside_reservations(tiny: Scenario, x_duration_s: int) -> DrainPlan:
+    """green/cpu-0001 runs w (2.5 cores, for good) and holds a reservation of its other 1.5
+    cores from 2 hours on; green/cpu-0000 runs x (1 core, for ``x_duration_s``, started 30
+    minutes ago; 0: for good) and holds a reservation of 2 cores from 2 hours on, so w cannot
+    move there. The rebalance of that."""
+    cluster = Cluster(tiny)
+    tl = Timeline(cluster, H)
+    holders = [
+        running(cluster, tl, "x", "green/cpu-0000", cores(1000), duration_s=x_duration_s,
+                minutes_ago=30),
+        running(cluster, tl, "w", "green/cpu-0001", cores(2500)),
+    ]  # fmt: skip
+    tl.hold("later", [cluster.index["green/cpu-0001"]], 1500, 1024, H + 2, H + 4, reserved=True)
+    tl.hold("also", [cluster.index["green/cpu-0000"]], 2000, 1024, H + 2, H + 4, reserved=True)
+    return plan_rebalance(Problem(tiny, cluster, (), now=NOW, timeline=tl), SolverParams(), holders)
+
+
+def test_a_replica_ending_before_a_reservation_starts_moves_onto_the_node_it_reserves(
+    tiny: Scenario,
+) -> None:
+    # x ends within this hour: it fits on cpu-0001 until then, so emptying cpu-0000 onto it
+    # powers a node down and takes nothing the reservation needs
+    plan = rebalance_beside_reservations(tiny, x_duration_s=3600)
+    assert [(m.workload_id, m.to_node) for m in plan.moves] == [("x", "green/cpu-0001")]
+    assert plan.cost_after.power_watts < plan.cost_before.power_watts
+
+
+def test_a_replica_running_for_good_does_not_move_onto_room_a_reservation_takes_later(
+    tiny: Scenario,
+) -> None:
+    # the 1.5 cores free on cpu-0001 now are the reservation's from 2 hours on: x stays
+    assert rebalance_beside_reservations(tiny, x_duration_s=0).moves == []

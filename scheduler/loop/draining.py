@@ -39,13 +39,13 @@ from scheduler.domain.forecast import hour_of
 from scheduler.loop.allocation import start_of
 from scheduler.solver import Problem, SolverParams, greedy
 from scheduler.solver.filters import eligibility_of, sites_for_a_move
+from scheduler.solver.hourly_room import HourlyRoom, Span
 from scheduler.solver.objective import (
     carbon_price,
     cheapest_site_order,
     site_rates,
     workload_cost,
 )
-from scheduler.solver.problem import LaterRoom
 from scheduler.solver.valley.run_rates import RunRates
 
 
@@ -71,7 +71,7 @@ def plan_drain(
         cost_before=cluster_cost(cluster, problem.hour, problem.month),
         carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
     )
-    room = LaterRoom(problem)
+    room = HourlyRoom(problem)
     out = {cluster.index[n] for n in (*drained, *cordoned) if n in cluster.index}
     gone = {cluster.index[n] for n in drained if n in cluster.index}
     index = greedy.NodeIndex(cluster)
@@ -105,7 +105,7 @@ def _move_workload(
     on: Sequence[ReplicaPlacement],
     out: set[int],
     plan: DrainPlan,
-    room: LaterRoom,
+    room: HourlyRoom,
     awake_only: bool = False,
     to_site: str = "",
 ) -> tuple[ReplicaPlacement, ...] | None:
@@ -113,7 +113,8 @@ def _move_workload(
     ``awake_only``, only to nodes that hold replicas now: a rebalance wakes none); the
     workload's placements after (None if none moved). ``to_site``: every replica to that site
     (the caller moves them all, so a GANG stays whole). ``cluster`` is changed: the moves are
-    taken, and so is the room they take from reservations later (``room``)."""
+    taken, and so is the room they take from and give back to reservations later (``room``:
+    each replica in the hours of the rest of its run)."""
     spec, r = w.spec, w.spec.resources
     e = eligibility_of(problem.scenario, cluster, [(w.id, spec)], params)[w.id]
     reps = {p.replica: p for p in w.placements}
@@ -135,12 +136,10 @@ def _move_workload(
             and per_node[cluster.node_names[n]] < e.per_node
             and (not awake_only or cluster.replicas_on[n] > 0)
         ]
-        node, view = -1, cluster
+        node, span = -1, _run_span(room, w, p)
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
-            # GPU work: the GPUs reservations hold later are not free
-            view = room.gpu_view(cluster, r)
-            fit = candidates[view.fit_mask(r, candidates) & room.fits(cluster, r, candidates)]
+            fit = candidates[room.fit_mask(cluster, r, candidates, span)]
             if len(fit):
                 node = int(fit[int(np.argmin(scorer(cluster, fit, r)))])
         if node < 0:
@@ -148,8 +147,9 @@ def _move_workload(
             plan.stuck.append(Stuck(w.id, p.replica, p.node, why))
             continue
         cluster.release(cluster.index[p.node], r, p.gpu_indices)
-        gpus = cluster.allocate(node, r, view.choose_gpus(node, r) if r.wants_gpu else None)
-        room.take(node, r, gpus)
+        room.give_back(cluster.index[p.node], r, p.gpu_indices, span)
+        gpus = cluster.allocate(node, r, room.choose_gpus(cluster, node, r, span))
+        room.take(node, r, gpus, span)
         new = greedy.placement(cluster, problem.scenario, spec, p.replica, node, gpus)
         new = replace(new, start_time=p.start_time)  # a move does not restart the replica
         reps[p.replica] = new
@@ -185,7 +185,7 @@ def plan_rebalance(
         carbon_cny_per_kg=carbon_price(problem, params) / 1000.0,
     )
     blocked = {cluster.index[n] for n in cordoned if n in cluster.index}
-    room = LaterRoom(problem)
+    room = HourlyRoom(problem)
     index = greedy.NodeIndex(cluster)
     order = cheapest_site_order(problem, params)
     scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
@@ -228,7 +228,7 @@ class _Rebalancing:
         cluster: Cluster,
         index: greedy.NodeIndex,
         scorer: greedy.NodeScorer,
-        room: LaterRoom,
+        room: HourlyRoom,
         blocked: set[int],
         current: dict[str, Workload],
         plan: DrainPlan,
@@ -262,7 +262,8 @@ class _Rebalancing:
         count = sum(len(ps) for ps in on.values())
         if not count or (max_moves and len(plan.moves) + count > max_moves):
             return
-        trial, longest, room = self.cluster.copy(), self.longest.copy(), self.room.copy()
+        trial, longest, room = self.cluster.copy(), self.longest.copy(), self.room
+        mark = room.mark()  # the trial's changes to the later room are taken back if it fails
         scratch = DrainPlan()
         moved: dict[str, tuple[ReplicaPlacement, ...]] = {}
         added = 0.0  # CNY of idle power the moves add on the nodes they go to
@@ -282,26 +283,29 @@ class _Rebalancing:
         after = plan.objective(cluster_cost(trial, problem.hour, problem.month))
         # a service moved further from its users costs what the solver's objective prices it
         farther = sum(self._latency(current[wid], reps) for wid, reps in moved.items())
-        if scratch.stuck or after + farther >= self.objective - 1e-9:
-            return  # the node stays as it is
-        if awake_only and added >= self.idle_cny_h[a] * self.longest[a] / 3600.0:
-            return  # keeping the others up longer costs more than powering ``a`` down saves
+        if (
+            scratch.stuck
+            or after + farther >= self.objective - 1e-9
+            # keeping the others up longer costs more than powering ``a`` down saves
+            or (awake_only and added >= self.idle_cny_h[a] * self.longest[a] / 3600.0)
+        ):
+            room.undo_to(mark)  # the node stays as it is
+            return
         longest[a] = 0.0
-        self._take(trial, after, longest, room, scratch, moved, by_node)
+        self._take(trial, after, longest, scratch, moved, by_node)
 
     def _take(
         self,
         trial: Cluster,
         after: float,
         longest: np.ndarray,
-        room: LaterRoom,
         scratch: DrainPlan,
         moved: dict[str, tuple[ReplicaPlacement, ...]],
         by_node: dict[str, dict[str, list[ReplicaPlacement]]],
     ) -> None:
-        """Make a trial the plan: its cluster, objective, nodes' remaining runs, later room,
-        moves and the moved workloads' placements."""
-        self.cluster, self.objective, self.longest, self.room = trial, after, longest, room
+        """Make a trial the plan: its cluster, objective, nodes' remaining runs, moves and the
+        moved workloads' placements (its changes to the later room are ``self.room``'s)."""
+        self.cluster, self.objective, self.longest = trial, after, longest
         self.plan.moves += scratch.moves
         for wid, reps in moved.items():
             for p in self.current[wid].placements:
@@ -375,13 +379,15 @@ class _Rebalancing:
         """Move every replica of ``w`` to site ``there`` if that saves what ``to_cheaper_sites``
         asks (its docstring)."""
         problem, here = self.problem, w.placements[0].site
-        trial, longest, room = self.cluster.copy(), self.longest.copy(), self.room.copy()
+        trial, longest, room = self.cluster.copy(), self.longest.copy(), self.room
+        mark = room.mark()  # taken back if the move is not made
         scratch = DrainPlan()
         reps = _move_workload(
             problem, self.params, trial, self.index, self.scorer, w, w.placements,
             self.blocked, scratch, room, to_site=there,
         )  # fmt: skip
         if scratch.stuck or reps is None:
+            room.undo_to(mark)
             return
         hours = run / 3600.0
         saving = hours * (
@@ -398,9 +404,10 @@ class _Rebalancing:
             longest[n] = max(longest[n], run)
         saving -= self._latency(w, reps) * hours  # a service farther from its users
         if saving < MIN_SAVING_PER_MOVE_CNY * len(reps):
+            room.undo_to(mark)
             return
         after = self.plan.objective(cluster_cost(trial, problem.hour, problem.month))
-        self._take(trial, after, longest, room, scratch, {w.id: reps}, by_node)
+        self._take(trial, after, longest, scratch, {w.id: reps}, by_node)
 
     def _dynamic(self, node: str, r: Resources) -> float:
         """IT watts replica resources ``r`` add on ``node``."""
@@ -478,6 +485,15 @@ def _left(problem: Problem, w: Workload, p: ReplicaPlacement) -> float:
     start = p.start_time if p.start_time is not None else start_of(w)
     since = (problem.now - start).total_seconds() if start is not None else 0.0
     return min(OPEN_ENDED_S, max(0.0, w.spec.duration_s - since))
+
+
+def _run_span(room: HourlyRoom, w: Workload, p: ReplicaPlacement) -> Span:
+    """The hours of the timeline replica ``p`` of ``w`` holds from now on: to the end of its
+    run (from its own start, as ``_left``), for good without a duration."""
+    if w.spec.duration_s <= 0:
+        return room.run_span(None, 0)
+    start = p.start_time if p.start_time is not None else start_of(w)
+    return room.run_span(start.timestamp() if start is not None else None, w.spec.duration_s)
 
 
 def _worth_emptying(

@@ -1,14 +1,13 @@
 """The room reservations leave later, hour by hour, as a plan that displaces and places work
-(preemption) goes: ``HourlyRoom``.
+(preemption, a drain, a rebalance) goes: ``HourlyRoom``.
 
-``LaterRoom`` (``solver.problem``) keeps a drain's or a rebalance's room with one figure per
-node, the least over the hours ahead: what such a plan takes off a node gives none of it back,
-and what it places holds the node for good. Preemption needs the hours themselves, since taking
-work off is what it is for: a victim frees room later only in the hours it would have run (one
-that ends before a reservation starts frees none for it, one that runs for good frees it in
-every hour); a victim spared beside the preemptor must fit in every hour it runs; a preemptor
-that ends before a reservation starts does not need the reservation's room; and each step of
-the plan sees what the steps before it took and freed.
+Every plan that takes work off nodes and puts it elsewhere needs the hours themselves: a
+victim of a preemption, or a replica a drain or a rebalance moves, frees room later only in the
+hours it would have run (one that ends before a reservation starts frees none for it, one that
+runs for good frees it in every hour); a victim spared beside the preemptor must fit in every
+hour it runs; a preemptor, or a moved replica, that ends before a reservation starts does not
+need the reservation's room; and each step of the plan sees what the steps before it took and
+freed.
 
 So on the nodes that hold reservations, free CPU, memory and millis per GPU are kept per hour
 of the timeline (the problem's, whose holds are keyed by workload id, as the loop keeps them),
@@ -87,6 +86,16 @@ class HourlyRoom:
             return 0, tl.horizon
         return self._columns(*hours_covering(self.now.timestamp(), duration_s))
 
+    def run_span(self, start_s: float | None, duration_s: int) -> Span:
+        """The columns a run that started at epoch second ``start_s`` (None: not known) for
+        ``duration_s`` (0: for good) holds from now on: the hours the timeline holds for it
+        (a moved replica keeps its start, so the span it leaves is the span it takes)."""
+        if self.timeline is None:
+            return 0, 0
+        if start_s is None:
+            return self.span(duration_s)
+        return self._columns(*hours_covering(start_s, duration_s))
+
     def _columns(self, first: int, end: int | None) -> Span:
         tl = self.timeline
         assert tl is not None
@@ -155,6 +164,12 @@ class HourlyRoom:
         """A replica of ``r`` placed on ``node`` (on ``gpus``) holds the room of ``span``."""
         share = GPU_MILLIS if r.gpus else r.gpu_millis
         self._add(node, span, r.cpu_millis, r.memory_mib, tuple(gpus), share, -1)
+
+    def give_back(self, node: int, r: Resources, gpus: Sequence[int], span: Span) -> None:
+        """A replica of ``r`` taken off ``node`` (off ``gpus``) gives back the room of
+        ``span``, the hours it would have held there (``take``'s counterpart: a move)."""
+        share = GPU_MILLIS if r.gpus else r.gpu_millis
+        self._add(node, span, r.cpu_millis, r.memory_mib, tuple(gpus), share, 1)
 
     def give(self, w: Workload, node: int | None = None) -> None:
         """``w`` (a victim) leaves: the room it held in the timeline comes back in the hours it

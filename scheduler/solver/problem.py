@@ -11,16 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from scheduler.domain import (
-    GPU_MILLIS,
     Cluster,
     Cost,
     Reason,
     ReplicaPlacement,
-    Resources,
     Scenario,
     ValidationError,
     WorkloadSpec,
@@ -341,96 +336,3 @@ class PlacementResult:
             f"({self.placed_replicas} replicas), {len(self.unplaced)} unplaced, "
             f"objective {self.objective:.4f} CNY/h, gap {gap}, {self.solve_seconds:.3f} s"
         )
-
-
-# what reservations hold later: CPU and memory per node, free millis per GPU (``held_later``)
-Held = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
-
-
-def held_later(problem: Problem) -> Held:
-    """Per node, the CPU and memory that reservations (work starting later) will need beyond
-    what is free now, and the millis per GPU free in every hour ahead (as ``Cluster.gpu_free``
-    has them): a replica placed or moved now must leave them (``problem.timeline``: none
-    without)."""
-    cluster = problem.cluster
-    zero = np.zeros(len(cluster), dtype=np.int64)
-    tl = problem.timeline
-    if tl is None:
-        return zero, zero.copy(), None
-    cpu, mem = tl.free(tl.base, tl.end)
-    gpus = tl.gpu_free_of(np.maximum(tl.hourly_gpu_free().min(axis=2), 0), cluster.gpu_free)
-    return (
-        np.maximum(0, cluster.free_cpu - cpu).astype(np.int64),
-        np.maximum(0, cluster.free_mem - mem).astype(np.int64),
-        gpus,
-    )
-
-
-def leaves_held(
-    cluster: Cluster, held: Held, r: Resources, nodes: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_]:
-    """Which of ``nodes`` have the CPU and memory for one replica of ``r`` now and still leave
-    what reservations need there later (``held_later``); GPUs and the rest of fitting are
-    ``Cluster.fit_mask``'s."""
-    return (cluster.free_cpu[nodes] - held[0][nodes] >= r.cpu_millis) & (
-        cluster.free_mem[nodes] - held[1][nodes] >= r.memory_mib
-    )
-
-
-class LaterRoom:
-    """The room a plan that moves replicas (a drain, a rebalance) may still take on each node
-    and GPU without taking what reservations need there later, kept as the plan goes.
-
-    ``held_later`` alone is right for a plan that only places: what it places holds the node
-    now and later. A replica the plan takes off a node frees it now, but not necessarily later:
-    one that would have ended before a reservation starts was never in the way of it, so the
-    room it leaves now is no room then. So on nodes holding reservations, what the plan places
-    is counted against the room later as it was when the plan began, and what it takes off
-    gives none back (``take``). Elsewhere nothing starts later: the room now is the room
-    then. A GPU's room is ``held_later``'s free millis in every hour ahead, less what the plan
-    put there."""
-
-    def __init__(self, problem: Problem) -> None:
-        cluster = problem.cluster
-        self.held = held_later(problem)
-        self.reserved = np.zeros(len(cluster), dtype=np.bool_)
-        tl = problem.timeline
-        for h in tl.holds.values() if tl is not None else ():
-            if h.reserved:
-                self.reserved[h.nodes] = True
-        self.cpu = np.asarray(cluster.free_cpu - self.held[0], dtype=np.int64)
-        self.mem = np.asarray(cluster.free_mem - self.held[1], dtype=np.int64)
-        self.gpu = None if self.held[2] is None else self.held[2].copy()
-
-    def copy(self) -> LaterRoom:
-        """A copy to plan a trial on (the arrays are the copy's own)."""
-        other = object.__new__(LaterRoom)
-        other.held, other.reserved = self.held, self.reserved
-        other.cpu, other.mem = self.cpu.copy(), self.mem.copy()
-        other.gpu = None if self.gpu is None else self.gpu.copy()
-        return other
-
-    def fits(
-        self, cluster: Cluster, r: Resources, nodes: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.bool_]:
-        """Which of ``nodes`` may take one replica of ``r`` now and still leave reservations
-        their CPU and memory later (GPUs: ``gpu_view``)."""
-        later = (self.cpu[nodes] >= r.cpu_millis) & (self.mem[nodes] >= r.memory_mib)
-        return leaves_held(cluster, self.held, r, nodes) & (later | ~self.reserved[nodes])
-
-    def gpu_view(self, cluster: Cluster, r: Resources) -> Cluster:
-        """``cluster`` as GPU work sees it: a GPU's free millis no more than its room later
-        (a copy; ``cluster`` itself for work without GPUs or without reservations)."""
-        if self.gpu is None or not r.wants_gpu:
-            return cluster
-        view = cluster.copy()
-        view.gpu_free = np.minimum(cluster.gpu_free, self.gpu)
-        return view
-
-    def take(self, node: int, r: Resources, gpus: Collection[int]) -> None:
-        """A replica of ``r`` placed on ``node`` (on ``gpus``) by the plan: it holds that room
-        later too."""
-        self.cpu[node] -= r.cpu_millis
-        self.mem[node] -= r.memory_mib
-        if self.gpu is not None and gpus:
-            self.gpu[node, list(gpus)] -= GPU_MILLIS if r.gpus else r.gpu_millis
