@@ -18,6 +18,8 @@ can never fit (``Unplaced.final``) becomes UNSCHEDULABLE.
 The parts, one concern each:
 
 - ``scheduling``: ``SchedulingLoop`` (lifecycle, what RPC threads hand it, the cycle);
+- ``moving``: ``LiveMoves``, the loop's drains, rebalances (asked and periodic) and
+  preemptions of running replicas;
 - ``mailbox``: ``Mailbox``, what RPC threads post to the loop thread, and its batching window;
 - ``queue``: ``WorkQueue``, the PENDING workloads (ready, waiting, taken);
 - ``allocation``: ``Allocation``, the cluster and the PLACED workloads holding it, completions;
