@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, tzinfo
 
@@ -65,6 +66,9 @@ class LiveMoves:
 
     # the loop's, used here
     def _publish(self) -> None: ...
+    def _showing(self, publish: bool = False) -> AbstractContextManager[None]:
+        raise NotImplementedError  # SchedulingLoop's
+
     def _share_allocation(self) -> None: ...
     def _tell(self, method: str, *args: object) -> None: ...
     def _tell_optional(self, method: str, *args: object) -> None: ...
@@ -194,12 +198,13 @@ class LiveMoves:
         self._moved_since_send = True
         holders = {wid: self._allocation.holder(wid) for wid in plan.placements}
         moves = {wid: (holders[wid], reps, cost) for wid, (reps, cost) in plan.placements.items()}
-        done = self.store.move(moves, now)
-        self._allocation.moved(done)  # all at once: the plan moved them together
+        with self._showing():
+            done = self.store.move(moves, now)
+            self._allocation.moved(done)  # all at once: the plan moved them together
+            self._publish()
         for w in done:
             self._tell("on_state_change", w, WorkloadState.PLACED)
             self._tell_optional("on_moved", holders[w.id], w, now)
-        self._publish()
         return plan
 
     def _preempt(
@@ -212,28 +217,30 @@ class LiveMoves:
         stranded = self._preempter.stranded(pending, why, self._allocation.holders(), now)
         if not stranded:
             return
-        try:
-            done = self._preempter.preempt(
-                stranded,
-                self._moves_problem(now),
-                self.params,
-                self._allocation,
-                self._queue,
-                self._cordoned,
-                now,
-            )
-        except StoreError:
-            log.exception("preemptions not committed; the stranded work waits")
-            return
-        if done is None:
-            return
-        self._moved_since_send = True  # a batch solved meanwhile may find its room taken
-        with self._lock:
-            for w in done.victims:
-                self._counters.change(w.id, S.PLACED, S.PENDING, "")
-                self._counters.change(w.id, S.PENDING, S.PENDING, ReasonCode.PRIORITY)
-            self._counters.placed([w.id for w, _ in done.placed])
-            self._share_allocation()
+        # (readers wait for the planning too, within ``preempt_budget_s``: preemption is rare)
+        with self._showing():
+            try:
+                done = self._preempter.preempt(
+                    stranded,
+                    self._moves_problem(now),
+                    self.params,
+                    self._allocation,
+                    self._queue,
+                    self._cordoned,
+                    now,
+                )
+            except StoreError:
+                log.exception("preemptions not committed; the stranded work waits")
+                return
+            if done is None:
+                return
+            self._moved_since_send = True  # a batch solved meanwhile may find its room taken
+            with self._lock:
+                for w in done.victims:
+                    self._counters.change(w.id, S.PLACED, S.PENDING, "")
+                    self._counters.change(w.id, S.PENDING, S.PENDING, ReasonCode.PRIORITY)
+                self._counters.placed([w.id for w, _ in done.placed])
+                self._share_allocation()
         for w in done.victims:
             self._tell("on_state_change", replace(w, state=S.PREEMPTED), S.PLACED)
             self._tell("on_state_change", w, S.PREEMPTED)

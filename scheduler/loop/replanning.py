@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 
 from scheduler.domain import Cost, ReplicaPlacement, Timeline, Workload
@@ -51,11 +52,13 @@ class Replanner:
         solve: Callable[[list[Workload], Timeline], PlacementResult],
         now: datetime,
         carbon_price_cny_per_tonne: float,
+        showing: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> bool:
         """Plan the next few reservations again: solved together (``solve``) against the
         timeline without them, each takes its new plan if it still starts later and costs
         less, else keeps the one it has (the timeline kept its room). Returns whether any
-        moved (stored, and held by ``allocation``)."""
+        moved (stored, and held by ``allocation``). ``showing``: the context the store write
+        and ``allocation``'s change are made in (the loop's: readers wait for both)."""
         candidates = self.take(allocation, now)
         if not candidates:
             return False
@@ -80,13 +83,14 @@ class Replanner:
                 changes[w.id] = (w, reps, cost)
         if not changes:
             return False
-        try:
-            done = store.replan(changes)
-        except StoreError:
-            log.exception("cannot store %d reservations planned again", len(changes))
-            return False
-        for w in done:
-            allocation.replace(w)
+        with showing():
+            try:
+                done = store.replan(changes)
+            except StoreError:
+                log.exception("cannot store %d reservations planned again", len(changes))
+                return False
+            for w in done:
+                allocation.replace(w)
         return bool(done)
 
     def take(self, allocation: Allocation, now: datetime) -> list[Workload]:

@@ -14,8 +14,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -56,6 +57,8 @@ from scheduler.store import CycleCommit, CycleOutcome, Store, StoreError, Unfit
 log = logging.getLogger(__name__)
 
 S = WorkloadState
+# the longest a reader of the loop's copies waits for a store write in progress to show in them
+VIEW_WAIT_S = 2.0
 
 
 def _utcnow() -> datetime:
@@ -118,6 +121,9 @@ class SchedulingLoop(LiveMoves):
         self._forecast = forecast or Forecast.of(scenario)
         self._mailbox = Mailbox(self.config.batch_window_s)  # from RPC threads
         self._lock = threading.Lock()
+        # held by the loop thread from a store write until the copies below show it, and by
+        # ``snapshot``: a reader that saw a change in the store never reads copies without it
+        self._view_lock = threading.RLock()
         # --- shared with RPC threads, under _lock
         self._counters = StateCounters()
         self._cluster = Cluster(scenario)  # a copy of the allocation's, replaced, never changed
@@ -271,25 +277,40 @@ class SchedulingLoop(LiveMoves):
         self._mailbox.nudge()
 
     def snapshot(self) -> Snapshot:
+        """What other threads read of the loop (ListSites, the metrics): the cluster, counts
+        and reservations as of the loop's last store write, never older than what the store
+        shows of the loop's own writes (placements, moves, preemptions, completions). A cancel
+        is the RPC's write: the capacity it frees shows from the loop's next cycle. While a
+        write hangs (the database unreachable) a reader waits at most ``VIEW_WAIT_S``, then
+        reads the copies as they are: reads stay available."""
         now = self._clock()
         hour, month = self.local_hour_month(now)
-        with self._lock:
-            c = self._counters
-            return Snapshot(
-                c.by_state(),
-                c.pending_by_reason(),
-                c.unschedulable_by_reason(),
-                self._cluster.copy(),
-                self.scenario,
-                hour,
-                month,
-                self._last_result,
-                None if self._reserved is None else self._reserved[1],
-                None if self._reserved is None else self._reserved[0],
-                now,
-                self._forecast,
-                self._timeline,
-            )
+        waited = self._view_lock.acquire(timeout=VIEW_WAIT_S)
+        try:
+            with self._lock:
+                return self._snapshot(now, hour, month)
+        finally:
+            if waited:
+                self._view_lock.release()
+
+    def _snapshot(self, now: datetime, hour: int, month: int) -> Snapshot:
+        """``snapshot``'s copies (hold ``_lock``)."""
+        c = self._counters
+        return Snapshot(
+            c.by_state(),
+            c.pending_by_reason(),
+            c.unschedulable_by_reason(),
+            self._cluster.copy(),
+            self.scenario,
+            hour,
+            month,
+            self._last_result,
+            None if self._reserved is None else self._reserved[1],
+            None if self._reserved is None else self._reserved[0],
+            now,
+            self._forecast,
+            self._timeline,
+        )
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until the loop has nothing to do (tests and benchmarks)."""
@@ -407,6 +428,16 @@ class SchedulingLoop(LiveMoves):
         with self._lock:
             self._share_allocation()
 
+    @contextmanager
+    def _showing(self, publish: bool = False) -> Iterator[None]:
+        """Around a store write and the loop's memory following it (shared with ``_publish``
+        or ``_share_allocation`` inside, or on leaving with ``publish``): ``snapshot`` waits
+        for it, so no reader sees the write in the store and then copies without it."""
+        with self._view_lock:
+            yield
+            if publish:
+                self._publish()
+
     def _share_allocation(self) -> None:
         """Copies of what other threads read of the allocation (hold ``_lock``)."""
         self._cluster = self._allocation.cluster.copy()
@@ -441,20 +472,22 @@ class SchedulingLoop(LiveMoves):
         due = self._allocation.pop_due(now.timestamp())
         if not due:
             return False
-        try:
-            done = self.store.complete(due, now)
-        except StoreError:
-            log.exception("cannot record completions; retrying")
-            self._allocation.reschedule(due)
-            return False
-        except BaseException:
-            self._allocation.reschedule(due)
-            raise
-        for change in done:
-            self._allocation.release(change.workload.id)
-        with self._lock:
+        with self._showing():
+            try:
+                done = self.store.complete(due, now)
+            except StoreError:
+                log.exception("cannot record completions; retrying")
+                self._allocation.reschedule(due)
+                return False
+            except BaseException:
+                self._allocation.reschedule(due)
+                raise
             for change in done:
-                self._counters.change(change.workload.id, S.PLACED, change.workload.state, "")
+                self._allocation.release(change.workload.id)
+            with self._lock:
+                for change in done:
+                    self._counters.change(change.workload.id, S.PLACED, change.workload.state, "")
+                self._share_allocation()
         for change in done:
             self._tell("on_state_change", change.workload, change.previous_state)
         return bool(done)
@@ -608,15 +641,21 @@ class SchedulingLoop(LiveMoves):
             pending=decisions.pending,
             now=self._clock(),
         )
-        try:
-            outcome = self.store.commit_cycle(commit)
-        except StoreError:
-            log.exception("cannot commit cycle; its %d workloads stay queued", len(d.batch))
-            self._queue.requeue(d.batch)
-            self._publish()
+        with self._showing():
+            try:
+                outcome = self.store.commit_cycle(commit)
+            except StoreError:
+                log.exception("cannot commit cycle; its %d workloads stay queued", len(d.batch))
+                self._queue.requeue(d.batch)
+                self._publish()
+                failed = True
+            else:
+                report = self._settle(d, commit, outcome)
+                failed = False
+        if failed:
             time.sleep(self.config.retry_after_error_s)
             return
-        self._settle(d, commit, outcome)
+        self._tell("on_cycle", report)
         self._preempt(outcome.pending, d.decisions.pending, commit.now)
 
     def _replan(self, now: datetime) -> None:
@@ -628,11 +667,12 @@ class SchedulingLoop(LiveMoves):
 
         price = self.params.carbon_price_cny_per_tonne
         cprice = self.scenario.carbon_price_cny_per_tonne if price is None else price
-        if self._replanner.replan(self._allocation, self.store, solve_them, now, cprice):
-            self._publish()
+        self._replanner.replan(
+            self._allocation, self.store, solve_them, now, cprice, lambda: self._showing(True)
+        )
 
-    def _settle(self, d: _Decided, commit: CycleCommit, outcome: CycleOutcome) -> None:
-        """Make the loop's memory follow a committed cycle, and tell the observers."""
+    def _settle(self, d: _Decided, commit: CycleCommit, outcome: CycleOutcome) -> CycleReport:
+        """Make the loop's memory follow a committed cycle; the report to tell the observers."""
         placed = d.decisions.placed
         for wid in outcome.skipped:
             # cancelled while we solved: give back what we took for it
@@ -667,4 +707,4 @@ class SchedulingLoop(LiveMoves):
             unschedulable=outcome.unschedulable,
             pending=outcome.pending,
         )
-        self._tell("on_cycle", report)
+        return report
