@@ -117,6 +117,7 @@ def _move_workload(
     each replica in the hours of the rest of its run)."""
     spec, r = w.spec, w.spec.resources
     e = eligibility_of(problem.scenario, cluster, [(w.id, spec)], params)[w.id]
+    span = _run_span(room, w)
     reps = {p.replica: p for p in w.placements}
     per_node = Counter(p.node for p in w.placements)
     moved = False
@@ -136,7 +137,7 @@ def _move_workload(
             and per_node[cluster.node_names[n]] < e.per_node
             and (not awake_only or cluster.replicas_on[n] > 0)
         ]
-        node, span = -1, _run_span(room, w, p)
+        node = -1
         if keep:
             candidates = np.asarray(keep, dtype=np.int64)
             fit = candidates[room.fit_mask(cluster, r, candidates, span)]
@@ -487,12 +488,13 @@ def _left(problem: Problem, w: Workload, p: ReplicaPlacement) -> float:
     return min(OPEN_ENDED_S, max(0.0, w.spec.duration_s - since))
 
 
-def _run_span(room: HourlyRoom, w: Workload, p: ReplicaPlacement) -> Span:
-    """The hours of the timeline replica ``p`` of ``w`` holds from now on: to the end of its
-    run (from its own start, as ``_left``), for good without a duration."""
+def _run_span(room: HourlyRoom, w: Workload) -> Span:
+    """The hours of the timeline each replica of ``w`` holds from now on: to the end of its
+    run, for good without a duration. From the workload's start (``start_of``), as the loop's
+    timeline holds it: a move gives back exactly what the replica held."""
     if w.spec.duration_s <= 0:
         return room.run_span(None, 0)
-    start = p.start_time if p.start_time is not None else start_of(w)
+    start = start_of(w)
     return room.run_span(start.timestamp() if start is not None else None, w.spec.duration_s)
 
 
