@@ -39,6 +39,22 @@ def client(server: tuple[Valley, Client]) -> Client:
     return server[1]
 
 
+@pytest.fixture(scope="module")
+def idle_server(
+    tiny: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Valley, Client]]:
+    """One server for the module's tests that store nothing (lookups of unknown ids, refused
+    requests, health): starting a server per test costs its solver process's start-up. Those
+    that assert the store stays empty fail here too if any of them stores something."""
+    with serve(tiny, Path(tmp_path_factory.mktemp("idle"))) as running:
+        yield running
+
+
+@pytest.fixture
+def idle_client(idle_server: tuple[Valley, Client]) -> Client:
+    return idle_server[1]
+
+
 def code_of(call: object) -> tuple[grpc.StatusCode, str]:
     try:
         call()  # type: ignore[operator]
@@ -116,8 +132,8 @@ def test_cancel_rules(client: Client) -> None:
 
 
 @pytest.mark.parametrize("wid", ["w-doesnotexist", "", "x" * 300])
-def test_unknown_ids_are_not_found_everywhere(client: Client, wid: str) -> None:
-    p = client.placement
+def test_unknown_ids_are_not_found_everywhere(idle_client: Client, wid: str) -> None:
+    p = idle_client.placement
     for call in (
         lambda: p.GetWorkload(pb.GetWorkloadRequest(id=wid)),
         lambda: p.CancelWorkload(pb.CancelWorkloadRequest(id=wid)),
@@ -159,9 +175,9 @@ def test_list_page_size_defaults_to_100_and_is_capped_at_1000(client: Client) ->
 
 
 @pytest.mark.parametrize("token", ["garbage!", "eyJhIjogLTF9", "e30"])
-def test_a_bad_page_token_is_invalid_argument(client: Client, token: str) -> None:
+def test_a_bad_page_token_is_invalid_argument(idle_client: Client, token: str) -> None:
     code, details = code_of(
-        lambda: client.placement.ListWorkloads(pb.ListWorkloadsRequest(page_token=token))
+        lambda: idle_client.placement.ListWorkloads(pb.ListWorkloadsRequest(page_token=token))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("page_token")
 
@@ -277,8 +293,10 @@ def test_list_sites_reports_capacity_and_allocation_by_the_api_conventions(
     assert all(len(s.nodes) == 0 for s in without.sites)
 
 
-def test_health_is_serving_and_reflection_lists_the_services(server: tuple[Valley, Client]) -> None:
-    _, client = server
+def test_health_is_serving_and_reflection_lists_the_services(
+    idle_server: tuple[Valley, Client],
+) -> None:
+    _, client = idle_server
     health = health_pb2_grpc.HealthStub(client.channel)
     for name in ("", "valley.v1.PlacementService", "valley.v1.ClusterService"):
         status = health.Check(health_pb2.HealthCheckRequest(service=name)).status
@@ -295,8 +313,10 @@ def test_health_is_serving_and_reflection_lists_the_services(server: tuple[Valle
     } <= names
 
 
-def test_a_request_that_cannot_be_parsed_is_invalid_argument_not_internal(client: Client) -> None:
-    raw = client.channel.unary_unary(
+def test_a_request_that_cannot_be_parsed_is_invalid_argument_not_internal(
+    idle_client: Client,
+) -> None:
+    raw = idle_client.channel.unary_unary(
         "/valley.v1.PlacementService/SubmitWorkloads",
         request_serializer=lambda b: b,
         response_deserializer=lambda b: b,
@@ -304,20 +324,20 @@ def test_a_request_that_cannot_be_parsed_is_invalid_argument_not_internal(client
     # field 1 (request_id, a string) holding bytes that are not UTF-8
     code, _ = code_of(lambda: raw(b"\x0a\x02\xff\xfe"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert client.all_workloads() == []
+    assert idle_client.all_workloads() == []
 
 
-def test_an_expired_deadline_stores_nothing(client: Client) -> None:
+def test_an_expired_deadline_stores_nothing(idle_client: Client) -> None:
     # regression: the server sees a microsecond deadline rounded up to half a millisecond, and
     # used to store about one such request in seven although the client had given up on it
     for _ in range(20):
         code, _ = code_of(
-            lambda: client.placement.SubmitWorkloads(
+            lambda: idle_client.placement.SubmitWorkloads(
                 pb.SubmitWorkloadsRequest(workloads=[cpu_spec(1)]), timeout=0.000001
             )
         )
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert client.all_workloads() == []
+    assert idle_client.all_workloads() == []
 
 
 def test_the_submit_response_shows_each_workload_as_get_returns_it(client: Client) -> None:

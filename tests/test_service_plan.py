@@ -29,20 +29,29 @@ def client(tiny: Scenario, tmp_path: Path) -> Iterator[Client]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def empty(tiny: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """One server that only plans (plans store nothing: the tests that say so check it) for the
+    module's tests on an empty cluster: starting a server per test costs its solver process's
+    start-up."""
+    with serve(tiny, Path(tmp_path_factory.mktemp("plans"))) as (_, c):
+        yield c
+
+
 def plan(client: Client, specs: list[pb.WorkloadSpec]) -> list[pb.Workload]:
     resp = client.placement.PlanWorkloads(pb.SubmitWorkloadsRequest(workloads=specs), timeout=30)
     return list(resp.workloads)
 
 
-def test_a_plan_shows_placements_and_cost_and_stores_nothing(client: Client) -> None:
-    planned = plan(client, [cpu_spec(1, name="web", replicas=2), cpu_spec(0.5, name="job")])
+def test_a_plan_shows_placements_and_cost_and_stores_nothing(empty: Client) -> None:
+    planned = plan(empty, [cpu_spec(1, name="web", replicas=2), cpu_spec(0.5, name="job")])
     assert [w.spec.name for w in planned] == ["web", "job"]
     for w in planned:
         assert w.state == PLACED and w.id == ""
         assert len(w.placements) == (w.spec.replicas or 1)
         assert all(p.node for p in w.placements)
         assert w.cost.energy_cny_per_hour > 0 and w.cost.power_watts > 0
-    assert client.all_workloads() == []
+    assert empty.all_workloads() == []
 
 
 def test_a_plan_sees_the_capacity_placed_work_holds(client: Client) -> None:
@@ -56,19 +65,19 @@ def test_a_plan_sees_the_capacity_placed_work_holds(client: Client) -> None:
     assert anywhere.state == PLACED and anywhere.placements[0].site == "green"
 
 
-def test_a_workload_that_can_never_fit_plans_as_unschedulable_with_why(client: Client) -> None:
-    (huge,) = plan(client, [cpu_spec(64, name="huge")])
+def test_a_workload_that_can_never_fit_plans_as_unschedulable_with_why(empty: Client) -> None:
+    (huge,) = plan(empty, [cpu_spec(64, name="huge")])
     assert huge.state == UNSCHEDULABLE and huge.reason
 
 
-def test_an_invalid_plan_names_the_field_and_an_oversized_one_the_limit(client: Client) -> None:
+def test_an_invalid_plan_names_the_field_and_an_oversized_one_the_limit(empty: Client) -> None:
     with pytest.raises(grpc.RpcError) as bad:
-        plan(client, [cpu_spec(1), cpu_spec(-1)])
+        plan(empty, [cpu_spec(1), cpu_spec(-1)])
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (bad.value.details() or "").startswith("workloads[1].resources.cpu_millis")
     many = MAX_PLAN_REPLICAS // 2 + 1
     with pytest.raises(grpc.RpcError) as big:
-        plan(client, [cpu_spec(0.01, replicas=many), cpu_spec(0.01, replicas=many)])
+        plan(empty, [cpu_spec(0.01, replicas=many), cpu_spec(0.01, replicas=many)])
     assert big.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"at most {MAX_PLAN_REPLICAS} replicas" in (big.value.details() or "")
-    assert client.all_workloads() == []
+    assert empty.all_workloads() == []

@@ -151,6 +151,12 @@ def children(pid: int) -> set[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process ``pid`` has used (user and system, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
     # in one process (the one-core setting), without FGD: the flags reach the loop
     store = f"sqlite:///{tmp_path}/valley.db"
@@ -189,7 +195,11 @@ def test_sigterm_during_a_long_solve_exits_within_the_grace(tmp_path: Path) -> N
     with valley_serve(tmp_path, store, "--scenario", "beijing-hebei", *batch) as server:
         client = Client.connect(server.port)
         client.submit([cpu_spec(0.001, name=f"f{i}", replicas=10_000) for i in range(100)])
-        time.sleep(3.0)  # the loop is solving it
+        # the loop is solving it: its solver process has spent half a second on it
+        end = time.monotonic() + 30
+        while max(cpu_seconds(kid) for kid in children(server.proc.pid)) < 0.5:
+            assert time.monotonic() < end, "the solver process is not solving"
+            time.sleep(0.05)
         t0 = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         code = server.proc.wait(timeout=120)

@@ -29,6 +29,14 @@ def client(tiny: Scenario, tmp_path: Path) -> Iterator[Client]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def refusing(tiny: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """One server for the module's tests whose every request is refused (nothing is stored):
+    starting a server per test costs its solver process's start-up."""
+    with serve(tiny, Path(tmp_path_factory.mktemp("refusing"))) as (_, c):
+        yield c
+
+
 def rpc_error(call: object) -> grpc.RpcError:
     try:
         call()  # type: ignore[operator]
@@ -44,14 +52,14 @@ def token(after: int, filters: str = "") -> str:
 
 @pytest.mark.parametrize("after", [2**63, 2**63 - 1 + 2**20, 10**30])
 def test_list_answers_invalid_argument_naming_page_token_when_its_offset_overflows(
-    client: Client, after: int
+    refusing: Client, after: int
 ) -> None:
     from scheduler.service import paging
 
     good = paging.encode(1, "", [])
     filters = json.loads(base64.urlsafe_b64decode(good + "=" * (-len(good) % 4)))["f"]
     e = rpc_error(
-        lambda: client.placement.ListWorkloads(
+        lambda: refusing.placement.ListWorkloads(
             pb.ListWorkloadsRequest(page_token=token(after, filters)), timeout=10
         )
     )
@@ -61,7 +69,7 @@ def test_list_answers_invalid_argument_naming_page_token_when_its_offset_overflo
 
 @pytest.mark.parametrize("field", ["origin", "allowed_sites", "tenant", "labels"])
 def test_error_echoes_at_most_a_cut_of_the_value_when_a_field_is_a_megabyte(
-    client: Client, field: str
+    refusing: Client, field: str
 ) -> None:
     huge = "x" * 1_000_000
     spec = cpu_spec(1)
@@ -73,7 +81,7 @@ def test_error_echoes_at_most_a_cut_of_the_value_when_a_field_is_a_megabyte(
         spec.tenant = huge
     else:
         spec.labels[huge] = "v"
-    e = rpc_error(lambda: client.submit([spec]))
+    e = rpc_error(lambda: refusing.submit([spec]))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = e.details() or ""
     assert field in details
@@ -91,14 +99,14 @@ def violations(e: grpc.RpcError) -> list[tuple[str, str]]:
 
 
 def test_invalid_argument_lists_every_field_violation_when_a_request_breaks_several(
-    client: Client,
+    refusing: Client,
 ) -> None:
     ok = cpu_spec(1)
     bad = cpu_spec(0, tenant="", replicas=-1)
     bad.resources.memory_mib = 0
     worse = cpu_spec(1, origin="nowhere")
     worse.allowed_sites.append("mars")
-    e = rpc_error(lambda: client.submit([ok, bad, ok, worse], request_id="\x00"))
+    e = rpc_error(lambda: refusing.submit([ok, bad, ok, worse], request_id="\x00"))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = [f for f, _ in violations(e)]
     assert fields == [
@@ -113,14 +121,14 @@ def test_invalid_argument_lists_every_field_violation_when_a_request_breaks_seve
     # the message stays the first violation's, and says how many more there are
     assert (e.details() or "").startswith("request_id: must not contain NUL characters")
     assert "(and 6 more)" in (e.details() or "")
-    assert client.all_workloads() == []
+    assert refusing.all_workloads() == []
 
 
 def test_violations_listed_are_bounded_when_every_spec_of_a_full_request_is_wrong(
-    client: Client,
+    refusing: Client,
 ) -> None:
     specs = [cpu_spec(0, origin="x" * 250, tenant="") for _ in range(1000)]
-    e = rpc_error(lambda: client.submit(specs))
+    e = rpc_error(lambda: refusing.submit(specs))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = violations(e)
     assert 10 <= len(listed) <= 100

@@ -22,6 +22,16 @@ def client(tiny: Scenario, tmp_path: Path) -> Iterator[Client]:
         yield running[1]
 
 
+@pytest.fixture(scope="module")
+def holding_nothing(tiny: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """One server for the module's tests whose workloads never hold capacity (refused, or
+    unschedulable: they can never be placed), each looking at its own workload only: starting
+    a server per test costs its solver process's start-up."""
+    running: tuple[Valley, Client]
+    with serve(tiny, Path(tmp_path_factory.mktemp("spread"))) as running:
+        yield running[1]
+
+
 def settled(client: Client, wid: str, state: int) -> pb.Workload:
     until(lambda: client.get(wid).state == state, 30, f"{wid} in state {state}")
     return client.get(wid)
@@ -50,11 +60,11 @@ def test_four_replicas_with_a_limit_of_one_land_on_four_nodes(client: Client) ->
 
 
 def test_three_replicas_limited_to_one_a_node_in_a_site_of_two_nodes_are_unschedulable(
-    client: Client,
+    holding_nothing: Client,
 ) -> None:
     spec = cpu_spec(0.5, replicas=3, max_replicas_per_node=1, allowed_sites=["near"])
-    (w,) = client.submit([spec])
-    got = settled(client, w.id, UNSCHEDULABLE)
+    (w,) = holding_nothing.submit([spec])
+    got = settled(holding_nothing, w.id, UNSCHEDULABLE)
     assert "max_replicas_per_node" in got.reason
     assert not got.placements
 
@@ -65,18 +75,20 @@ def test_batch_replicas_without_a_limit_may_share_a_node(client: Client) -> None
     assert len(set(nodes(got))) == 1  # packed: one powered node draws the least power
 
 
-def test_a_negative_limit_is_invalid_argument_naming_the_field(client: Client) -> None:
+def test_a_negative_limit_is_invalid_argument_naming_the_field(holding_nothing: Client) -> None:
     with pytest.raises(grpc.RpcError) as e:
-        client.submit([cpu_spec(1), cpu_spec(1, replicas=2, max_replicas_per_node=-1)])
+        holding_nothing.submit([cpu_spec(1), cpu_spec(1, replicas=2, max_replicas_per_node=-1)])
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "workloads[1].max_replicas_per_node" in (e.value.details() or "")
 
 
-def test_explain_names_spread_node_for_a_limit_that_can_never_be_met(client: Client) -> None:
+def test_explain_names_spread_node_for_a_limit_that_can_never_be_met(
+    holding_nothing: Client,
+) -> None:
     spec = cpu_spec(0.5, replicas=3, max_replicas_per_node=1, allowed_sites=["near"])
-    (w,) = client.submit([spec])
-    settled(client, w.id, UNSCHEDULABLE)
-    e = client.placement.ExplainWorkload(pb.ExplainWorkloadRequest(id=w.id))
+    (w,) = holding_nothing.submit([spec])
+    settled(holding_nothing, w.id, UNSCHEDULABLE)
+    e = holding_nothing.placement.ExplainWorkload(pb.ExplainWorkloadRequest(id=w.id))
     verdicts = {v.site: v for v in e.sites}
     assert e.summary.startswith("unschedulable") and "max_replicas_per_node" in e.summary
     assert [r.code for r in verdicts["near"].reasons] == ["spread_node"]
