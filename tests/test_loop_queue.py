@@ -55,6 +55,24 @@ def test_a_waiting_workload_is_ready_again_only_once_woken() -> None:
     assert ids(q.take(10)) == ["w0"]
 
 
+def test_work_that_did_not_fit_is_ready_again_when_capacity_was_freed_while_it_was_solved() -> None:
+    # the cycle that frees capacity (a cancel) wakes the waiting work before it commits the
+    # batch solved meanwhile on the capacity before: what that batch left pending must not
+    # wait for a next freeing that may never come
+    q = WorkQueue()
+    a, b = workloads(0, 0)
+    q.add(a)
+    q.add(b)
+    (taken,) = q.take(1)
+    q.wake()  # capacity freed while ``taken`` was being solved
+    q.wait(taken)  # its solve, on the capacity before, did not fit it
+    again = q.take(10)
+    assert ids(again) == ["w1", "w0"]
+    for w in again:  # taken after that freeing, and did not fit: they wait
+        q.wait(w)
+    assert q.take(10) == []
+
+
 def test_a_removed_workload_is_never_taken() -> None:
     q = WorkQueue()
     a, b = workloads(0, 0)

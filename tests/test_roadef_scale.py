@@ -117,7 +117,10 @@ def test_search_relocates_when_the_instance_has_few_machines():
     big, assignment = scaled_a2_2(factor=2)  # 200 machines
     params = SearchParams(climb_min_gain=0.01)
     result = reassign(big, assignment, time_limit_s=3.0, seed=0, params=params)
-    assert "relocations" in result.stats and result.seconds <= 3.3
+    # the relocation rounds look at the deadline: without that, one round took 57 s against
+    # a 2 s limit at 5,000 machines. Within twice the limit: a loaded machine (load 4-5) has
+    # taken 3.37 s, which says nothing about the deadline's check
+    assert "relocations" in result.stats and result.seconds <= 2 * 3.0
 
 
 @needs_shared

@@ -4,7 +4,9 @@ A workload is in exactly one place: *ready* (the next batch comes from here), *w
 did not fit: ready again once capacity is freed, so a full cluster costs nothing per cycle) or
 *taken* (in a batch being solved or committed). Whatever takes a batch settles each of its
 workloads: requeued, waiting, or removed once it is no longer PENDING; ``restore`` puts back
-what a failed cycle left taken.
+what a failed cycle left taken. A taken workload that comes back not fitting after capacity was
+freed while it was taken is ready again, not waiting: it was solved on the capacity before,
+and the freeing that would have woken it has passed.
 
 Ready workloads are kept per tenant (a heap by priority, then arrival, each). A batch takes the
 highest priority first; among tenants with work of that priority, the one served the fewest
@@ -33,6 +35,8 @@ class WorkQueue:
         self._arrivals = 0
         self._waiting: dict[str, Workload] = {}
         self._taken: dict[str, Workload] = {}
+        self._wakes = 0  # capacity freed so many times
+        self._taken_at: dict[str, int] = {}  # per taken workload, ``_wakes`` when taken
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -69,6 +73,7 @@ class WorkQueue:
             heap = self._ready[tenant]
             w = self._pending[heapq.heappop(heap)[2]]  # a live head: _queue_tenant saw to it
             self._taken[w.id] = w
+            self._taken_at[w.id] = self._wakes
             batch.append(w)
             replicas += w.spec.replica_count
             self._served[tenant] += w.spec.replica_count
@@ -80,17 +85,25 @@ class WorkQueue:
         for w in batch:
             if w.id in self._pending:
                 self._taken.pop(w.id, None)
+                self._taken_at.pop(w.id, None)
                 self._waiting.pop(w.id, None)
                 self._push(w)
 
     def wait(self, w: Workload) -> None:
-        """``w`` (its latest copy) was tried and does not fit: ready again on ``wake``."""
+        """``w`` (its latest copy) was tried and does not fit: ready again on ``wake`` - or
+        at once, if capacity was freed while it was taken (module docstring)."""
         self._taken.pop(w.id, None)
+        taken_at = self._taken_at.pop(w.id, self._wakes)
         self._pending[w.id] = w
+        if taken_at < self._wakes:
+            self._waiting.pop(w.id, None)
+            self._push(w)
+            return
         self._waiting[w.id] = w
 
     def wake(self) -> None:
         """Capacity was freed: every waiting workload is ready again."""
+        self._wakes += 1
         waiting, self._waiting = self._waiting, {}
         for w in waiting.values():
             self._push(w)
@@ -100,6 +113,7 @@ class WorkQueue:
         self._pending.pop(workload_id, None)
         self._waiting.pop(workload_id, None)
         self._taken.pop(workload_id, None)
+        self._taken_at.pop(workload_id, None)
 
     def restore(self, keep: Collection[str] = ()) -> int:
         """After a failed cycle: make every taken workload ready again, except those in
