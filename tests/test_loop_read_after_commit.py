@@ -12,15 +12,18 @@ from pathlib import Path
 from scheduler.domain import Scenario, Workload
 from scheduler.loop import SchedulingLoop
 from scheduler.loop.scheduling import VIEW_WAIT_S
-from scheduler.store import CycleCommit, CycleOutcome
+from scheduler.store import CycleCommit, CycleOutcome, Store
 from scheduler.store.sqlite import SqliteStore
 from tests.test_loop_support import (
     Clock,
     S,
+    cancel,
     clock_fixture,  # noqa: F401
     cpu,
     running,
+    store_fixture,  # noqa: F401
     submit,
+    until,
     used_cpu,
 )
 
@@ -85,3 +88,15 @@ def test_a_snapshot_is_answered_from_the_copies_it_has_while_a_store_write_hangs
     with held_just_after_placing(tiny, clock, tmp_path) as (_, lp, _w):
         # the loop is still held in its write after VIEW_WAIT_S: the reader gets what there is
         assert cpu_in_snapshot(lp, VIEW_WAIT_S + 8) == [0]
+
+
+def test_a_snapshot_read_after_a_cancel_shows_the_capacity_it_frees(
+    store: Store, tiny: Scenario, clock: Clock
+) -> None:
+    # a batching window of 0.3 s: the loop takes the cancel up that much later
+    with running(store, tiny, clock, batch_window_s=0.3) as lp:
+        (w,) = submit(store, lp, cpu(2))
+        until(lambda: store.get(w.id).state == S.PLACED)
+        assert used_cpu(lp.snapshot().cluster) == 2000
+        cancel(store, lp, w)
+        assert used_cpu(lp.snapshot().cluster) == 0

@@ -29,12 +29,15 @@ class Mailbox:
         self._closed = False
         self._nudged = False  # a cycle is wanted although nothing was posted
         self._idle = threading.Event()  # the loop thread waits with nothing to do
+        # changes posted ever; of them, taken by the last take; of them, shown by the loop
+        self._posted = self._taken = self._shown = 0
 
     def post(self, workloads: Sequence[Workload] = (), changes: Sequence[Change] = ()) -> None:
         """Hand new PENDING workloads and committed changes to the loop thread."""
         with self._cond:
             self._inbox.extend(workloads)
             self._changes.extend(changes)
+            self._posted += len(changes)
             if self._first_post is None:
                 self._first_post = time.monotonic()
             self._idle.clear()
@@ -98,6 +101,7 @@ class Mailbox:
             changes, self._changes = self._changes, []
             self._first_post = None
             self._nudged = False
+            self._taken = self._posted
         return inbox, changes
 
     def drain(self) -> tuple[list[Workload], list[Change]]:
@@ -107,7 +111,22 @@ class Mailbox:
             changes, self._changes = self._changes, []
             self._first_post = None
             self._nudged = False
+            self._taken = self._posted
         return inbox, changes
+
+    def changes_shown(self) -> None:
+        """The loop thread's copies (``SchedulingLoop.snapshot``) show every change it has
+        taken: their capacity is given back."""
+        with self._cond:
+            self._shown = self._taken
+            self._cond.notify_all()
+
+    def wait_changes_shown(self, timeout: float) -> bool:
+        """Block until every change posted so far is shown (``changes_shown``), at most
+        ``timeout`` seconds; whether it is (at once once closed: nothing will show them)."""
+        with self._cond:
+            target = self._posted
+            return self._cond.wait_for(lambda: self._shown >= target or self._closed, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing posted is left and the loop thread waits for more."""

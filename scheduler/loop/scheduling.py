@@ -279,13 +279,20 @@ class SchedulingLoop(LiveMoves):
     def snapshot(self) -> Snapshot:
         """What other threads read of the loop (ListSites, the metrics): the cluster, counts
         and reservations as of the loop's last store write, never older than what the store
-        shows of the loop's own writes (placements, moves, preemptions, completions). A cancel
-        is the RPC's write: the capacity it frees shows from the loop's next cycle. While a
-        write hangs (the database unreachable) a reader waits at most ``VIEW_WAIT_S``, then
-        reads the copies as they are: reads stay available."""
+        shows of the loop's own writes (placements, moves, preemptions, completions), nor than
+        a cancel handed to it (``state_changed``) before: the capacity it frees is given back
+        first. A reader waits for that at most ``VIEW_WAIT_S`` (a write that hangs, the database
+        unreachable), then reads the copies as they are: reads stay available. On the loop's
+        own thread, or with no loop thread (a driver runs the cycles), nothing is waited for."""
         now = self._clock()
         hour, month = self.local_hour_month(now)
-        waited = self._view_lock.acquire(timeout=VIEW_WAIT_S)
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            with self._lock:
+                return self._snapshot(now, hour, month)
+        end = time.monotonic() + VIEW_WAIT_S
+        self._mailbox.wait_changes_shown(VIEW_WAIT_S)
+        waited = self._view_lock.acquire(timeout=max(0.0, end - time.monotonic()))
         try:
             with self._lock:
                 return self._snapshot(now, hour, month)
@@ -451,7 +458,8 @@ class SchedulingLoop(LiveMoves):
 
     def _intake(self, inbox: list[Workload], changes: list[Change]) -> bool:
         """Queue the new workloads and forget the changed ones (cancelled), giving back the
-        capacity they held; True if any was given back."""
+        capacity they held (shown to other threads at once: ``snapshot`` waits for it); True if
+        any was given back."""
         freed = False
         try:
             for w in inbox:
@@ -465,6 +473,10 @@ class SchedulingLoop(LiveMoves):
             # each step can be taken again: hand everything back for the next cycle
             self._mailbox.give_back(inbox, changes)
             raise
+        if changes:
+            if freed:
+                self._publish()
+            self._mailbox.changes_shown()
         return freed
 
     def _complete_due(self, now: datetime) -> bool:
