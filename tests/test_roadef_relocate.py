@@ -19,40 +19,49 @@ from scheduler.solver.reassign import (
     read_model,
 )
 from scheduler.solver.reassign import relocate as rl
-from scheduler.solver.reassign.local import Compiled, anneal, descend, relocate_descend
+from scheduler.solver.reassign.local import Compiled, anneal, descend, release, relocate_descend
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
 A2_2 = SHARED / "A" / "model_a2_2.txt"  # transient resources
+A2_5 = SHARED / "A" / "model_a2_5.txt"  # a big process on a machine with no safety capacity
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/roadef2012")
 pytestmark = pytest.mark.usefixtures("roadef_kernel_compiled")
 
 
-def transient_instance() -> tuple[Instance, np.ndarray, np.ndarray]:
-    """p (6, on A where every unit costs) fits by capacity on B, but B's one transient
-    resource is held by r (2, originally there) and q (4, moved in from C): p fits once q
-    goes home. C is too small for p. The initial assignment and the current one."""
+def small_instance(name: str, transient: bool, capacity, safety, requirement) -> Instance:
+    """One resource (load weight 1), one location and neighbourhood, one process per service,
+    no move costs: machines by ``capacity`` / ``safety``, processes by ``requirement``."""
     i64 = np.int64
-    inst = Instance(
-        name="transient",
-        transient=np.array([True]),
+    n_mach, n_proc = len(capacity), len(requirement)
+    return Instance(
+        name=name,
+        transient=np.array([transient]),
         weight_load=np.array([1], i64),
-        neighborhood=np.zeros(3, i64),
-        location=np.zeros(3, i64),
-        capacity=np.array([[10], [10], [5]], i64),
-        safety=np.array([[0], [10], [5]], i64),
-        machine_move_cost=np.zeros((3, 3), i64),
-        spread_min=np.zeros(3, i64),
-        dependencies=(np.zeros(0, i64),) * 3,
-        service=np.array([0, 1, 2], i64),
-        requirement=np.array([[6], [4], [2]], i64),
-        process_move_cost=np.zeros(3, i64),
+        neighborhood=np.zeros(n_mach, i64),
+        location=np.zeros(n_mach, i64),
+        capacity=np.array(capacity, i64).reshape(-1, 1),
+        safety=np.array(safety, i64).reshape(-1, 1),
+        machine_move_cost=np.zeros((n_mach, n_mach), i64),
+        spread_min=np.zeros(n_proc, i64),
+        dependencies=(np.zeros(0, i64),) * n_proc,
+        service=np.arange(n_proc, dtype=i64),
+        requirement=np.array(requirement, i64).reshape(-1, 1),
+        process_move_cost=np.zeros(n_proc, i64),
         balance=np.zeros((0, 3), i64),
         weight_balance=np.zeros(0, i64),
         weight_process_move=0,
         weight_service_move=0,
         weight_machine_move=0,
     )
+
+
+def transient_instance() -> tuple[Instance, np.ndarray, np.ndarray]:
+    """p (6, on A where every unit costs) fits by capacity on B, but B's one transient
+    resource is held by r (2, originally there) and q (4, moved in from C): p fits once q
+    goes home. C is too small for p. The initial assignment and the current one."""
+    inst = small_instance("transient", True, [10, 10, 5], [0, 10, 5], [6, 4, 2])
+    i64 = np.int64
     return inst, np.array([0, 2, 1], i64), np.array([0, 1, 1], i64)
 
 
@@ -168,3 +177,33 @@ def test_annealing_with_relocations_keeps_every_rule_and_repeats_when_the_moves_
     assert np.array_equal(first.assign, second.assign)
     ev = evaluate(inst, initial, first.assign)
     assert ev.valid and ev.total == first.cost
+
+
+def stuck_instance() -> tuple[Instance, np.ndarray]:
+    """p (8) sits on A, where every unit costs (no safety capacity); it fits on B only once q
+    (4) has gone to C (too small for p), and on D, which has no safety capacity either (a
+    shift there saves nothing, and a relocation there would not free p's cost)."""
+    inst = small_instance("stuck", False, [10, 10, 5, 10], [0, 10, 2, 0], [8, 4])
+    i64 = np.int64
+    return inst, np.array([0, 1], i64)
+
+
+def test_release_relocates_a_process_stuck_on_a_machine_without_safety_capacity():
+    inst, initial = stuck_instance()
+    out, stats = release(State(inst, initial), 0.05, 0.25)
+    assert stats == {"released": 1}
+    assert out.assign.tolist() == [1, 2]  # p on B, q made room by going to C
+    ev = evaluate(inst, initial, out.assign)
+    assert ev.valid and ev.total == out.cost == 2
+
+
+@needs_shared
+def test_release_takes_a2_5s_big_process_off_the_machines_without_safety_capacity():
+    inst, initial = load(A2_5)
+    out, stats = release(State(inst, initial), 0.05, 0.25)
+    zero = np.flatnonzero((inst.safety == 0).all(axis=1))
+    assert initial[614] in zero and stats["released"] >= 1
+    assert out.assign[614] not in zero
+    ev = evaluate(inst, initial, out.assign)
+    # a relocation may cost at once (the annealing re-packs around it), within its price
+    assert ev.valid and ev.total == out.cost == State(inst, initial, out.assign).cost

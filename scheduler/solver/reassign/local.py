@@ -111,6 +111,55 @@ def relocate_descend(
     return c.state(), {"relocations": made, "relocation_rounds": rounds}
 
 
+def release(
+    state: State, min_share: float, max_price: float, max_out: int = 2 * relocate.MAX_OUT
+) -> tuple[State, dict[str, int]]:
+    """``state`` with every stuck costly process relocated: one whose leaving would save at
+    least ``min_share`` of the cost while no shift saves a tenth of that (its machine is
+    full everywhere it could go) goes where making room for it (``relocate.relocate``, up to
+    ``max_out`` evictees, each to its best machine) costs least, when that costs at most
+    ``max_price`` of what its leaving saves. Such a relocation may cost more than it gains
+    at once: it is a start for an annealing, which re-packs around the process (a2_5: its
+    process 614, 10% of the cost alone on a machine with no safety capacity, fits nowhere
+    else without evictions, and no annealing moved it off; relocated first, 30-s annealings
+    ended 376-387 M against 400-420 M)."""
+    c = Compiled(state)
+    md, st = c.md, c.st
+    n, n_mach = state.inst.processes, state.inst.machines
+    hold = relocate.origin_hold(state.inst, state.initial)
+    req, safety, wl = state.inst.requirement, state.inst.safety, state.inst.weight_load
+    out = np.zeros(max_out + 2, dtype=np.int64)
+    cost = c.cost
+    saving = np.array(
+        [st[3][c.assign[p]] - kernel.machine_cost(md, st[1], c.assign[p], -1, p) for p in range(n)]
+    )
+    released = 0
+    for p in (int(q) for q in np.argsort(-saving, kind="stable")):
+        if saving[p] < min_share * cost:
+            break
+        if min(kernel.shift_delta(md, st, p, m) for m in range(n_mach)) < -saving[p] // 10:
+            continue  # a shift frees most of it: the annealing finds that
+        m0 = int(c.assign[p])
+        best_m, best_d = -1, int(max_price * saving[p]) + 1
+        # where it would cost half as much even alone (no safety capacity) it stays stuck
+        alone = (np.maximum(req[p] - safety, 0) * wl).sum(axis=1)
+        for m in range(n_mach):
+            if alone[m] >= saving[p] // 2 or not relocate.could_hold(md, hold, p, m):
+                continue
+            on_m = np.flatnonzero(c.assign == m).astype(np.int64)
+            d = relocate.relocate(md, st, p, m, on_m, max_out, best_d - 1, out)
+            if d != kernel.INF:
+                best_m, best_d = m, d
+                for j in range(out[-1] - 1, -1, -1):  # undo, remember
+                    q = int(out[j])
+                    kernel.apply_shift(md, st, q, m if q != p else m0)
+        if best_m >= 0:
+            on_m = np.flatnonzero(c.assign == best_m).astype(np.int64)
+            relocate.relocate(md, st, p, best_m, on_m, max_out, best_d, out)
+            released += 1
+    return (c.state() if released else state), {"released": released}
+
+
 def late_acceptance(
     state: State,
     deadline: float,

@@ -4,7 +4,9 @@ search.
 0. **Simulated annealing** (``local.anneal``, compiled: ``annealing``) from the initial
    assignment for ``anneal_share`` of the time limit, where ``anneals`` says so (small
    instances with no transient resource): shifts, swaps and evictions, the temperature
-   falling geometrically from a multiple of the typical rise of a random shift.
+   falling geometrically from a multiple of the typical rise of a random shift. Before it, a
+   process that holds a large share of the cost and that no shift moves off is relocated
+   (``local.release``: room made for it elsewhere), even at a price.
 1. **Steepest descent** (``local.descend``, compiled: ``kernel``) from the initial assignment
    too: the processes of the costliest machines first, each moved to its best machine when
    that lowers the cost, else swapped with the best improving one of a sample; passes repeat
@@ -42,7 +44,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.solver.reassign.lns import returners, solve_neighbourhood
-from scheduler.solver.reassign.local import anneal, descend, late_acceptance, relocate_descend
+from scheduler.solver.reassign.local import (
+    anneal,
+    descend,
+    late_acceptance,
+    release,
+    relocate_descend,
+)
 from scheduler.solver.reassign.model import Instance, IntArray
 from scheduler.solver.reassign.state import State
 
@@ -80,6 +88,9 @@ class SearchParams:
     # of theirs is priced on (0: all, as without; 16 against all, 10 s from the relocation
     # rounds' optimum at heat 10: a2_2 832-853 M against 853-879 M, a2_3 1,312-1,373 M
     # against 1,402-1,406 M, twice the moves a second)
+    release_share: float = 0.05  # before the first annealing, a process whose leaving would
+    # save this share of the cost and that no shift moves off is relocated (``local.release``)
+    release_price: float = 0.25  # when that costs at most this share of what leaving saves
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -95,6 +106,8 @@ class SearchParams:
             or not 0 <= self.la_chains <= 1
             or not 0 <= self.anneal_share <= 1
             or self.reheat < 0
+            or self.release_share < 0
+            or self.release_price < 0
         ):
             raise ValueError("la_share in [0, 1] and la_margin >= 0")
 
@@ -175,8 +188,11 @@ def reassign(
     stats = {"lns": 0, "lns_improved": 0}
     start = state
     if anneals(inst, params):
+        if params.release_share > 0:
+            state, release_stats = release(start, params.release_share, params.release_price)
+            stats.update(release_stats)
         state, anneal_stats = anneal(
-            start,
+            state,
             started + params.anneal_share * time_limit_s,
             int(rng.integers(1 << 30)),
             max_moves=max_anneal if max_anneal is not None else max_la,
