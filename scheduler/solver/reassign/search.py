@@ -109,7 +109,10 @@ class SearchParams:
             or self.release_share < 0
             or self.release_price < 0
         ):
-            raise ValueError("la_share in [0, 1] and la_margin >= 0")
+            raise ValueError(
+                "climb_share, la_share, la_chains and anneal_share in [0, 1]; la_margin, reheat,"
+                " release_share and release_price >= 0"
+            )
 
 
 @dataclass(frozen=True)
