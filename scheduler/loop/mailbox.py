@@ -48,6 +48,7 @@ class Mailbox:
         with self._cond:
             self._inbox[:0] = workloads
             self._changes[:0] = changes
+            self._taken -= len(changes)  # not taken in the end: nothing shows them yet
 
     def wake(self) -> None:
         """Make a waiting ``take`` look at its conditions again now."""
@@ -116,7 +117,7 @@ class Mailbox:
 
     def changes_shown(self) -> None:
         """The loop thread's copies (``SchedulingLoop.snapshot``) show every change it has
-        taken: their capacity is given back."""
+        taken (and not given back): their capacity is given back."""
         with self._cond:
             self._shown = self._taken
             self._cond.notify_all()

@@ -34,9 +34,8 @@ class WorkQueue:
         self._served: dict[str, int] = {}  # replicas taken, per tenant with ready work
         self._arrivals = 0
         self._waiting: dict[str, Workload] = {}
-        self._taken: dict[str, Workload] = {}
         self._wakes = 0  # capacity freed so many times
-        self._taken_at: dict[str, int] = {}  # per taken workload, ``_wakes`` when taken
+        self._taken: dict[str, tuple[Workload, int]] = {}  # and ``_wakes`` when taken
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -72,8 +71,7 @@ class WorkQueue:
             _, _, _, tenant = heapq.heappop(tenants)
             heap = self._ready[tenant]
             w = self._pending[heapq.heappop(heap)[2]]  # a live head: _queue_tenant saw to it
-            self._taken[w.id] = w
-            self._taken_at[w.id] = self._wakes
+            self._taken[w.id] = (w, self._wakes)
             batch.append(w)
             replicas += w.spec.replica_count
             self._served[tenant] += w.spec.replica_count
@@ -85,15 +83,13 @@ class WorkQueue:
         for w in batch:
             if w.id in self._pending:
                 self._taken.pop(w.id, None)
-                self._taken_at.pop(w.id, None)
                 self._waiting.pop(w.id, None)
                 self._push(w)
 
     def wait(self, w: Workload) -> None:
         """``w`` (its latest copy) was tried and does not fit: ready again on ``wake`` - or
         at once, if capacity was freed while it was taken (module docstring)."""
-        self._taken.pop(w.id, None)
-        taken_at = self._taken_at.pop(w.id, self._wakes)
+        _, taken_at = self._taken.pop(w.id, (w, self._wakes))
         self._pending[w.id] = w
         if taken_at < self._wakes:
             self._waiting.pop(w.id, None)
@@ -113,12 +109,11 @@ class WorkQueue:
         self._pending.pop(workload_id, None)
         self._waiting.pop(workload_id, None)
         self._taken.pop(workload_id, None)
-        self._taken_at.pop(workload_id, None)
 
     def restore(self, keep: Collection[str] = ()) -> int:
         """After a failed cycle: make every taken workload ready again, except those in
         ``keep`` (a batch the solver process still has); returns how many."""
-        lost = [w for wid, w in self._taken.items() if wid not in keep]
+        lost = [w for wid, (w, _) in self._taken.items() if wid not in keep]
         self.requeue(lost)
         return len(lost)
 

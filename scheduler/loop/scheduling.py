@@ -451,6 +451,7 @@ class SchedulingLoop(LiveMoves):
         timeline = self._allocation.timeline
         self._timeline = timeline.copy()  # replaced, never changed (a dry run plans on it)
         self._reserved = (hour_start(timeline.base), timeline.reserved_cores())
+        self._mailbox.changes_shown()  # the cancels taken so far are in these copies
 
     def _enqueue(self, w: Workload) -> None:
         if self._queue.add(w) and self.config.fgd:
@@ -458,8 +459,8 @@ class SchedulingLoop(LiveMoves):
 
     def _intake(self, inbox: list[Workload], changes: list[Change]) -> bool:
         """Queue the new workloads and forget the changed ones (cancelled), giving back the
-        capacity they held (shown to other threads at once: ``snapshot`` waits for it); True if
-        any was given back."""
+        capacity they held (``snapshot`` waits for the copies that show it: every cycle
+        publishes them); True if any was given back."""
         freed = False
         try:
             for w in inbox:
@@ -473,10 +474,6 @@ class SchedulingLoop(LiveMoves):
             # each step can be taken again: hand everything back for the next cycle
             self._mailbox.give_back(inbox, changes)
             raise
-        if changes:
-            if freed:
-                self._publish()
-            self._mailbox.changes_shown()
         return freed
 
     def _complete_due(self, now: datetime) -> bool:
