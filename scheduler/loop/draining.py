@@ -35,7 +35,6 @@ from scheduler.domain import (
     dynamic_watts,
     site_costs,
 )
-from scheduler.domain.forecast import hour_of
 from scheduler.loop.allocation import start_of
 from scheduler.solver import Problem, SolverParams, greedy
 from scheduler.solver.filters import eligibility_of, sites_for_a_move
@@ -46,7 +45,7 @@ from scheduler.solver.objective import (
     site_rates,
     workload_cost,
 )
-from scheduler.solver.valley.run_rates import RunRates
+from scheduler.solver.runs import OPEN_ENDED_S, RunMoney
 
 
 def cluster_cost(cluster: Cluster, hour: int, month: int) -> Cost:
@@ -338,7 +337,12 @@ class _Rebalancing:
         problem = self.problem
         if problem.now is None:
             return
-        money = _RunMoney(problem, self.params, float(self.longest.max(initial=0.0)))
+        money = RunMoney(
+            problem,
+            carbon_price(problem, self.params),
+            site_rates(problem),
+            float(self.longest.max(initial=0.0)),
+        )
         chosen = [
             w
             for w in self.current.values()
@@ -374,7 +378,7 @@ class _Rebalancing:
         w: Workload,
         there: str,
         run: float,
-        money: _RunMoney,
+        money: RunMoney,
         by_node: dict[str, dict[str, list[ReplicaPlacement]]],
     ) -> None:
         """Move every replica of ``w`` to site ``there`` if that saves what ``to_cheaper_sites``
@@ -436,34 +440,9 @@ class _Rebalancing:
         return self.params.latency_cny_per_ms_hour * rtt
 
 
-# how long a replica without a duration (a service that runs until cancelled) is counted on to
-# run on, when nodes are ranked by what emptying them is worth
-OPEN_ENDED_S = 24 * 3600.0
-
 # the least a move of a workload to a cheaper site must save per replica moved, over the rest
 # of its run: a move is not free to the tenant (it is a state change watchers see)
 MIN_SAVING_PER_MOVE_CNY = 0.5
-
-
-class _RunMoney:
-    """CNY per IT watt-hour (energy and priced carbon, at the site's PUE) of a site over the
-    next ``seconds`` from ``problem.now``: the forecast's mean over the run where the problem
-    carries one, else the current hour's rates."""
-
-    def __init__(self, problem: Problem, params: SolverParams, longest_s: float):
-        """``longest_s``: the longest run asked about (seconds), for the forecast's span."""
-        self.cprice = carbon_price(problem, params)
-        self.now = problem.now.timestamp() if problem.now is not None else 0.0
-        self.hourly = site_rates(problem)
-        self.runs: RunRates | None = None
-        if problem.now is not None and problem.forecast is not None:
-            end = hour_of(problem.now) + 2 + int(longest_s // 3600)
-            self.runs = RunRates(problem, params, end)
-
-    def __call__(self, site: str, seconds: float) -> float:
-        if self.runs is None or seconds <= 0:
-            return self.hourly[site].money_per_it_watt(self.cprice)
-        return self.runs.cost(site, self.now, int(seconds)).money
 
 
 def remaining_runs(problem: Problem, cluster: Cluster, running: Iterable[Workload]) -> np.ndarray:

@@ -4,6 +4,13 @@ objective = energy + priced carbon + latency weight of services + headroom penal
             + penalty of every unplaced workload that could be placed (not UNSCHEDULABLE)
             + rack spread: per replica of a service that shares a rack with another of it
 
+Energy and carbon are the cluster's power at the current hour's rates, except where the problem
+carries a clock and a forecast (``runs.priced_over_runs``): there each replica placed now has its
+dynamic power counted at the mean rates of its run (``runs.run_seconds``: its duration, or a
+day for work without one), per hour of that run. A placement lasts for hours; pricing it at the
+hour it happens to be placed in would put a service arriving at night, when the dear site's
+valley tariff undercuts the cheap site's flat one, in the dear site for good.
+
 Every policy's result is scored by this one function, so the numbers compare.
 """
 
@@ -18,14 +25,17 @@ from scheduler.domain import (
     Cluster,
     Cost,
     ReplicaPlacement,
+    Resources,
     SiteRates,
     WorkloadSpec,
     attributed_watts,
+    dynamic_watts,
     node_it_watts,
 )
 from scheduler.domain.forecast import hour_of
 from scheduler.solver.filters import eligibility
 from scheduler.solver.problem import Breakdown, Problem, SolverParams
+from scheduler.solver.runs import RunRates, priced_over_runs, run_seconds
 
 
 def carbon_price(problem: Problem, params: SolverParams) -> float:
@@ -100,13 +110,18 @@ def evaluate_state(
     placements: Mapping[str, tuple[ReplicaPlacement, ...]],
     params: SolverParams,
     never_fits: Collection[str] | None = None,
+    later: Collection[str] = (),
 ) -> Breakdown:
     """Score a placement given the cluster state it leads to (``after``). ``never_fits``: the
-    workloads that can never fit as specified, if the caller knows them already."""
+    workloads that can never fit as specified, if the caller knows them already; ``later``:
+    the workloads of ``placements`` that start later, so are not in ``after`` (the caller
+    prices their runs)."""
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
     watts = node_it_watts(after)
-    energy = carbon = carbon_cny = power = headroom = 0.0
+    energy, carbon = run_priced(problem, cprice, placements, later)
+    carbon_cny = carbon * cprice / 1000.0
+    power = headroom = 0.0
     for si, site in enumerate(problem.scenario.sites):
         on_site = after.node_site == si
         cost = rates[site.name].cost(float(watts[on_site].sum()))
@@ -141,6 +156,64 @@ def evaluate_state(
         if specs[wid].is_service and len(reps) > 1
     )
     return Breakdown(energy, carbon, carbon_cny, latency, headroom, unplaced, power, racks)
+
+
+def run_priced(
+    problem: Problem,
+    cprice: float,
+    placements: Mapping[str, tuple[ReplicaPlacement, ...]],
+    later: Collection[str] = (),
+) -> tuple[float, float]:
+    """Energy CNY and carbon kg per hour that count the replicas placed now (``placements``
+    but ``later``) at the mean rates of their runs rather than the current hour's: each
+    replica's dynamic power times the difference of the two (module docstring). Zero where
+    the problem is not priced over runs."""
+    if not priced_over_runs(problem) or not placements:
+        return 0.0, 0.0
+    assert problem.now is not None
+    specs = {w.id: w.spec for w in problem.workloads}
+    now_placed = [(specs[wid], reps) for wid, reps in placements.items() if wid not in later]
+    if not now_placed:
+        return 0.0, 0.0
+    longest = max(run_seconds(spec) for spec, _ in now_placed)
+    runs = RunRates.from_now(problem, cprice, longest)
+    current = {
+        site: (r.pue / 1000.0 * r.price_cny_per_kwh, r.pue / 1000.0 * r.carbon_kg_per_kwh)
+        for site, r in site_rates(problem).items()
+    }
+    now_s = problem.now.timestamp()
+    cluster = problem.cluster
+    # a replica's dynamic power is linear in its CPU and GPU demand, per pool: sum both per
+    # (run seconds, pool) in one pass (this runs in every evaluation of a packing, at 50k
+    # replicas too), then price each sum once
+    index = cluster.index
+    runs_of: dict[int, int] = {}
+    run_of: list[int] = []
+    nodes: list[int] = []
+    cpu: list[int] = []
+    gpu: list[int] = []
+    for spec, reps in now_placed:
+        n = len(reps)
+        run_of.extend([runs_of.setdefault(run_seconds(spec), len(runs_of))] * n)
+        cpu.extend([spec.resources.cpu_millis] * n)
+        gpu.extend([spec.resources.gpu_demand_millis] * n)
+        nodes.extend([index[rp.node] for rp in reps])
+    n_pools = len(cluster.pools)
+    flat = np.asarray(run_of, dtype=np.int64) * n_pools + cluster.node_pool[nodes]
+    size = len(runs_of) * n_pools
+    cpu_sum = np.bincount(flat, weights=np.asarray(cpu, dtype=float), minlength=size)
+    gpu_sum = np.bincount(flat, weights=np.asarray(gpu, dtype=float), minlength=size)
+    seconds_of = list(runs_of)
+    energy = carbon = 0.0
+    for f in np.flatnonzero(cpu_sum + gpu_sum).tolist():
+        k, pi = divmod(f, n_pools)
+        pool = cluster.pools[pi]
+        run = runs.cost(pool.site, now_s, seconds_of[k])
+        demand = Resources(int(cpu_sum[f]), 0, gpu_millis=int(gpu_sum[f]))
+        watts = dynamic_watts(pool, demand)
+        energy += watts * (run.energy_cny - current[pool.site][0])
+        carbon += watts * (run.carbon_kg - current[pool.site][1])
+    return energy, carbon
 
 
 def rack_sharing(cluster: Cluster, reps: Sequence[ReplicaPlacement]) -> int:

@@ -25,8 +25,8 @@ from scheduler.solver import greedy
 from scheduler.solver.filters import Eligibility
 from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.problem import PendingWorkload, Problem
+from scheduler.solver.runs import RunRates
 from scheduler.solver.valley.model import HALF_GPU
-from scheduler.solver.valley.run_rates import RunRates
 
 
 @dataclass

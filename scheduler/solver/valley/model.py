@@ -27,6 +27,7 @@ from scheduler.solver.filters import Eligibility
 from scheduler.solver.greedy import NodeIndex
 from scheduler.solver.objective import carbon_price, site_rates, unplaced_penalties
 from scheduler.solver.problem import Problem, SolverParams
+from scheduler.solver.runs import RunRates, priced_over_runs, run_seconds
 from scheduler.solver.valley.linear import INF, LinearModel
 
 # a row of the linear model: (variables, coefficients, lo, hi)
@@ -242,8 +243,13 @@ def build_model(
     pools = _pool_states(cluster, index)
     lm = LinearModel(constant=base_cost)
     rack_counts = _RackCounts(cluster, index)
+    runs = None
+    if priced_over_runs(problem):
+        longest = max((run_seconds(w.spec) for w in problem.workloads), default=0)
+        runs = RunRates.from_now(problem, cprice, longest)
     for ci, c in enumerate(classes):
-        _add_class(lm, problem, params, ci, c, money_per_watt, rack_counts)
+        money = _run_money(problem, c.spec, money_per_watt, runs)
+        _add_class(lm, problem, params, ci, c, money, rack_counts)
     # per pool, the model variable and the per-replica demand of every class that may use it
     users: dict[int, list[tuple[int, dict[str, int]]]] = {}
     for c in classes:
@@ -256,6 +262,22 @@ def build_model(
     limits = _per_node_limit_rows(index, classes, pools)
     headroom = _add_headroom(lm, cluster, params, classes)
     return Model(lm, classes, pools, headroom, limits)
+
+
+def _run_money(
+    problem: Problem,
+    spec: WorkloadSpec,
+    hourly: Mapping[str, float],
+    runs: RunRates | None,
+) -> Mapping[str, float]:
+    """Per site, CNY per dynamic IT watt-hour of a replica of ``spec`` placed now: at the mean
+    rates of its run where the problem is priced over runs (as ``objective.run_priced``
+    counts it), else the current hour's (``hourly``)."""
+    if runs is None:
+        return hourly
+    assert problem.now is not None
+    now_s, seconds = problem.now.timestamp(), run_seconds(spec)
+    return {site: runs.cost(site, now_s, seconds).money for site in hourly}
 
 
 def _add_class(

@@ -1,18 +1,14 @@
-"""What deferrable work may choose from: its possible start hours, and the mean rates of the
-hours a run would take (``RunRates``), read from the problem's forecast."""
+"""What deferrable work may choose from: its possible start hours (the mean rates of the hours a
+run would take are ``scheduler.solver.runs.RunRates``)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-import numpy as np
-
-from scheduler.domain import SiteRates, Topology, WorkloadKind, WorkloadSpec
+from scheduler.domain import Topology, WorkloadKind, WorkloadSpec
 from scheduler.domain.forecast import HOUR_S, hour_of
 from scheduler.solver.filters import Eligibility
-from scheduler.solver.objective import carbon_price
 from scheduler.solver.problem import Problem, SolverParams
 
 
@@ -63,67 +59,3 @@ def start_hours(
         if last >= first:
             out[w.id] = tuple(range(first, last + 1))
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class RunCost:
-    """Mean rates of a run, per IT watt per hour: energy CNY, carbon kg, and both in CNY with
-    carbon priced (what the objective counts)."""
-
-    energy_cny: float
-    carbon_kg: float
-    money: float
-
-
-class RunRates:
-    """Mean price and carbon of the hours a run takes, per site, from the forecast: hours are
-    weighted by how much of each the run covers (a run from now covers what is left of the
-    current hour)."""
-
-    def __init__(self, problem: Problem, params: SolverParams, end_hour: int) -> None:
-        assert problem.now is not None and problem.forecast is not None
-        self.base = hour_of(problem.now)
-        n = max(1, end_hour - self.base)
-        self.cprice = carbon_price(problem, params)
-        self._cum: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-        self.pue = {s.name: s.pue for s in problem.scenario.sites}
-        for site in problem.scenario.site_names:
-            price, carbon = problem.forecast.hourly(site, self.base, n)
-            self._cum[site] = (
-                np.concatenate(([0.0], np.cumsum(price))),
-                np.concatenate(([0.0], np.cumsum(carbon))),
-                float(n),
-            )
-        self._memo: dict[tuple[str, float, int], RunCost] = {}
-
-    def _mean(self, cum: np.ndarray, n: float, start_s: float, end_s: float) -> float:
-        def integral(t: float) -> float:
-            u = min(max(t / HOUR_S - self.base, 0.0), n)
-            i = min(int(u), int(n) - 1)
-            return float(cum[i] + (u - i) * (cum[i + 1] - cum[i]))
-
-        span = (end_s - start_s) / HOUR_S
-        return (integral(end_s) - integral(start_s)) / span if span > 0 else 0.0
-
-    def rates(self, site: str, start_s: float, duration_s: int) -> SiteRates:
-        """The site's mean price and carbon intensity over [start, start + duration)."""
-        price_cum, carbon_cum, n = self._cum[site]
-        end_s = start_s + duration_s
-        return SiteRates(
-            site,
-            self.pue[site],
-            self._mean(price_cum, n, start_s, end_s),
-            self._mean(carbon_cum, n, start_s, end_s),
-        )
-
-    def cost(self, site: str, start_s: float, duration_s: int) -> RunCost:
-        """Per IT watt per hour of the run, at the site's PUE."""
-        key = (site, start_s, duration_s)
-        got = self._memo.get(key)
-        if got is None:
-            r = self.rates(site, start_s, duration_s)
-            kw = r.pue / 1000.0
-            energy, carbon = kw * r.price_cny_per_kwh, kw * r.carbon_kg_per_kwh
-            got = RunCost(energy, carbon, energy + carbon * self.cprice / 1000.0)
-            self._memo[key] = got
-        return got

@@ -40,18 +40,23 @@ from scheduler.domain.timeline import hours_covering
 from scheduler.solver.budget import TimeBudget
 from scheduler.solver.filters import Eligibility
 from scheduler.solver.greedy import NodeIndex
-from scheduler.solver.objective import apply_placements, evaluate, evaluate_state, site_rates
+from scheduler.solver.objective import (
+    apply_placements,
+    carbon_price,
+    evaluate,
+    evaluate_state,
+)
 from scheduler.solver.problem import (
     Breakdown,
     PlacementResult,
     Problem,
     SolverParams,
 )
+from scheduler.solver.runs import RunRates
 from scheduler.solver.valley.bound import MipBound
 from scheduler.solver.valley.hourly import HourlyFree, blocked_cluster, pack_later
 from scheduler.solver.valley.linear import LinearModel
 from scheduler.solver.valley.model import RESOURCES, Model, WorkloadClass, amounts, build_model
-from scheduler.solver.valley.run_rates import RunRates
 
 # share of the budget the joint LP may take (at least this many seconds), and its MIP bound
 TIME_LP_SHARE, TIME_LP_LEAST_S = 0.3, 0.05
@@ -87,7 +92,7 @@ def solve_in_time(
         timeline.advance(hour_of(problem.now))
         problem = replace(problem, timeline=timeline)
     index = NodeIndex(problem.cluster)
-    rates = RunRates(problem, params, timeline.end)
+    rates = RunRates(problem, carbon_price(problem, params), timeline.end)
     free = HourlyFree.of(timeline, _columns_needed(problem, starts))
     t_lp = time.monotonic()
     model, tclasses = time_model(problem, params, elig, index, starts, rates, free)
@@ -191,10 +196,9 @@ def time_model(
         d = c.spec.duration_s
         n_max = c.spec.replica_count * len(c.members)
         y: dict[tuple[int, int], int] = {}
-        for pi, v in c.x.items():
+        for pi in c.x:
+            # (starting now, ``build_model`` prices it at the mean rates of its run too)
             dyn = dynamic_watts(pools[pi], c.spec.resources)
-            # starting now, it runs at the mean rates of its run too
-            lm.cost[v] = dyn * rates.cost(pools[pi].site, now_s, d).money
             for h in hours:
                 unit = dyn * rates.cost(pools[pi].site, h * HOUR_S, d).money
                 y[(pi, h)] = lm.var(f"y[{ci},{pi},{h}]", 0, n_max, unit)
@@ -335,8 +339,8 @@ def _join(
     placements = {**now.placements, **{wid: reps for wid, (_, reps) in later.items()}}
     after = apply_placements(problem.cluster, problem, now.placements)
     never_fits = {wid for wid, e in elig.items() if e.final_reason}
-    b = evaluate_state(problem, after, placements, params, never_fits)
-    current = _current_rates(problem)
+    # the work started now is counted at its runs' rates by the objective (``run_priced``)
+    b = evaluate_state(problem, after, placements, params, never_fits, later=later.keys())
     energy = carbon = 0.0
     costs = dict(now.costs)
     pools = problem.cluster.pools
@@ -353,9 +357,6 @@ def _join(
             if wid in later:
                 energy += dyn * run.energy_cny
                 carbon += dyn * run.carbon_kg
-            else:  # the state now counts it at the current hour's rates: the difference
-                energy += dyn * (run.energy_cny - current[rp.site][0])
-                carbon += dyn * (run.carbon_kg - current[rp.site][1])
             cost = cost + rates.rates(rp.site, start_s, spec.duration_s).cost(
                 attributed_watts(pool, spec.resources)
             )
@@ -390,12 +391,3 @@ def _join(
         breakdown=breakdown,
         stats=stats,
     )
-
-
-def _current_rates(problem: Problem) -> dict[str, tuple[float, float]]:
-    """Energy CNY and carbon kg per IT watt per hour of the current hour, per site."""
-    out = {}
-    for site, r in site_rates(problem).items():
-        kw = r.pue / 1000.0
-        out[site] = (kw * r.price_cny_per_kwh, kw * r.carbon_kg_per_kwh)
-    return out
