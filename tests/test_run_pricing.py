@@ -4,6 +4,7 @@ the work arrives in and the dearer one for the rest of the day."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -133,3 +134,16 @@ def test_the_bound_stays_below_the_objective_priced_over_runs(two: Scenario) -> 
     assert len(result.placements) == len(specs)
     assert result.bound is not None
     assert result.bound <= result.objective + 1e-9
+
+
+def test_a_placed_workloads_cost_per_hour_is_over_its_run(two: Scenario) -> None:
+    job = replace(spec(WorkloadKind.BATCH, 10), allowed_sites=("dear",))
+    p = problem(two, job)
+    result = solve(p, PARAMS)
+    (rp,) = result.placements["w0"]
+    attributed = dynamic_watts(p.cluster.pools[0], job.resources) + 1.0 * 2000 / 4000
+    mean_price = (50 / 60 * 0.1 + (10 - 50 / 60) * 1.0) / 10
+    cost = result.costs["w0"]
+    assert rp.site == "dear"
+    assert cost.energy_cny_per_hour == pytest.approx(attributed * mean_price / 1000.0)
+    assert cost.carbon_kg_per_hour == pytest.approx(attributed * 0.5 / 1000.0)

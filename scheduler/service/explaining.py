@@ -10,7 +10,7 @@ from scheduler.service.ports import ClusterView
 from scheduler.solver import PendingWorkload, Problem, SolverParams
 from scheduler.solver.explain import explain
 from scheduler.solver.filters import eligibility
-from scheduler.solver.objective import site_rates
+from scheduler.solver.objective import carbon_price, rates_over_runs, site_rates, spec_rates
 from scheduler.store import PreemptionRecord
 
 SHOWN_VICTIMS = 5  # displaced workloads named in a preemptor's summary; the rest are counted
@@ -31,9 +31,14 @@ def explain_workload(
         workloads=(PendingWorkload(w.id, w.spec),),
         hour=view.hour,
         month=view.month,
+        now=view.now,
+        forecast=view.forecast,
     )
     elig = eligibility(view.scenario, view.cluster, w.spec, params)
-    result = explain(problem, w.spec, elig, placed, site_rates(problem), w.reason)
+    # each site's cost over a run like the workload's from now, as placing it counts it
+    runs = rates_over_runs(problem, carbon_price(problem, params), (w.spec,))
+    rates = spec_rates(problem, w.spec, site_rates(problem), runs)
+    result = explain(problem, w.spec, elig, placed, rates, w.reason)
     if w.state in (WorkloadState.CANCELLED, WorkloadState.COMPLETED):
         where = sorted({p.site for p in w.placements})
         was = f"; it was placed in {', '.join(where)}" if where else ""

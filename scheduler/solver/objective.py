@@ -17,7 +17,7 @@ Every policy's result is scored by this one function, so the numbers compare.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -227,6 +227,30 @@ def headroom_penalty(cluster: Cluster, on_site: np.ndarray, params: SolverParams
     cap = float(cluster.cap_cpu[on_site].sum()) / 1000.0
     used = cap - float(cluster.free_cpu[on_site].sum()) / 1000.0
     return params.headroom_cny_per_core_hour * max(0.0, used - params.headroom_target * cap)
+
+
+def rates_over_runs(
+    problem: Problem, cprice: float, specs: Iterable[WorkloadSpec]
+) -> RunRates | None:
+    """The forecast's rates for runs of ``specs`` from now, where the problem is priced over
+    runs (else None): for ``spec_rates``."""
+    if not priced_over_runs(problem):
+        return None
+    return RunRates.from_now(problem, cprice, max((run_seconds(s) for s in specs), default=0))
+
+
+def spec_rates(
+    problem: Problem,
+    spec: WorkloadSpec,
+    hourly: Mapping[str, SiteRates],
+    runs: RunRates | None,
+) -> Mapping[str, SiteRates]:
+    """Per site, the rates work of ``spec`` placed now is priced at: the mean rates of its run
+    (``runs``, from ``rates_over_runs``), else the hour's (``hourly``)."""
+    if runs is None or problem.now is None:
+        return hourly
+    now_s, seconds = problem.now.timestamp(), run_seconds(spec)
+    return {site: runs.rates(site, now_s, seconds) for site in hourly}
 
 
 def workload_cost(

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from scheduler.domain import Cluster, ReplicaPlacement
 from scheduler.solver import explain
 from scheduler.solver.filters import Eligibility
-from scheduler.solver.objective import evaluate_state, site_rates, workload_cost
+from scheduler.solver.objective import (
+    carbon_price,
+    evaluate_state,
+    rates_over_runs,
+    site_rates,
+    spec_rates,
+    workload_cost,
+)
 from scheduler.solver.problem import (
     PlacementResult,
     Problem,
@@ -31,8 +38,11 @@ def build_result(
 ) -> PlacementResult:
     rates = site_rates(problem)
     specs = {w.id: w.spec for w in problem.workloads}
+    # per hour of its run, as the objective counts it (``objective.run_priced``)
+    runs = rates_over_runs(problem, carbon_price(problem, params), specs.values())
     costs = {
-        wid: workload_cost(problem, specs[wid], reps, rates) for wid, reps in placements.items()
+        wid: workload_cost(problem, specs[wid], reps, spec_rates(problem, specs[wid], rates, runs))
+        for wid, reps in placements.items()
     }
     # sites where work of higher priority than some unplaced workload was placed this cycle
     placed_by_priority: dict[int, set[str]] = {}
