@@ -25,9 +25,14 @@ from scheduler.domain import (
 )
 from scheduler.solver.filters import Eligibility
 from scheduler.solver.greedy import NodeIndex
-from scheduler.solver.objective import carbon_price, site_rates, unplaced_penalties
+from scheduler.solver.objective import (
+    carbon_price,
+    rates_over_runs,
+    site_rates,
+    spec_rates,
+    unplaced_penalties,
+)
 from scheduler.solver.problem import Problem, SolverParams
-from scheduler.solver.runs import RunRates, priced_over_runs, run_seconds
 from scheduler.solver.valley.linear import INF, LinearModel
 
 # a row of the linear model: (variables, coefficients, lo, hi)
@@ -243,12 +248,14 @@ def build_model(
     pools = _pool_states(cluster, index)
     lm = LinearModel(constant=base_cost)
     rack_counts = _RackCounts(cluster, index)
-    runs = None
-    if priced_over_runs(problem):
-        longest = max((run_seconds(w.spec) for w in problem.workloads), default=0)
-        runs = RunRates.from_now(problem, cprice, longest)
+    # a class's replicas at the mean rates of their run where the problem is priced over runs,
+    # as the objective counts them (``objective.run_priced``)
+    runs = rates_over_runs(problem, cprice, (w.spec for w in problem.workloads))
     for ci, c in enumerate(classes):
-        money = _run_money(problem, c.spec, money_per_watt, runs)
+        money = money_per_watt
+        if runs is not None:
+            over_run = spec_rates(problem, c.spec, rates, runs)
+            money = {s: r.money_per_it_watt(cprice) for s, r in over_run.items()}
         _add_class(lm, problem, params, ci, c, money, rack_counts)
     # per pool, the model variable and the per-replica demand of every class that may use it
     users: dict[int, list[tuple[int, dict[str, int]]]] = {}
@@ -262,22 +269,6 @@ def build_model(
     limits = _per_node_limit_rows(index, classes, pools)
     headroom = _add_headroom(lm, cluster, params, classes)
     return Model(lm, classes, pools, headroom, limits)
-
-
-def _run_money(
-    problem: Problem,
-    spec: WorkloadSpec,
-    hourly: Mapping[str, float],
-    runs: RunRates | None,
-) -> Mapping[str, float]:
-    """Per site, CNY per dynamic IT watt-hour of a replica of ``spec`` placed now: at the mean
-    rates of its run where the problem is priced over runs (as ``objective.run_priced``
-    counts it), else the current hour's (``hourly``)."""
-    if runs is None:
-        return hourly
-    assert problem.now is not None
-    now_s, seconds = problem.now.timestamp(), run_seconds(spec)
-    return {site: runs.cost(site, now_s, seconds).money for site in hourly}
 
 
 def _add_class(
