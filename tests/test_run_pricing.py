@@ -14,13 +14,16 @@ from scheduler.domain import (
     ReplicaPlacement,
     Resources,
     Scenario,
+    Workload,
     WorkloadKind,
     WorkloadSpec,
+    WorkloadState,
     dynamic_watts,
     parse_scenario,
 )
 from scheduler.domain.forecast import Forecast, hour_of
 from scheduler.domain.timeline import Timeline
+from scheduler.loop.draining import plan_drain
 from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from scheduler.solver.objective import evaluate
 
@@ -147,3 +150,17 @@ def test_a_placed_workloads_cost_per_hour_is_over_its_run(two: Scenario) -> None
     assert rp.site == "dear"
     assert cost.energy_cny_per_hour == pytest.approx(attributed * mean_price / 1000.0)
     assert cost.carbon_kg_per_hour == pytest.approx(attributed * 0.5 / 1000.0)
+
+
+@pytest.mark.parametrize(("clock", "to_site"), [(True, "flat"), (False, "dear")])
+def test_a_drained_job_moves_to_the_site_cheaper_over_the_rest_of_its_run(
+    two: Scenario, clock: bool, to_site: str
+) -> None:
+    job = spec(WorkloadKind.BATCH, 10)
+    p = problem(two, clock=clock)
+    p.cluster.allocate(p.cluster.index["dear/cpu-0000"], job.resources)
+    rep = ReplicaPlacement(0, "dear", "dear/cpu-0000", start_time=NOW)
+    w = Workload("j", job, WorkloadState.PLACED, (rep,), placed_at=NOW)
+    plan = plan_drain(p, PARAMS, [w], ["dear/cpu-0000"])
+    ((moved,), _) = plan.placements["j"]
+    assert moved.site == to_site

@@ -4,10 +4,12 @@ powered nodes (``OperatorService.Rebalance``, ``plan_rebalance`` at the end).
 A drain moves only the replicas on the drained nodes; a workload's other replicas stay. Each
 replica goes where its own rules allow - a pool its eligibility names (SLO, residency, GPU
 model), never a drained or cordoned node, a GANG workload's replicas in one site, a SPREAD
-workload over at least ``min_sites`` sites, at most its per-node limit on a node - the cheapest
-site of the hour first, powered nodes first, best fit within them (as the packing's repairs
-move replicas). A replica that has nowhere to go stays, listed with why. A reservation that has
-not started holds no node yet: it is left to be planned again and listed.
+workload over at least ``min_sites`` sites, at most its per-node limit on a node - the site
+the rest of its run costs least in first (``RunMoney``: the forecast's mean rates over that
+run where the problem has a clock, else the hour's), powered nodes first, best fit within them
+(as the packing's repairs move replicas). A replica that has nowhere to go stays, listed with
+why. A reservation that has not started holds no node yet: it is left to be planned again and
+listed.
 
 Nothing here changes the caller's cluster: ``plan_drain`` works on a copy and returns the moves,
 the new placements and the hourly cost of the cluster before and after.
@@ -42,7 +44,9 @@ from scheduler.solver.hourly_room import HourlyRoom, Span
 from scheduler.solver.objective import (
     carbon_price,
     cheapest_site_order,
+    rates_over_runs,
     site_rates,
+    spec_rates,
     workload_cost,
 )
 from scheduler.solver.runs import OPEN_ENDED_S, RunMoney
@@ -74,9 +78,11 @@ def plan_drain(
     out = {cluster.index[n] for n in (*drained, *cordoned) if n in cluster.index}
     gone = {cluster.index[n] for n in drained if n in cluster.index}
     index = greedy.NodeIndex(cluster)
-    order = cheapest_site_order(problem, params)
-    scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
     rates = site_rates(problem)
+    cprice = carbon_price(problem, params)
+    # sites ranked by what the rest of a workload's run costs there, as placing it ranks them
+    money = RunMoney(problem, cprice, rates, OPEN_ENDED_S)
+    runs = rates_over_runs(problem, cprice, (w.spec for w in holders))
     for w in holders:
         on = [p for p in w.placements if p.node in cluster.index and cluster.index[p.node] in gone]
         if not on:
@@ -87,9 +93,13 @@ def plan_drain(
                 for p in on
             ]
             continue
+        left = max(_left(problem, w, p) for p in on)
+        order = sorted(problem.scenario.site_names, key=lambda s: money(s, left))
+        scorer = greedy.site_ranked(order, cluster.site_names, greedy.awake_first(greedy.best_fit))
         reps = _move_workload(problem, params, cluster, index, scorer, w, on, out, plan, room)
         if reps is not None:
-            plan.placements[w.id] = (reps, workload_cost(problem, w.spec, reps, rates))
+            cost = workload_cost(problem, w.spec, reps, spec_rates(problem, w.spec, rates, runs))
+            plan.placements[w.id] = (reps, cost)
     plan.cost_after = cluster_cost(cluster, problem.hour, problem.month)
     return plan
 
@@ -237,6 +247,10 @@ class _Rebalancing:
         self.index, self.scorer, self.room, self.blocked = index, scorer, room, blocked
         self.current, self.plan = current, plan
         self.rates = site_rates(problem)
+        # a moved workload's cost per hour of its run, as placing it counts it
+        self.runs = rates_over_runs(
+            problem, carbon_price(problem, params), (w.spec for w in current.values())
+        )
         self.objective = plan.objective(plan.cost_before)
         # seconds each node's work keeps it powered
         self.longest = remaining_runs(problem, cluster, current.values())
@@ -313,8 +327,9 @@ class _Rebalancing:
             self.current[wid] = replace(self.current[wid], placements=reps)
             for p in reps:
                 by_node.setdefault(p.node, {}).setdefault(wid, []).append(p)
-            cost = workload_cost(self.problem, self.current[wid].spec, reps, self.rates)
-            self.plan.placements[wid] = (reps, cost)
+            spec = self.current[wid].spec
+            rates = spec_rates(self.problem, spec, self.rates, self.runs)
+            self.plan.placements[wid] = (reps, workload_cost(self.problem, spec, reps, rates))
 
     def to_cheaper_sites(
         self,
