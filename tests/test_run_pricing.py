@@ -26,6 +26,7 @@ from scheduler.domain.timeline import Timeline
 from scheduler.loop.draining import plan_drain
 from scheduler.solver import PendingWorkload, Problem, SolverParams, solve
 from scheduler.solver.objective import evaluate
+from scheduler.solver.runs import run_seconds
 
 NOW = datetime(2025, 7, 1, 12, 10, tzinfo=UTC)  # 20:10 local
 ARRIVAL_HOUR = 20  # local: the only hour the dear site is cheap
@@ -164,3 +165,9 @@ def test_a_drained_job_moves_to_the_site_cheaper_over_the_rest_of_its_run(
     plan = plan_drain(p, PARAMS, [w], ["dear/cpu-0000"])
     ((moved,), _) = plan.placements["j"]
     assert moved.site == to_site
+
+
+def test_a_run_of_years_is_priced_as_its_first_week(two: Scenario) -> None:
+    ten_years = spec(WorkloadKind.BATCH, 10 * 366 * 24)
+    assert run_seconds(ten_years) == 7 * 24 * 3600
+    assert site_of(two, ten_years) == "flat"

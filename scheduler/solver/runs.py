@@ -25,11 +25,14 @@ from scheduler.solver.problem import Problem
 # how long work without a duration (a service that runs until cancelled) is counted on to run:
 # a day of the forecast, every hour of its price cycle once
 OPEN_ENDED_S = 24 * 3600
+# the longest run priced: a longer one (a duration may be ten years) is priced as its first
+# week, whose mean is that of whole days already, and the forecast is read for a week at most
+LONGEST_PRICED_S = 7 * 24 * 3600
 
 
 def run_seconds(spec: WorkloadSpec) -> int:
-    """The seconds a replica of ``spec`` placed now is counted on to run."""
-    return spec.duration_s if spec.duration_s > 0 else OPEN_ENDED_S
+    """The seconds a replica of ``spec`` placed now is counted on to run (and priced over)."""
+    return min(spec.duration_s, LONGEST_PRICED_S) if spec.duration_s > 0 else OPEN_ENDED_S
 
 
 def priced_over_runs(problem: Problem) -> bool:
