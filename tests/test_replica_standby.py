@@ -23,7 +23,7 @@ from scheduler.replica import Replica
 from scheduler.store import open_store
 from scheduler.store.sql import SqlStore
 from tests.conftest import TINY
-from tests.test_service_process import children
+from tests.test_service_process import solver_processes
 from tests.test_service_support import PLACED, Client, cpu_spec, wait_settled
 from tests.test_store_contract import spec
 
@@ -83,7 +83,7 @@ def test_a_follower_keeps_a_warm_solver_process_when_another_server_leads(
         leader, _, standby = _leader_and_follower(start)
         assert leader.standby_pid is None  # the leader's loop has the solver it uses
         assert leader.loop is not None
-        assert {leader.loop.solver_pid, standby} <= children(os.getpid())
+        assert {leader.loop.solver_pid, standby} <= solver_processes(os.getpid())
         assert not _gone(standby)
 
 
@@ -103,7 +103,7 @@ def test_the_new_leaders_loop_places_with_the_followers_solver_when_the_leader_s
 ) -> None:
     with _replicas(postgres_url, tiny) as start:
         leader, follower, standby = _leader_and_follower(start)
-        before = children(os.getpid())
+        before = solver_processes(os.getpid())
         leader.stop()  # its lease released: the follower takes it at its next poll
         until(lambda: follower.leading, 10, "the follower leading")
         loop = follower.loop
@@ -115,7 +115,7 @@ def test_the_new_leaders_loop_places_with_the_followers_solver_when_the_leader_s
         wid = sub.workloads[0].id
         until(lambda: follower._store.get(wid).state == WorkloadState.PLACED, 10, "the placement")
         # the standby solved it: this process started no other solver process meanwhile
-        assert standby in children(os.getpid()) <= before
+        assert standby in solver_processes(os.getpid()) <= before
         assert follower.standby_pid is None  # leading: none kept until it steps down
 
 
@@ -158,7 +158,7 @@ def test_stopping_a_follower_ends_its_standby_solver_process(
     with _replicas(postgres_url, tiny) as start:
         _, follower, standby = _leader_and_follower(start)
         follower.stop()
-        assert _gone(standby) and standby not in children(os.getpid())
+        assert _gone(standby) and standby not in solver_processes(os.getpid())
         assert follower.standby_pid is None
 
 
@@ -169,16 +169,6 @@ def test_a_sqlite_server_keeps_no_standby_solver_when_it_leads_alone(
         replica = start()
         assert replica.leading and replica.loop is not None
         assert replica.standby_pid is None and replica._standby is None
-
-
-def _solver_children(pid: int) -> set[int]:
-    """``pid``'s solver processes: its children but multiprocessing's resource tracker."""
-    out = set()
-    for kid in children(pid):
-        with contextlib.suppress(OSError):
-            if b"resource_tracker" not in Path(f"/proc/{kid}/cmdline").read_bytes():
-                out.add(kid)
-    return out
 
 
 @pytest.mark.slow
@@ -193,8 +183,8 @@ def test_after_kill_9_of_the_leader_the_follower_leads_with_its_standby_and_stop
         servers.start_many(2)
         leader = servers.leader(pg_query(url))
         (follower,) = (s for s in servers.live if s is not leader)
-        until(lambda: _solver_children(follower.proc.pid), WARM_S, "the follower's standby")
-        (standby,) = _solver_children(follower.proc.pid)
+        until(lambda: solver_processes(follower.proc.pid), WARM_S, "the follower's standby")
+        (standby,) = solver_processes(follower.proc.pid)
         servers.kill(leader)
         assert servers.leader(pg_query(url)) is follower
         # it places with the standby's process, the only solver it has: it started no other
@@ -203,6 +193,6 @@ def test_after_kill_9_of_the_leader_the_follower_leads_with_its_standby_and_stop
         placed = wait_settled(client, 30)
         client.close()
         assert [w.state for w in placed] == [PLACED] * 3
-        assert _solver_children(follower.proc.pid) == {standby}
+        assert solver_processes(follower.proc.pid) == {standby}
         follower.stop()
         until(lambda: _gone(standby), 10, "the solver process ending with its server")

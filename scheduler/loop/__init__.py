@@ -28,6 +28,7 @@ The parts, one concern each:
 - ``preempting``: ``Preempter``, higher-priority work displacing lower-priority work it
   needs the room of, and the rules against cascades and loops (``PreemptionHistory``);
 - ``solver_client``: ``SolverClient``, solves in a child process (``SolverProcess``) or here;
+  ``solver_start`` starts that child, forked from a forkserver that has the solver imported;
 - ``standby``: ``StandbySolver``, a warm ``SolverClient`` a follower keeps for when it leads;
 - ``counters``: ``StateCounters``, the counts per state and reason a snapshot shows;
 - ``config`` and ``reports``: ``LoopConfig``; ``CycleReport``, ``LoopObserver``, ``Snapshot``.

@@ -6,6 +6,10 @@ child solves on another core. The child gets the scenario once; each solve sends
 free capacity and the batch, pickled by constructor call (``dumps``), and receives the
 ``PlacementResult``. If the child dies, the client solves in the loop's process and starts a
 new child at most every ``RESTART_AFTER_S`` seconds: the one restart policy.
+
+The child is forked from a forkserver that has imported the solver already (``solver_start``):
+not forked from the server, whose grpc threads make ``fork`` unsafe, nor spawned, which would
+import OR-Tools, numba and the solver again, about a second at every start.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import copyreg
 import dataclasses
 import io
 import logging
-import multiprocessing
 import operator
 import pickle
 import signal
@@ -35,6 +38,7 @@ from scheduler.domain import (
 )
 from scheduler.domain.forecast import Forecast
 from scheduler.domain.timeline import Timeline
+from scheduler.loop.solver_start import start_solver_process
 from scheduler.solver import (
     PendingWorkload,
     PlacementResult,
@@ -144,16 +148,9 @@ class SolverProcess:
 
     def __init__(self, scenario: Scenario, solve_fn: SolveFunction = solve) -> None:
         self.scenario = scenario
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe with grpc's threads
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(
-            target=_solver_child,
-            args=(child, scenario, solve_fn),
-            name="valley-solver",
-            daemon=True,
+        self._conn, self._process = start_solver_process(
+            _solver_child, (scenario, solve_fn), "valley-solver"
         )
-        self._process.start()
-        child.close()
 
     @property
     def alive(self) -> bool:
