@@ -170,13 +170,11 @@ def run_priced(
     the problem is not priced over runs."""
     if not priced_over_runs(problem) or not placements:
         return 0.0, 0.0
-    assert problem.now is not None
     specs = {w.id: w.spec for w in problem.workloads}
     now_placed = [(specs[wid], reps) for wid, reps in placements.items() if wid not in later]
-    if not now_placed:
+    runs = rates_over_runs(problem, cprice, (spec for spec, _ in now_placed))
+    if runs is None or not now_placed or problem.now is None:
         return 0.0, 0.0
-    longest = max(run_seconds(spec) for spec, _ in now_placed)
-    runs = RunRates.from_now(problem, cprice, longest)
     current = {
         site: (r.pue / 1000.0 * r.price_cny_per_kwh, r.pue / 1000.0 * r.carbon_kg_per_kwh)
         for site, r in site_rates(problem).items()
