@@ -39,9 +39,9 @@ from scheduler.solver.valley.packing import pack
 from scheduler.solver.valley.repairs import run_repairs
 from scheduler.solver.valley.repairs.leftovers import place_greedily
 from scheduler.solver.valley.rounding import greedy_solution, round_solution
-from scheduler.solver.valley.run_rates import shifting_applies, start_hours
 from scheduler.solver.valley.search import improve
 from scheduler.solver.valley.shifting import Solve, solve_in_time, without_reserved
+from scheduler.solver.valley.starts import shifting_applies, start_hours
 from scheduler.solver.valley.state import PackingState
 
 # shares of the time left: the LP may take half (at least 50 ms); the MIP bound 70% of what

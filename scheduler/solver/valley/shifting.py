@@ -1,7 +1,7 @@
 """Time shifting: deferrable work placed to start at a cheaper or greener hour.
 
-A deferrable workload (``run_rates.is_deferrable``) may start now or at any whole hour h of
-the timeline's horizon from which it ends by its deadline (``run_rates.start_hours``). Its
+A deferrable workload (``starts.is_deferrable``) may start now or at any whole hour h of
+the timeline's horizon from which it ends by its deadline (``starts.start_hours``). Its
 energy and priced carbon are counted at the mean rates of the hours it runs in, whether it
 starts now or later (per hour of its run: the objective's unit), so that its starts compare like
 with like. Work placed to start later holds no capacity now and wakes no node now: it is

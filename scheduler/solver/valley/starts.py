@@ -1,5 +1,5 @@
-"""What deferrable work may choose from: its possible start hours (the mean rates of the hours a
-run would take are ``scheduler.solver.runs.RunRates``)."""
+"""What deferrable work may choose from: whether time shifting applies, which work is
+deferrable, and its possible start hours (what a run from each costs: ``solver.runs``)."""
 
 from __future__ import annotations
 
