@@ -17,7 +17,9 @@ search.
    goes to the machine where making room for it (its processes out, each to its best machine)
    gains most; a descent after each round.
 2. On instances of at most ``settle_max_processes`` that did not anneal first, a warm
-   **annealing with relocations** among its moves (``settle_heat``, ``settle_share``); else
+   **annealing with relocations** among its moves (``settle_heat``, ``settle_share``,
+   ``settle_relocate_share``; half of them aimed at a machine with room in the resource the
+   process costs most in: ``annealing.room_for``); else
    **late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
    left: millions of random shifts and swaps, exactly priced, each taken when the cost after
    it is at most the current one or the one a history length ago (the history starts
