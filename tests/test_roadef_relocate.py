@@ -19,7 +19,15 @@ from scheduler.solver.reassign import (
     read_model,
 )
 from scheduler.solver.reassign import relocate as rl
-from scheduler.solver.reassign.local import Compiled, anneal, descend, release, relocate_descend
+from scheduler.solver.reassign.annealing import room_for
+from scheduler.solver.reassign.local import (
+    Compiled,
+    anneal,
+    descend,
+    release,
+    relocate_descend,
+    room_ranks,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadef2012"
 A1_4 = SHARED / "A" / "model_a1_4.txt"
@@ -207,3 +215,28 @@ def test_release_takes_a2_5s_big_process_off_the_machines_without_safety_capacit
     ev = evaluate(inst, initial, out.assign)
     # a relocation may cost at once (the annealing re-packs around it), within its price
     assert ev.valid and ev.total == out.cost == State(inst, initial, out.assign).cost
+
+
+def test_relocation_is_aimed_at_the_roomiest_machine_in_the_resource_the_process_costs_in():
+    # two resources; p (on A) costs only in resource 1 there; B has most room in resource 0,
+    # C in resource 1: the aimed machine is C (room ranks: one machine per resource)
+    i64 = np.int64
+    base = small_instance("aimed", False, [10, 10, 10], [5, 5, 5], [4, 1])
+    inst = Instance(
+        **{
+            **base.__dict__,
+            "transient": np.array([False, False]),
+            "weight_load": np.array([1, 1], i64),
+            "capacity": np.full((3, 2), 10, i64),
+            "safety": np.array([[9, 2], [9, 5], [0, 9]], i64),
+            "requirement": np.array([[1, 4], [1, 1]], i64),
+        }
+    )
+    state = State(inst, np.array([0, 1], i64))
+    c = Compiled(state)
+    room = room_ranks(inst.safety, c.st[1], 1)
+    assert room[:, 0].tolist() == [0, 2]  # resource 0: A (8 spare) ; resource 1: C (9)
+    roomy = np.array([1], i64)
+    assert {room_for(c.md, c.st, 0, roomy, room) for _ in range(20)} == {2}
+    # p' (1 on B) costs nothing there: a machine of roomy
+    assert room_for(c.md, c.st, 1, roomy, room) == 1

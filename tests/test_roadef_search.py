@@ -136,6 +136,8 @@ def test_search_params_refuse_nonsense():
         SearchParams(lns_machines=1)
     with pytest.raises(ValueError):
         SearchParams(lns_time_s=0)
+    with pytest.raises(ValueError, match="settle_relocate_share"):
+        SearchParams(settle_relocate_share=1.5)
 
 
 def test_neighbourhood_over_the_whole_example_finds_its_optimum():

@@ -236,6 +236,14 @@ def typical_rise(c: Compiled, rng: np.random.Generator, samples: int = 4000) -> 
     return float(np.median(rises)) if rises else 1.0
 
 
+def room_ranks(safety: Any, usage: Any, k: int) -> Any:
+    """Per resource, the ``k`` machines with the most room below the safety capacity
+    (resources x k, the roomiest first): where a relocation can take a process that costs in
+    that resource (``annealing.room_for``)."""
+    order = np.argsort(usage - safety, axis=0, kind="stable")[:k]
+    return np.ascontiguousarray(order.T, dtype=np.int64)
+
+
 def anneal(
     state: State,
     deadline: float,
@@ -255,7 +263,9 @@ def anneal(
     of that over the time (or the moves) allowed. Processes on the costliest machines are
     drawn half the time and the cheapest quarter of the machines are targets half the time;
     ``swap_share`` of the moves are swaps, ``evict_share`` make room for a process on a full
-    machine by moving some of its processes off (``kernel.try_evict``), the rest shifts."""
+    machine by moving some of its processes off (``kernel.try_evict``), ``relocate_share``
+    relocate a process (``relocate.relocate``: room made for it), half of them to a machine
+    with room in the resource it costs most in (``annealing.room_for``), the rest shifts."""
     c = Compiled(state)
     rng = np.random.default_rng(seed)
     start_cost = c.cost
@@ -270,12 +280,14 @@ def anneal(
     tried = taken = 0
     stream = seed
     quarter = max(1, state.inst.machines // 4)
+    tenth = min(state.inst.machines, max(4, state.inst.machines // 10))  # room_ranks' length
     hold = relocate.origin_hold(state.inst, state.initial)
     while time.perf_counter() < deadline and (max_moves is None or tried < max_moves):
         n = chunk if max_moves is None else min(chunk, max_moves - tried)
         done = tried / max_moves if max_moves else (time.perf_counter() - started) / budget
         temp = t0 * cooling ** min(done, 1.0)
         roomy = np.argsort(c.st[3], kind="stable")[:quarter].astype(np.int64)
+        room = room_ranks(state.inst.safety, c.st[1], tenth)
         t = time.perf_counter()
         taken += annealing.anneal(
             c.md,
@@ -294,6 +306,7 @@ def anneal(
             hold,
             relocate_share,
             relocate_tries,
+            room,
         )
         stream = -1
         tried += n

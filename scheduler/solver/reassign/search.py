@@ -17,7 +17,9 @@ search.
    goes to the machine where making room for it (its processes out, each to its best machine)
    gains most; a descent after each round.
 2. On instances of at most ``settle_max_processes`` that did not anneal first, a warm
-   **annealing with relocations** among its moves (``settle_heat``, ``settle_share``); else
+   **annealing with relocations** among its moves (``settle_heat``, ``settle_share``,
+   ``settle_relocate_share``; half of them aimed at a machine with room in the resource the
+   process costs most in: ``annealing.room_for``); else
    **late-acceptance hill climbing** (``local.late_acceptance``) for ``la_share`` of the time
    left: millions of random shifts and swaps, exactly priced, each taken when the cost after
    it is at most the current one or the one a history length ago (the history starts
@@ -83,7 +85,12 @@ class SearchParams:
     settle_share: float = 0.8  # its share of the time left (late acceptance's: la_share)
     settle_cooling: float = 0.01  # its last temperature, as a share of its first
     settle_max_processes: int = 2000
-    relocate_share: float = 0.05  # share of the moves of the later annealings that relocate
+    relocate_share: float = 0.05  # share of the moves of a second annealing that relocate
+    settle_relocate_share: float = 0.3  # and of the warm annealing's (half of them aimed:
+    # ``annealing.room_for``; 30-s annealings from the relocation rounds' optimum, seeds 1-3:
+    # a2_2 826 / 832 / 818 M and a2_3 1,275 / 1,279 / 1,339 M, against 824 / 850 / 861 M and
+    # 1,344 / 1,313 / 1,362 M at 0.05 and 834 / 863 / 812 M and 1,329 / 1,295 / 1,336 M at
+    # 0.5; a2_5's second annealing, 0.3 against 0.05: 383.5 / 383.7 M against 383.3 / 383.0 M)
     relocate_tries: int = 16  # with a transient resource: machines (and home) each evictee
     # of theirs is priced on (0: all, as without; 16 against all, 10 s from the relocation
     # rounds' optimum at heat 10: a2_2 832-853 M against 853-879 M, a2_3 1,312-1,373 M
@@ -108,10 +115,13 @@ class SearchParams:
             or self.reheat < 0
             or self.release_share < 0
             or self.release_price < 0
+            or not 0 <= self.relocate_share <= 1
+            or not 0 <= self.settle_relocate_share <= 1
         ):
             raise ValueError(
-                "climb_share, la_share, la_chains and anneal_share in [0, 1]; la_margin, reheat,"
-                " release_share and release_price >= 0"
+                "climb_share, la_share, la_chains, anneal_share, relocate_share and"
+                " settle_relocate_share in [0, 1]; la_margin, reheat, release_share and"
+                " release_price >= 0"
             )
 
 
@@ -253,7 +263,9 @@ def reassign(
             la_seed,
             heat=heat,
             cooling=params.settle_cooling,
-            relocate_share=params.relocate_share,
+            relocate_share=(
+                params.settle_relocate_share if prefix == "settle_" else params.relocate_share
+            ),
             # home is where an evictee most often fits only when it holds transient
             # resources there (a2_5, none: its later annealing gained less in a trial)
             relocate_tries=params.relocate_tries if inst.transient.any() else 0,
