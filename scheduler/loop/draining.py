@@ -80,9 +80,10 @@ def plan_drain(
     index = greedy.NodeIndex(cluster)
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
-    # sites ranked by what the rest of a workload's run costs there, as placing it ranks them
-    money = RunMoney(problem, cprice, rates, OPEN_ENDED_S)
+    # one span of the forecast covers every holder's run (what is left of a run is no longer)
     runs = rates_over_runs(problem, cprice, (w.spec for w in holders))
+    # sites ranked by what the rest of a workload's run costs there, as placing it ranks them
+    money = RunMoney(problem, cprice, rates, runs)
     for w in holders:
         on = [p for p in w.placements if p.node in cluster.index and cluster.index[p.node] in gone]
         if not on:
@@ -352,12 +353,7 @@ class _Rebalancing:
         problem = self.problem
         if problem.now is None:
             return
-        money = RunMoney(
-            problem,
-            carbon_price(problem, self.params),
-            site_rates(problem),
-            float(self.longest.max(initial=0.0)),
-        )
+        money = RunMoney(problem, carbon_price(problem, self.params), self.rates, self.runs)
         chosen = [
             w
             for w in self.current.values()

@@ -119,7 +119,7 @@ def evaluate_state(
     rates = site_rates(problem)
     cprice = carbon_price(problem, params)
     watts = node_it_watts(after)
-    energy, carbon = run_priced(problem, cprice, placements, later)
+    energy, carbon = run_priced(problem, cprice, rates, placements, later)
     carbon_cny = carbon * cprice / 1000.0
     power = headroom = 0.0
     for si, site in enumerate(problem.scenario.sites):
@@ -161,13 +161,14 @@ def evaluate_state(
 def run_priced(
     problem: Problem,
     cprice: float,
+    hourly: Mapping[str, SiteRates],
     placements: Mapping[str, tuple[ReplicaPlacement, ...]],
     later: Collection[str] = (),
 ) -> tuple[float, float]:
     """Energy CNY and carbon kg per hour that count the replicas placed now (``placements``
-    but ``later``) at the mean rates of their runs rather than the current hour's: each
-    replica's dynamic power times the difference of the two (module docstring). Zero where
-    the problem is not priced over runs."""
+    but ``later``) at the mean rates of their runs rather than the current hour's (``hourly``,
+    as ``site_rates`` gives them): each replica's dynamic power times the difference of the
+    two (module docstring). Zero where the problem is not priced over runs."""
     if not priced_over_runs(problem) or not placements:
         return 0.0, 0.0
     specs = {w.id: w.spec for w in problem.workloads}
@@ -177,7 +178,7 @@ def run_priced(
         return 0.0, 0.0
     current = {
         site: (r.pue / 1000.0 * r.price_cny_per_kwh, r.pue / 1000.0 * r.carbon_kg_per_kwh)
-        for site, r in site_rates(problem).items()
+        for site, r in hourly.items()
     }
     now_s = problem.now.timestamp()
     cluster = problem.cluster

@@ -112,23 +112,21 @@ class RunRates:
 
 class RunMoney:
     """CNY per IT watt-hour (energy and priced carbon, at the site's PUE) of a site over the
-    next ``seconds`` from ``problem.now``: the forecast's mean over the run where the problem
-    is priced over runs (``priced_over_runs``), else the current hour's rates (``hourly``)."""
+    next ``seconds`` from ``problem.now``: the mean of ``runs`` over the run where the problem
+    is priced over runs (``runs`` not None: its span covers the runs asked about), else the
+    current hour's rates (``hourly``)."""
 
     def __init__(
         self,
         problem: Problem,
         cprice: float,
         hourly: Mapping[str, SiteRates],
-        longest_s: float,
+        runs: RunRates | None,
     ) -> None:
-        """``longest_s``: the longest run asked about (seconds), for the forecast's span."""
         self.cprice = cprice
         self.now = problem.now.timestamp() if problem.now is not None else 0.0
         self.hourly = hourly
-        self.runs: RunRates | None = None
-        if priced_over_runs(problem):
-            self.runs = RunRates.from_now(problem, cprice, longest_s)
+        self.runs = runs
 
     def __call__(self, site: str, seconds: float) -> float:
         if self.runs is None or seconds <= 0:

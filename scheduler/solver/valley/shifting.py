@@ -134,7 +134,7 @@ def solve_in_time(
         bound, stats["bound_source"] = outcome.bound, "mip"
     if bound is None:
         stats["bound_source"] = ""
-    return _join(problem, params, elig, result, later, starts, rates, bound, budget.start, stats)
+    return _join(problem, params, elig, result, later, rates, bound, budget.start, stats)
 
 
 def without_reserved(problem: Problem) -> Problem:
@@ -326,37 +326,32 @@ def _join(
     elig: Mapping[str, Eligibility],
     now: PlacementResult,
     later: Mapping[str, tuple[int, tuple[ReplicaPlacement, ...]]],
-    starts: Mapping[str, tuple[int, ...]],
     rates: RunRates,
     bound: float | None,
     started: float,
     time_stats: Mapping[str, Any],
 ) -> PlacementResult:
     """One result of the work started now and the work started later (module docstring)."""
-    assert problem.now is not None
-    now_s = problem.now.timestamp()
     specs = {w.id: w.spec for w in problem.workloads}
     placements = {**now.placements, **{wid: reps for wid, (_, reps) in later.items()}}
     after = apply_placements(problem.cluster, problem, now.placements)
     never_fits = {wid for wid, e in elig.items() if e.final_reason}
     # the work started now is counted at its runs' rates by the objective (``run_priced``)
     b = evaluate_state(problem, after, placements, params, never_fits, later=later.keys())
+    # ... and so are their costs (``build_result``): what is left is the work started later
     energy = carbon = 0.0
     costs = dict(now.costs)
     pools = problem.cluster.pools
-    for wid, reps in placements.items():
+    for wid, (hour, reps) in later.items():
         spec = specs[wid]
-        if wid not in starts:
-            continue
-        start_s = now_s if wid not in later else later[wid][0] * HOUR_S
+        start_s = hour * HOUR_S
         cost = Cost()
         for rp in reps:
             pool = pools[int(problem.cluster.node_pool[problem.cluster.index[rp.node]])]
             dyn = dynamic_watts(pool, spec.resources)
             run = rates.cost(rp.site, start_s, spec.duration_s)
-            if wid in later:
-                energy += dyn * run.energy_cny
-                carbon += dyn * run.carbon_kg
+            energy += dyn * run.energy_cny
+            carbon += dyn * run.carbon_kg
             cost = cost + rates.rates(rp.site, start_s, spec.duration_s).cost(
                 attributed_watts(pool, spec.resources)
             )
