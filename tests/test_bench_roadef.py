@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from scheduler.bench.roadef import canonical, command, find_models
+from scheduler.bench.roadef import (
+    canonical,
+    command,
+    find_models,
+    keep_best,
+    search_seed,
+    solution_path,
+)
 from scheduler.solver.reassign import evaluate, read_assignment, read_model
 
 DATA = Path(__file__).parent / "data" / "roadef"
@@ -75,3 +82,59 @@ def test_malformed_model_fails_before_solving_naming_file_and_line(tmp_path):
 def test_folders_give_their_model_files_and_names_match_the_best_known_table():
     assert find_models([DATA]) == [EXAMPLE]
     assert canonical("b_01") == "b_1" and canonical("a1_2") == "a1_2"
+
+
+def test_two_searches_run_with_their_own_seeds_and_leave_one_solution_file(tmp_path):
+    out = run(
+        "--instances",
+        str(EXAMPLE),
+        "--time-limit",
+        "2",
+        "--best-known",
+        str(BEST),
+        "--searches",
+        "2",
+        "--solutions",
+        str(tmp_path),
+        "--output",
+        "json",
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["params"]["searches"] == 2
+    (row,) = doc["rows"]
+    assert row["searches"] == 2 and len(row["search_costs"]) == 2
+    assert row["cost"] == min(row["search_costs"]) == 2411 and row["all_searches_valid"]
+    assert row["seconds"] <= 2.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["solution_example.txt"]
+
+
+def test_search_seeds_differ_and_the_first_is_the_runs_own():
+    assert search_seed(7, 0) == 7
+    seeds = {search_seed(7, k) for k in range(8)} | {search_seed(8, k) for k in range(8)}
+    assert len(seeds) == 16 and all(0 <= s < 2**63 for s in seeds)
+
+
+def _search(cost: int, valid: bool = True, seconds: float = 1.0) -> dict:
+    return {"instance": "x", "cost": cost, "valid": valid, "seconds": seconds, "seed": cost}
+
+
+def test_the_cheapest_valid_search_is_kept_with_its_solution_file(tmp_path):
+    for k, text in enumerate(["zero\n", "one\n", "two\n"]):
+        solution_path(str(tmp_path), "x", k).write_text(text)
+    rows = [_search(30, seconds=2.0), _search(20), _search(10, valid=False, seconds=3.0)]
+    row = keep_best(rows, str(tmp_path))
+    assert (row["cost"], row["seed"]) == (20, 20)
+    assert row["search_costs"] == [30, 20, 10] and row["all_searches_valid"] is False
+    assert row["seconds"] == 3.0  # they ran at once: the slowest one's
+    assert [p.name for p in tmp_path.iterdir()] == ["solution_x.txt"]
+    assert (tmp_path / "solution_x.txt").read_text() == "one\n"
+
+
+def test_when_no_search_is_valid_the_first_ones_row_and_file_stay(tmp_path):
+    for k in range(2):
+        solution_path(str(tmp_path), "x", k).write_text(f"{k}\n")
+    row = keep_best([_search(30, valid=False), _search(20, valid=False)], str(tmp_path))
+    assert row["cost"] == 30 and row["valid"] is False
+    assert (tmp_path / "solution_x.txt").read_text() == "0\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["solution_x.txt"]
