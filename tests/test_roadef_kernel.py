@@ -185,3 +185,64 @@ def test_evictions_keep_every_rule_and_the_exact_cost_of_the_evaluator(path):
     ev = evaluate(inst, initial, c.assign)
     assert kept and ev.valid and ev.total == c.cost
     assert c.state().cost == c.cost
+
+
+def partners_instance() -> tuple[Instance, np.ndarray]:
+    """p (9) on A (safety 5); on B (safety 10) three processes of 1, 4 and 7: swapping p with
+    them changes the cost by +4, +1 and 0."""
+    i64 = np.int64
+    inst = Instance(
+        name="partners",
+        transient=np.array([False]),
+        weight_load=np.array([1], i64),
+        neighborhood=np.zeros(2, i64),
+        location=np.zeros(2, i64),
+        capacity=np.array([[20], [20]], i64),
+        safety=np.array([[5], [10]], i64),
+        machine_move_cost=np.zeros((2, 2), i64),
+        spread_min=np.zeros(4, i64),
+        dependencies=tuple(np.zeros(0, i64) for _ in range(4)),
+        service=np.arange(4, dtype=i64),
+        requirement=np.array([[9], [1], [4], [7]], i64),
+        process_move_cost=np.zeros(4, i64),
+        balance=np.zeros((0, 3), i64),
+        weight_balance=np.zeros(0, i64),
+        weight_process_move=0,
+        weight_service_move=0,
+        weight_machine_move=0,
+    )
+    return inst, np.array([0, 1, 1, 1], i64)
+
+
+def test_best_swap_takes_the_partner_whose_exchange_costs_least():
+    inst, initial = partners_instance()
+    state = State(inst, initial)
+    assert state.cost == 6
+    assert state.swap_deltas(0, np.array([1, 2, 3])).tolist() == [4, 1, 0]
+    c = Compiled(state)
+    before = [a.copy() for a in c.st]
+    assert annealing.best_swap(c.md, c.st, 0, 1, -1) == (kernel.INF, 3)  # 0 is over the limit
+    assert all(np.array_equal(a, b) for a, b in zip(before, c.st, strict=True))
+    assert annealing.best_swap(c.md, c.st, 0, 1, 0) == (0, 3)
+    assert c.assign.tolist() == [1, 1, 1, 0]
+    ev = evaluate(inst, initial, c.assign)
+    assert ev.valid and ev.total == 6 == c.cost
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(A1_4, marks=needs_shared), pytest.param(A2_2, marks=needs_shared)]
+)
+def test_best_swaps_keep_every_rule_and_the_exact_cost_of_the_evaluator(path):
+    inst, initial = load(path)
+    c = Compiled(State(inst, initial))
+    rng = np.random.default_rng(5)
+    kept = 0
+    for _ in range(300):  # any change accepted: the rules alone decide
+        p, m = int(rng.integers(inst.processes)), int(rng.integers(inst.machines))
+        was = int(c.assign[p])
+        d, q = annealing.best_swap(c.md, c.st, p, m, kernel.INF - 1)
+        kept += d != kernel.INF
+        assert d == kernel.INF or (c.assign[p] == m and c.assign[q] == was)
+    ev = evaluate(inst, initial, c.assign)
+    assert kept and ev.valid and ev.total == c.cost
+    assert c.state().cost == c.cost

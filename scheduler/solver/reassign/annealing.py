@@ -121,6 +121,28 @@ def room_for(md: Any, st: Any, p: int, roomy: Any, room: Any) -> int:
 
 
 @jit
+def best_swap(md: Any, st: Any, p: int, m: int, limit: int) -> tuple[int, int]:
+    """Exchange ``p`` with the process of ``m`` whose exchange is priced lowest
+    (``kernel.swap_estimate``, among those within capacity: ``kernel.swap_fits``), then
+    checked and priced exactly by ``kernel.try_swap`` against ``limit``: a swap aimed at what
+    fits where ``p`` goes, where a random partner is on another machine or a poor fit most of
+    the time. The change (or ``kernel.INF``, nothing applied) and the partner."""
+    assign = st[0]
+    m1 = assign[p]
+    if m1 == m:
+        return kernel.INF, -1
+    best_q, best = -1, kernel.INF
+    for q in range(assign.shape[0]):
+        if assign[q] == m and kernel.swap_fits(md, st, p, q, m1, m):
+            est = kernel.swap_estimate(md, st, p, q, m1, m)
+            if est < best:
+                best_q, best = q, est
+    if best_q < 0:
+        return kernel.INF, -1
+    return kernel.try_swap(md, st, p, best_q, limit), best_q
+
+
+@jit
 def anneal(
     md: Any,
     st: Any,
@@ -139,6 +161,7 @@ def anneal(
     relocate_share: float,
     relocate_tries: int,
     room: Any,
+    best_swap_share: float,
 ) -> int:
     """``iters`` moves of simulated annealing at temperature ``temp``: a move of cost change
     ``d`` is taken with probability ``min(1, exp(-d / temp))`` (the threshold is drawn first,
@@ -146,7 +169,8 @@ def anneal(
     ``hot`` half the time (else from all), a shift's machine from ``roomy`` half the time
     (else from all); ``swap_share`` of the moves are swaps with a random process;
     ``relocate_share`` relocations, their machine aimed by ``room`` (``room_for``)
-    ``RELOCATE_AIMED`` of the time, else drawn from all. ``best`` and
+    ``RELOCATE_AIMED`` of the time, else drawn from all; ``best_swap_share`` swaps with the
+    best-priced partner on a machine aimed the same way (``best_swap``). ``best`` and
     ``ctl`` as for ``search``. Returns the moves taken."""
     if seed >= 0:
         np.random.seed(seed)
@@ -198,7 +222,17 @@ def anneal(
                 continue
             for j in range(buf[buf.shape[0] - 1]):
                 kernel.keep(st, best, log, ctl, buf[j])
-        elif kind < relocate_share + evict_share + swap_share:
+        elif kind < relocate_share + evict_share + best_swap_share:
+            if len(roomy) and np.random.random() < RELOCATE_AIMED:
+                m = room_for(md, st, p, roomy, room)
+            else:
+                m = np.random.randint(n_mach)
+            d, q = best_swap(md, st, p, m, limit)
+            if d == kernel.INF:
+                continue
+            kernel.keep(st, best, log, ctl, p)
+            kernel.keep(st, best, log, ctl, q)
+        elif kind < relocate_share + evict_share + best_swap_share + swap_share:
             q = np.random.randint(n_proc)
             d = kernel.try_swap(md, st, p, q, limit)
             if d == kernel.INF:

@@ -292,31 +292,51 @@ def check_local(md: Any, st: Any, m1: int, m2: int, p: int, q: int) -> bool:
 
 
 @jit
-def try_swap(md: Any, st: Any, p: int, q: int, limit: int) -> int:
-    """Exchange the machines of ``p`` and ``q`` when every rule holds and the exact cost
-    change is at most ``limit``; the change, or ``INF`` (nothing applied)."""
-    req, pmc, init, cap, mmc, trm, w = md[0], md[1], md[3], md[4], md[8], md[10], md[13]
-    assign, usage, trans, mcost = st[0], st[1], st[2], st[3]
-    m1, m2 = assign[p], assign[q]
-    if m1 == m2:
-        return INF
+def swap_fits(md: Any, st: Any, p: int, q: int, m1: int, m2: int) -> bool:
+    """Whether ``p`` (on ``m1``) and ``q`` (on ``m2``) exchanged keep both machines within
+    capacity and transient capacity."""
+    req, init, cap, trm = md[0], md[3], md[4], md[10]
+    usage, trans = st[1], st[2]
     op, oq = init[p], init[q]
     for r in range(usage.shape[1]):
         if usage[m1, r] - req[p, r] + req[q, r] > cap[m1, r]:
-            return INF
+            return False
         if usage[m2, r] - req[q, r] + req[p, r] > cap[m2, r]:
-            return INF
+            return False
         if trm[r]:
             t1 = trans[m1, r] + (req[q, r] if m1 != oq else 0) - (req[p, r] if m1 != op else 0)
             t2 = trans[m2, r] + (req[p, r] if m2 != op else 0) - (req[q, r] if m2 != oq else 0)
             if t1 > cap[m1, r] or t2 > cap[m2, r]:
-                return INF
+                return False
+    return True
+
+
+@jit
+def swap_estimate(md: Any, st: Any, p: int, q: int, m1: int, m2: int) -> int:
+    """The cost change of exchanging ``p`` (on ``m1``) and ``q`` (on ``m2``) but for the
+    service-move cost: load and balance of the two machines, process and machine moves."""
+    pmc, init, mmc, w = md[1], md[3], md[8], md[13]
+    usage, mcost = st[1], st[3]
+    op, oq = init[p], init[q]
     est = machine_cost(md, usage, m1, q, p) - mcost[m1]
     est += machine_cost(md, usage, m2, p, q) - mcost[m2]
     cp = (1 if m2 != op else 0) - (1 if m1 != op else 0)
     cq = (1 if m1 != oq else 0) - (1 if m2 != oq else 0)
     est += w[0] * (pmc[p] * cp + pmc[q] * cq)
     est += w[2] * (mmc[op, m2] - mmc[op, m1] + mmc[oq, m1] - mmc[oq, m2])
+    return est
+
+
+@jit
+def try_swap(md: Any, st: Any, p: int, q: int, limit: int) -> int:
+    """Exchange the machines of ``p`` and ``q`` when every rule holds and the exact cost
+    change is at most ``limit``; the change, or ``INF`` (nothing applied)."""
+    w = md[13]
+    assign = st[0]
+    m1, m2 = assign[p], assign[q]
+    if m1 == m2 or not swap_fits(md, st, p, q, m1, m2):
+        return INF
+    est = swap_estimate(md, st, p, q, m1, m2)
     if est - 2 * w[1] > limit:  # the service-move cost can fall by two steps at most
         return INF
     before = total_cost(md, st)

@@ -255,6 +255,7 @@ def anneal(
     evict_share: float = 0.02,
     relocate_share: float = 0.0,
     relocate_tries: int = 0,
+    best_swap_share: float = 0.0,
     max_moves: int | None = None,
 ) -> tuple[State, dict[str, int]]:
     """The best state simulated annealing from ``state`` meets before ``deadline`` (or within
@@ -265,7 +266,9 @@ def anneal(
     ``swap_share`` of the moves are swaps, ``evict_share`` make room for a process on a full
     machine by moving some of its processes off (``kernel.try_evict``), ``relocate_share``
     relocate a process (``relocate.relocate``: room made for it), half of them to a machine
-    with room in the resource it costs most in (``annealing.room_for``), the rest shifts."""
+    with room in the resource it costs most in (``annealing.room_for``), ``best_swap_share``
+    swap with the best-priced partner on such a machine (``annealing.best_swap``), the rest
+    shifts."""
     c = Compiled(state)
     rng = np.random.default_rng(seed)
     start_cost = c.cost
@@ -307,6 +310,7 @@ def anneal(
             relocate_share,
             relocate_tries,
             room,
+            best_swap_share,
         )
         stream = -1
         tried += n

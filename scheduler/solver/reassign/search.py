@@ -3,8 +3,10 @@ search.
 
 0. **Simulated annealing** (``local.anneal``, compiled: ``annealing``) from the initial
    assignment for ``anneal_share`` of the time limit, where ``anneals`` says so (small
-   instances with no transient resource): shifts, swaps and evictions, the temperature
-   falling geometrically from a multiple of the typical rise of a random shift. Before it, a
+   instances with no transient resource): shifts, swaps with a random partner or (a
+   ``best_swap_share`` of every annealing's moves) with the best-priced one on a machine with
+   room (``annealing.best_swap``) and evictions, the temperature falling geometrically from a
+   multiple of the typical rise of a random shift. Before it, a
    process that holds a large share of the cost and that no shift moves off is relocated
    (``local.release``: room made for it elsewhere), even at a price.
 1. **Steepest descent** (``local.descend``, compiled: ``kernel``) from the initial assignment
@@ -98,6 +100,10 @@ class SearchParams:
     release_share: float = 0.05  # before the first annealing, a process whose leaving would
     # save this share of the cost and that no shift moves off is relocated (``local.release``)
     release_price: float = 0.25  # when that costs at most this share of what leaving saves
+    best_swap_share: float = 0.15  # share of every annealing's moves that swap with the
+    # best-priced partner on an aimed machine (``annealing.best_swap``; 120-s searches, seeds
+    # 0 / 1 / 2: a2_5 366.7 / 363.2 / 368.5 M against 376.4 / 384.6 / 363.7 M without, a2_2
+    # 821.9 / 835.5 M against 828.1 / 832.0 M, seeds 0 / 1)
     reheat: float = 0.3  # when its state is the better start: the heat of a second annealing
     # in late acceptance's place (0: late acceptance all the same)
 
@@ -117,11 +123,12 @@ class SearchParams:
             or self.release_price < 0
             or not 0 <= self.relocate_share <= 1
             or not 0 <= self.settle_relocate_share <= 1
+            or not 0 <= self.best_swap_share <= 1
         ):
             raise ValueError(
-                "climb_share, la_share, la_chains, anneal_share, relocate_share and"
-                " settle_relocate_share in [0, 1]; la_margin, reheat, release_share and"
-                " release_price >= 0"
+                "climb_share, la_share, la_chains, anneal_share, relocate_share,"
+                " settle_relocate_share and best_swap_share in [0, 1]; la_margin, reheat,"
+                " release_share and release_price >= 0"
             )
 
 
@@ -208,6 +215,7 @@ def reassign(
             state,
             started + params.anneal_share * time_limit_s,
             int(rng.integers(1 << 30)),
+            best_swap_share=params.best_swap_share,
             max_moves=max_anneal if max_anneal is not None else max_la,
         )
         stats.update(anneal_stats)
@@ -269,6 +277,7 @@ def reassign(
             # home is where an evictee most often fits only when it holds transient
             # resources there (a2_5, none: its later annealing gained less in a trial)
             relocate_tries=params.relocate_tries if inst.transient.any() else 0,
+            best_swap_share=params.best_swap_share,
             max_moves=max_la,
         )
         stats.update({f"{prefix}{k}": v for k, v in again_stats.items()})
