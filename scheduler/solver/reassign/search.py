@@ -299,7 +299,10 @@ def reassign(
         if len(on) > params.lns_free:
             on = np.sort(rng.choice(on, params.lns_free, replace=False))
         away = returners(state, machines.tolist(), params.lns_returners)
-        limit = min(params.lns_time_s, deadline - time.perf_counter())
+        limit = deadline - time.perf_counter()
+        if max_lns is None:  # capped, only the deterministic limit may end a neighbourhood
+            # (under load the wall limit came first and the same seed gave another answer)
+            limit = min(params.lns_time_s, limit)
         improved = solve_neighbourhood(
             state,
             machines.tolist(),
