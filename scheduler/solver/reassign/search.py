@@ -300,8 +300,9 @@ def reassign(
             on = np.sort(rng.choice(on, params.lns_free, replace=False))
         away = returners(state, machines.tolist(), params.lns_returners)
         limit = deadline - time.perf_counter()
-        if max_lns is None:  # capped, only the deterministic limit may end a neighbourhood
-            # (under load the wall limit came first and the same seed gave another answer)
+        # capped (max_lns), only the deterministic limit ends a neighbourhood: under load the
+        # wall limit came first and the same seed gave another answer
+        if max_lns is None:
             limit = min(params.lns_time_s, limit)
         improved = solve_neighbourhood(
             state,
