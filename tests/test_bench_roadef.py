@@ -28,19 +28,17 @@ def run(*args: str):
     return CliRunner().invoke(command, list(args), catch_exceptions=False)
 
 
-def test_json_rows_carry_the_instance_costs_bound_score_and_validity(tmp_path):
-    out = run(
-        "--instances",
-        str(EXAMPLE),
-        "--time-limit",
-        "2",
-        "--best-known",
-        str(BEST),
-        "--solutions",
-        str(tmp_path),
-        "--output",
-        "json",
+def run_example_json(solutions: Path, *extra: str):
+    """The example for 2 s against its best known cost, JSON out, solutions to ``solutions``."""
+    return run(
+        *("--instances", str(EXAMPLE), "--time-limit", "2", "--best-known", str(BEST)),
+        *extra,
+        *("--solutions", str(solutions), "--output", "json"),
     )
+
+
+def test_json_rows_carry_the_instance_costs_bound_score_and_validity(tmp_path):
+    out = run_example_json(tmp_path)
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
     assert doc["suite"] == "roadef"
@@ -85,20 +83,7 @@ def test_folders_give_their_model_files_and_names_match_the_best_known_table():
 
 
 def test_two_searches_run_with_their_own_seeds_and_leave_one_solution_file(tmp_path):
-    out = run(
-        "--instances",
-        str(EXAMPLE),
-        "--time-limit",
-        "2",
-        "--best-known",
-        str(BEST),
-        "--searches",
-        "2",
-        "--solutions",
-        str(tmp_path),
-        "--output",
-        "json",
-    )
+    out = run_example_json(tmp_path, "--searches", "2")
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
     assert doc["params"]["searches"] == 2
